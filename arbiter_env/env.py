@@ -1,0 +1,321 @@
+"""The batch-size environment."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from arbiter_env.actions import ActionEncoding, ActionEncodingName
+from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
+from arbiter_env.rewards import RewardConfig, interval_reward
+from arbiter_env.stats import GradientStatistics
+from arbiter_env.tasks.registry import make_task
+from arbiter_env.tasks.spec import Task
+from arbiter_env.trainer import InnerTrainer, LrScaling
+
+_NAN_STATS = GradientStatistics(
+    grad_sq_norm=math.nan,
+    trace_covariance=math.nan,
+    noise_scale=math.nan,
+    half_batch_cosine=math.nan,
+    mean_grad_norm=math.nan,
+    probe_size=0,
+)
+
+
+class BatchSizeEnv(gym.Env):
+    """Train a neural network and choose its batch size as you go.
+
+    ## Description
+
+    An episode is one whole inner training run of a task (data, model, optimizer, sample budget)
+    from a freshly seeded initialisation. The budget is counted in training samples (epochs × size
+    of the training part), so a larger batch means fewer, cleaner updates for the same data. The
+    budget is cut into ``num_intervals`` scheduling intervals of (nearly) equal size; each step
+    trains one interval with the batch size the action selects. Interval ``i`` covers samples
+    ``round(i·N/K)`` to ``round((i+1)·N/K)``; its last batch is shorter when the batch size does
+    not divide the slice, so the budget is consumed exactly.
+
+    ## Action Space
+
+    One geometric ladder of batch sizes from ``batch_min`` to ``batch_max`` (by default one rung
+    per doubling: 8, 16, ..., 512), encoded as chosen by ``action_encoding``:
+
+    | encoding       | space               | meaning                                            |
+    |----------------|---------------------|----------------------------------------------------|
+    | ``discrete``   | ``Discrete(k)``     | index into the ladder                              |
+    | ``continuous`` | ``Box(-1, 1, (1,))``| log-uniform onto ``[batch_min, batch_max]``, rounded |
+    | ``relative``   | ``Discrete(3)``     | 0 halve, 1 keep, 2 double the current size (clipped) |
+
+    ``env.encode(batch_size)`` and ``env.decode(action)`` translate both ways. An action outside
+    the space raises ``ValueError``.
+
+    ## Observation Space
+
+    ``Box(low, high, (14,), float32)``; never NaN or infinite. A non-finite or out-of-range value
+    is clipped to its bound and raises entry 13. Gradient statistics are measured after each
+    interval on a probe batch of ``task.probe_size`` training examples, in evaluation mode.
+
+    | index | name                   | meaning                                         | range       |
+    |-------|------------------------|-------------------------------------------------|-------------|
+    | 0     | progress               | fraction of the sample budget consumed          | [0, 1]      |
+    | 1     | log2_batch_size        | log2 of the batch size of the last interval     | [0, 20]     |
+    | 2     | log10_lr               | log10 of the learning rate of the last interval | [-10, 2]    |
+    | 3     | train_loss             | mean training loss over the last interval       | [0, 100]    |
+    | 4     | val_loss               | validation loss after the interval              | [0, 100]    |
+    | 5     | val_accuracy           | validation accuracy after the interval          | [0, 1]      |
+    | 6     | val_log_loss_change    | log val loss now minus before the interval      | [-10, 10]   |
+    | 7     | log10_grad_sq_norm     | log10 \\|G\\|², unbiased squared gradient norm   | [-30, 30]   |
+    | 8     | log10_trace_cov        | log10 tr(Σ) of the per-sample gradients         | [-30, 30]   |
+    | 9     | log10_noise_scale      | log10 B_simple = tr(Σ)/\\|G\\|²                  | [-30, 30]   |
+    | 10    | half_batch_cosine      | cosine between the two half-probe gradients     | [-1, 1]     |
+    | 11    | log10_mean_grad_norm   | log10 ‖ḡ‖ of the probe's mean gradient          | [-30, 30]   |
+    | 12    | log2_probe_size        | log2 of the probe size P                        | [0, 20]     |
+    | 13    | clipped                | 1 if any entry was non-finite or clipped        | {0, 1}      |
+
+    In the first observation the training loss is the validation loss at initialisation and the
+    batch size is ``task.batch_start``. ``info`` holds the raw values, the batch size and learning
+    rate used, samples and updates so far, and wall time; the final step adds the test loss and
+    accuracy (the test split is used for nothing else).
+
+    ## Rewards
+
+    By default ``log L_val(before) − log L_val(after)``: the decrease of the log validation loss,
+    so the return of an episode is the log of the total improvement. A diverged interval (a
+    non-finite loss or parameter) is rewarded ``-divergence_penalty`` (10). ``RewardConfig`` adds a
+    final-accuracy bonus and a cost per interval in inner updates (deterministic) or in wall time.
+
+    ## Starting State
+
+    A fresh initialisation of the task's network, seeded from ``reset(seed=...)``, with the batch
+    size at ``task.batch_start`` and the learning rate at the task's. Initialisation, batch order,
+    dropout, probe and validation draws all come from generators the environment seeds, so the
+    same seed and actions give a bit-identical trajectory on the CPU.
+
+    ## Episode End
+
+    ``terminated`` is ``True`` when the budget is spent (after ``num_intervals`` steps) or when the
+    inner run diverges (``info["diverged"] = True``). ``truncated`` is always ``False``; wrap the
+    environment in ``TimeLimit`` to cut episodes short.
+
+    ## Arguments
+
+    ```python
+    gym.make("arbiter_env/BatchSize-v0", task="digits-mlp", action_encoding="discrete")
+    ```
+
+    * ``task``: a registered task name (``arbiter_env.list_tasks()``) or a :class:`Task`.
+    * ``task_kwargs``: passed to ``make_task``: builder arguments such as ``data_dir`` and task
+      field overrides such as ``epochs`` or ``optimizer={"lr": 0.05}``.
+    * ``action_encoding``: ``"discrete"`` (default), ``"continuous"`` or ``"relative"``.
+    * ``num_intervals``: scheduling intervals per episode (default: the task's, 20 for built-ins).
+    * ``reward``: a :class:`RewardConfig` or a dict of its fields.
+    * ``lr_scaling``: ``"none"`` (default), ``"linear"`` or ``"sqrt"`` rescaling of the learning
+      rate with the batch size, relative to ``base_batch_size`` (default ``task.batch_start``).
+    * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        task: str | Task = "digits-mlp",
+        *,
+        task_kwargs: dict[str, Any] | None = None,
+        action_encoding: ActionEncodingName = "discrete",
+        num_intervals: int | None = None,
+        reward: RewardConfig | dict[str, Any] | None = None,
+        lr_scaling: LrScaling = "none",
+        base_batch_size: int | None = None,
+        ladder_size: int | None = None,
+        render_mode: None = None,
+    ):
+        if render_mode is not None:
+            raise ValueError(f"BatchSizeEnv renders nothing; got render_mode={render_mode!r}.")
+        if isinstance(task, str):
+            task = make_task(task, **(task_kwargs or {}))
+        elif isinstance(task, Task):
+            if task_kwargs:
+                task = task.replace(**task_kwargs)
+        else:
+            raise TypeError(f"`task` must be a task name or a Task, got {type(task).__name__}.")
+        if num_intervals is not None:
+            task = task.replace(num_intervals=num_intervals)
+        if isinstance(reward, dict):
+            reward = RewardConfig(**reward)
+        self.reward_config = reward or RewardConfig()
+        self.task = task
+        self.trainer = InnerTrainer(task, lr_scaling=lr_scaling, base_batch_size=base_batch_size)
+        self.action_encoding = ActionEncoding(
+            action_encoding, task.batch_min, task.batch_max, ladder_size
+        )
+        self.action_space = self.action_encoding.space
+        self.observation_space = spaces.Box(OBSERVATION_LOW, OBSERVATION_HIGH, dtype=np.float32)
+        self.budget = self.trainer.budget
+        if self.budget < task.num_intervals:
+            raise ValueError(
+                f"Task {task.name!r}: a budget of {self.budget} samples cannot fill "
+                f"{task.num_intervals} intervals; raise epochs or lower num_intervals."
+            )
+        # Interval i covers samples [boundaries[i], boundaries[i + 1]).
+        self.interval_boundaries = [
+            round(i * self.budget / task.num_intervals) for i in range(task.num_intervals + 1)
+        ]
+        self._interval = 0
+        self._done = True
+
+    # --- batch sizes ----------------------------------------------------------------------------
+
+    @property
+    def batch_size(self) -> int:
+        """Batch size of the last interval (``task.batch_start`` before the first step)."""
+        return self.trainer.batch_size
+
+    @property
+    def ladder(self) -> np.ndarray:
+        """The batch sizes of the discrete ladder."""
+        return self.action_encoding.ladder
+
+    def decode(self, action: Any) -> int:
+        """Batch size that ``action`` selects from the current state."""
+        return self.action_encoding.decode(action, self.batch_size)
+
+    def encode(self, batch_size: int) -> Any:
+        """Action that moves the batch size as close to ``batch_size`` as one step allows."""
+        return self.action_encoding.encode(batch_size, self.batch_size)
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Sets the base learning rate for the following intervals (see ``InnerTrainer.set_base_lr``)."""
+        self.trainer.set_base_lr(lr)
+
+    # --- gymnasium API --------------------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        episode_seed = int(self.np_random.integers(2**63 - 1))
+        self.trainer.reset(episode_seed)
+        self._interval = 0
+        self._done = False
+        self._episode_start = time.perf_counter()
+        val_loss, val_accuracy = self.trainer.evaluate("validation")
+        self._val_loss = val_loss
+        stats = self.trainer.gradient_statistics()
+        observation = build_observation(
+            progress=0.0,
+            batch_size=self.trainer.batch_size,
+            lr=self.trainer.lr_for(self.trainer.batch_size),
+            train_loss=val_loss,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            val_log_loss_change=0.0,
+            stats=stats,
+        )
+        info = self._info(
+            train_loss=math.nan,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            stats=stats,
+            interval_updates=0,
+            interval_wall_time=0.0,
+            diverged=False,
+        )
+        return observation, info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._done:
+            raise RuntimeError("The episode has ended; call reset() before step().")
+        batch_size = self.decode(action)
+        start, stop = self.interval_boundaries[self._interval : self._interval + 2]
+        started = time.perf_counter()
+        result = self.trainer.train(batch_size, stop - start)
+        self._interval += 1
+        diverged = result.diverged
+        stats = _NAN_STATS
+        val_loss = val_accuracy = math.nan
+        if not diverged:
+            val_loss, val_accuracy = self.trainer.evaluate("validation")
+            diverged = not math.isfinite(val_loss)
+        if not diverged:
+            stats = self.trainer.gradient_statistics()
+        wall_time = time.perf_counter() - started
+        terminated = diverged or self._interval == self.task.num_intervals
+        reward = interval_reward(
+            self.reward_config,
+            previous_val_loss=self._val_loss,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            diverged=diverged,
+            terminal=terminated,
+            updates=result.updates,
+            budget=self.budget,
+            wall_time=wall_time,
+        )
+        observation = build_observation(
+            progress=self.trainer.samples_seen / self.budget,
+            batch_size=batch_size,
+            lr=self.trainer.lr_for(batch_size),
+            train_loss=result.train_loss,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            val_log_loss_change=_log_ratio(val_loss, self._val_loss),
+            stats=stats,
+        )
+        info = self._info(
+            train_loss=result.train_loss,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            stats=stats,
+            interval_updates=result.updates,
+            interval_wall_time=wall_time,
+            diverged=diverged,
+        )
+        if terminated:
+            self._done = True
+            if not diverged:
+                info["test_loss"], info["test_accuracy"] = self.trainer.evaluate("test")
+        self._val_loss = val_loss
+        return observation, float(reward), terminated, False, info
+
+    def _info(
+        self,
+        *,
+        train_loss: float,
+        val_loss: float,
+        val_accuracy: float,
+        stats: GradientStatistics,
+        interval_updates: int,
+        interval_wall_time: float,
+        diverged: bool,
+    ) -> dict[str, Any]:
+        return {
+            "interval": self._interval,
+            "batch_size": self.trainer.batch_size,
+            "lr": self.trainer.current_lr,
+            "samples": self.trainer.samples_seen,
+            "updates": self.trainer.updates,
+            "interval_updates": interval_updates,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            **stats.as_dict(),
+            "wall_time": interval_wall_time,
+            "episode_wall_time": time.perf_counter() - self._episode_start,
+            "diverged": diverged,
+        }
+
+
+def _log_ratio(new: float, old: float) -> float:
+    if not (math.isfinite(new) and math.isfinite(old)) or new <= 0 or old <= 0:
+        return math.nan
+    return math.log(new) - math.log(old)

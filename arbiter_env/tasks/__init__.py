@@ -1,0 +1,16 @@
+"""What is trained: data sets, models, task descriptions and the task registry."""
+
+from arbiter_env.tasks.datasets import ClassificationData, from_tensors, from_torch_datasets
+from arbiter_env.tasks.registry import list_tasks, make_task, register_task
+from arbiter_env.tasks.spec import OptimizerConfig, Task
+
+__all__ = [
+    "ClassificationData",
+    "OptimizerConfig",
+    "Task",
+    "from_tensors",
+    "from_torch_datasets",
+    "list_tasks",
+    "make_task",
+    "register_task",
+]

@@ -1,0 +1,170 @@
+"""What is trained: a task is data + model + optimizer + budget, described by a frozen dataclass.
+
+A :class:`Task` holds *factories* rather than built objects, so that one task description can build
+any number of freshly seeded episodes and can be pickled into subprocess workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from arbiter_env.tasks.datasets import ClassificationData
+
+DataFactory = Callable[[], ClassificationData]
+"""Returns the train/test data of a task. Called once per process and cached by the task."""
+
+ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
+"""``(input_shape, num_classes) -> model`` whose last registered ``nn.Linear`` is the output layer."""
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter], "OptimizerConfig"], torch.optim.Optimizer]
+"""``(parameters, config) -> optimizer``; used when ``OptimizerConfig.name`` is ``"custom"``."""
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """The inner optimizer and its hyperparameters.
+
+    Args:
+        name: ``"sgd"`` (with optional momentum, Nesterov and weight decay), ``"adam"``, or
+            ``"custom"`` together with ``factory``.
+        lr: Learning rate at the base batch size (see ``BatchSizeEnv(lr_scaling=...)``).
+        momentum: SGD momentum; ignored by Adam.
+        weight_decay: L2 penalty passed to the optimizer.
+        nesterov: Nesterov momentum for SGD.
+        betas: Adam's moment coefficients.
+        factory: ``(parameters, config) -> torch.optim.Optimizer`` for any other optimizer. The
+            optimizer must keep its learning rate in ``param_groups[i]["lr"]`` so that the trainer
+            can rescale it.
+    """
+
+    name: Literal["sgd", "adam", "custom"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    factory: OptimizerFactory | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ("sgd", "adam", "custom"):
+            raise ValueError(
+                f"Unknown optimizer {self.name!r}: use 'sgd', 'adam', or 'custom' with a factory."
+            )
+        if (self.name == "custom") != (self.factory is not None):
+            raise ValueError("Pass `factory` exactly when the optimizer name is 'custom'.")
+        _require(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}.")
+        _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}.")
+        _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}.")
+
+    def build(self, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
+        """Creates the optimizer over ``parameters``."""
+        if self.name == "sgd":
+            return torch.optim.SGD(
+                parameters,
+                lr=self.lr,
+                momentum=self.momentum,
+                weight_decay=self.weight_decay,
+                nesterov=self.nesterov,
+            )
+        if self.name == "adam":
+            return torch.optim.Adam(
+                parameters, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay
+            )
+        assert self.factory is not None
+        return self.factory(parameters, self)
+
+
+@dataclass(frozen=True)
+class Task:
+    """A complete description of one inner training problem.
+
+    The budget is counted in training samples: ``epochs`` passes over the training part of the
+    train split (the rest is held out for validation). It is divided into ``num_intervals``
+    scheduling intervals; the environment takes one step per interval.
+
+    Args:
+        name: Name shown in logs and used by the task registry.
+        data: Factory returning the :class:`ClassificationData` (called once per process).
+        model: Factory ``(input_shape, num_classes) -> nn.Module``; its last ``nn.Linear`` is the
+            output layer, which the hyper-learning interface hooks.
+        optimizer: Inner optimizer settings.
+        epochs: Sample budget in epochs of the training part; may be fractional.
+        num_intervals: Number of scheduling intervals (environment steps) per episode.
+        batch_min: Smallest batch size an agent may choose.
+        batch_max: Largest batch size an agent may choose.
+        batch_start: Batch size used before the first decision, reported in the first observation.
+        validation_fraction: Fraction of the train split held out for validation (paper: 0.2).
+        split_seed: Seed of the fixed train/validation split. It is part of the task, not of the
+            episode, so that every episode and controller is validated on the same examples.
+        probe_size: Number of training examples used for the per-interval gradient statistics.
+        eval_batch_size: Chunk size for evaluating validation and test losses.
+        device: Torch device for data, model and statistics (``"cpu"``, ``"cuda"``, ...).
+    """
+
+    name: str
+    data: DataFactory
+    model: ModelFactory
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    epochs: float = 10.0
+    num_intervals: int = 20
+    batch_min: int = 8
+    batch_max: int = 512
+    batch_start: int = 128
+    validation_fraction: float = 0.2
+    split_seed: int = 0
+    probe_size: int = 64
+    eval_batch_size: int = 4096
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name), "A task needs a non-empty name.")
+        _require(callable(self.data), "Task.data must be a callable returning ClassificationData.")
+        _require(callable(self.model), "Task.model must be a callable (input_shape, classes).")
+        _require(
+            self.epochs > 0 and math.isfinite(self.epochs),
+            f"epochs must be > 0, got {self.epochs}.",
+        )
+        _require(self.num_intervals >= 1, f"num_intervals must be >= 1, got {self.num_intervals}.")
+        _require(
+            1 <= self.batch_min <= self.batch_start <= self.batch_max,
+            "Need 1 <= batch_min <= batch_start <= batch_max, got "
+            f"{self.batch_min}, {self.batch_start}, {self.batch_max}.",
+        )
+        _require(
+            0 < self.validation_fraction < 1,
+            f"validation_fraction must be in (0, 1), got {self.validation_fraction}.",
+        )
+        _require(self.probe_size >= 4, f"probe_size must be >= 4, got {self.probe_size}.")
+        _require(self.eval_batch_size >= 1, "eval_batch_size must be >= 1.")
+        try:
+            torch.device(self.device)
+        except RuntimeError as error:
+            raise ValueError(f"Invalid device {self.device!r}: {error}") from None
+
+    def replace(self, **changes: object) -> Task:
+        """Returns a copy with some fields changed, validated again (``dataclasses.replace``).
+
+        ``optimizer`` may be given as a dict of :class:`OptimizerConfig` fields to change.
+        """
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(
+                f"Unknown task field(s) {sorted(unknown)}; valid fields: "
+                f"{[f.name for f in dataclasses.fields(self)]}."
+            )
+        optimizer = changes.get("optimizer")
+        if isinstance(optimizer, dict):
+            changes["optimizer"] = dataclasses.replace(self.optimizer, **optimizer)
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)

@@ -1,0 +1,444 @@
+"""How a task is trained: the one place that runs inner training.
+
+The :class:`InnerTrainer` keeps the data as tensors on the task's device and draws batches with an
+:class:`EpochSampler`, so the batch size can change at every call without rebuilding a DataLoader.
+It also exposes the *hyper-learning interface* that white-box agents such as Arbiter need and RL
+agents never touch:
+
+* :attr:`InnerTrainer.head` is the network's final ``nn.Linear``;
+* :meth:`InnerTrainer.inject_before_head` replaces the head's input features ``x`` by ``fn(x)``
+  while the context is open (Arbiter injects ``x + stopgrad(x) ⊙ h``);
+* :meth:`InnerTrainer.penultimate_features` returns those features for any inputs;
+* :meth:`InnerTrainer.sample_validation` draws fresh validation examples;
+* :meth:`InnerTrainer.add_step_hook` runs a callback after every inner update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from arbiter_env.stats import GradientStatistics, gradient_statistics
+from arbiter_env.tasks.datasets import ClassificationData
+from arbiter_env.tasks.spec import Task
+
+LrScaling = Literal["none", "linear", "sqrt"]
+LR_SCALING_RULES: dict[str, Callable[[float], float]] = {
+    "none": lambda ratio: 1.0,
+    "linear": lambda ratio: ratio,
+    "sqrt": math.sqrt,
+}
+
+
+class EpochSampler:
+    """Draws batches from a stream of epoch permutations, with a cursor.
+
+    Every run of ``n`` consecutive samples that starts at an epoch boundary holds each example
+    exactly once, whatever the batch sizes asked for; a batch that crosses a boundary takes the
+    rest of one epoch and the start of the next. Each epoch's permutation is applied to the data
+    once (one gather per epoch), so a batch is a contiguous slice, which is cheaper than gathering
+    every batch as a ``DataLoader`` does.
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+        if inputs.shape[0] != targets.shape[0] or inputs.shape[0] == 0:
+            raise ValueError("The sampler needs as many targets as inputs, and at least one.")
+        self._inputs = inputs
+        self._targets = targets
+        self._generator = generator
+        self.num_examples = inputs.shape[0]
+        self.samples_drawn = 0
+        self._cursor = self.num_examples  # start a fresh permutation on the first draw
+        self._epoch_inputs = inputs
+        self._epoch_targets = targets
+
+    def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        parts_x, parts_y = [], []
+        needed = batch_size
+        while needed > 0:
+            if self._cursor == self.num_examples:
+                self._start_epoch()
+            take = min(needed, self.num_examples - self._cursor)
+            stop = self._cursor + take
+            parts_x.append(self._epoch_inputs[self._cursor : stop])
+            parts_y.append(self._epoch_targets[self._cursor : stop])
+            self._cursor = stop
+            needed -= take
+        self.samples_drawn += batch_size
+        if len(parts_x) == 1:
+            return parts_x[0], parts_y[0]
+        return torch.cat(parts_x), torch.cat(parts_y)
+
+    def _start_epoch(self) -> None:
+        order = torch.randperm(self.num_examples, generator=self._generator)
+        order = order.to(self._inputs.device)
+        self._epoch_inputs = self._inputs[order]
+        self._epoch_targets = self._targets[order]
+        self._cursor = 0
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a step hook receives after each inner update."""
+
+    trainer: InnerTrainer
+    update: int
+    """Number of inner updates so far in the episode, this one included."""
+    batch_size: int
+    """Size of the batch just used (the last batch of an interval may be shorter)."""
+    loss: torch.Tensor
+    """Training loss of the batch, detached; calling ``.item()`` forces a device sync."""
+
+
+StepHook = Callable[[StepInfo], None]
+
+
+@dataclass(frozen=True)
+class IntervalResult:
+    """Outcome of :meth:`InnerTrainer.train`."""
+
+    train_loss: float
+    """Mean training loss over the interval's samples (non-finite when the run diverged)."""
+    updates: int
+    samples: int
+    diverged: bool
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The task's data on its device: train part, validation part, and test split."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+
+_DATA_CACHE: dict[object, ClassificationData] = {}
+
+
+def load_task_data(task: Task) -> ClassificationData:
+    """Loads the task's data once per process (data factories may take seconds)."""
+    if task.data not in _DATA_CACHE:
+        data = task.data()
+        if not isinstance(data, ClassificationData):
+            raise TypeError(
+                f"Task {task.name!r}: its data factory returned {type(data).__name__}; it must "
+                "return ClassificationData (see arbiter_env.tasks.from_tensors)."
+            )
+        _DATA_CACHE[task.data] = data
+    return _DATA_CACHE[task.data]
+
+
+def split_task_data(task: Task) -> DataSplits:
+    """Splits the train split into train and validation parts with the task's ``split_seed``."""
+    data = load_task_data(task)
+    n = data.x_train.shape[0]
+    n_val = int(round(task.validation_fraction * n))
+    if n_val < 1 or n - n_val < 1:
+        raise ValueError(
+            f"Task {task.name!r}: {n} training examples cannot be split with validation_fraction="
+            f"{task.validation_fraction}; both parts need at least one example."
+        )
+    order = torch.from_numpy(np.random.default_rng(task.split_seed).permutation(n))
+    val_idx, train_idx = order[:n_val], order[n_val:]
+    device = torch.device(task.device)
+    return DataSplits(
+        x_train=data.x_train[train_idx].to(device),
+        y_train=data.y_train[train_idx].to(device),
+        x_val=data.x_train[val_idx].to(device),
+        y_val=data.y_train[val_idx].to(device),
+        x_test=data.x_test.to(device),
+        y_test=data.y_test.to(device),
+        num_classes=data.num_classes,
+    )
+
+
+class InnerTrainer:
+    """Trains a task's network with whatever batch size it is given.
+
+    Args:
+        task: The task to train.
+        lr_scaling: How the learning rate follows the batch size B: ``"none"`` keeps it,
+            ``"linear"`` multiplies it by B/B₀ and ``"sqrt"`` by √(B/B₀).
+        base_batch_size: B₀ of the rescaling rule; defaults to ``task.batch_start``.
+    """
+
+    def __init__(
+        self, task: Task, *, lr_scaling: LrScaling = "none", base_batch_size: int | None = None
+    ):
+        if lr_scaling not in LR_SCALING_RULES:
+            raise ValueError(
+                f"Unknown lr_scaling {lr_scaling!r}; choose one of {sorted(LR_SCALING_RULES)}."
+            )
+        self.task = task
+        self.device = torch.device(task.device)
+        self.data = split_task_data(task)
+        self.lr_scaling: LrScaling = lr_scaling
+        self.base_batch_size = base_batch_size or task.batch_start
+        if self.base_batch_size < 1:
+            raise ValueError(f"base_batch_size must be >= 1, got {self.base_batch_size}.")
+        self.budget = int(round(task.epochs * self.data.x_train.shape[0]))
+        self._step_hooks: OrderedDict[int, StepHook] = OrderedDict()
+        self.model: nn.Module | None = None
+
+    # --- episode life cycle ---------------------------------------------------------------------
+
+    def reset(self, seed: int) -> None:
+        """Starts a new inner run: fresh initialisation, optimizer, sampler and counters.
+
+        Every random stream of the episode (initialisation, batch order, dropout, probe batches,
+        validation draws) comes from generators seeded here, never from global RNG state.
+        """
+        init_seed, sampler_seed, dropout_seed, probe_seed, val_seed = (
+            int(s) for s in np.random.SeedSequence(seed).generate_state(5)
+        )
+        # nn.Module initialisers only use the global generator; fork it so that the global state
+        # is restored afterwards and the initialisation depends on `seed` alone.
+        with self._forked_global_rng(init_seed):
+            model = self.task.model(self.data.input_shape, self.data.num_classes)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Task {self.task.name!r}: the model factory must return an nn.Module.")
+        self.model = model.to(self.device)
+        self.head = _final_linear(self.model, self.task.name)
+        self.optimizer = self.task.optimizer.build(self.model.parameters())
+        self.base_lr = self.task.optimizer.lr
+        self._applied_lr: float | None = None
+        self.sampler = EpochSampler(
+            self.data.x_train, self.data.y_train, _cpu_generator(sampler_seed)
+        )
+        self._dropout_generator = _cpu_generator(dropout_seed)
+        self._probe_generator = _cpu_generator(probe_seed)
+        self.validation_generator = _cpu_generator(val_seed)
+        self.samples_seen = 0
+        self.updates = 0
+        self.batch_size = self.task.batch_start
+
+    # --- training -------------------------------------------------------------------------------
+
+    def train(self, batch_size: int, num_samples: int) -> IntervalResult:
+        """Trains on exactly ``num_samples`` samples in batches of ``batch_size``.
+
+        The last batch is shorter when ``batch_size`` does not divide ``num_samples``. Divergence
+        (a non-finite loss or parameter) is checked once at the end, which costs one device
+        synchronisation per interval instead of one per update.
+        """
+        model = self._require_model()
+        if batch_size < 1 or num_samples < 0:
+            raise ValueError(
+                f"Need batch_size >= 1 and num_samples >= 0, got {batch_size}, {num_samples}."
+            )
+        self.batch_size = batch_size
+        self._apply_learning_rate()
+        model.train()
+        optimizer, sampler, hooks = self.optimizer, self.sampler, self._step_hooks
+        loss_sum = torch.zeros((), device=self.device)
+        remaining, updates = num_samples, 0
+        with self._forked_global_rng(
+            int(torch.randint(2**62, (), generator=self._dropout_generator))
+        ):
+            while remaining > 0:
+                size = min(batch_size, remaining)
+                inputs, targets = sampler.next_batch(size)
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(model(inputs), targets)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * size
+                remaining -= size
+                updates += 1
+                self.updates += 1
+                self.samples_seen += size
+                if hooks:
+                    info = StepInfo(self, self.updates, size, loss.detach())
+                    for hook in list(hooks.values()):
+                        hook(info)
+        finite_params = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
+        mean_loss, params_ok = torch.stack(
+            [loss_sum / max(num_samples, 1), finite_params.to(loss_sum.dtype)]
+        ).tolist()
+        diverged = not (math.isfinite(mean_loss) and params_ok == 1.0)
+        return IntervalResult(
+            train_loss=mean_loss, updates=updates, samples=num_samples, diverged=diverged
+        )
+
+    # --- learning rate --------------------------------------------------------------------------
+
+    def set_base_lr(self, lr: float) -> None:
+        """Sets the learning rate at the base batch size, used from the next :meth:`train` call.
+
+        This is the documented way for schedules (step decay, AdaBatch, Smith et al.) to change
+        the learning rate; the ``lr_scaling`` rule still applies on top of it.
+        """
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"The learning rate must be positive and finite, got {lr}.")
+        self.base_lr = float(lr)
+
+    def lr_for(self, batch_size: int) -> float:
+        """Learning rate the trainer uses for ``batch_size`` under its rescaling rule."""
+        return self.base_lr * LR_SCALING_RULES[self.lr_scaling](batch_size / self.base_batch_size)
+
+    @property
+    def current_lr(self) -> float:
+        """Learning rate in the optimizer's first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _apply_learning_rate(self) -> None:
+        # Written only when the target changes, so optimizers that adapt their own learning rate
+        # (hypergradient descent) keep it between intervals.
+        target = self.lr_for(self.batch_size)
+        if target != self._applied_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = target
+            self._applied_lr = target
+
+    # --- measurements ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(
+        self, split: Literal["validation", "test", "train"] = "validation"
+    ) -> tuple[float, float]:
+        """Mean cross-entropy loss and accuracy on a whole split, in evaluation mode."""
+        model = self._require_model()
+        inputs, targets = {
+            "validation": (self.data.x_val, self.data.y_val),
+            "test": (self.data.x_test, self.data.y_test),
+            "train": (self.data.x_train, self.data.y_train),
+        }[split]
+        was_training = model.training
+        model.eval()
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.float64)
+        chunk = self.task.eval_batch_size
+        for start in range(0, inputs.shape[0], chunk):
+            logits = model(inputs[start : start + chunk])
+            batch_targets = targets[start : start + chunk]
+            loss_sum += F.cross_entropy(logits, batch_targets, reduction="sum").double()
+            correct += (logits.argmax(1) == batch_targets).sum().double()
+        model.train(was_training)
+        loss, accuracy = (torch.stack([loss_sum, correct]) / inputs.shape[0]).tolist()
+        return loss, accuracy
+
+    def gradient_statistics(self) -> GradientStatistics:
+        """Gradient statistics on a fresh probe batch of ``task.probe_size`` training examples.
+
+        The probe is drawn with its own generator, so measuring never shifts the batch order. The
+        network is evaluated in evaluation mode, where batch norm uses its running statistics
+        and per-sample gradients are well defined.
+        """
+        model = self._require_model()
+        n = self.data.x_train.shape[0]
+        size = min(self.task.probe_size, n)
+        index = torch.randperm(n, generator=self._probe_generator)[:size].to(self.device)
+        was_training = model.training
+        model.eval()
+        try:
+            return gradient_statistics(model, self.data.x_train[index], self.data.y_train[index])
+        finally:
+            model.train(was_training)
+
+    # --- hyper-learning interface ---------------------------------------------------------------
+
+    def add_step_hook(self, hook: StepHook) -> RemovableHandle:
+        """Calls ``hook(StepInfo)`` after every inner update; ``handle.remove()`` detaches it."""
+        handle = RemovableHandle(self._step_hooks)
+        self._step_hooks[handle.id] = hook
+        return handle
+
+    @contextlib.contextmanager
+    def inject_before_head(
+        self, transform: Callable[[torch.Tensor], torch.Tensor]
+    ) -> Iterator[None]:
+        """Replaces the final layer's input features ``x`` by ``transform(x)`` inside the context."""
+        self._require_model()
+        handle = self.head.register_forward_pre_hook(lambda module, args: (transform(args[0]),))
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def penultimate_features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The inputs of the final ``nn.Linear`` layer for ``inputs`` (with autograd intact)."""
+        captured: list[torch.Tensor] = []
+
+        def capture(features: torch.Tensor) -> torch.Tensor:
+            captured.append(features)
+            return features
+
+        with self.inject_before_head(capture):
+            self._require_model()(inputs)
+        return captured[0]
+
+    @property
+    def feature_width(self) -> int:
+        """Width F of the penultimate features."""
+        return int(self.head.in_features)
+
+    def sample_validation(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draws ``n`` validation examples, without replacement when ``n`` fits in the part.
+
+        Uses the episode's validation generator unless ``generator`` is given.
+        """
+        if n < 1:
+            raise ValueError(f"Asked for {n} validation examples; ask for at least one.")
+        generator = generator or self.validation_generator
+        available = self.data.x_val.shape[0]
+        if n <= available:
+            index = torch.randperm(available, generator=generator)[:n]
+        else:
+            index = torch.randint(available, (n,), generator=generator)
+        index = index.to(self.device)
+        return self.data.x_val[index], self.data.y_val[index]
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _require_model(self) -> nn.Module:
+        if self.model is None:
+            raise RuntimeError("Call InnerTrainer.reset(seed) before training or measuring.")
+        return self.model
+
+    @contextlib.contextmanager
+    def _forked_global_rng(self, seed: int) -> Iterator[None]:
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(
+            devices=devices, device_type=self.device.type if devices else "cuda"
+        ):
+            torch.manual_seed(seed)
+            yield
+
+
+def _cpu_generator(seed: int) -> torch.Generator:
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def _final_linear(model: nn.Module, task_name: str) -> nn.Linear:
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"Task {task_name!r}: the model has no nn.Linear layer; the last registered nn.Linear "
+            "must be the output layer."
+        )
+    return linears[-1]

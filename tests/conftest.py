@@ -1,0 +1,77 @@
+import os
+
+import pytest
+import torch
+from torch import nn
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from arbiter_env.tasks import OptimizerConfig, Task, from_tensors  # noqa: E402
+
+
+def make_blobs(
+    num_train: int = 200, num_test: int = 50, dim: int = 6, classes: int = 3, seed: int = 0
+):
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, dim, generator=generator) * 2
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(classes, (n,), generator=generator)
+        return centres[labels] + torch.randn(n, dim, generator=generator), labels
+
+    x_train, y_train = draw(num_train)
+    x_test, y_test = draw(num_test)
+    return from_tensors(x_train, y_train, x_test, y_test, num_classes=classes)
+
+
+_BLOBS = make_blobs()
+
+
+def blobs() -> object:
+    return _BLOBS
+
+
+def small_mlp(input_shape: tuple[int, ...], num_classes: int, hidden: int = 16) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(input_shape[0], hidden), nn.Tanh(), nn.Linear(hidden, num_classes)
+    )
+
+
+TINY_TASK = Task(
+    name="tiny-blobs",
+    data=blobs,
+    model=small_mlp,
+    optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9),
+    epochs=2,
+    num_intervals=4,
+    batch_min=4,
+    batch_max=64,
+    batch_start=16,
+    probe_size=16,
+)
+
+
+@pytest.fixture
+def tiny_task() -> Task:
+    return TINY_TASK
+
+
+@pytest.fixture
+def dropout_task() -> Task:
+    def model(input_shape, num_classes):
+        return nn.Sequential(
+            nn.Linear(input_shape[0], 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, num_classes)
+        )
+
+    return TINY_TASK.replace(name="tiny-dropout", model=model)
+
+
+def relu_mlp(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(input_shape[0], 16), nn.ReLU(), nn.Linear(16, num_classes))
+
+
+@pytest.fixture
+def exploding_task() -> Task:
+    """A ReLU network (unbounded activations) with a learning rate that overflows float32."""
+    return TINY_TASK.replace(name="tiny-exploding", model=relu_mlp, optimizer={"lr": 1e30})

@@ -1,0 +1,74 @@
+import torch
+from torch import nn
+
+from arbiter_env.stats import gradient_statistics, per_sample_gradients
+
+
+def _tiny_model_and_data(n: int = 12):
+    generator = torch.Generator().manual_seed(3)
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        model = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)).double()
+    inputs = torch.randn(n, 5, generator=generator, dtype=torch.float64)
+    targets = torch.randint(3, (n,), generator=generator)
+    return model, inputs, targets
+
+
+def _brute_force_gradients(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    rows = []
+    for x, y in zip(inputs, targets, strict=True):
+        model.zero_grad()
+        nn.functional.cross_entropy(model(x[None]), y[None]).backward()
+        rows.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    model.zero_grad()
+    return torch.stack(rows)
+
+
+def test_per_sample_gradients_match_a_per_example_loop_in_float64():
+    model, inputs, targets = _tiny_model_and_data()
+    expected = _brute_force_gradients(model, inputs, targets)
+    torch.testing.assert_close(
+        per_sample_gradients(model, inputs, targets), expected, rtol=1e-10, atol=1e-12
+    )
+
+
+def test_gradient_statistics_match_brute_force_formulas_in_float64():
+    model, inputs, targets = _tiny_model_and_data(n=12)
+    grads = _brute_force_gradients(model, inputs, targets)
+    n = grads.shape[0]
+    mean = grads.mean(0)
+    # Unbiased trace of the covariance: sum over parameters of the per-coordinate sample variance.
+    trace = grads.var(0, unbiased=True).sum().item()
+    grad_sq = max(mean.dot(mean).item() - trace / n, 1e-12)
+    first, second = grads[: n // 2].mean(0), grads[n // 2 :].mean(0)
+    cosine = (first.dot(second) / (first.norm() * second.norm())).item()
+
+    stats = gradient_statistics(model, inputs, targets, chunk_size=5)  # chunks must not matter
+
+    assert abs(stats.trace_covariance - trace) <= 1e-10 * abs(trace)
+    assert abs(stats.grad_sq_norm - grad_sq) <= 1e-10 * abs(grad_sq)
+    assert abs(stats.noise_scale - trace / grad_sq) <= 1e-9 * (trace / grad_sq)
+    assert abs(stats.half_batch_cosine - cosine) <= 1e-10
+    assert abs(stats.mean_grad_norm - mean.norm().item()) <= 1e-12
+    assert stats.probe_size == n
+
+
+def test_gradient_statistics_leave_parameters_and_grads_untouched():
+    model, inputs, targets = _tiny_model_and_data()
+    before = [p.detach().clone() for p in model.parameters()]
+    gradient_statistics(model, inputs, targets)
+    for p, q in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, q)
+        assert p.grad is None
+
+
+def test_gradient_statistics_reject_too_small_probe():
+    model, inputs, targets = _tiny_model_and_data()
+    try:
+        gradient_statistics(model, inputs[:3], targets[:3])
+    except ValueError as error:
+        assert "at least 4" in str(error)
+    else:
+        raise AssertionError("a 3-example probe must be rejected")

@@ -1,0 +1,142 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from arbiter_env.trainer import EpochSampler, InnerTrainer
+
+
+def test_sampler_covers_each_example_once_per_epoch_with_odd_batch_sizes():
+    n = 23
+    ids = torch.arange(n)
+    sampler = EpochSampler(ids.float()[:, None], ids, torch.Generator().manual_seed(0))
+    drawn = []
+    for batch_size in [5, 7, 3, 11, 1, 9, 13, 20]:  # 69 = 3 epochs of 23
+        _, targets = sampler.next_batch(batch_size)
+        assert targets.shape[0] == batch_size
+        drawn.extend(targets.tolist())
+    assert len(drawn) == 3 * n
+    for epoch in range(3):
+        assert sorted(drawn[epoch * n : (epoch + 1) * n]) == list(range(n))
+    assert sampler.samples_drawn == 3 * n
+
+
+def test_sampler_order_depends_on_its_generator_only():
+    ids = torch.arange(50)
+
+    def order(seed):
+        sampler = EpochSampler(ids[:, None], ids, torch.Generator().manual_seed(seed))
+        return sampler.next_batch(50)[1].tolist()
+
+    torch.manual_seed(123)
+    first = order(1)
+    torch.manual_seed(456)
+    assert order(1) == first
+    assert order(2) != first
+
+
+def test_train_consumes_exactly_the_samples_asked_for_with_a_short_last_batch(tiny_task):
+    trainer = InnerTrainer(tiny_task)
+    trainer.reset(seed=0)
+    seen = []
+    trainer.add_step_hook(lambda info: seen.append(info.batch_size))
+    result = trainer.train(batch_size=7, num_samples=50)
+    assert result.samples == 50 and result.updates == 8
+    assert seen == [7] * 7 + [1]
+    assert trainer.samples_seen == 50 and trainer.sampler.samples_drawn == 50
+    assert math.isfinite(result.train_loss) and not result.diverged
+
+
+def test_step_hook_is_called_after_every_update_and_can_be_removed(tiny_task):
+    trainer = InnerTrainer(tiny_task)
+    trainer.reset(seed=0)
+    calls = []
+    handle = trainer.add_step_hook(lambda info: calls.append(info.update))
+    trainer.train(batch_size=16, num_samples=64)
+    assert calls == [1, 2, 3, 4]
+    handle.remove()
+    trainer.train(batch_size=16, num_samples=64)
+    assert calls == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("rule", "expected"), [("none", 0.1), ("linear", 0.4), ("sqrt", 0.2)])
+def test_learning_rate_follows_the_rescaling_rule(tiny_task, rule, expected):
+    trainer = InnerTrainer(tiny_task, lr_scaling=rule, base_batch_size=16)
+    trainer.reset(seed=0)
+    trainer.train(batch_size=64, num_samples=64)
+    assert trainer.current_lr == pytest.approx(expected)
+
+
+def test_set_base_lr_changes_the_next_interval_and_rejects_nonsense(tiny_task):
+    trainer = InnerTrainer(tiny_task)
+    trainer.reset(seed=0)
+    trainer.set_base_lr(0.01)
+    trainer.train(batch_size=16, num_samples=16)
+    assert trainer.current_lr == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="positive"):
+        trainer.set_base_lr(-1.0)
+
+
+def test_unknown_lr_scaling_is_rejected(tiny_task):
+    with pytest.raises(ValueError, match="lr_scaling"):
+        InnerTrainer(tiny_task, lr_scaling="cubic")
+
+
+def test_huge_learning_rate_is_reported_as_divergence(exploding_task):
+    trainer = InnerTrainer(exploding_task)
+    trainer.reset(seed=0)
+    results = [trainer.train(batch_size=4, num_samples=100) for _ in range(3)]
+    assert any(r.diverged for r in results)
+
+
+def test_reset_restores_global_rng_and_is_deterministic(dropout_task):
+    torch.manual_seed(7)
+    np.random.seed(7)
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()
+
+    def run(seed):
+        trainer = InnerTrainer(dropout_task)
+        trainer.reset(seed=seed)
+        trainer.train(batch_size=8, num_samples=80)
+        return [p.detach().clone() for p in trainer.model.parameters()]
+
+    first, again, other = run(1), run(1), run(2)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state, strict=True)
+    )
+
+
+def test_inject_before_head_changes_the_output_only_inside_the_context(tiny_task):
+    trainer = InnerTrainer(tiny_task)
+    trainer.reset(seed=0)
+    inputs, _ = trainer.sample_validation(5)
+    plain = trainer.model(inputs)
+    features = trainer.penultimate_features(inputs)
+    assert features.shape == (5, trainer.feature_width)
+    with trainer.inject_before_head(lambda x: x * 0):
+        zeroed = trainer.model(inputs)
+    torch.testing.assert_close(zeroed, trainer.head.bias.expand_as(zeroed))
+    torch.testing.assert_close(trainer.model(inputs), plain)
+
+
+def test_sample_validation_draws_from_the_validation_part_without_replacement(tiny_task):
+    trainer = InnerTrainer(tiny_task)
+    trainer.reset(seed=0)
+    n_val = trainer.data.x_val.shape[0]
+    inputs, targets = trainer.sample_validation(n_val)
+    assert sorted(inputs[:, 0].tolist()) == sorted(trainer.data.x_val[:, 0].tolist())
+    assert trainer.sample_validation(n_val + 3)[0].shape[0] == n_val + 3
+    with pytest.raises(ValueError, match="at least one"):
+        trainer.sample_validation(0)
+
+
+def test_validation_split_is_fixed_by_the_task_and_disjoint_from_training(tiny_task):
+    a, b = InnerTrainer(tiny_task), InnerTrainer(tiny_task)
+    assert torch.equal(a.data.x_val, b.data.x_val)
+    assert a.data.x_val.shape[0] == round(0.2 * 200)
+    train_rows = {tuple(row) for row in a.data.x_train.tolist()}
+    assert not any(tuple(row) in train_rows for row in a.data.x_val.tolist())
