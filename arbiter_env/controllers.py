@@ -1,0 +1,168 @@
+"""One interface for every controller: Arbiter, heuristics and stable-baselines3 models.
+
+A controller follows stable-baselines3's ``predict`` protocol::
+
+    action, state = controller.predict(observation, state=None, episode_start=True, deterministic=True)
+
+plus ``learn(...)``, which trains it (or does nothing for a fixed rule). An SB3 model is therefore
+already a controller, and :func:`run_episode` runs any of them in the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+
+from arbiter_env.env import BatchSizeEnv
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """Anything that chooses actions like a stable-baselines3 model."""
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = False,
+    ) -> tuple[Any, Any]: ...
+
+
+class BatchSizeController(abc.ABC):
+    """Base class for controllers that think in batch sizes rather than actions.
+
+    Subclasses implement :meth:`choose_batch_size` (and :meth:`on_episode_start` when they keep
+    state across intervals); the base class translates the size into an action of the
+    environment's encoding with ``env.encode``, so every subclass works with every encoding.
+
+    Args:
+        env: The environment the controller acts in (wrappers are allowed).
+    """
+
+    def __init__(self, env: gym.Env):
+        self.env = env
+        self.batch_env: BatchSizeEnv = _unwrap(env)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: Any = None,
+        deterministic: bool = True,
+    ) -> tuple[Any, Any]:
+        if episode_start is not None and bool(np.any(episode_start)):
+            self.on_episode_start(observation)
+        batch_size = self.choose_batch_size(np.asarray(observation, dtype=np.float32))
+        return self.batch_env.encode(int(batch_size)), state
+
+    def learn(self, total_timesteps: int = 0, **kwargs: Any) -> BatchSizeController:
+        """Rules need no training; search-based controllers override this."""
+        return self
+
+    def on_episode_start(self, observation: np.ndarray) -> None:  # noqa: B027 - optional hook
+        """Called with the first observation of each episode; resets per-episode state."""
+
+    @abc.abstractmethod
+    def choose_batch_size(self, observation: np.ndarray) -> int:
+        """The batch size for the next interval, from the latest observation."""
+
+
+@dataclass
+class EpisodeRecord:
+    """What one episode did, interval by interval, and how it ended."""
+
+    seed: int
+    batch_sizes: list[int] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)
+    updates: list[int] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)
+    val_accuracies: list[float] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    infos: list[dict[str, Any]] = field(default_factory=list)
+    test_loss: float = math.nan
+    test_accuracy: float = math.nan
+    diverged: bool = False
+    wall_time: float = 0.0
+
+    @property
+    def episode_return(self) -> float:
+        return float(sum(self.rewards))
+
+    @property
+    def final_val_loss(self) -> float:
+        return self.val_losses[-1] if self.val_losses else math.nan
+
+    @property
+    def total_updates(self) -> int:
+        return self.updates[-1] if self.updates else 0
+
+
+StepCallback = Callable[[EpisodeRecord, dict[str, Any]], None]
+
+
+def run_episode(
+    env: gym.Env,
+    controller: Controller,
+    seed: int,
+    *,
+    deterministic: bool = True,
+    on_step: StepCallback | None = None,
+) -> EpisodeRecord:
+    """Runs one seeded episode of ``controller`` in ``env`` and records it.
+
+    Args:
+        env: A ``BatchSizeEnv``, possibly wrapped.
+        controller: Any object with SB3's ``predict`` signature.
+        seed: Passed to ``env.reset(seed=seed)``.
+        deterministic: Passed to ``predict``.
+        on_step: Called after every step with the record so far and the step's ``info``.
+    """
+    observation, _ = env.reset(seed=seed)
+    record = EpisodeRecord(seed=seed)
+    state, episode_start, done = None, True, False
+    while not done:
+        action, state = controller.predict(
+            observation,
+            state=state,
+            episode_start=np.array([episode_start]),
+            deterministic=deterministic,
+        )
+        observation, reward, terminated, truncated, info = env.step(action)
+        episode_start, done = False, terminated or truncated
+        record.batch_sizes.append(int(info["batch_size"]))
+        record.learning_rates.append(float(info["lr"]))
+        record.samples.append(int(info["samples"]))
+        record.updates.append(int(info["updates"]))
+        record.val_losses.append(float(info["val_loss"]))
+        record.val_accuracies.append(float(info["val_accuracy"]))
+        record.rewards.append(float(reward))
+        record.infos.append(info)
+        record.diverged = record.diverged or bool(info["diverged"])
+        record.wall_time = float(info["episode_wall_time"])
+        if on_step is not None:
+            on_step(record, info)
+    record.test_loss = float(info.get("test_loss", math.nan))
+    record.test_accuracy = float(info.get("test_accuracy", math.nan))
+    return record
+
+
+def evaluate(
+    env: gym.Env, controller: Controller, seeds: list[int], *, deterministic: bool = True
+) -> list[EpisodeRecord]:
+    """Runs one episode per seed; the same seeds give every controller the same initialisations."""
+    return [run_episode(env, controller, seed, deterministic=deterministic) for seed in seeds]
+
+
+def _unwrap(env: gym.Env) -> BatchSizeEnv:
+    inner = getattr(env, "unwrapped", env)
+    if not isinstance(inner, BatchSizeEnv):
+        raise TypeError(f"Expected a BatchSizeEnv (possibly wrapped), got {type(inner).__name__}.")
+    return inner
