@@ -1,0 +1,168 @@
+"""Typed configuration: YAML files loaded into dataclasses that reject unknown keys and wrong types.
+
+Every configurable object (agents, baselines, experiments) declares its settings as a dataclass;
+:func:`from_dict` builds it from a mapping and :func:`load_yaml` from a file, with errors that name
+the offending key, and :func:`apply_overrides` applies command-line ``key=value`` pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
+    """Builds dataclass ``cls`` from ``data``, checking every key and value type.
+
+    Nested dataclasses are built from nested mappings; ``path`` prefixes key names in errors.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a dataclass.")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path or cls.__name__}: expected a mapping, got {type(data).__name__}.")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {', '.join(_join(path, k) for k in unknown)} for {cls.__name__}; "
+            f"valid keys: {', '.join(sorted(fields))}."
+        )
+    values = {}
+    for name, value in data.items():
+        values[name] = _coerce(hints[name], value, _join(path, name))
+    try:
+        return cls(**values)
+    except TypeError as error:  # a required key is missing
+        raise ConfigError(f"{path or cls.__name__}: {error}") from None
+
+
+def load_yaml(cls: type[T], file: str | Path, overrides: list[str] | None = None) -> T:
+    """Loads ``cls`` from a YAML file, then applies ``key=value`` overrides."""
+    file = Path(file)
+    if not file.is_file():
+        raise ConfigError(f"Config file {file} does not exist.")
+    with file.open() as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of keys to values.")
+    return from_dict(cls, apply_overrides(data, overrides or []), path="")
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Returns a copy of ``data`` with ``a.b.c=value`` overrides applied (values parsed as YAML)."""
+    result = _deep_copy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Override {item!r} is not of the form key=value.")
+        target = result
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"Override {item!r}: {part!r} is not a mapping.")
+        target[parts[-1]] = yaml.safe_load(raw)
+    return result
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML- and ``wandb.config``-friendly dict of a config dataclass."""
+    return _plain(dataclasses.asdict(config))
+
+
+def save_yaml(config: Any, file: str | Path) -> None:
+    """Writes the resolved config, so a run folder records exactly what ran."""
+    Path(file).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(option, value, key)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(f"{key}: {value!r} matches none of {_name(hint)}.")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}.")
+        return value
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, path=key)
+    if origin in (list, tuple) or hint in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}.")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}.")
+            return tuple(
+                _coerce(a, v, f"{key}[{i}]")
+                for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
+        item = args[0] if args else Any
+        items = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if (origin or hint) is tuple else items
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}.")
+        return dict(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}.")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}.")
+        return value
+    if hint is bool or hint is str:
+        if not isinstance(value, hint):
+            raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}.")
+        return value
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}.")
+    return value
+
+
+def _name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+__all__ = ["ConfigError", "apply_overrides", "from_dict", "load_yaml", "save_yaml", "to_dict"]
