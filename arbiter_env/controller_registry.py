@@ -1,0 +1,49 @@
+"""Controllers by name, so that configs and the command line can ask for them.
+
+A registry entry is a factory ``(env, **kwargs) -> controller``. Arbiter, the RL agents and the
+baselines register themselves in their packages' ``__init__``; :func:`make_controller` and
+:func:`list_controllers` import those packages first, so the registry is always complete.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+
+from arbiter_env.controllers import Controller
+
+ControllerFactory = Callable[..., Controller]
+
+_CONTROLLERS: dict[str, ControllerFactory] = {}
+_PROVIDERS = ("arbiter_env.agents", "arbiter_env.baselines")
+
+
+def register_controller(name: str, factory: ControllerFactory, *, overwrite: bool = False) -> None:
+    """Registers ``factory(env, **kwargs)`` under ``name``."""
+    if name in _CONTROLLERS and not overwrite and _CONTROLLERS[name] is not factory:
+        raise ValueError(f"Controller {name!r} is already registered; pass overwrite=True.")
+    _CONTROLLERS[name] = factory
+
+
+def make_controller(name: str, env: gym.Env, **kwargs: Any) -> Controller:
+    """Builds the controller registered as ``name`` for ``env``."""
+    _load_providers()
+    if name not in _CONTROLLERS:
+        raise ValueError(
+            f"Unknown controller {name!r}. Known controllers: {', '.join(list_controllers())}."
+        )
+    return _CONTROLLERS[name](env, **kwargs)
+
+
+def list_controllers() -> list[str]:
+    """Names of all registered controllers, sorted."""
+    _load_providers()
+    return sorted(_CONTROLLERS)
+
+
+def _load_providers() -> None:
+    for module in _PROVIDERS:
+        importlib.import_module(module)
