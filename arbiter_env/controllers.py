@@ -146,7 +146,7 @@ def run_episode(
         record.rewards.append(float(reward))
         record.infos.append(info)
         record.diverged = record.diverged or bool(info["diverged"])
-        record.wall_time = float(info["episode_wall_time"])
+        record.wall_time = float(info.get("episode_wall_time", math.nan))
         if on_step is not None:
             on_step(record, info)
     record.test_loss = float(info.get("test_loss", math.nan))

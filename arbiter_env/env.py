@@ -118,6 +118,9 @@ class BatchSizeEnv(gym.Env):
     * ``lr_scaling``: ``"none"`` (default), ``"linear"`` or ``"sqrt"`` rescaling of the learning
       rate with the batch size, relative to ``base_batch_size`` (default ``task.batch_start``).
     * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
+    * ``record_wall_time``: put the interval's and the episode's wall-clock seconds in ``info``
+      (``wall_time``, ``episode_wall_time``). Wall time is the one non-reproducible output, so
+      switch it off where ``info`` must be identical across runs (Gymnasium's ``check_env``).
 
     ## Version History
 
@@ -137,6 +140,7 @@ class BatchSizeEnv(gym.Env):
         lr_scaling: LrScaling = "none",
         base_batch_size: int | None = None,
         ladder_size: int | None = None,
+        record_wall_time: bool = True,
         render_mode: None = None,
     ):
         if render_mode is not None:
@@ -153,6 +157,9 @@ class BatchSizeEnv(gym.Env):
         if isinstance(reward, dict):
             reward = RewardConfig(**reward)
         self.reward_config = reward or RewardConfig()
+        if self.reward_config.cost == "wall_time" and not record_wall_time:
+            raise ValueError("The wall_time reward cost needs record_wall_time=True.")
+        self.record_wall_time = record_wall_time
         self.task = task
         self.trainer = InnerTrainer(task, lr_scaling=lr_scaling, base_batch_size=base_batch_size)
         self.action_encoding = ActionEncoding(
@@ -298,7 +305,7 @@ class BatchSizeEnv(gym.Env):
         interval_wall_time: float,
         diverged: bool,
     ) -> dict[str, Any]:
-        return {
+        info = {
             "interval": self._interval,
             "batch_size": self.trainer.batch_size,
             "lr": self.trainer.current_lr,
@@ -309,10 +316,12 @@ class BatchSizeEnv(gym.Env):
             "val_loss": val_loss,
             "val_accuracy": val_accuracy,
             **stats.as_dict(),
-            "wall_time": interval_wall_time,
-            "episode_wall_time": time.perf_counter() - self._episode_start,
             "diverged": diverged,
         }
+        if self.record_wall_time:
+            info["wall_time"] = interval_wall_time
+            info["episode_wall_time"] = time.perf_counter() - self._episode_start
+        return info
 
 
 def _log_ratio(new: float, old: float) -> float:
