@@ -14,6 +14,8 @@ from arbiter_env.actions import ActionEncoding, ActionEncodingName
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.rewards import RewardConfig, interval_reward
 from arbiter_env.stats import GradientStatistics
+from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, is_family
+from arbiter_env.tasks.families import get_family as _get_family
 from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
 from arbiter_env.trainer import InnerTrainer, LrScaling
@@ -109,9 +111,19 @@ class BatchSizeEnv(gym.Env):
     gym.make("arbiter_env/BatchSize-v0", task="digits-mlp", action_encoding="discrete")
     ```
 
-    * ``task``: a registered task name (``arbiter_env.list_tasks()``) or a :class:`Task`.
+    * ``task``: a registered task name (``arbiter_env.list_tasks()``) or a :class:`Task`, or a
+      task family: a registered family name (``arbiter_env.list_families()``) or a
+      :class:`TaskFamily`. A family draws one of its instances (learning rate, momentum, width,
+      data, budget) at every ``reset`` with the environment's generator, so the same seed runs the
+      same instance; ``reset(options={"family_instance": i})`` runs instance ``i``. ``info``
+      names it (``task``, ``family``, ``family_split``, ``family_instance``,
+      ``family_settings``). All instances share one batch-size ladder, so the spaces never change.
+    * ``family_split``: for a family, ``"train"`` (default) or ``"test"``: which of its two
+      disjoint instance sets to draw from (see :mod:`arbiter_env.tasks.families`). Must be left
+      ``None`` for a single task.
     * ``task_kwargs``: passed to ``make_task``: builder arguments such as ``data_dir`` and task
-      field overrides such as ``epochs`` or ``optimizer={"lr": 0.05}``.
+      field overrides such as ``epochs`` or ``optimizer={"lr": 0.05}``. For a family, only field
+      overrides; they apply to every instance and win over its sampled settings.
     * ``action_encoding``: ``"discrete"`` (default), ``"continuous"`` or ``"relative"``.
     * ``num_intervals``: scheduling intervals per episode (default: the task's, 20 for built-ins).
     * ``reward``: a :class:`RewardConfig` or a dict of its fields.
@@ -131,8 +143,9 @@ class BatchSizeEnv(gym.Env):
 
     def __init__(
         self,
-        task: str | Task = "digits-mlp",
+        task: str | Task | TaskFamily = "digits-mlp",
         *,
+        family_split: FamilySplit | None = None,
         task_kwargs: dict[str, Any] | None = None,
         action_encoding: ActionEncodingName = "discrete",
         num_intervals: int | None = None,
@@ -145,6 +158,19 @@ class BatchSizeEnv(gym.Env):
     ):
         if render_mode is not None:
             raise ValueError(f"BatchSizeEnv renders nothing; got render_mode={render_mode!r}.")
+        # Task families: the first instance of the split stands in until the first reset (it
+        # fixes the spaces, which every instance shares); reset() then draws the real one.
+        self.family: TaskFamily | None = None
+        self._family_info: dict[str, Any] = {}
+        if is_family(task):
+            task, task_kwargs, num_intervals = self._init_family(
+                task, family_split, task_kwargs, num_intervals, lr_scaling, base_batch_size
+            )
+        elif family_split is not None:
+            raise ValueError(
+                f"family_split={family_split!r} applies only to task families "
+                "(arbiter_env.list_families()); leave it None for a single task."
+            )
         if isinstance(task, str):
             task = make_task(task, **(task_kwargs or {}))
         elif isinstance(task, Task):
@@ -210,6 +236,8 @@ class BatchSizeEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
+        if self.family is not None:
+            self._switch_family_instance(options)
         episode_seed = int(self.np_random.integers(2**63 - 1))
         self.trainer.reset(episode_seed)
         self._interval = 0
@@ -317,11 +345,78 @@ class BatchSizeEnv(gym.Env):
             "val_accuracy": val_accuracy,
             **stats.as_dict(),
             "diverged": diverged,
+            **self._family_info,
         }
         if self.record_wall_time:
             info["wall_time"] = interval_wall_time
             info["episode_wall_time"] = time.perf_counter() - self._episode_start
         return info
+
+    # --- task families --------------------------------------------------------------------------
+
+    def _init_family(
+        self,
+        family: str | TaskFamily,
+        split: FamilySplit | None,
+        task_kwargs: dict[str, Any] | None,
+        num_intervals: int | None,
+        lr_scaling: LrScaling,
+        base_batch_size: int | None,
+    ) -> tuple[Task, None, None]:
+        self.family = family if isinstance(family, TaskFamily) else _get_family(family)
+        self.family_split: FamilySplit = split or "train"
+        self.family_instances: tuple[FamilyInstance, ...] = self.family.instances(self.family_split)
+        self._family_overrides = dict(task_kwargs or {})
+        if num_intervals is not None:
+            self._family_overrides["num_intervals"] = num_intervals
+        self.family.check_bounds(**self._family_overrides)
+        self._trainer_kwargs = {"lr_scaling": lr_scaling, "base_batch_size": base_batch_size}
+        # One trainer per instance, built on first use: the data is split once per instance and
+        # process, not at every reset.
+        self._family_trainers: dict[int, InnerTrainer] = {}
+        self.family_instance = self.family_instances[0]
+        return self.family.make_task(self.family_instance, **self._family_overrides), None, None
+
+    def _switch_family_instance(self, options: dict[str, Any] | None) -> None:
+        assert self.family is not None
+        if options and "family_instance" in options:
+            index = int(options["family_instance"])
+            by_index = {instance.index: instance for instance in self.family_instances}
+            if index not in by_index:
+                raise ValueError(
+                    f"Instance {index} is not in the {self.family_split!r} split of "
+                    f"{self.family.name!r}; its indices are {sorted(by_index)}."
+                )
+            instance = by_index[index]
+        else:
+            instance = self.family.sample(self.family_split, self.np_random)
+        if instance.index not in self._family_trainers:
+            if not self._family_trainers and instance.index == self.family_instance.index:
+                trainer = self.trainer  # built by __init__ for the stand-in instance
+            else:
+                task = self.family.make_task(instance, **self._family_overrides)
+                trainer = InnerTrainer(task, **self._trainer_kwargs)
+                if trainer.budget < task.num_intervals:
+                    raise ValueError(
+                        f"Task {task.name!r}: a budget of {trainer.budget} samples cannot fill "
+                        f"{task.num_intervals} intervals; raise epochs or lower num_intervals."
+                    )
+            self._family_trainers[instance.index] = trainer
+        self.family_instance = instance
+        self.trainer = self._family_trainers[instance.index]
+        self.task = self.trainer.task
+        self.budget = self.trainer.budget
+        self.interval_boundaries = [
+            round(i * self.budget / self.task.num_intervals)
+            for i in range(self.task.num_intervals + 1)
+        ]
+        self._family_info = {
+            "task": instance.name,
+            "family": self.family.name,
+            "family_split": self.family_split,
+            "family_instance": instance.index,
+            "family_settings": instance.settings(),
+        }
 
 
 def _log_ratio(new: float, old: float) -> float:
