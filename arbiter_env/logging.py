@@ -1,0 +1,783 @@
+"""One logging layer for every controller: local JSONL files first, Weights & Biases on top.
+
+A :class:`RunLogger` owns a *run folder*. Whatever it is given (per-interval environment infos,
+per-episode summaries, free-form metrics such as stable-baselines3's own logger output) is
+written to JSONL files in that folder first, one flushed line per record, and then sent to W&B.
+W&B is optional and fragile (keys, networks, background processes), so every W&B call is
+guarded: the first failure warns once and turns W&B off for the rest of the run, and training
+goes on with the local files complete.
+
+Run folder layout::
+
+    RUN_DIR/
+      config.yaml       the resolved config (also in ``wandb.config``)
+      intervals.jsonl   one record per scheduling interval (env step)
+      episodes.jsonl    one summary per episode
+      metrics.jsonl     free-form metrics (SB3's logger, agent internals)
+      run.json          written on close: counts, W&B mode, run path, any W&B error
+      wandb/            the W&B run (``offline-run-*`` in offline mode; ``wandb sync`` uploads it)
+
+The x-axis of every W&B chart is ``samples``: training samples seen by the inner networks over
+the whole run (all episodes, all parallel environments), so it increases monotonically even
+when a run holds many episodes. ``episode_samples`` is the position within the episode.
+
+Typical use::
+
+    with RunLogger("runs/demo", config, group="digits", job_type="evaluate") as log:
+        record = log.run_episode(env, controller, seed=0, controller_name="fixed-64")
+
+and with stable-baselines3::
+
+    with RunLogger(run_dir, config, job_type="train") as log:
+        attach_sb3_logger(model, log)
+        model.learn(10_000, callback=IntervalLoggingCallback(log))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _datetime
+import json
+import math
+import netrc
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TextIO
+from urllib.parse import urlparse
+
+import numpy as np
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
+from stable_baselines3.common.vec_env import unwrap_vec_normalize
+
+from arbiter_env.controllers import Controller, EpisodeRecord, StepCallback, run_episode
+
+WandbMode = Literal["disabled", "offline", "online"]
+WANDB_MODES: tuple[str, ...] = ("disabled", "offline", "online")
+
+DEFAULT_PROJECT = "arbiter-env"
+INTERVALS_FILE = "intervals.jsonl"
+EPISODES_FILE = "episodes.jsonl"
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+RUN_FILE = "run.json"
+SCHEDULE_TABLE_KEY = "batch_size_schedule"
+SCHEDULE_PLOT_KEY = "batch_size_schedule_plot"
+_SCHEDULE_COLUMNS = [
+    "episode",
+    "seed",
+    "interval",
+    "episode_samples",
+    "samples",
+    "batch_size",
+    "lr",
+]
+
+# wandb's own spellings of the modes, accepted from the WANDB_MODE variable.
+_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
+
+
+# --- W&B mode and run folders -----------------------------------------------------------------
+
+
+def wandb_api_key_configured() -> bool:
+    """Whether a W&B API key is available: ``WANDB_API_KEY`` or a netrc entry for the W&B host.
+
+    Only looks at the environment and the netrc file; never contacts a server.
+    """
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
+    try:
+        entry = netrc.netrc(str(path)).authenticators(host or "api.wandb.ai")
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
+def resolve_wandb_mode(mode: str | None = None) -> WandbMode:
+    """The W&B mode to use: ``mode`` if given, else ``WANDB_MODE``, else a safe default.
+
+    The default is ``"online"`` only when an API key is configured
+    (:func:`wandb_api_key_configured`) and ``"offline"`` otherwise, so nothing reaches the
+    network unless the user has set W&B up. ``WANDB_DISABLED=true`` means ``"disabled"``.
+
+    Raises:
+        ValueError: ``mode`` (or ``WANDB_MODE``) is not a known mode.
+    """
+    source = "wandb mode"
+    if mode is None:
+        if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
+            return "disabled"
+        mode, source = os.environ.get("WANDB_MODE") or None, "WANDB_MODE"
+    if mode is None:
+        return "online" if wandb_api_key_configured() else "offline"
+    resolved = _MODE_ALIASES.get(mode, mode)
+    if resolved not in WANDB_MODES:
+        raise ValueError(f"Unknown {source} {mode!r}; use one of {', '.join(WANDB_MODES)}.")
+    return resolved  # type: ignore[return-value]
+
+
+def make_run_dir(job: str, root: str | os.PathLike[str] = "runs") -> Path:
+    """Creates and returns a fresh ``ROOT/<YYYYmmdd-HHMMSS>-<job>`` folder (suffixed if taken)."""
+    stamp = _datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{job}"
+    candidate, suffix = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            candidate = base.with_name(f"{base.name}-{suffix}")
+            suffix += 1
+
+
+# --- the run logger -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Episode:
+    """Intervals of one episode in progress, for its summary and the schedule table."""
+
+    episode: int
+    env_index: int
+    samples: int = 0
+    intervals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+class RunLogger:
+    """Writes a run's metrics to local JSONL files and, when it works, to Weights & Biases.
+
+    Args:
+        run_dir: The run folder; created if missing. Local logs, the config and the W&B run
+            (``wandb/`` inside it) land here.
+        config: The resolved configuration; saved as ``config.yaml`` and sent to
+            ``wandb.config``. Dataclasses, paths, tuples and numpy values are converted.
+        wandb_mode: ``"disabled"``, ``"offline"`` or ``"online"``; ``None`` resolves with
+            :func:`resolve_wandb_mode` (offline unless an API key is configured).
+        project: W&B project (default ``WANDB_PROJECT`` or ``"arbiter-env"``).
+        group: W&B group: the runs of one experiment.
+        job_type: W&B job type, e.g. ``"train"``, ``"evaluate"``, ``"episode"``.
+        tags: W&B tags.
+        name: W&B run name (default: W&B's).
+        entity: W&B entity (default: W&B's).
+        max_table_rows: Most rows of the batch-size schedule sent to W&B as a table (the most
+            recent are kept; ``intervals.jsonl`` always holds them all).
+
+    Attributes:
+        wandb_run: The live W&B run, or ``None`` when disabled or after a W&B failure.
+        wandb_error: Description of the W&B failure that turned W&B off, if any.
+        samples: Training samples seen so far over the whole run (the W&B x-axis).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        config: Mapping[str, Any] | Any | None = None,
+        *,
+        wandb_mode: str | None = None,
+        project: str | None = None,
+        group: str | None = None,
+        job_type: str | None = None,
+        tags: Iterable[str] = (),
+        name: str | None = None,
+        entity: str | None = None,
+        max_table_rows: int = 20_000,
+    ):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config: dict[str, Any] = _plain_config(config)
+        self.wandb_mode: WandbMode = resolve_wandb_mode(wandb_mode)
+        self.wandb_run: Any = None
+        self.wandb_error: str | None = None
+        self.samples = 0
+        self.max_table_rows = max_table_rows
+        self._closed = False
+        self._next_episode = 0
+        self._open_episodes: dict[int, _Episode] = {}
+        self._episodes_done = 0
+        self._intervals_logged = 0
+        self._schedule_rows: list[list[Any]] = []
+        self._summary: dict[str, Any] = {}
+        self._wandb_run_dir: Path | None = None
+        if config is not None:
+            (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
+        # Line-buffered append: each record reaches the file as soon as it is written.
+        self._files: dict[str, TextIO] = {
+            name: (self.run_dir / name).open("a", buffering=1, encoding="utf-8")
+            for name in (INTERVALS_FILE, EPISODES_FILE, METRICS_FILE)
+        }
+        if self.wandb_mode != "disabled":
+            self._start_wandb(
+                project=project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
+                group=group,
+                job_type=job_type,
+                tags=list(tags),
+                name=name,
+                entity=entity,
+            )
+
+    # --- context manager ------------------------------------------------------------------------
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
+        self.close(exit_code=0 if exc_type is None else 1)
+
+    # --- paths ----------------------------------------------------------------------------------
+
+    @property
+    def intervals_path(self) -> Path:
+        """``intervals.jsonl``: one record per scheduling interval."""
+        return self.run_dir / INTERVALS_FILE
+
+    @property
+    def episodes_path(self) -> Path:
+        """``episodes.jsonl``: one summary per episode."""
+        return self.run_dir / EPISODES_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        """``metrics.jsonl``: free-form metrics (SB3's logger, agent internals)."""
+        return self.run_dir / METRICS_FILE
+
+    @property
+    def wandb_active(self) -> bool:
+        """Whether metrics are still going to W&B."""
+        return self.wandb_run is not None
+
+    @property
+    def wandb_run_dir(self) -> Path | None:
+        """Folder of the W&B run (``RUN_DIR/wandb/offline-run-*`` offline), if one was started."""
+        return self._wandb_run_dir
+
+    # --- logging --------------------------------------------------------------------------------
+
+    def log_interval(
+        self,
+        info: Mapping[str, Any],
+        *,
+        reward: float | None = None,
+        env_index: int = 0,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Logs one scheduling interval from the environment's step ``info``.
+
+        Args:
+            info: The ``info`` of ``BatchSizeEnv.step`` (needs ``samples``; scalar entries are
+                kept, others dropped).
+            reward: The step's reward.
+            env_index: Which of several parallel environments stepped; each has its own
+                episode in progress.
+            extra: More scalar fields for the record (e.g. the agent's own timestep count).
+
+        Returns:
+            The record written: the info's scalars, ``reward``, ``episode``, ``env_index``,
+            ``episode_samples`` (the info's ``samples``) and ``samples`` (run total).
+        """
+        self._check_open()
+        episode = self._open_episodes.get(env_index)
+        if episode is None:
+            episode = self._open_episodes[env_index] = _Episode(self._next_episode, env_index)
+            self._next_episode += 1
+        episode_samples = int(info["samples"])
+        # Count the samples this interval added, so parallel environments and successive
+        # episodes add up to one monotonic x-axis.
+        self.samples += max(episode_samples - episode.samples, 0)
+        episode.samples = episode_samples
+        record: dict[str, Any] = {
+            "samples": self.samples,
+            "episode": episode.episode,
+            "env_index": env_index,
+        }
+        for key, value in info.items():
+            scalar = _scalar(value)
+            if scalar is not None and key != "samples":
+                record[key] = scalar
+        record["episode_samples"] = episode_samples
+        if reward is not None:
+            record["reward"] = float(reward)
+        for key, value in (extra or {}).items():
+            scalar = _scalar(value)
+            if scalar is not None:
+                record[key] = scalar
+        episode.intervals.append(record)
+        self._intervals_logged += 1
+        self._write_local(INTERVALS_FILE, record)
+        self._wandb_log(record)
+        return record
+
+    def end_episode(
+        self,
+        env_index: int = 0,
+        *,
+        seed: int | None = None,
+        controller: str | None = None,
+        record: EpisodeRecord | None = None,
+        complete: bool = True,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Closes the episode in progress in environment ``env_index`` and logs its summary.
+
+        Args:
+            env_index: The environment whose episode ended.
+            seed: The episode's seed, if known.
+            controller: Name of the controller that ran it.
+            record: The episode's :class:`EpisodeRecord`, if there is one; its intervals are
+                logged first when they were not logged as they happened.
+            complete: ``False`` for an episode cut short (logged on :meth:`close`).
+            extra: More scalar fields for the summary.
+
+        Returns:
+            The summary written to ``episodes.jsonl``.
+        """
+        self._check_open()
+        if record is not None and env_index not in self._open_episodes:
+            for info, reward in zip(record.infos, record.rewards, strict=True):
+                self.log_interval(info, reward=reward, env_index=env_index)
+        episode = self._open_episodes.pop(env_index, None)
+        if episode is None:
+            raise ValueError(f"No episode in progress in environment {env_index} to end.")
+        summary = _summarise(episode, seed=seed, controller=controller, record=record)
+        summary["complete"] = complete
+        summary["samples"] = self.samples
+        for key, value in (extra or {}).items():
+            summary[key] = _scalar(value) if _scalar(value) is not None else value
+        for row in episode.intervals:
+            self._schedule_rows.append(
+                [
+                    str(episode.episode),
+                    seed,
+                    row.get("interval"),
+                    row["episode_samples"],
+                    row["samples"],
+                    row.get("batch_size"),
+                    row.get("lr"),
+                ]
+            )
+        self._episodes_done += 1
+        self._write_local(EPISODES_FILE, summary)
+        self._wandb_log(
+            {
+                f"episode/{key}": value
+                for key, value in summary.items()
+                if key != "samples" and _is_number(value)
+            }
+            | {"samples": self.samples}
+        )
+        return summary
+
+    def log_episode(
+        self, record: EpisodeRecord, *, controller: str | None = None, env_index: int = 0
+    ) -> dict[str, Any]:
+        """Logs the summary of a finished :class:`EpisodeRecord` (and its intervals if needed)."""
+        return self.end_episode(
+            env_index, seed=record.seed, controller=controller, record=record, complete=True
+        )
+
+    def log_metrics(self, metrics: Mapping[str, Any], *, step: int | None = None) -> dict[str, Any]:
+        """Logs free-form scalar metrics (e.g. SB3's ``train/*``, an agent's internals).
+
+        They are plotted against the current ``samples``; ``step`` (e.g. SB3's timestep count)
+        is kept as ``step`` in the local record. Non-scalar values are dropped.
+        """
+        self._check_open()
+        record: dict[str, Any] = {"samples": self.samples}
+        if step is not None:
+            record["step"] = int(step)
+        for key, value in metrics.items():
+            scalar = _scalar(value)
+            if scalar is not None and key != "samples":
+                record[key] = scalar
+        self._write_local(METRICS_FILE, record)
+        self._wandb_log({k: v for k, v in record.items() if k != "step"})
+        return record
+
+    def on_step(self, env_index: int = 0, then: StepCallback | None = None) -> StepCallback:
+        """A callback for ``arbiter_env.controllers.run_episode(..., on_step=...)``.
+
+        It logs each interval; ``then`` (e.g. a progress bar update) is called after. End the
+        episode with :meth:`log_episode` (or use :meth:`run_episode`, which does both).
+        """
+
+        def callback(record: EpisodeRecord, info: dict[str, Any]) -> None:
+            self.log_interval(info, reward=record.rewards[-1], env_index=env_index)
+            if then is not None:
+                then(record, info)
+
+        return callback
+
+    def run_episode(
+        self,
+        env: Any,
+        controller: Controller,
+        seed: int,
+        *,
+        controller_name: str | None = None,
+        deterministic: bool = True,
+        on_step: StepCallback | None = None,
+    ) -> EpisodeRecord:
+        """Runs one episode with ``arbiter_env.controllers.run_episode`` and logs all of it."""
+        record = run_episode(
+            env,
+            controller,
+            seed,
+            deterministic=deterministic,
+            on_step=self.on_step(then=on_step),
+        )
+        self.log_episode(record, controller=controller_name)
+        return record
+
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        """Adds to the config (``config.yaml`` and ``wandb.config``), e.g. values known later."""
+        self._check_open()
+        self.config.update(_plain_config(values))
+        (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
+        if self.wandb_run is not None:
+            self._guard("config update", lambda: self.wandb_run.config.update(dict(values)))
+
+    def set_summary(self, values: Mapping[str, Any]) -> None:
+        """Sets run-level summary values (written to ``run.json`` and the W&B run summary)."""
+        self._check_open()
+        self._summary.update(_plain_config(values))
+
+    # --- closing --------------------------------------------------------------------------------
+
+    def close(self, exit_code: int = 0) -> None:
+        """Logs unfinished episodes and the schedule, writes ``run.json`` and ends the W&B run."""
+        if self._closed:
+            return
+        for env_index in sorted(self._open_episodes):
+            self.end_episode(env_index, complete=False)
+        self._closed = True
+        for handle in self._files.values():
+            handle.close()
+        run_info = {
+            "episodes": self._episodes_done,
+            "intervals": self._intervals_logged,
+            "samples": self.samples,
+            "exit_code": exit_code,
+            "wandb_mode": self.wandb_mode,
+            "wandb_run_dir": str(self._wandb_run_dir) if self._wandb_run_dir else None,
+            "wandb_error": self.wandb_error,
+            "summary": self._summary,
+        }
+        if self.wandb_run is not None:
+            self._guard("schedule table", self._log_schedule)
+        if self.wandb_run is not None:
+            run = self.wandb_run
+
+            def finish() -> None:
+                for key, value in self._summary.items():
+                    run.summary[key] = value
+                run.finish(exit_code=exit_code)
+
+            self._guard("finish", finish)
+            self.wandb_run = None
+        run_info["wandb_error"] = self.wandb_error
+        (self.run_dir / RUN_FILE).write_text(
+            json.dumps(_json_safe(run_info), indent=2, allow_nan=False)
+        )
+
+    # --- internals ------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"RunLogger for {self.run_dir} is closed.")
+
+    def _start_wandb(self, **init_kwargs: Any) -> None:
+        try:
+            import wandb
+
+            run = wandb.init(
+                config=self.config,
+                dir=str(self.run_dir),
+                mode=self.wandb_mode,
+                # Our own run object, independent of any other active run in the process.
+                reinit="create_new",
+                # Console capture would record every progress-bar redraw; the local files and
+                # the terminal already have the output.
+                settings=wandb.Settings(console="off"),
+                **init_kwargs,
+            )
+            run.define_metric("samples")
+            run.define_metric("*", step_metric="samples")
+        except Exception as error:  # any failure inside wandb must not stop training
+            self._disable_wandb("init", error)
+            return
+        self.wandb_run = run
+        run_dir = getattr(run, "dir", None)  # RUN_DIR/wandb/<run>/files
+        self._wandb_run_dir = Path(run_dir).parent if run_dir else None
+
+    def _wandb_log(self, metrics: Mapping[str, Any]) -> None:
+        if self.wandb_run is None:
+            return
+        payload = {k: v for k, v in metrics.items() if _is_number(v)}
+        self._guard("log", lambda: self.wandb_run.log(payload))
+
+    def _guard(self, stage: str, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except Exception as error:  # any failure inside wandb must not stop training
+            self._disable_wandb(stage, error)
+
+    def _disable_wandb(self, stage: str, error: Exception) -> None:
+        self.wandb_error = f"W&B {stage} failed: {type(error).__name__}: {error}"
+        warnings.warn(
+            f"{self.wandb_error}. W&B logging is off for the rest of this run; the local logs "
+            f"in {self.run_dir} are complete.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        run, self.wandb_run = self.wandb_run, None
+        if run is not None:
+            # Stop wandb's background work; it may well fail again.
+            with contextlib.suppress(Exception):
+                run.finish(exit_code=1)
+
+    def _log_schedule(self) -> None:
+        import wandb
+
+        rows = self._schedule_rows[-self.max_table_rows :]
+        if not rows:
+            return
+        table = wandb.Table(columns=_SCHEDULE_COLUMNS, data=rows)
+        plot = wandb.plot.line(
+            table, "samples", "batch_size", stroke="episode", title="Batch-size schedule"
+        )
+        self.wandb_run.log({SCHEDULE_TABLE_KEY: table, SCHEDULE_PLOT_KEY: plot})
+
+    def _write_local(self, name: str, record: Mapping[str, Any]) -> None:
+        handle = self._files[name]
+        handle.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
+        handle.flush()
+
+
+# --- stable-baselines3 --------------------------------------------------------------------------
+
+
+class WandbKVWriter(KVWriter):
+    """Forwards stable-baselines3's logger (``train/*``, ``rollout/*``, ``time/*``) to a
+    :class:`RunLogger`, hence to ``metrics.jsonl`` and W&B, without tensorboard.
+
+    Keys excluded for ``"wandb"`` in SB3's ``logger.record(..., exclude=...)`` are skipped, as are
+    values that are not scalars (videos, figures, images, hyperparameter records).
+    """
+
+    def __init__(self, run_logger: RunLogger):
+        self.run_logger = run_logger
+
+    def write(
+        self,
+        key_values: dict[str, Any],
+        key_excluded: dict[str, tuple[str, ...]],
+        step: int = 0,
+    ) -> None:
+        metrics = {
+            key: value
+            for key, value in key_values.items()
+            if "wandb" not in (key_excluded.get(key) or ())
+        }
+        self.run_logger.log_metrics(metrics, step=step)
+
+    def close(self) -> None:
+        """The :class:`RunLogger` owns the W&B run and closes it; nothing to do here."""
+
+
+def attach_sb3_logger(
+    model: Any,
+    run_logger: RunLogger,
+    *,
+    formats: Iterable[str] = ("csv",),
+    folder: str | os.PathLike[str] | None = None,
+) -> Logger:
+    """Replaces ``model``'s logger by one that also writes to ``run_logger``.
+
+    Args:
+        model: A stable-baselines3 model.
+        run_logger: Where SB3's metrics go (``metrics.jsonl`` and W&B).
+        formats: SB3's own output formats as well (``"stdout"``, ``"csv"``, ``"log"``,
+            ``"json"``; ``"tensorboard"`` needs the tensorboard package).
+        folder: Where those formats write (default ``RUN_DIR/sb3``).
+
+    Returns:
+        The new logger (already set with ``model.set_logger``).
+    """
+    folder = Path(folder) if folder is not None else run_logger.run_dir / "sb3"
+    folder.mkdir(parents=True, exist_ok=True)
+    outputs: list[KVWriter] = [make_output_format(f, str(folder)) for f in formats]
+    logger = Logger(str(folder), [*outputs, WandbKVWriter(run_logger)])
+    model.set_logger(logger)
+    return logger
+
+
+class IntervalLoggingCallback(BaseCallback):
+    """Logs every environment interval (and episode summaries) to a :class:`RunLogger` during
+    stable-baselines3 training.
+
+    Works with any number of parallel environments; with ``VecNormalize`` the logged reward is
+    the environment's original, unnormalised one.
+
+    Args:
+        run_logger: The run's logger.
+        controller: Name written into the episode summaries (e.g. ``"ppo"``).
+    """
+
+    def __init__(self, run_logger: RunLogger, controller: str | None = None, verbose: int = 0):
+        super().__init__(verbose)
+        self.run_logger = run_logger
+        self.controller = controller
+
+    def _on_step(self) -> bool:
+        infos = self.locals.get("infos") or []
+        rewards = self.locals.get("rewards")
+        dones = self.locals.get("dones")
+        normalizer = unwrap_vec_normalize(self.training_env) if self.training_env else None
+        if normalizer is not None:
+            rewards = normalizer.get_original_reward()
+        for index, info in enumerate(infos):
+            if "samples" not in info or "batch_size" not in info:
+                continue  # not a BatchSizeEnv step
+            reward = float(rewards[index]) if rewards is not None else None
+            self.run_logger.log_interval(
+                info, reward=reward, env_index=index, extra={"timesteps": self.num_timesteps}
+            )
+            if dones is not None and bool(dones[index]):
+                self.run_logger.end_episode(index, controller=self.controller)
+        return True
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _summarise(
+    episode: _Episode,
+    *,
+    seed: int | None,
+    controller: str | None,
+    record: EpisodeRecord | None,
+) -> dict[str, Any]:
+    rows = episode.intervals
+    last = rows[-1] if rows else {}
+    batch_sizes = [int(r["batch_size"]) for r in rows if r.get("batch_size") is not None]
+    sizes = [r["episode_samples"] for r in rows]
+    slices = [b - a for a, b in zip([0, *sizes[:-1]], sizes, strict=True)]
+    weighted = sum(s * b for s, b in zip(slices, batch_sizes, strict=False))
+    rewards = [r["reward"] for r in rows if r.get("reward") is not None]
+    summary: dict[str, Any] = {
+        "episode": episode.episode,
+        "env_index": episode.env_index,
+        "seed": seed,
+        "controller": controller,
+        "intervals": len(rows),
+        "episode_samples": last.get("episode_samples", 0),
+        "updates": last.get("updates"),
+        "return": float(sum(rewards)) if rewards else None,
+        "final_val_loss": last.get("val_loss"),
+        "final_val_accuracy": last.get("val_accuracy"),
+        "test_loss": last.get("test_loss"),
+        "test_accuracy": last.get("test_accuracy"),
+        "diverged": any(bool(r.get("diverged")) for r in rows),
+        "wall_time": last.get("episode_wall_time"),
+        "mean_batch_size": weighted / sum(slices) if sum(slices) else None,
+        "min_batch_size": min(batch_sizes) if batch_sizes else None,
+        "max_batch_size": max(batch_sizes) if batch_sizes else None,
+        "batch_sizes": batch_sizes,
+    }
+    if record is not None:
+        # The record is authoritative where it has the value (e.g. a test result).
+        summary["return"] = record.episode_return
+        summary["test_loss"] = record.test_loss
+        summary["test_accuracy"] = record.test_accuracy
+        summary["diverged"] = record.diverged
+    return summary
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, bool | int | float) and not isinstance(value, np.ndarray)
+
+
+def _scalar(value: Any) -> bool | int | float | None:
+    """A plain Python scalar for ``value``, or ``None`` if it is not a single number."""
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, np.generic) and np.ndim(value) == 0:
+        item = value.item()
+        return item if isinstance(item, bool | int | float) else None
+    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
+        return value.reshape(()).item()
+    item = getattr(value, "item", None)  # 0-d torch tensors
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        try:
+            result = item()
+        except Exception:
+            return None
+        return result if isinstance(result, bool | int | float) else None
+    return None
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON without NaN/inf (written as ``null``) so that any JSON reader accepts the files."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    scalar = _scalar(value)
+    if scalar is not None:
+        return _json_safe(scalar)
+    return str(value)
+
+
+def _plain_config(config: Any) -> dict[str, Any]:
+    """A YAML- and ``wandb.config``-friendly dict of a config mapping or dataclass."""
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping or a dataclass, got {type(config).__name__}.")
+    return _plain_value(config)
+
+
+def _plain_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain_value(v) for v in value]
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    scalar = _scalar(value)
+    if scalar is not None:
+        return scalar
+    return getattr(value, "__qualname__", None) or repr(value)
+
+
+__all__ = [
+    "DEFAULT_PROJECT",
+    "EPISODES_FILE",
+    "INTERVALS_FILE",
+    "METRICS_FILE",
+    "WANDB_MODES",
+    "IntervalLoggingCallback",
+    "RunLogger",
+    "WandbKVWriter",
+    "WandbMode",
+    "attach_sb3_logger",
+    "make_run_dir",
+    "resolve_wandb_mode",
+    "wandb_api_key_configured",
+]
