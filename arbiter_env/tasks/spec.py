@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from arbiter_env import hypergradient
 from arbiter_env.tasks.datasets import ClassificationData
 
 DataFactory = Callable[[], ClassificationData]
@@ -32,36 +33,48 @@ class OptimizerConfig:
     """The inner optimizer and its hyperparameters.
 
     Args:
-        name: ``"sgd"`` (with optional momentum, Nesterov and weight decay), ``"adam"``, or
-            ``"custom"`` together with ``factory``.
+        name: ``"sgd"`` (with optional momentum, Nesterov and weight decay), ``"adam"``,
+            ``"sgd-hd"`` / ``"adam-hd"`` (the same with hypergradient descent of the learning
+            rate, :mod:`arbiter_env.hypergradient`), or ``"custom"`` together with ``factory``.
         lr: Learning rate at the base batch size (see ``BatchSizeEnv(lr_scaling=...)``).
         momentum: SGD momentum; ignored by Adam.
         weight_decay: L2 penalty passed to the optimizer.
         nesterov: Nesterov momentum for SGD.
         betas: Adam's moment coefficients.
+        hypergradient_lr: β, the learning rate of the learning rate, for ``"sgd-hd"`` and
+            ``"adam-hd"``; ``None`` takes the paper's value for the chosen optimizer (1e-3 for
+            SGD-HD, 1e-7 for Adam-HD). Ignored by the other optimizers.
         factory: ``(parameters, config) -> torch.optim.Optimizer`` for any other optimizer. The
             optimizer must keep its learning rate in ``param_groups[i]["lr"]`` so that the trainer
             can rescale it.
     """
 
-    name: Literal["sgd", "adam", "custom"] = "sgd"
+    name: Literal["sgd", "adam", "sgd-hd", "adam-hd", "custom"] = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 0.0
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     factory: OptimizerFactory | None = None
+    hypergradient_lr: float | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in ("sgd", "adam", "custom"):
+        if self.name not in ("sgd", "adam", "sgd-hd", "adam-hd", "custom"):
             raise ValueError(
-                f"Unknown optimizer {self.name!r}: use 'sgd', 'adam', or 'custom' with a factory."
+                f"Unknown optimizer {self.name!r}: use 'sgd', 'adam', 'sgd-hd', 'adam-hd', or "
+                "'custom' with a factory."
             )
         if (self.name == "custom") != (self.factory is not None):
             raise ValueError("Pass `factory` exactly when the optimizer name is 'custom'.")
         _require(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}.")
         _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}.")
         _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}.")
+        _require(
+            self.hypergradient_lr is None
+            or (math.isfinite(self.hypergradient_lr) and self.hypergradient_lr >= 0),
+            f"hypergradient_lr must be finite and >= 0 (or None for the paper's default), got "
+            f"{self.hypergradient_lr}.",
+        )
 
     def build(self, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
         """Creates the optimizer over ``parameters``."""
@@ -76,6 +89,22 @@ class OptimizerConfig:
         if self.name == "adam":
             return torch.optim.Adam(
                 parameters, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay
+            )
+        if self.name in ("sgd-hd", "adam-hd"):
+            beta = (
+                {} if self.hypergradient_lr is None else {"hypergradient_lr": self.hypergradient_lr}
+            )
+            if self.name == "sgd-hd":
+                return hypergradient.SGDHD(
+                    parameters,
+                    lr=self.lr,
+                    momentum=self.momentum,
+                    weight_decay=self.weight_decay,
+                    nesterov=self.nesterov,
+                    **beta,
+                )
+            return hypergradient.AdamHD(
+                parameters, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay, **beta
             )
         assert self.factory is not None
         return self.factory(parameters, self)
