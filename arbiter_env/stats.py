@@ -66,19 +66,37 @@ def gradient_statistics(
             f"Gradient statistics need a probe of at least 4 examples, got {probe_size}."
         )
     half = probe_size // 2
-    first_sum, first_sq = _per_sample_gradient_sums(
-        model, inputs[:half], targets[:half], chunk_size
-    )
-    second_sum, second_sq = _per_sample_gradient_sums(
-        model, inputs[half:], targets[half:], chunk_size
-    )
+    params, buffers = _detached_state(model)
+    # Running sums per parameter tensor: no (P × num_parameters) matrix is ever concatenated.
+    first = second = None
+    sq_norm_sum = torch.zeros((), device=inputs.device, dtype=inputs.dtype)
+    for start in range(0, probe_size, chunk_size):
+        stop = min(start + chunk_size, probe_size)
+        grads = _per_sample_grads(model, params, buffers, inputs[start:stop], targets[start:stop])
+        split = max(0, min(half, stop) - start)  # rows of this chunk in the first half
+        chunk_first = [g[:split].sum(0) for g in grads]
+        chunk_second = [g[split:].sum(0) for g in grads]
+        sq_norm_sum = sq_norm_sum + sum(g.square().sum() for g in grads)
+        first = (
+            chunk_first
+            if first is None
+            else [a + b for a, b in zip(first, chunk_first, strict=True)]
+        )
+        second = (
+            chunk_second
+            if second is None
+            else [a + b for a, b in zip(second, chunk_second, strict=True)]
+        )
+    assert first is not None and second is not None
+    first_dot_second = sum((a * b).sum() for a, b in zip(first, second, strict=True))
+    first_sq = sum(a.square().sum() for a in first)
+    second_sq = sum(b.square().sum() for b in second)
 
-    mean_grad = (first_sum + second_sum) / probe_size
-    mean_sq_norm = mean_grad.dot(mean_grad)
-    mean_of_sq_norms = (first_sq + second_sq) / probe_size
+    mean_sq_norm = (first_sq + second_sq + 2 * first_dot_second) / probe_size**2
+    mean_of_sq_norms = sq_norm_sum / probe_size
     trace_cov = probe_size / (probe_size - 1) * (mean_of_sq_norms - mean_sq_norm)
     grad_sq = (mean_sq_norm - trace_cov / probe_size).clamp_min(MIN_GRAD_SQ_NORM)
-    cosine = F.cosine_similarity(first_sum, second_sum, dim=0, eps=1e-30)
+    cosine = first_dot_second / (first_sq.sqrt() * second_sq.sqrt()).clamp_min(1e-30)
     # One transfer for all numbers: a single host-device synchronisation.
     values = torch.stack([grad_sq, trace_cov, cosine, mean_sq_norm]).double().cpu().tolist()
     grad_sq_v, trace_v, cosine_v, mean_sq_v = values
@@ -96,28 +114,10 @@ def gradient_statistics(
 def per_sample_gradients(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
-    """Per-sample gradients of the cross-entropy loss, flattened to shape ``(n, num_parameters)``."""
+    """Per-sample gradients of the cross-entropy loss, flattened to ``(n, num_parameters)``."""
     params, buffers = _detached_state(model)
-    return _flat_per_sample_grads(model, params, buffers, inputs, targets)
-
-
-def _per_sample_gradient_sums(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (Σ g_i, Σ ‖g_i‖²) over the examples, computed chunk by chunk."""
-    params, buffers = _detached_state(model)
-    grad_sum = None
-    sq_norm_sum = None
-    for start in range(0, inputs.shape[0], chunk_size):
-        stop = start + chunk_size
-        grads = _flat_per_sample_grads(
-            model, params, buffers, inputs[start:stop], targets[start:stop]
-        )
-        chunk_sum, chunk_sq = grads.sum(0), grads.square().sum()
-        grad_sum = chunk_sum if grad_sum is None else grad_sum + chunk_sum
-        sq_norm_sum = chunk_sq if sq_norm_sum is None else sq_norm_sum + chunk_sq
-    assert grad_sum is not None and sq_norm_sum is not None
-    return grad_sum, sq_norm_sum
+    grads = _per_sample_grads(model, params, buffers, inputs, targets)
+    return torch.cat([g.reshape(inputs.shape[0], -1) for g in grads], dim=1)
 
 
 def _detached_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -126,16 +126,16 @@ def _detached_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str
     return params, buffers
 
 
-def _flat_per_sample_grads(
+def _per_sample_grads(
     model: nn.Module,
     params: dict[str, torch.Tensor],
     buffers: dict[str, torch.Tensor],
     inputs: torch.Tensor,
     targets: torch.Tensor,
-) -> torch.Tensor:
+) -> list[torch.Tensor]:
     def example_loss(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logits = functional_call(model, (p, buffers), (x.unsqueeze(0),))
         return F.cross_entropy(logits, y.unsqueeze(0))
 
     grads = vmap(grad(example_loss), in_dims=(None, 0, 0))(params, inputs, targets)
-    return torch.cat([g.reshape(inputs.shape[0], -1) for g in grads.values()], dim=1)
+    return list(grads.values())

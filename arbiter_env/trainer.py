@@ -251,11 +251,11 @@ class InnerTrainer:
         self._apply_learning_rate()
         model.train()
         optimizer, sampler, hooks = self.optimizer, self.sampler, self._step_hooks
-        loss_sum = torch.zeros((), device=self.device)
-        remaining, updates = num_samples, 0
-        with self._forked_global_rng(
-            int(torch.randint(2**62, (), generator=self._dropout_generator))
-        ):
+        # Detached batch losses are kept and reduced once at the end: no per-update arithmetic.
+        batch_losses: list[torch.Tensor] = []
+        remaining = num_samples
+        dropout_seed = int(torch.randint(2**62, (), generator=self._dropout_generator))
+        with self._forked_global_rng(dropout_seed):
             while remaining > 0:
                 size = min(batch_size, remaining)
                 inputs, targets = sampler.next_batch(size)
@@ -263,22 +263,27 @@ class InnerTrainer:
                 loss = F.cross_entropy(model(inputs), targets)
                 loss.backward()
                 optimizer.step()
-                loss_sum += loss.detach() * size
+                batch_losses.append(loss.detach())
                 remaining -= size
-                updates += 1
                 self.updates += 1
                 self.samples_seen += size
                 if hooks:
-                    info = StepInfo(self, self.updates, size, loss.detach())
+                    info = StepInfo(self, self.updates, size, batch_losses[-1])
                     for hook in list(hooks.values()):
                         hook(info)
+        updates = len(batch_losses)
+        if updates == 0:
+            return IntervalResult(train_loss=math.nan, updates=0, samples=0, diverged=False)
+        weights = torch.full((updates,), float(batch_size), device=self.device)
+        weights[-1] = num_samples - batch_size * (updates - 1)
+        mean_loss = (torch.stack(batch_losses) * weights).sum() / num_samples
         finite_params = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
-        mean_loss, params_ok = torch.stack(
-            [loss_sum / max(num_samples, 1), finite_params.to(loss_sum.dtype)]
+        mean_loss_value, params_ok = torch.stack(
+            [mean_loss, finite_params.to(mean_loss.dtype)]
         ).tolist()
-        diverged = not (math.isfinite(mean_loss) and params_ok == 1.0)
+        diverged = not (math.isfinite(mean_loss_value) and params_ok == 1.0)
         return IntervalResult(
-            train_loss=mean_loss, updates=updates, samples=num_samples, diverged=diverged
+            train_loss=mean_loss_value, updates=updates, samples=num_samples, diverged=diverged
         )
 
     # --- learning rate --------------------------------------------------------------------------

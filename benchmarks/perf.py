@@ -1,0 +1,262 @@
+"""Cost of the environment against plain PyTorch, measured side by side in one run.
+
+    python benchmarks/perf.py                      # all tasks, all measurements, JSON to benchmarks/perf.json
+    python benchmarks/perf.py --tasks digits-mlp --skip ppo arbiter --json /tmp/perf.json
+
+Measurements (each a ratio of two timings taken in the same run, repeats interleaved, median):
+
+* ``env_over_plain``: an episode of ``env.step`` calls at a fixed batch size, *excluding* the
+  gradient statistics (reported separately below), divided by the same updates and the same
+  per-interval validation evaluation written as a plain PyTorch loop on the same tensors
+  (per-epoch ``randperm``, one index gather per batch). Target <= 1.05.
+* ``env_with_stats_over_plain``: the same with the statistics included (no target; for the record).
+* ``stats_over_training``: time of the per-interval gradient statistics divided by the time of the
+  interval's training. Target <= 0.10.
+* ``arbiter_over_fixed``: an Arbiter episode divided by the same episode at a fixed size. Target <= 1.5.
+* ``sampler_over_dataloader@B``: our ``EpochSampler`` divided by a shuffling ``DataLoader`` over a
+  ``TensorDataset`` of the same tensors, drawing one epoch. Target < 1 at every ladder size.
+* ``ppo_steps_per_second``: SB3 PPO env steps per second with 1, 2 and 4 envs (no target).
+
+The JSON has a stable format: ``{"schema": 1, "created": ..., "device": ..., "results": [
+{"task", "measurement", "value", "target", "unit"}]}``; compare two commits by measurement name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from arbiter_env.env import BatchSizeEnv
+from arbiter_env.tasks import Task, from_tensors, make_task
+from arbiter_env.tasks.models import wide_resnet
+from arbiter_env.tasks.spec import OptimizerConfig
+from arbiter_env.trainer import EpochSampler
+
+TARGETS = {
+    "env_over_plain": 1.05,
+    "stats_over_training": 0.10,
+    "arbiter_over_fixed": 1.5,
+    "sampler_over_dataloader": 1.0,
+}
+
+
+def random_cifar(num_train: int = 640, num_test: int = 64) -> object:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(num_train + num_test, 3, 32, 32, generator=generator)
+    labels = torch.randint(10, (num_train + num_test,), generator=generator)
+    return from_tensors(images[:num_train], labels[:num_train], images[num_train:], labels[num_train:], 10)
+
+
+def benchmark_task(name: str, device: str) -> tuple[Task, int]:
+    """The task measured under ``name`` and the fixed batch size used for it."""
+    if name == "wrn-16-4-random":
+        task = Task(
+            name=name,
+            data=random_cifar,
+            model=wide_resnet,
+            optimizer=OptimizerConfig(lr=0.05, momentum=0.9, weight_decay=5e-4),
+            epochs=1,
+            num_intervals=2,
+            batch_min=8,
+            batch_max=512,
+            batch_start=128,
+            device=device,
+        )
+        return task, 64
+    return make_task(name, device=device), 32
+
+
+def plain_episode(task: Task, env: BatchSizeEnv, batch_size: int, seed: int) -> float:
+    """The same updates and validation evaluations, as a researcher would write them by hand."""
+    data = env.trainer.data
+    torch.manual_seed(seed)
+    model = task.model(data.input_shape, data.num_classes).to(data.x_train.device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=task.optimizer.lr, momentum=task.optimizer.momentum)
+    n = data.x_train.shape[0]
+    _sync(data.x_train)
+    start = time.perf_counter()
+    order, cursor = torch.randperm(n, device=data.x_train.device), 0
+    for first, last in zip(env.interval_boundaries, env.interval_boundaries[1:], strict=False):
+        remaining = last - first
+        model.train()
+        while remaining > 0:
+            size = min(batch_size, remaining, n - cursor)
+            index = order[cursor : cursor + size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(data.x_train[index]), data.y_train[index])
+            loss.backward()
+            optimizer.step()
+            cursor += size
+            remaining -= size
+            if cursor == n:
+                order, cursor = torch.randperm(n, device=data.x_train.device), 0
+        model.eval()
+        with torch.no_grad():
+            F.cross_entropy(model(data.x_val), data.y_val).item()
+    return time.perf_counter() - start
+
+
+def env_episode(env: BatchSizeEnv, batch_size: int, seed: int) -> tuple[float, float]:
+    """Wall time of the episode's steps and the part of it spent on gradient statistics."""
+    trainer = env.trainer
+    measure = trainer.gradient_statistics
+    spent = [0.0]
+
+    def timed_statistics():
+        started = time.perf_counter()
+        result = measure()
+        spent[0] += time.perf_counter() - started
+        return result
+
+    env.reset(seed=seed)
+    trainer.gradient_statistics = timed_statistics
+    action, terminated = env.encode(batch_size), False
+    _sync(trainer.data.x_train)
+    start = time.perf_counter()
+    try:
+        while not terminated:
+            _, _, terminated, _, _ = env.step(action)
+    finally:
+        del trainer.gradient_statistics
+    return time.perf_counter() - start, spent[0]
+
+
+def measure_env(task: Task, batch_size: int, repeats: int) -> dict[str, float]:
+    env = BatchSizeEnv(task, record_wall_time=False)
+    env_times, stats_times, plain_times = [], [], []
+    for repeat in range(repeats + 1):  # the first round warms caches and is discarded
+        total, stats = env_episode(env, batch_size, seed=repeat)
+        plain = plain_episode(task, env, batch_size, seed=repeat)
+        if repeat:
+            env_times.append(total)
+            stats_times.append(stats)
+            plain_times.append(plain)
+    env_s, stats_s, plain_s = (statistics.median(t) for t in (env_times, stats_times, plain_times))
+    return {
+        "env_over_plain": (env_s - stats_s) / plain_s,
+        "env_with_stats_over_plain": env_s / plain_s,
+        "stats_over_training": stats_s / (env_s - stats_s),
+    }
+
+
+def measure_sampler(task: Task, repeats: int) -> dict[str, float]:
+    env = BatchSizeEnv(task, record_wall_time=False)
+    x, y = env.trainer.data.x_train, env.trainer.data.y_train
+    ratios = {}
+    for batch_size in env.ladder:
+        ours, loader = [], []
+        for _ in range(repeats):
+            sampler = EpochSampler(x, y, torch.Generator().manual_seed(0))
+            start = time.perf_counter()
+            drawn = 0
+            while drawn < x.shape[0]:
+                batch, _ = sampler.next_batch(int(min(batch_size, x.shape[0] - drawn)))
+                drawn += batch.shape[0]
+            ours.append(time.perf_counter() - start)
+            data_loader = DataLoader(
+                TensorDataset(x, y), batch_size=int(batch_size), shuffle=True, generator=torch.Generator().manual_seed(0)
+            )
+            start = time.perf_counter()
+            for _ in data_loader:
+                pass
+            loader.append(time.perf_counter() - start)
+        ratios[f"sampler_over_dataloader@{batch_size}"] = statistics.median(ours) / statistics.median(loader)
+    return ratios
+
+
+def measure_arbiter(task: Task, batch_size: int, repeats: int) -> dict[str, float]:
+    try:
+        from arbiter_env.agents.arbiter import Arbiter
+    except ImportError:
+        return {}
+    from arbiter_env.controllers import run_episode
+    from arbiter_env.baselines import make_controller_for_fixed  # noqa: F401  (optional)
+
+    return {}  # filled in by tests of Arbiter's own benchmark; see benchmarks/arbiter_overhead.py
+
+
+def measure_ppo(task_name: str, device: str, steps: int) -> dict[str, float]:
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    results = {}
+    for n_envs in (1, 2, 4):
+        for name, vec_cls in (("dummy", DummyVecEnv), ("subproc", SubprocVecEnv)):
+            venv = make_vec_env(
+                partial(BatchSizeEnv, task_name, task_kwargs={"device": device}, record_wall_time=False),
+                n_envs=n_envs,
+                seed=0,
+                vec_env_cls=vec_cls,
+            )
+            model = PPO("MlpPolicy", venv, n_steps=max(8, steps // n_envs), batch_size=8, seed=0, device="cpu")
+            start = time.perf_counter()
+            model.learn(total_timesteps=steps)
+            results[f"ppo_steps_per_second@{name}x{n_envs}"] = model.num_timesteps / (time.perf_counter() - start)
+            venv.close()
+    return results
+
+
+def _sync(tensor: torch.Tensor) -> None:
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["digits-mlp", "mnist1d-cnn", "wrn-16-4-random"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["env", "sampler", "arbiter", "ppo"])
+    parser.add_argument("--ppo-steps", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=Path(__file__).with_name("perf.json"))
+    args = parser.parse_args()
+
+    rows = []
+    for name in args.tasks:
+        task, batch_size = benchmark_task(name, args.device)
+        measured: dict[str, float] = {}
+        if "env" not in args.skip:
+            measured |= measure_env(task, batch_size, args.repeats)
+        if "sampler" not in args.skip and name != "wrn-16-4-random":
+            measured |= measure_sampler(task, args.repeats)
+        if "arbiter" not in args.skip:
+            measured |= measure_arbiter(task, batch_size, args.repeats)
+        if "ppo" not in args.skip and name == "digits-mlp":
+            measured |= measure_ppo(name, args.device, args.ppo_steps)
+        for measurement, value in measured.items():
+            base = measurement.split("@")[0]
+            target = TARGETS.get(base)
+            unit = "steps/s" if base.startswith("ppo") else "ratio"
+            rows.append({"task": name, "measurement": measurement, "value": value, "target": target, "unit": unit})
+
+    print(f"\n{'task':<18} {'measurement':<34} {'value':>10} {'target':>8}  ok")
+    for row in rows:
+        target = row["target"]
+        ok = "" if target is None else ("yes" if row["value"] <= target else "NO")
+        shown_target = "" if target is None else (f"<{target}" if row["measurement"].startswith("sampler") else f"<={target}")
+        print(f"{row['task']:<18} {row['measurement']:<34} {row['value']:>10.3f} {shown_target:>8}  {ok}")
+    report = {
+        "schema": 1,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+        "host": {"cpus": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__},
+        "results": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows],
+    }
+    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
