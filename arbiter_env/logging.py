@@ -270,8 +270,9 @@ class RunLogger:
         """Logs one scheduling interval from the environment's step ``info``.
 
         Args:
-            info: The ``info`` of ``BatchSizeEnv.step`` (needs ``samples``; scalar entries are
-                kept, others dropped).
+            info: The ``info`` of ``BatchSizeEnv.step`` (needs ``samples``). Numbers, booleans
+                and strings are kept, mappings are flattened to ``key.subkey``, anything else is
+                dropped; only numbers and booleans go to W&B.
             reward: The step's reward.
             env_index: Which of several parallel environments stepped; each has its own
                 episode in progress.
@@ -296,10 +297,9 @@ class RunLogger:
             "episode": episode.episode,
             "env_index": env_index,
         }
-        for key, value in info.items():
-            scalar = _scalar(value)
-            if scalar is not None and key != "samples":
-                record[key] = scalar
+        for key, value in _flatten(info).items():
+            if key != "samples":
+                record[key] = value
         record["episode_samples"] = episode_samples
         if reward is not None:
             record["reward"] = float(reward)
@@ -367,9 +367,9 @@ class RunLogger:
             {
                 f"episode/{key}": value
                 for key, value in summary.items()
-                if key != "samples" and _is_number(value)
+                if key not in ("samples", "episode", "env_index") and _is_number(value)
             }
-            | {"samples": self.samples}
+            | {"samples": self.samples, "episode": episode.episode}
         )
         return summary
 
@@ -501,9 +501,10 @@ class RunLogger:
                 mode=self.wandb_mode,
                 # Our own run object, independent of any other active run in the process.
                 reinit="create_new",
-                # Console capture would record every progress-bar redraw; the local files and
-                # the terminal already have the output.
-                settings=wandb.Settings(console="off"),
+                # Console capture would record every progress-bar redraw, and the end-of-run
+                # history dump would bury the caller's own summary; the local files and the
+                # terminal already have both.
+                settings=wandb.Settings(console="off", quiet=True),
                 **init_kwargs,
             )
             run.define_metric("samples")
@@ -697,6 +698,20 @@ def _summarise(
         summary["test_accuracy"] = record.test_accuracy
         summary["diverged"] = record.diverged
     return summary
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Scalars and strings of ``values``, nested mappings as ``key.subkey``; the rest dropped."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, str):
+            flat[name] = value
+        elif (scalar := _scalar(value)) is not None:
+            flat[name] = scalar
+    return flat
 
 
 def _is_number(value: Any) -> bool:

@@ -1,0 +1,583 @@
+"""The ``arbiter`` command line: run, train and evaluate batch-size controllers.
+
+::
+
+    arbiter tasks                                    # tasks and task families
+    arbiter controllers                              # registered controllers
+    arbiter episode --task digits-mlp --batch-size 64 [--seed 0] [epochs=1 ...]
+    arbiter train --agent ppo|arbiter --task digits-mlp [--config FILE] [key=value ...]
+    arbiter evaluate --controller NAME_OR_CHECKPOINT --task digits-mlp --seeds 0 1 2 [key=value ...]
+
+Every command that runs training writes a run folder (default ``runs/<timestamp>-<job>``) with the
+resolved config, local JSONL logs and the W&B run (offline unless an API key is configured); see
+``docs/logging_and_cli.md``. This module only parses and dispatches: the work happens in
+:mod:`arbiter_env.logging`, the environment, the controller registry and the agents' own
+training functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import math
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import numpy as np
+
+from arbiter_env.config import ConfigError, apply_overrides, from_dict
+
+EXIT_USAGE = 2
+
+# Agents that `arbiter train` knows, and the library function that trains each: (module,
+# function). The functions belong to the agents' packages; the CLI only calls them.
+AGENT_TRAINERS: dict[str, tuple[str, str]] = {
+    "ppo": ("arbiter_env.agents.sb3", "train"),
+    "a2c": ("arbiter_env.agents.sb3", "train"),
+    "dqn": ("arbiter_env.agents.sb3", "train"),
+    "sac": ("arbiter_env.agents.sb3", "train"),
+    "td3": ("arbiter_env.agents.sb3", "train"),
+    "arbiter": ("arbiter_env.agents.arbiter", "run_arbiter"),
+}
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``arbiter`` command."""
+    parser = argparse.ArgumentParser(
+        prog="arbiter",
+        description="Neural-network training as an environment whose action is the batch size.",
+    )
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an error"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tasks = commands.add_parser("tasks", help="list tasks and task families")
+    tasks.set_defaults(handler=cmd_tasks)
+
+    controllers = commands.add_parser("controllers", help="list registered controllers")
+    controllers.set_defaults(handler=cmd_controllers)
+
+    episode = commands.add_parser(
+        "episode",
+        help="run one episode with a fixed batch size",
+        description="Runs one episode with a fixed batch size and prints what happened. "
+        "Trailing key=value pairs override task fields (e.g. epochs=1 optimizer.lr=0.1).",
+    )
+    _add_task_options(episode)
+    episode.add_argument("--batch-size", type=int, required=True, help="the fixed batch size")
+    episode.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    episode.add_argument("overrides", nargs="*", metavar="key=value", help="task field overrides")
+    _add_run_options(episode)
+    episode.set_defaults(handler=cmd_episode)
+
+    train = commands.add_parser(
+        "train",
+        help="train an agent (PPO and other SB3 algorithms, or Arbiter)",
+        description="Trains an agent. Trailing key=value pairs override the agent's config "
+        "(dotted keys reach nested sections).",
+    )
+    train.add_argument("--agent", required=True, help=f"one of {', '.join(AGENT_TRAINERS)}")
+    _add_task_options(train)
+    train.add_argument("--config", type=Path, help="YAML config file")
+    train.add_argument("--seed", type=int, help="training seed")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    _add_run_options(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a controller or a trained agent on seeds",
+        description="Runs one episode per seed. Trailing key=value pairs are the controller's "
+        "keyword arguments (e.g. batch_size=64 for 'fixed'); task.KEY=VALUE overrides a task "
+        "field.",
+    )
+    evaluate.add_argument(
+        "--controller",
+        required=True,
+        metavar="NAME_OR_CHECKPOINT",
+        help="a registered controller name or an RL checkpoint folder",
+    )
+    _add_task_options(evaluate)
+    evaluate.add_argument(
+        "--seeds", nargs="+", default=["0", "1", "2"], metavar="SEED", help="(default 0 1 2)"
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=("train", "test"),
+        default="test",
+        help="instances of a task family to evaluate on (default: the held-out test split)",
+    )
+    evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="controller kwargs")
+    _add_run_options(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+    return parser
+
+
+def _add_task_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--task", default="digits-mlp", help="task or task family (default digits-mlp)"
+    )
+    parser.add_argument(
+        "-t",
+        "--task-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a task field, e.g. -t epochs=1 -t optimizer.lr=0.1 (repeatable)",
+    )
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-dir", type=Path, help="run folder (default runs/<timestamp>-<job>)")
+    parser.add_argument(
+        "--wandb",
+        choices=("disabled", "offline", "online"),
+        help="W&B mode (default: WANDB_MODE, else online if an API key is set, else offline)",
+    )
+    parser.add_argument("--group", help="W&B group (runs of one experiment)")
+    parser.add_argument("--tag", action="append", default=[], help="W&B tag (repeatable)")
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``arbiter`` command; returns the exit status (2 for bad arguments)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse has printed its message
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+        if args.traceback:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """``arbiter tasks``: a table of tasks and one of task families."""
+    from rich.table import Table
+
+    from arbiter_env.tasks import get_family, list_families, list_tasks, make_task
+
+    table = Table(title="Tasks")
+    table.add_column("task", no_wrap=True)
+    for column in ("optimizer", "epochs", "intervals", "batch sizes"):
+        table.add_column(column)
+    for name in list_tasks():
+        task = make_task(name)  # cheap: data and model are built lazily
+        opt = task.optimizer
+        momentum = f" m={opt.momentum:g}" if opt.name == "sgd" else ""
+        table.add_row(
+            name,
+            f"{opt.name} lr={opt.lr:g}{momentum}",
+            f"{task.epochs:g}",
+            str(task.num_intervals),
+            f"{task.batch_min}-{task.batch_max}, start {task.batch_start}",
+        )
+    _console().print(table)
+    families = Table(title="Task families")
+    families.add_column("family", no_wrap=True)
+    for column in ("base task", "lr range", "momenta", "widths", "epochs"):
+        families.add_column(column)
+    for name in list_families():
+        family = get_family(name)
+        families.add_row(
+            name,
+            family.base_task,
+            f"{family.lr_range[0]:g}..{family.lr_range[1]:g}",
+            ", ".join(f"{m:g}" for m in family.momenta),
+            ", ".join(map(str, family.widths)) or "base",
+            ", ".join(f"{e:g}" for e in family.epochs) or "base",
+        )
+    _console().print(families)
+    return 0
+
+
+def cmd_controllers(args: argparse.Namespace) -> int:
+    """``arbiter controllers``: the registered controller names."""
+    from arbiter_env.controller_registry import list_controllers
+
+    names = list_controllers()
+    for name in names:
+        print(name)
+    if "fixed" not in names:
+        print("fixed  (built into the command line until the baselines register theirs)")
+    return 0
+
+
+def cmd_episode(args: argparse.Namespace) -> int:
+    """``arbiter episode``: one seeded episode with a fixed batch size, then a summary."""
+    trailing = [item.removeprefix("task.") for item in args.overrides]
+    task_overrides = _task_overrides(args.task_override + trailing)
+    env = _make_env(args.task, task_overrides)
+    controller = _make_controller("fixed", env, {"batch_size": args.batch_size})
+    config = {
+        "command": "episode",
+        "task": args.task,
+        "task_overrides": task_overrides,
+        "controller": "fixed",
+        "controller_kwargs": {"batch_size": args.batch_size},
+        "seeds": [args.seed],
+    }
+    records, run_dir = _run_seeds(
+        env, controller, [args.seed], config, args, job="episode", name=f"fixed-{args.batch_size}"
+    )
+    _print_intervals(records[0])
+    _print_summary(records, title=f"{args.task}: fixed batch size {args.batch_size}")
+    _print_run_folder(run_dir)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``arbiter evaluate``: one episode per seed of a controller or checkpoint, then a table."""
+    seeds, extra = _split_seeds(args.seeds)
+    overrides = [*extra, *args.overrides]
+    task_items = [o.removeprefix("task.") for o in overrides if o.startswith("task.")]
+    task_overrides = _task_overrides(args.task_override + task_items)
+    controller_kwargs = apply_overrides({}, [o for o in overrides if not o.startswith("task.")])
+    split = args.split if _is_family(args.task) else None
+    env = _make_env(args.task, task_overrides, split)
+    checkpoint = Path(args.controller)
+    if checkpoint.exists():
+        controller = _load_checkpoint(checkpoint, env, controller_kwargs)
+        name = checkpoint.name
+    else:
+        controller = _make_controller(args.controller, env, controller_kwargs)
+        name = args.controller
+    config = {
+        "command": "evaluate",
+        "task": args.task,
+        "family_split": split,
+        "task_overrides": task_overrides,
+        "controller": args.controller,
+        "controller_kwargs": controller_kwargs,
+        "seeds": seeds,
+    }
+    records, run_dir = _run_seeds(env, controller, seeds, config, args, job="evaluate", name=name)
+    _print_summary(records, title=f"{name} on {args.task}" + (f" ({split})" if split else ""))
+    _print_run_folder(run_dir)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``arbiter train``: hands the config to the agent's own training function."""
+    if args.agent not in AGENT_TRAINERS:
+        raise ValueError(f"Unknown agent {args.agent!r}; use one of {', '.join(AGENT_TRAINERS)}.")
+    if args.config is not None and not args.config.is_file():
+        raise FileNotFoundError(f"Config file {args.config} does not exist.")
+    if not (_is_family(args.task) or args.task in _list_tasks()):
+        _make_env(args.task, {})  # raises the registry's "unknown task" message
+    train = _agent_trainer(args.agent)
+    task_overrides = _task_overrides(args.task_override)
+    run_dir = args.run_dir or _new_run_dir(f"train-{args.agent}")
+    result = train(
+        agent=args.agent,
+        task=args.task,
+        config_file=args.config,
+        overrides=list(args.overrides),
+        task_overrides=task_overrides,
+        seed=args.seed,
+        run_dir=run_dir,
+        wandb_mode=args.wandb,
+        group=args.group,
+        tags=args.tag,
+    )
+    if result is not None:
+        _console().print(result)
+    _print_run_folder(Path(run_dir))
+    return 0
+
+
+# --- helpers: building things -------------------------------------------------------------------
+
+
+def _list_tasks() -> list[str]:
+    from arbiter_env.tasks import list_tasks
+
+    return list_tasks()
+
+
+def _is_family(task: str) -> bool:
+    from arbiter_env.tasks import is_family
+
+    return is_family(task)
+
+
+def _task_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` task overrides as a dict, checked against the :class:`Task` fields' types."""
+    from arbiter_env.tasks import Task
+
+    overrides = apply_overrides({}, items)
+    hints = get_type_hints(Task)
+    names = {f.name for f in dataclasses.fields(Task)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(
+            f"Unknown task field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}."
+        )
+    # A throw-away dataclass with just the overridden fields lets the config module check the
+    # types (and name the key) exactly as it does for config files.
+    checker = dataclasses.make_dataclass(
+        "TaskOverrides", [(k, hints[k], dataclasses.field(default=None)) for k in overrides]
+    )
+    from_dict(checker, overrides, path="task")
+    return overrides
+
+
+def _make_env(task: str, task_overrides: dict[str, Any], split: str | None = None) -> Any:
+    from arbiter_env.env import BatchSizeEnv
+
+    try:
+        return BatchSizeEnv(task, task_kwargs=task_overrides or None, family_split=split)
+    except TypeError as error:  # a value of the right type but of a form the task rejects
+        raise ValueError(f"Task {task!r}: {error}") from None
+
+
+class _FixedBatchSize:
+    """One batch size for the whole run; stands in until the baselines register ``fixed``."""
+
+    def __init__(self, env: Any, batch_size: int):
+        from arbiter_env.controllers import _unwrap
+
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"fixed: batch_size must be a positive integer, got {batch_size!r}.")
+        self.env = _unwrap(env)
+        self.batch_size = batch_size
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic=True
+    ) -> tuple[Any, Any]:
+        return self.env.encode(self.batch_size), state
+
+
+def _make_controller(name: str, env: Any, kwargs: dict[str, Any]) -> Any:
+    from arbiter_env.controller_registry import list_controllers, make_controller
+
+    if name == "fixed" and "fixed" not in list_controllers():
+        factory: Callable[..., Any] = _FixedBatchSize
+    else:
+        factory = lambda env, **kw: make_controller(name, env, **kw)  # noqa: E731
+    try:
+        return factory(env, **kwargs)
+    except TypeError as error:  # unknown or missing keyword arguments
+        raise ValueError(f"Controller {name!r}: {error}") from None
+
+
+def _load_checkpoint(path: Path, env: Any, kwargs: dict[str, Any]) -> Any:
+    module = _optional_module("arbiter_env.agents.sb3")
+    load = getattr(module, "load_controller", None) if module else None
+    if load is None:
+        raise ValueError(
+            f"{path} looks like a checkpoint, but loading RL checkpoints is not available yet "
+            "(arbiter_env.agents.sb3.load_controller is missing)."
+        )
+    return load(path, env, **kwargs)
+
+
+def _agent_trainer(agent: str) -> Callable[..., Any]:
+    module_name, function = AGENT_TRAINERS[agent]
+    module = _optional_module(module_name)
+    train = getattr(module, function, None) if module else None
+    if train is None:
+        raise ValueError(
+            f"Training agent {agent!r} is not available yet ({module_name}.{function} is missing)."
+        )
+    return train
+
+
+def _optional_module(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name == name:
+            return None
+        raise
+
+
+def _split_seeds(items: list[str]) -> tuple[list[int], list[str]]:
+    """``--seeds`` values as ints; ``key=value`` items it swallowed are handed back."""
+    seeds, rest = [], []
+    for item in items:
+        if "=" in item:
+            rest.append(item)
+            continue
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise ValueError(f"--seeds: {item!r} is not an integer.") from None
+    if not seeds:
+        raise ValueError("--seeds: give at least one integer seed.")
+    return seeds, rest
+
+
+def _new_run_dir(job: str) -> Path:
+    from arbiter_env.logging import make_run_dir
+
+    return make_run_dir(job)
+
+
+# --- helpers: running and printing --------------------------------------------------------------
+
+
+def _run_seeds(
+    env: Any,
+    controller: Any,
+    seeds: list[int],
+    config: dict[str, Any],
+    args: argparse.Namespace,
+    *,
+    job: str,
+    name: str,
+) -> tuple[list[Any], Path]:
+    """Runs one logged episode per seed under a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from arbiter_env.logging import RunLogger
+
+    run_dir = args.run_dir or _new_run_dir(job)
+    intervals = env.unwrapped.task.num_intervals
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    records = []
+    with (
+        RunLogger(
+            run_dir,
+            config,
+            wandb_mode=args.wandb,
+            group=args.group,
+            job_type=job,
+            tags=args.tag,
+            name=None,
+        ) as log,
+        Progress(*columns, console=_console(stderr=True), transient=True) as progress,
+    ):
+        bar = progress.add_task(f"{name}: intervals", total=intervals * len(seeds))
+        for seed in seeds:
+            records.append(
+                log.run_episode(
+                    env,
+                    controller,
+                    seed,
+                    controller_name=name,
+                    on_step=lambda record, info: progress.advance(bar),
+                )
+            )
+    return records, Path(run_dir)
+
+
+def _print_intervals(record: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Seed {record.seed}: interval by interval")
+    for column in ("interval", "samples", "batch", "lr", "val loss", "val acc", "reward"):
+        table.add_column(column, justify="right")
+    for i, info in enumerate(record.infos):
+        table.add_row(
+            str(info["interval"]),
+            str(info["samples"]),
+            str(info["batch_size"]),
+            f"{info['lr']:.3g}",
+            _fmt(info["val_loss"]),
+            _fmt(info["val_accuracy"]),
+            _fmt(record.rewards[i]),
+        )
+    _console().print(table)
+
+
+def _print_summary(records: list[Any], *, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("seed", "return", "val loss", "val acc", "test acc", "updates", "schedule"):
+        table.add_column(column, justify="left" if column == "schedule" else "right")
+    for r in records:
+        table.add_row(
+            str(r.seed),
+            _fmt(r.episode_return),
+            _fmt(r.final_val_loss),
+            _fmt(r.val_accuracies[-1] if r.val_accuracies else math.nan),
+            _fmt(r.test_accuracy),
+            str(r.total_updates),
+            _schedule(r.batch_sizes) + (" (diverged)" if r.diverged else ""),
+        )
+    if len(records) > 1:
+        table.add_section()
+        table.add_row(
+            "mean",
+            _mean(r.episode_return for r in records),
+            _mean(r.final_val_loss for r in records),
+            _mean(r.val_accuracies[-1] for r in records if r.val_accuracies),
+            _mean(r.test_accuracy for r in records),
+            "",
+            "",
+        )
+    _console().print(table)
+
+
+def _print_run_folder(run_dir: Path) -> None:
+    import json
+
+    info_file = run_dir / "run.json"
+    info = json.loads(info_file.read_text()) if info_file.is_file() else {}
+    print(f"run folder: {run_dir}")
+    if info.get("wandb_error"):
+        print(f"W&B: off after an error ({info['wandb_error']}); local logs are complete")
+    elif info.get("wandb_mode") == "offline" and info.get("wandb_run_dir"):
+        print(f"W&B: offline run; upload with: wandb sync {info['wandb_run_dir']}")
+
+
+def _schedule(batch_sizes: list[int]) -> str:
+    """Run-length form of a schedule: ``64×5 128×15``."""
+    parts: list[str] = []
+    for size in batch_sizes:
+        if parts and parts[-1].split("×")[0] == str(size):
+            count = int(parts[-1].split("×")[1]) + 1
+            parts[-1] = f"{size}×{count}"
+        else:
+            parts.append(f"{size}×1")
+    return " ".join(parts)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, int | float) and math.isfinite(value) else "-"
+
+
+def _mean(values: Any) -> str:
+    finite = [float(v) for v in values if math.isfinite(float(v))]
+    if not finite:
+        return "-"
+    if len(finite) == 1:
+        return _fmt(finite[0])
+    return f"{statistics.fmean(finite):.4g} ± {float(np.std(finite, ddof=1)):.2g}"
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
