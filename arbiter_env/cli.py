@@ -179,18 +179,20 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
     table = Table(title="Tasks")
     table.add_column("task", no_wrap=True)
-    for column in ("optimizer", "epochs", "intervals", "batch sizes"):
-        table.add_column(column)
+    for column in ("optimizer", "lr", "momentum", "epochs", "intervals", "batch", "start"):
+        table.add_column(column, justify="left" if column == "optimizer" else "right")
     for name in list_tasks():
         task = make_task(name)  # cheap: data and model are built lazily
         opt = task.optimizer
-        momentum = f" m={opt.momentum:g}" if opt.name == "sgd" else ""
         table.add_row(
             name,
-            f"{opt.name} lr={opt.lr:g}{momentum}",
+            opt.name,
+            f"{opt.lr:g}",
+            f"{opt.momentum:g}" if opt.name == "sgd" else "-",
             f"{task.epochs:g}",
             str(task.num_intervals),
-            f"{task.batch_min}-{task.batch_max}, start {task.batch_start}",
+            f"{task.batch_min}-{task.batch_max}",
+            str(task.batch_start),
         )
     _console().print(table)
     families = Table(title="Task families")
@@ -576,7 +578,10 @@ def _mean(values: Any) -> str:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output has no terminal width; rich would assume 80 columns and squash the tables.
+    width = None if stream.isatty() else 120
+    return Console(stderr=stderr, width=width)
 
 
 if __name__ == "__main__":
