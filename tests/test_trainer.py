@@ -140,3 +140,28 @@ def test_validation_split_is_fixed_by_the_task_and_disjoint_from_training(tiny_t
     assert a.data.x_val.shape[0] == round(0.2 * 200)
     train_rows = {tuple(row) for row in a.data.x_train.tolist()}
     assert not any(tuple(row) in train_rows for row in a.data.x_val.tolist())
+
+
+def test_adam_and_custom_optimizer_factories_are_used(tiny_task):
+    adam = InnerTrainer(tiny_task.replace(optimizer={"name": "adam", "lr": 1e-3}))
+    adam.reset(seed=0)
+    assert isinstance(adam.optimizer, torch.optim.Adam)
+
+    def rmsprop(parameters, config):
+        return torch.optim.RMSprop(parameters, lr=config.lr)
+
+    custom = InnerTrainer(
+        tiny_task.replace(optimizer={"name": "custom", "factory": rmsprop, "lr": 0.01})
+    )
+    custom.reset(seed=0)
+    assert isinstance(custom.optimizer, torch.optim.RMSprop)
+    assert not custom.train(batch_size=8, num_samples=32).diverged
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_and_statistics_run_on_cuda(tiny_task):
+    trainer = InnerTrainer(tiny_task.replace(device="cuda"))
+    trainer.reset(seed=0)
+    assert trainer.data.x_train.is_cuda and next(trainer.model.parameters()).is_cuda
+    assert not trainer.train(batch_size=8, num_samples=64).diverged
+    assert math.isfinite(trainer.gradient_statistics().noise_scale)
