@@ -203,6 +203,10 @@ class RunLogger:
         self._episodes_done = 0
         self._intervals_logged = 0
         self._schedule_rows: list[list[Any]] = []
+        # EpisodeRecords seen by on_step callbacks: id -> (record, summary once closed, env).
+        # The record itself is kept so that its id cannot be reused while tracked.
+        self._records: dict[int, tuple[EpisodeRecord, dict[str, Any] | None, int]] = {}
+        self._controller_names: dict[int, str] = {}
         self._summary: dict[str, Any] = {}
         self._wandb_run_dir: Path | None = None
         if config is not None:
@@ -374,12 +378,35 @@ class RunLogger:
         return summary
 
     def log_episode(
-        self, record: EpisodeRecord, *, controller: str | None = None, env_index: int = 0
+        self,
+        record: EpisodeRecord,
+        *,
+        controller: str | None = None,
+        env_index: int = 0,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Logs the summary of a finished :class:`EpisodeRecord` (and its intervals if needed)."""
-        return self.end_episode(
-            env_index, seed=record.seed, controller=controller, record=record, complete=True
+        """Logs the summary of a finished :class:`EpisodeRecord`.
+
+        Its intervals are logged first unless an :meth:`on_step` callback already logged them;
+        an episode that callback already closed (because the next one began) is not logged
+        twice, so a loop of episodes followed by ``log_episode`` for each record is safe.
+        """
+        tracked = self._records.get(id(record))
+        if tracked is not None and tracked[0] is record:
+            summary = tracked[1]
+            if summary is not None:  # already closed when the next episode started
+                return summary
+            env_index = tracked[2]
+        summary = self.end_episode(
+            env_index,
+            seed=record.seed,
+            controller=controller or self._controller_names.get(id(record)),
+            record=record,
+            complete=True,
+            extra=extra,
         )
+        self._records[id(record)] = (record, summary, env_index)
+        return summary
 
     def log_metrics(self, metrics: Mapping[str, Any], *, step: int | None = None) -> dict[str, Any]:
         """Logs free-form scalar metrics (e.g. SB3's ``train/*``, an agent's internals).
@@ -399,14 +426,35 @@ class RunLogger:
         self._wandb_log({k: v for k, v in record.items() if k != "step"})
         return record
 
-    def on_step(self, env_index: int = 0, then: StepCallback | None = None) -> StepCallback:
+    def on_step(
+        self,
+        env_index: int = 0,
+        then: StepCallback | None = None,
+        *,
+        controller: str | None = None,
+    ) -> StepCallback:
         """A callback for ``arbiter_env.controllers.run_episode(..., on_step=...)``.
 
-        It logs each interval; ``then`` (e.g. a progress bar update) is called after. End the
-        episode with :meth:`log_episode` (or use :meth:`run_episode`, which does both).
+        It logs each interval as it happens; ``then`` (e.g. a progress bar update) is called
+        after. When a callback sees a new episode's record, it closes the previous episode, so
+        one callback can serve a whole loop of episodes (e.g. inside an agent's own runner).
+        Close the last one with :meth:`log_episode` (or use :meth:`run_episode`).
+
+        Args:
+            env_index: Which environment the episodes run in.
+            then: Called with ``(record, info)`` after logging.
+            controller: Name for the episode summaries.
         """
+        last: list[EpisodeRecord] = []
 
         def callback(record: EpisodeRecord, info: dict[str, Any]) -> None:
+            if last and last[0] is not record:
+                self.log_episode(last[0], controller=controller, env_index=env_index)
+            if not last or last[0] is not record:
+                last[:] = [record]
+                self._records[id(record)] = (record, None, env_index)
+                if controller is not None:
+                    self._controller_names[id(record)] = controller
             self.log_interval(info, reward=record.rewards[-1], env_index=env_index)
             if then is not None:
                 then(record, info)
@@ -429,7 +477,7 @@ class RunLogger:
             controller,
             seed,
             deterministic=deterministic,
-            on_step=self.on_step(then=on_step),
+            on_step=self.on_step(then=on_step, controller=controller_name),
         )
         self.log_episode(record, controller=controller_name)
         return record
@@ -628,12 +676,32 @@ class IntervalLoggingCallback(BaseCallback):
     Args:
         run_logger: The run's logger.
         controller: Name written into the episode summaries (e.g. ``"ppo"``).
+        forward_sb3_logger: Also send SB3's own logger to the run (:func:`attach_sb3_logger`,
+            when training starts), for training functions that build the model themselves.
+        sb3_formats: SB3's own output formats when forwarding (see :func:`attach_sb3_logger`).
+        progress: Called with the model's timestep count after every step (e.g. a progress bar).
     """
 
-    def __init__(self, run_logger: RunLogger, controller: str | None = None, verbose: int = 0):
+    def __init__(
+        self,
+        run_logger: RunLogger,
+        controller: str | None = None,
+        *,
+        forward_sb3_logger: bool = False,
+        sb3_formats: Iterable[str] = ("csv",),
+        progress: Callable[[int], None] | None = None,
+        verbose: int = 0,
+    ):
         super().__init__(verbose)
         self.run_logger = run_logger
         self.controller = controller
+        self.forward_sb3_logger = forward_sb3_logger
+        self.sb3_formats = tuple(sb3_formats)
+        self.progress = progress
+
+    def _on_training_start(self) -> None:
+        if self.forward_sb3_logger:
+            self.logger = attach_sb3_logger(self.model, self.run_logger, formats=self.sb3_formats)
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or []
@@ -651,6 +719,8 @@ class IntervalLoggingCallback(BaseCallback):
             )
             if dones is not None and bool(dones[index]):
                 self.run_logger.end_episode(index, controller=self.controller)
+        if self.progress is not None:
+            self.progress(self.num_timesteps)
         return True
 
 
