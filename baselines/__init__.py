@@ -1,0 +1,102 @@
+"""Batch-size baselines: schedules, adaptive rules and static HPO, as controllers of the env.
+
+Installed as ``arbiter_env.baselines``. Every baseline is registered with
+:func:`arbiter_env.controller_registry.register_controller` under the name below, with a factory
+``(env, **config_kwargs)``; its config dataclass loads from ``configs/baselines/NAME.yaml`` with
+:func:`arbiter_env.config.load_yaml`. See ``docs/baselines.md`` for formulas and citations.
+
+| name                 | class               | config             |
+|----------------------|---------------------|--------------------|
+| fixed                | FixedBatchSize      | FixedConfig        |
+| step                 | StepSchedule        | StepConfig         |
+| smith                | SmithSchedule       | SmithConfig        |
+| adabatch             | AdaBatch            | AdaBatchConfig     |
+| linear-growth        | LinearGrowth        | GrowthConfig       |
+| exponential-growth   | ExponentialGrowth   | GrowthConfig       |
+| cabs                 | CABS                | CABSConfig         |
+| noise-scale          | NoiseScale          | NoiseScaleConfig   |
+| norm-test            | NormTest            | NormTestConfig     |
+| simigrad             | SimiGrad            | SimiGradConfig     |
+| random-search        | RandomSearch        | HPOConfig          |
+| optuna-tpe           | OptunaTPE           | HPOConfig          |
+| optuna-gp            | OptunaGP            | HPOConfig          |
+"""
+
+from __future__ import annotations
+
+from arbiter_env.baselines.adaptive import (
+    CABS,
+    CABSConfig,
+    NoiseScale,
+    NoiseScaleConfig,
+    NormTest,
+    NormTestConfig,
+    SimiGrad,
+    SimiGradConfig,
+)
+from arbiter_env.baselines.common import Baseline
+from arbiter_env.baselines.hpo import HPOConfig, OptunaGP, OptunaTPE, RandomSearch, StaticHPO
+from arbiter_env.baselines.schedules import (
+    AdaBatch,
+    AdaBatchConfig,
+    ExponentialGrowth,
+    FixedBatchSize,
+    FixedConfig,
+    GrowthConfig,
+    LinearGrowth,
+    SmithConfig,
+    SmithSchedule,
+    StepConfig,
+    StepSchedule,
+)
+
+from arbiter_env.controller_registry import register_controller
+
+BASELINES: dict[str, type[Baseline]] = {
+    "fixed": FixedBatchSize,
+    "step": StepSchedule,
+    "smith": SmithSchedule,
+    "adabatch": AdaBatch,
+    "linear-growth": LinearGrowth,
+    "exponential-growth": ExponentialGrowth,
+    "cabs": CABS,
+    "noise-scale": NoiseScale,
+    "norm-test": NormTest,
+    "simigrad": SimiGrad,
+    "random-search": RandomSearch,
+    "optuna-tpe": OptunaTPE,
+    "optuna-gp": OptunaGP,
+}
+"""Registered name -> baseline class (its ``Config`` attribute is the config dataclass)."""
+
+for _name, _cls in BASELINES.items():
+    register_controller(_name, _cls.factory)
+
+__all__ = [
+    "BASELINES",
+    "CABS",
+    "AdaBatch",
+    "AdaBatchConfig",
+    "Baseline",
+    "CABSConfig",
+    "ExponentialGrowth",
+    "FixedBatchSize",
+    "FixedConfig",
+    "GrowthConfig",
+    "HPOConfig",
+    "LinearGrowth",
+    "NoiseScale",
+    "NoiseScaleConfig",
+    "NormTest",
+    "NormTestConfig",
+    "OptunaGP",
+    "OptunaTPE",
+    "RandomSearch",
+    "SimiGrad",
+    "SimiGradConfig",
+    "SmithConfig",
+    "SmithSchedule",
+    "StaticHPO",
+    "StepConfig",
+    "StepSchedule",
+]

@@ -1,0 +1,290 @@
+"""Batch-size schedules: sizes (and learning rates) fixed in advance as functions of progress.
+
+Time is the *progress* ``p`` of the observation, the fraction of the sample budget consumed before
+the interval being decided (0 for the first interval, ``i/K`` for interval ``i`` of ``K``). Each
+schedule exposes the pure function ``batch_size_at(p)`` (and ``lr_factor_at`` where it changes
+the learning rate), so its documented sizes can be checked at documented times. Milestones are
+fractions of training; a milestone ``m`` takes effect from the first interval starting at
+``p >= m``.
+
+Learning rates are set with ``BatchSizeEnv.set_learning_rate`` (the base rate of
+``InnerTrainer.set_base_lr``), as a factor of the task's rate. Use these schedules with the
+environment's default ``lr_scaling="none"``, otherwise the trainer rescales on top of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from arbiter_env.baselines.common import (
+    PROGRESS_TOLERANCE,
+    Baseline,
+    check_batch_size,
+    require,
+)
+
+
+def _milestones_passed(progress: float, milestones: tuple[float, ...]) -> int:
+    return sum(progress >= m - PROGRESS_TOLERANCE for m in milestones)
+
+
+def _check_milestones(milestones: tuple[float, ...]) -> None:
+    require(
+        all(0 < m < 1 for m in milestones) and list(milestones) == sorted(set(milestones)),
+        f"milestones must be increasing fractions of training in (0, 1), got {milestones}.",
+    )
+
+
+# --- fixed ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixedConfig:
+    """Args:
+    batch_size: The one size of the whole run; ``None`` takes the task's ``batch_start`` (128
+        for the built-in tasks, the starting size of the Arbiter paper).
+    """
+
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_batch_size("batch_size", self.batch_size)
+
+
+class FixedBatchSize(Baseline):
+    """One batch size for the whole run; a grid over the ladder is the honest reference."""
+
+    Config = FixedConfig
+
+    def batch_size_at(self, progress: float) -> int:
+        return self.config.batch_size or self.batch_env.task.batch_start
+
+    def choose_batch_size(self, observation: np.ndarray) -> int:
+        return self.batch_size_at(self.observed_progress(observation))
+
+
+# --- step -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """Args:
+    initial_batch_size: Size before the first milestone; ``None`` takes ``task.batch_start``.
+    milestones: Fractions of training where the size is multiplied. Default (0.3, 0.6, 0.8):
+        the epochs 60, 120, 160 of 200 of Smith et al. (2018)'s CIFAR-10 Wide-ResNet schedule.
+    factor: Multiplier at each milestone. Default 2, so every size stays on the default
+        doubling ladder (Smith et al. use 5; see ``smith``).
+    """
+
+    initial_batch_size: int | None = None
+    milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_batch_size("initial_batch_size", self.initial_batch_size)
+        _check_milestones(self.milestones)
+        require(self.factor > 0, f"factor must be > 0, got {self.factor}.")
+
+
+class StepSchedule(Baseline):
+    """Step schedule: ``B(p) = B₀ · factor^(milestones passed)``, clipped to the ladder bounds.
+
+    The learning rate is left alone; ``smith`` is the variant that decays it once B is capped.
+    """
+
+    Config = StepConfig
+
+    def batch_size_at(self, progress: float) -> int:
+        start = self.config.initial_batch_size or self.batch_env.task.batch_start
+        return self.clip(
+            start * self.config.factor ** _milestones_passed(progress, self.config.milestones)
+        )
+
+    def choose_batch_size(self, observation: np.ndarray) -> int:
+        return self.batch_size_at(self.observed_progress(observation))
+
+
+# --- Smith et al. 2018 ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmithConfig:
+    """Args:
+    initial_batch_size: B₀; ``None`` takes ``task.batch_start`` (Smith et al.: 128).
+    milestones: Where a step schedule would decay ε. Default (0.3, 0.6, 0.8): epochs 60, 120,
+        160 of 200 in Smith et al.'s CIFAR-10 Wide-ResNet experiments.
+    factor: The decay factor k the schedule would divide ε by; B is multiplied by it instead.
+        Default 5, Smith et al.'s value.
+    """
+
+    initial_batch_size: int | None = None
+    milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
+    factor: float = 5.0
+
+    def __post_init__(self) -> None:
+        check_batch_size("initial_batch_size", self.initial_batch_size)
+        _check_milestones(self.milestones)
+        require(self.factor >= 1, f"factor must be >= 1 (B grows), got {self.factor}.")
+
+
+class SmithSchedule(Baseline):
+    """Smith, Kindermans, Ying & Le (2018), "Don't decay the learning rate, increase the batch size".
+
+    Wherever a step schedule would divide ε by ``factor``, B is multiplied by it; once B is at its
+    maximum the remaining factor decays ε (the paper's *hybrid* schedule). With
+    ``B_want(p) = B₀·factor^k`` after ``k`` milestones and ``B`` the size the environment can
+    really use (the ladder rounds, ``batch_max`` caps, ``relative`` moves one doubling per step)::
+
+        ε(p) = ε₀ · min(1, B / B_want(p))
+
+    so ε/B follows the step schedule's ε₀/(B₀·factor^k) whenever B falls short of the wish.
+    """
+
+    Config = SmithConfig
+
+    def wanted_batch_size(self, progress: float) -> float:
+        start = self.config.initial_batch_size or self.batch_env.task.batch_start
+        return start * self.config.factor ** _milestones_passed(progress, self.config.milestones)
+
+    def batch_size_at(self, progress: float) -> int:
+        return self.clip(self.wanted_batch_size(progress))
+
+    def lr_factor_at(self, progress: float, batch_size: int) -> float:
+        """ε/ε₀ when the environment uses ``batch_size`` at ``progress``."""
+        return min(1.0, batch_size / self.wanted_batch_size(progress))
+
+    def choose_batch_size(self, observation: np.ndarray) -> int:
+        progress = self.observed_progress(observation)
+        batch_size = self.batch_size_at(progress)
+        self.set_learning_rate(
+            self.task_lr * self.lr_factor_at(progress, self.reachable(batch_size))
+        )
+        return batch_size
+
+
+# --- AdaBatch -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AdaBatchConfig:
+    """Args:
+    initial_batch_size: B₀; ``None`` takes ``task.batch_start``.
+    interval: Fraction of training between increases. Default 0.2: AdaBatch grows the batch at
+        fixed epoch intervals (every 20 epochs of the paper's 100-epoch CIFAR runs).
+    growth_factor: Multiplier of B at each increase; AdaBatch doubles (2).
+    lr_decay: The factor by which the fixed-batch step schedule that AdaBatch replaces would
+        multiply ε at each interval. Default 0.5, so ε stays constant while B doubles; set it to
+        your schedule's decay.
+    """
+
+    initial_batch_size: int | None = None
+    interval: float = 0.2
+    growth_factor: float = 2.0
+    lr_decay: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_batch_size("initial_batch_size", self.initial_batch_size)
+        require(0 < self.interval <= 1, f"interval must be in (0, 1], got {self.interval}.")
+        require(self.growth_factor >= 1, f"growth_factor must be >= 1, got {self.growth_factor}.")
+        require(0 < self.lr_decay <= 1, f"lr_decay must be in (0, 1], got {self.lr_decay}.")
+
+
+class AdaBatch(Baseline):
+    """AdaBatch (Devarakonda, Naumov & Garland, 2017, arXiv:1712.02029).
+
+    At stage ``k = ⌊p / interval⌋`` the wished-for size is ``B₀·growth_factor^k`` and ε is scaled
+    so that ε/B follows the fixed-batch schedule's decay, ``ε/B = (ε₀/B₀)·lr_decay^k``, with B the
+    size the environment really uses::
+
+        ε(p) = ε₀ · lr_decay^k · B / B₀
+
+    So ε grows with B (linear scaling) and the schedule's decay acts on top; once B is capped at
+    ``batch_max``, only the decay remains.
+    """
+
+    Config = AdaBatchConfig
+
+    def stage(self, progress: float) -> int:
+        return int(math.floor(progress / self.config.interval + PROGRESS_TOLERANCE))
+
+    def batch_size_at(self, progress: float) -> int:
+        start = self.config.initial_batch_size or self.batch_env.task.batch_start
+        return self.clip(start * self.config.growth_factor ** self.stage(progress))
+
+    def lr_factor_at(self, progress: float, batch_size: int) -> float:
+        """ε/ε₀ when the environment uses ``batch_size`` at ``progress``."""
+        start = self.config.initial_batch_size or self.batch_env.task.batch_start
+        return self.config.lr_decay ** self.stage(progress) * batch_size / start
+
+    def choose_batch_size(self, observation: np.ndarray) -> int:
+        progress = self.observed_progress(observation)
+        batch_size = self.batch_size_at(progress)
+        self.set_learning_rate(
+            self.task_lr * self.lr_factor_at(progress, self.reachable(batch_size))
+        )
+        return batch_size
+
+
+# --- growth ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrowthConfig:
+    """Args:
+    start_batch_size: Size at ``p = 0``; ``None`` takes ``task.batch_min``.
+    end_batch_size: Size reached at ``p = duration`` and kept; ``None`` takes ``task.batch_max``.
+    duration: Fraction of training over which the size grows (default 1: all of it).
+    """
+
+    start_batch_size: int | None = None
+    end_batch_size: int | None = None
+    duration: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_batch_size("start_batch_size", self.start_batch_size)
+        check_batch_size("end_batch_size", self.end_batch_size)
+        require(0 < self.duration <= 1, f"duration must be in (0, 1], got {self.duration}.")
+        if self.start_batch_size and self.end_batch_size:
+            require(
+                self.start_batch_size <= self.end_batch_size,
+                f"start_batch_size {self.start_batch_size} exceeds end_batch_size "
+                f"{self.end_batch_size}; growth schedules only grow.",
+            )
+
+
+class _Growth(Baseline):
+    Config = GrowthConfig
+
+    def choose_batch_size(self, observation: np.ndarray) -> int:
+        return self.batch_size_at(self.observed_progress(observation))
+
+    def _fraction(self, progress: float) -> float:
+        return min(1.0, max(0.0, progress / self.config.duration))
+
+
+class LinearGrowth(_Growth):
+    """Linear growth, ``B(p) = B_start + (B_end − B_start)·min(1, p/duration)``, rounded.
+
+    The linear ramp of the batch-size warm-up of Brown et al. (2020, GPT-3); defaults grow from
+    ``batch_min`` to ``batch_max`` over the whole run.
+    """
+
+    def batch_size_at(self, progress: float) -> int:
+        start = self.config.start_batch_size or self.batch_min
+        end = self.config.end_batch_size or self.batch_max
+        return self.clip(start + (end - start) * self._fraction(progress))
+
+
+class ExponentialGrowth(_Growth):
+    """Exponential growth, ``B(p) = B_start·(B_end/B_start)^min(1, p/duration)``, rounded.
+
+    The continuous form of the geometric steps of Smith et al. (2018) and AdaBatch; with the
+    defaults it climbs the doubling ladder from ``batch_min`` to ``batch_max`` at a constant rate.
+    """
+
+    def batch_size_at(self, progress: float) -> int:
+        start = self.config.start_batch_size or self.batch_min
+        end = self.config.end_batch_size or self.batch_max
+        return self.clip(start * (end / start) ** self._fraction(progress))

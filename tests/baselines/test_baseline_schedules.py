@@ -1,0 +1,119 @@
+"""Schedules give the documented sizes (and learning rates) at the documented times."""
+
+import pytest
+from arbiter_env.baselines import (
+    AdaBatch,
+    AdaBatchConfig,
+    ExponentialGrowth,
+    FixedBatchSize,
+    LinearGrowth,
+    SimiGrad,
+    SimiGradConfig,
+    SmithSchedule,
+    StepSchedule,
+)
+
+from arbiter_env.controllers import run_episode
+from arbiter_env.env import BatchSizeEnv
+
+
+@pytest.fixture
+def env(tiny_task):
+    # Ladder 8..512 starting at 128 like the built-in tasks; 10 intervals of 32 samples each, so
+    # the decision for interval i sees progress exactly i/10.
+    task = tiny_task.replace(
+        batch_min=8, batch_start=128, batch_max=512, epochs=2, num_intervals=10
+    )
+    environment = BatchSizeEnv(task)
+    assert environment.budget == 320
+    return environment
+
+
+def sizes(env, controller) -> list[int]:
+    return run_episode(env, controller, seed=0).batch_sizes
+
+
+def test_fixed_defaults_to_the_start_size(env):
+    assert sizes(env, FixedBatchSize(env)) == [128] * 10
+    assert sizes(env, FixedBatchSize(env, batch_size=32)) == [32] * 10
+
+
+def test_step_multiplies_at_milestones_and_caps(env):
+    # Milestones 0.3, 0.6, 0.8, factor 2: 128 until 0.3, 256 until 0.6, then 512 (capped).
+    assert sizes(env, StepSchedule(env)) == [128] * 3 + [256] * 3 + [512] * 4
+    custom = StepSchedule(env, initial_batch_size=16, milestones=(0.5,), factor=4.0)
+    assert sizes(env, custom) == [16] * 5 + [64] * 5
+
+
+def test_smith_grows_the_batch_then_decays_the_learning_rate(env):
+    record = run_episode(env, SmithSchedule(env), seed=0)
+    # Factor 5 from 128: 640 is capped at 512 at 0.3, so ε = ε₀·512/640; then ε₀·512/3200 at
+    # 0.6 and ε₀·512/16000 at 0.8.
+    assert record.batch_sizes == [128] * 3 + [512] * 7
+    lr0 = env.task.optimizer.lr
+    expected = [lr0] * 3 + [lr0 * 0.8] * 3 + [lr0 * 0.16] * 2 + [lr0 * 0.032] * 2
+    assert record.learning_rates == pytest.approx(expected)
+
+
+def test_smith_lr_follows_the_size_really_used_under_relative_actions(tiny_task):
+    task = tiny_task.replace(batch_min=8, batch_start=128, batch_max=512, num_intervals=10)
+    env = BatchSizeEnv(task, action_encoding="relative")
+    record = run_episode(env, SmithSchedule(env), seed=0)
+    # One doubling per step: 256 at 0.3 (ε₀·256/640), 512 from 0.4 on.
+    assert record.batch_sizes == [128] * 3 + [256] + [512] * 6
+    lr0 = env.task.optimizer.lr
+    assert record.learning_rates[3] == pytest.approx(lr0 * 256 / 640)
+    assert record.learning_rates[4] == pytest.approx(lr0 * 512 / 640)
+
+
+def test_adabatch_doubles_and_keeps_lr_over_batch_on_schedule(env):
+    controller = AdaBatch(env, AdaBatchConfig(interval=0.2, lr_decay=0.375))
+    record = run_episode(env, controller, seed=0)
+    assert record.batch_sizes == [128] * 2 + [256] * 2 + [512] * 6
+    lr0 = env.task.optimizer.lr
+    # ε/B = (ε₀/128)·0.375^k at stage k = ⌊p/0.2⌋.
+    stages = [i // 2 for i in range(10)]
+    expected = [lr0 * 0.375**k * b / 128 for k, b in zip(stages, record.batch_sizes, strict=True)]
+    assert record.learning_rates == pytest.approx(expected)
+    # The trainer really uses it.
+    assert env.trainer.current_lr == pytest.approx(expected[-1])
+
+
+def test_linear_and_exponential_growth_sizes(env):
+    linear = LinearGrowth(env)
+    exponential = ExponentialGrowth(env)
+    for p, lin, exp in [(0.0, 8, 8), (0.5, 260, 64), (1.0, 512, 512)]:
+        assert linear.batch_size_at(p) == lin
+        assert exponential.batch_size_at(p) == exp
+    assert (
+        LinearGrowth(env, start_batch_size=16, end_batch_size=64, duration=0.5).batch_size_at(0.25)
+        == 40
+    )
+    # B(p) = 8·64^p = 2^(3 + 6p); the discrete ladder takes the nearest rung in log space.
+    assert sizes(env, exponential) == [8, 16, 16, 32, 32, 64, 128, 128, 256, 256]
+
+
+def test_simigrad_sqrt_scaling_changes_the_trainers_lr(env):
+    controller = SimiGrad(env, SimiGradConfig(sqrt_lr_scaling=True, target_similarity=0.99))
+    record = run_episode(env, controller, seed=0)
+    # A target above any measured cosine makes the size grow every interval.
+    assert record.batch_sizes[-1] > 128
+    lr0 = env.task.optimizer.lr
+    expected = [lr0 * (b / 128) ** 0.5 for b in record.batch_sizes]
+    assert record.learning_rates == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda env: StepSchedule(env, milestones=(0.5, 0.2)),
+        lambda env: SmithSchedule(env, factor=0.5),
+        lambda env: AdaBatch(env, interval=0.0),
+        lambda env: LinearGrowth(env, start_batch_size=64, end_batch_size=8),
+        lambda env: FixedBatchSize(env, batch_size=0),
+        lambda env: FixedBatchSize(env, batchsize=8),
+    ],
+)
+def test_bad_configs_raise_value_errors(env, make):
+    with pytest.raises(ValueError):
+        make(env)
