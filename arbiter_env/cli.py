@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="controller kwargs")
     _add_run_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    from arbiter_env.comparison import add_comparison_subcommands  # compare, plot
+
+    add_comparison_subcommands(commands)
     return parser
 
 

@@ -1265,7 +1265,7 @@ def add_comparison_subcommands(subparsers: Any) -> None:
     """Adds ``compare`` and ``plot`` to an ``argparse`` subparsers object."""
     compare = subparsers.add_parser(
         "compare",
-        help="Run controllers × tasks × seeds and write tables and plots.",
+        help="run controllers × tasks × seeds and write tables and plots",
         description="Runs an experiment from configs/experiments/NAME.yaml. An existing "
         "--run-dir of the same experiment resumes: finished runs are skipped.",
     )
@@ -1281,13 +1281,14 @@ def add_comparison_subcommands(subparsers: Any) -> None:
     compare.add_argument(
         "overrides", nargs="*", metavar="key=value", help="Config overrides, e.g. seeds=[0,1]."
     )
-    compare.set_defaults(func=compare_command)
+    # `func` for any argparse program, `handler` for the `arbiter` command's dispatcher.
+    compare.set_defaults(func=compare_command, handler=compare_command)
 
     plot = subparsers.add_parser(
-        "plot", help="Rebuild a comparison's tables and plots from its saved logs."
+        "plot", help="rebuild a comparison's tables and plots from its saved logs"
     )
     plot.add_argument("run_dir", metavar="RUN_FOLDER")
-    plot.set_defaults(func=plot_command)
+    plot.set_defaults(func=plot_command, handler=plot_command)
 
 
 def compare_command(args: argparse.Namespace) -> int:
