@@ -18,12 +18,13 @@ training functions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import math
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -32,17 +33,12 @@ import numpy as np
 from arbiter_env.config import ConfigError, apply_overrides, from_dict
 
 EXIT_USAGE = 2
+DEFAULT_TASK = "digits-mlp"
 
-# Agents that `arbiter train` knows, and the library function that trains each: (module,
-# function). The functions belong to the agents' packages; the CLI only calls them.
-AGENT_TRAINERS: dict[str, tuple[str, str]] = {
-    "ppo": ("arbiter_env.agents.sb3", "train"),
-    "a2c": ("arbiter_env.agents.sb3", "train"),
-    "dqn": ("arbiter_env.agents.sb3", "train"),
-    "sac": ("arbiter_env.agents.sb3", "train"),
-    "td3": ("arbiter_env.agents.sb3", "train"),
-    "arbiter": ("arbiter_env.agents.arbiter", "run_arbiter"),
-}
+# Agents that `arbiter train` knows: the stable-baselines3 algorithms (trained by
+# arbiter_env.agents.sb3) and Arbiter (run by arbiter_env.agents.run_arbiter).
+RL_AGENTS = ("ppo", "a2c", "dqn", "sac", "td3")
+AGENTS = (*RL_AGENTS, "arbiter")
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -82,12 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train an agent (PPO and other SB3 algorithms, or Arbiter)",
         description="Trains an agent. Trailing key=value pairs override the agent's config "
-        "(dotted keys reach nested sections).",
+        "(dotted keys reach nested sections, e.g. hyperparams.n_steps=64 for PPO or "
+        "agent.phi_lr=1e-4 for Arbiter). RL agents are then evaluated on held-out seeds.",
     )
-    train.add_argument("--agent", required=True, help=f"one of {', '.join(AGENT_TRAINERS)}")
-    _add_task_options(train)
+    train.add_argument("--agent", required=True, help=f"one of {', '.join(AGENTS)}")
+    _add_task_options(train, default=None)
     train.add_argument("--config", type=Path, help="YAML config file")
     train.add_argument("--seed", type=int, help="training seed")
+    train.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="RL: continue training")
+    train.add_argument(
+        "--no-eval", action="store_true", help="RL: skip the held-out evaluation after training"
+    )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     _add_run_options(train)
     train.set_defaults(handler=cmd_train)
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME_OR_CHECKPOINT",
         help="a registered controller name or an RL checkpoint folder",
     )
-    _add_task_options(evaluate)
+    _add_task_options(evaluate, default=None)
     evaluate.add_argument(
         "--seeds", nargs="+", default=["0", "1", "2"], metavar="SEED", help="(default 0 1 2)"
     )
@@ -125,10 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_task_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--task", default="digits-mlp", help="task or task family (default digits-mlp)"
-    )
+def _add_task_options(parser: argparse.ArgumentParser, default: str | None = DEFAULT_TASK) -> None:
+    where = f"default {default}" if default else "default: the config's or checkpoint's"
+    parser.add_argument("--task", default=default, help=f"task or task family ({where})")
     parser.add_argument(
         "-t",
         "--task-override",
@@ -243,12 +243,11 @@ def cmd_episode(args: argparse.Namespace) -> int:
         "controller_kwargs": {"batch_size": args.batch_size},
         "seeds": [args.seed],
     }
-    records, run_dir = _run_seeds(
-        env, controller, [args.seed], config, args, job="episode", name=f"fixed-{args.batch_size}"
-    )
+    with _logged_run(args, config, job="episode") as (log, progress):
+        records = _run_seeds(log, progress, env, controller, [args.seed], name="fixed")
     _print_intervals(records[0])
     _print_summary(records, title=f"{args.task}: fixed batch size {args.batch_size}")
-    _print_run_folder(run_dir)
+    _print_run_folder(log.run_dir)
     return 0
 
 
@@ -259,56 +258,128 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     task_items = [o.removeprefix("task.") for o in overrides if o.startswith("task.")]
     task_overrides = _task_overrides(args.task_override + task_items)
     controller_kwargs = apply_overrides({}, [o for o in overrides if not o.startswith("task.")])
-    split = args.split if _is_family(args.task) else None
-    env = _make_env(args.task, task_overrides, split)
     checkpoint = Path(args.controller)
     if checkpoint.exists():
-        controller = _load_checkpoint(checkpoint, env, controller_kwargs)
-        name = checkpoint.name
+        env, controller, task = _checkpoint_controller(
+            checkpoint, args.task, task_overrides, args.split, controller_kwargs
+        )
+        name = checkpoint.name if checkpoint.name not in ("final", "") else str(checkpoint)
     else:
+        task = args.task or DEFAULT_TASK
+        env = _make_env(task, task_overrides, args.split if _is_family(task) else None)
         controller = _make_controller(args.controller, env, controller_kwargs)
         name = args.controller
+    split = args.split if _is_family(task) else None
     config = {
         "command": "evaluate",
-        "task": args.task,
+        "task": task,
         "family_split": split,
         "task_overrides": task_overrides,
         "controller": args.controller,
         "controller_kwargs": controller_kwargs,
         "seeds": seeds,
     }
-    records, run_dir = _run_seeds(env, controller, seeds, config, args, job="evaluate", name=name)
-    _print_summary(records, title=f"{name} on {args.task}" + (f" ({split})" if split else ""))
-    _print_run_folder(run_dir)
+    with _logged_run(args, config, job="evaluate") as (log, progress):
+        records = _run_seeds(log, progress, env, controller, seeds, name=name)
+    _print_summary(records, title=f"{name} on {task}" + (f" ({split} instances)" if split else ""))
+    _print_run_folder(log.run_dir)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``arbiter train``: hands the config to the agent's own training function."""
-    if args.agent not in AGENT_TRAINERS:
-        raise ValueError(f"Unknown agent {args.agent!r}; use one of {', '.join(AGENT_TRAINERS)}.")
+    """``arbiter train``: resolve the agent's config, train with logging, summarise."""
+    if args.agent not in AGENTS:
+        raise ValueError(f"Unknown agent {args.agent!r}; use one of {', '.join(AGENTS)}.")
     if args.config is not None and not args.config.is_file():
         raise FileNotFoundError(f"Config file {args.config} does not exist.")
-    if not (_is_family(args.task) or args.task in _list_tasks()):
+    if args.task is not None and not (_is_family(args.task) or args.task in _list_tasks()):
         _make_env(args.task, {})  # raises the registry's "unknown task" message
-    train = _agent_trainer(args.agent)
-    task_overrides = _task_overrides(args.task_override)
-    run_dir = args.run_dir or _new_run_dir(f"train-{args.agent}")
-    result = train(
-        agent=args.agent,
-        task=args.task,
-        config_file=args.config,
-        overrides=list(args.overrides),
-        task_overrides=task_overrides,
-        seed=args.seed,
-        run_dir=run_dir,
-        wandb_mode=args.wandb,
-        group=args.group,
-        tags=args.tag,
+    _task_overrides(args.task_override)  # checks names and types early
+    if args.agent == "arbiter":
+        if args.resume is not None:
+            raise ValueError("--resume applies to RL agents; Arbiter learns within each episode.")
+        return _train_arbiter(args)
+    return _train_rl(args)
+
+
+def _train_rl(args: argparse.Namespace) -> int:
+    """PPO and friends, through ``arbiter_env.agents.sb3``."""
+    sb3 = _require("arbiter_env.agents.sb3", "training RL agents")
+    from arbiter_env.logging import IntervalLoggingCallback
+
+    overrides = [f"env.task_kwargs.{item}" for item in args.task_override]
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.config is not None:
+        overrides.insert(0, f"algo={args.agent}")  # --agent wins over the file
+    config = sb3.load_agent_config(
+        args.config or args.agent, task=args.task, overrides=[*overrides, *args.overrides]
     )
-    if result is not None:
-        _console().print(result)
-    _print_run_folder(Path(run_dir))
+    if args.resume is not None and not args.resume.exists():
+        raise FileNotFoundError(f"Checkpoint {args.resume} does not exist.")
+    with _logged_run(args, sb3.agent_config_dict(config), job=f"train-{args.agent}") as (
+        log,
+        progress,
+    ):
+        bar = progress.add_task(f"{args.agent}: timesteps", total=config.total_timesteps)
+        callback = IntervalLoggingCallback(
+            log,
+            controller=args.agent,
+            forward_sb3_logger=True,
+            progress=lambda steps: progress.update(bar, completed=steps),
+        )
+        checkpoint = sb3.train_rl_agent(
+            config, log.run_dir, callbacks=[callback], resume_from=args.resume
+        )
+        progress.update(bar, visible=False)
+        training = list(log.episodes)
+        records = []
+        if not args.no_eval:
+            env = config.env.make("test")
+            controller = sb3.load_rl_controller(checkpoint, env, device=config.device)
+            records = _run_seeds(
+                log,
+                progress,
+                env,
+                controller,
+                config.evaluation.seeds(),
+                name=f"{args.agent}-eval",
+                deterministic=config.evaluation.deterministic,
+                extra={"phase": "eval"},
+            )
+    _print_training(training, checkpoint)
+    if records:
+        held_out = "held-out seeds" + (" and test instances" if _is_family(config.env.task) else "")
+        _print_summary(records, title=f"{args.agent} on {config.env.task}, {held_out}")
+    _print_run_folder(log.run_dir)
+    return 0
+
+
+def _train_arbiter(args: argparse.Namespace) -> int:
+    """Arbiter, through ``arbiter_env.agents.run_arbiter``."""
+    runner = _require("arbiter_env.agents.run_arbiter", "running Arbiter")
+    from arbiter_env.config import to_dict
+
+    overrides = [f"task={args.task}"] if args.task else []
+    overrides += [f"task_kwargs.{item}" for item in args.task_override]
+    if args.seed is not None:
+        overrides.append(f"seeds=[{args.seed}]")
+    overrides += args.overrides
+    if args.config is not None:
+        config = runner.load_run_config(args.config, overrides)
+    else:
+        config = from_dict(runner.ArbiterRunConfig, apply_overrides({}, overrides))
+    env = runner.make_env(config)
+    with _logged_run(args, to_dict(config), job="train-arbiter") as (log, progress):
+        total = len(config.seeds) * env.unwrapped.task.num_intervals
+        bar = progress.add_task("arbiter: intervals", total=total)
+        on_step = log.on_step(controller="arbiter", then=lambda r, i: progress.advance(bar))
+        records = _call_with_optional_on_step(runner.run_arbiter, config, env, on_step)
+        progress.update(bar, completed=total, visible=False)
+        for record in records:
+            log.log_episode(record, controller="arbiter")
+    _print_summary(records, title=f"Arbiter on {config.task}")
+    _print_run_folder(log.run_dir)
     return 0
 
 
@@ -387,35 +458,43 @@ def _make_controller(name: str, env: Any, kwargs: dict[str, Any]) -> Any:
         raise ValueError(f"Controller {name!r}: {error}") from None
 
 
-def _load_checkpoint(path: Path, env: Any, kwargs: dict[str, Any]) -> Any:
-    module = _optional_module("arbiter_env.agents.sb3")
-    load = getattr(module, "load_controller", None) if module else None
-    if load is None:
-        raise ValueError(
-            f"{path} looks like a checkpoint, but loading RL checkpoints is not available yet "
-            "(arbiter_env.agents.sb3.load_controller is missing)."
-        )
-    return load(path, env, **kwargs)
+def _checkpoint_controller(
+    checkpoint: Path,
+    task: str | None,
+    task_overrides: dict[str, Any],
+    split: str,
+    kwargs: dict[str, Any],
+) -> tuple[Any, Any, str]:
+    """An RL checkpoint as a controller, in an env built like its training env."""
+    sb3 = _require("arbiter_env.agents.sb3", "loading RL checkpoints")
+    if kwargs:
+        raise ValueError(f"A checkpoint takes no controller arguments; got {sorted(kwargs)}.")
+    saved = sb3.load_checkpoint_config(checkpoint)
+    env_config = dataclasses.replace(
+        saved.env,
+        task=task or saved.env.task,
+        task_kwargs={**saved.env.task_kwargs, **task_overrides},
+    )
+    env = env_config.make(split)
+    return env, sb3.load_rl_controller(checkpoint, env, device=saved.device), env_config.task
 
 
-def _agent_trainer(agent: str) -> Callable[..., Any]:
-    module_name, function = AGENT_TRAINERS[agent]
-    module = _optional_module(module_name)
-    train = getattr(module, function, None) if module else None
-    if train is None:
-        raise ValueError(
-            f"Training agent {agent!r} is not available yet ({module_name}.{function} is missing)."
-        )
-    return train
+def _call_with_optional_on_step(run: Callable[..., Any], config: Any, env: Any, on_step: Any):
+    """Passes ``on_step`` when the runner takes it (live logging), else logs afterwards."""
+    import inspect
+
+    if "on_step" in inspect.signature(run).parameters:
+        return run(config, env, on_step=on_step)
+    return run(config, env)
 
 
-def _optional_module(name: str) -> Any:
+def _require(module: str, purpose: str) -> Any:
     try:
-        return importlib.import_module(name)
+        return importlib.import_module(module)
     except ModuleNotFoundError as error:
-        if error.name == name:
-            return None
-        raise
+        if error.name != module:
+            raise
+        raise ValueError(f"{purpose} is not available: {module} is not installed.") from None
 
 
 def _split_seeds(items: list[str]) -> tuple[list[int], list[str]]:
@@ -434,63 +513,57 @@ def _split_seeds(items: list[str]) -> tuple[list[int], list[str]]:
     return seeds, rest
 
 
-def _new_run_dir(job: str) -> Path:
-    from arbiter_env.logging import make_run_dir
-
-    return make_run_dir(job)
-
-
 # --- helpers: running and printing --------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _logged_run(
+    args: argparse.Namespace, config: dict[str, Any], *, job: str
+) -> Iterator[tuple[Any, Any]]:
+    """A :class:`RunLogger` for the command's run folder and a progress display on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from arbiter_env.logging import RunLogger, make_run_dir
+
+    run_dir = args.run_dir or make_run_dir(job)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with (
+        RunLogger(
+            run_dir, config, wandb_mode=args.wandb, group=args.group, job_type=job, tags=args.tag
+        ) as log,
+        Progress(*columns, TimeElapsedColumn(), console=_console(stderr=True)) as progress,
+    ):
+        yield log, progress
+
+
 def _run_seeds(
+    log: Any,
+    progress: Any,
     env: Any,
     controller: Any,
     seeds: list[int],
-    config: dict[str, Any],
-    args: argparse.Namespace,
     *,
-    job: str,
     name: str,
-) -> tuple[list[Any], Path]:
-    """Runs one logged episode per seed under a progress bar."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from arbiter_env.logging import RunLogger
-
-    run_dir = args.run_dir or _new_run_dir(job)
+    deterministic: bool = True,
+    extra: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Runs one logged episode per seed, advancing a progress bar per interval."""
     intervals = env.unwrapped.task.num_intervals
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    records = []
-    with (
-        RunLogger(
-            run_dir,
-            config,
-            wandb_mode=args.wandb,
-            group=args.group,
-            job_type=job,
-            tags=args.tag,
-            name=None,
-        ) as log,
-        Progress(*columns, console=_console(stderr=True), transient=True) as progress,
-    ):
-        bar = progress.add_task(f"{name}: intervals", total=intervals * len(seeds))
-        for seed in seeds:
-            records.append(
-                log.run_episode(
-                    env,
-                    controller,
-                    seed,
-                    controller_name=name,
-                    on_step=lambda record, info: progress.advance(bar),
-                )
-            )
-    return records, Path(run_dir)
+    bar = progress.add_task(f"{name}: intervals", total=intervals * len(seeds))
+    records = [
+        log.run_episode(
+            env,
+            controller,
+            seed,
+            controller_name=name,
+            deterministic=deterministic,
+            on_step=lambda record, info: progress.advance(bar),
+            extra=extra,
+        )
+        for seed in seeds
+    ]
+    progress.update(bar, visible=False)
+    return records
 
 
 def _print_intervals(record: Any) -> None:
@@ -540,6 +613,17 @@ def _print_summary(records: list[Any], *, title: str) -> None:
             "",
         )
     _console().print(table)
+
+
+def _print_training(episodes: list[dict[str, Any]], checkpoint: Path) -> None:
+    done = [e for e in episodes if e.get("complete")]
+    returns = [e["return"] for e in done if e.get("return") is not None]
+    last = returns[-10:]
+    print(f"trained: {len(done)} episodes; checkpoint: {checkpoint}")
+    if last:
+        print(
+            f"mean return of the last {len(last)} training episodes: {statistics.fmean(last):.4g}"
+        )
 
 
 def _print_run_folder(run_dir: Path) -> None:

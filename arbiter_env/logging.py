@@ -173,6 +173,7 @@ class RunLogger:
         wandb_run: The live W&B run, or ``None`` when disabled or after a W&B failure.
         wandb_error: Description of the W&B failure that turned W&B off, if any.
         samples: Training samples seen so far over the whole run (the W&B x-axis).
+        episodes: The episode summaries logged so far (as in ``episodes.jsonl``).
     """
 
     def __init__(
@@ -200,7 +201,7 @@ class RunLogger:
         self._closed = False
         self._next_episode = 0
         self._open_episodes: dict[int, _Episode] = {}
-        self._episodes_done = 0
+        self.episodes: list[dict[str, Any]] = []
         self._intervals_logged = 0
         self._schedule_rows: list[list[Any]] = []
         # EpisodeRecords seen by on_step callbacks: id -> (record, summary once closed, env).
@@ -365,7 +366,7 @@ class RunLogger:
                     row.get("lr"),
                 ]
             )
-        self._episodes_done += 1
+        self.episodes.append(summary)
         self._write_local(EPISODES_FILE, summary)
         self._wandb_log(
             {
@@ -470,8 +471,12 @@ class RunLogger:
         controller_name: str | None = None,
         deterministic: bool = True,
         on_step: StepCallback | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> EpisodeRecord:
-        """Runs one episode with ``arbiter_env.controllers.run_episode`` and logs all of it."""
+        """Runs one episode with ``arbiter_env.controllers.run_episode`` and logs all of it.
+
+        ``extra`` adds fields to the episode summary (e.g. ``{"phase": "eval"}``).
+        """
         record = run_episode(
             env,
             controller,
@@ -479,7 +484,7 @@ class RunLogger:
             deterministic=deterministic,
             on_step=self.on_step(then=on_step, controller=controller_name),
         )
-        self.log_episode(record, controller=controller_name)
+        self.log_episode(record, controller=controller_name, extra=extra)
         return record
 
     def update_config(self, values: Mapping[str, Any]) -> None:
@@ -507,7 +512,7 @@ class RunLogger:
         for handle in self._files.values():
             handle.close()
         run_info = {
-            "episodes": self._episodes_done,
+            "episodes": len(self.episodes),
             "intervals": self._intervals_logged,
             "samples": self.samples,
             "exit_code": exit_code,
@@ -701,7 +706,7 @@ class IntervalLoggingCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         if self.forward_sb3_logger:
-            self.logger = attach_sb3_logger(self.model, self.run_logger, formats=self.sb3_formats)
+            attach_sb3_logger(self.model, self.run_logger, formats=self.sb3_formats)
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or []
