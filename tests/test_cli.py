@@ -1,0 +1,158 @@
+"""The ``arbiter`` command line: listings, a tiny episode, training dispatch and bad arguments."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arbiter_env.cli import main
+
+# Tiny budgets: one epoch of digits in two or three intervals takes about a second.
+TINY = ["-t", "epochs=1", "-t", "num_intervals=2"]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default run folders (runs/...) land in tmp_path; W&B stays offline and inside it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for variable in ("WANDB_DIR", "WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_tasks_lists_digits_mlp_and_its_family(capsys):
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    assert "digits-mlp" in out and "digits-mlp-family" in out
+
+
+def test_controllers_lists_fixed(capsys):
+    assert main(["controllers"]) == 0
+    assert "fixed" in capsys.readouterr().out.split()
+
+
+def test_episode_runs_on_a_tiny_budget_and_prints_a_summary(tmp_path, capsys):
+    run_dir = tmp_path / "episode"
+    argv = ["episode", "--task", "digits-mlp", "--batch-size", "32", "--seed", "3"]
+    assert main([*argv, "--run-dir", str(run_dir), "epochs=1", "num_intervals=3"]) == 0
+    out = capsys.readouterr().out
+    assert "fixed batch size 32" in out and "test acc" in out and "32×3" in out
+    assert f"run folder: {run_dir}" in out and "wandb sync" in out
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["task_overrides"] == {"epochs": 1, "num_intervals": 3}
+    assert config["seeds"] == [3]
+    intervals = read_jsonl(run_dir / "intervals.jsonl")
+    assert [r["batch_size"] for r in intervals] == [32, 32, 32]
+    (episode,) = read_jsonl(run_dir / "episodes.jsonl")
+    assert episode["seed"] == 3 and episode["complete"]
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_evaluate_runs_a_registered_controller_over_seeds(tmp_path, capsys):
+    run_dir = tmp_path / "eval"
+    argv = ["evaluate", "--controller", "fixed", "batch_size=64", "--seeds", "0", "1", *TINY]
+    assert main([*argv, "--run-dir", str(run_dir), "--wandb", "disabled"]) == 0
+    out = capsys.readouterr().out
+    assert "fixed on digits-mlp" in out and "mean" in out
+    assert [e["seed"] for e in read_jsonl(run_dir / "episodes.jsonl")] == [0, 1]
+    assert not (run_dir / "wandb").exists()
+
+
+def test_default_run_folder_is_timestamped_under_runs(tmp_path, capsys):
+    assert main(["episode", "--batch-size", "16", "--wandb", "disabled", *TINY]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.endswith("-episode") and (run_dir / "run.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["episode", "--task", "no-such-task", "--batch-size", "8"], "no-such-task"),
+        (["evaluate", "--controller", "no-such-controller", *TINY], "no-such-controller"),
+        (["evaluate", "--controller", "fixed", "batch_size"], "'batch_size' is not of the form"),
+        (["evaluate", "--controller", "fixed", "batch_sise=8", *TINY], "batch_sise"),
+        (["evaluate", "--controller", "fixed", "batch_size=big", *TINY], "batch_size"),
+        (["episode", "--batch-size", "8", "epochs=many"], "task.epochs: expected a number"),
+        (["episode", "--batch-size", "8", "-t", "no_such_field=1"], "no_such_field"),
+        (["episode", "--batch-size", "8", "optimizer.lr=fast"], "task.optimizer.lr"),
+        (["evaluate", "--controller", "fixed", "--seeds", "0", "x"], "'x' is not an integer"),
+        (["train", "--agent", "no-such-agent"], "no-such-agent"),
+        (["train", "--agent", "ppo", "--config", "missing.yaml"], "missing.yaml"),
+        (["train", "--agent", "ppo", "--task", "no-such-task"], "no-such-task"),
+        (["train", "--agent", "arbiter", "agent.no_such_key=1"], "no_such_key"),
+        (["train", "--agent", "arbiter", "seeds=zero"], "seeds"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_a_one_line_message_naming_the_problem(
+    argv, named, tmp_path, capsys
+):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+    assert named in err
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["episode", "--batch-size", "large"], "invalid int value: 'large'"),
+        (["evaluate", "--controller", "fixed", "--wandb", "sometimes"], "invalid choice"),
+        (["no-such-command"], "invalid choice"),
+        (["episode"], "--batch-size"),
+    ],
+)
+def test_malformed_command_lines_exit_2_with_argparse_usage(argv, named, capsys):
+    assert main(argv) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_console_script_reports_errors_without_a_traceback(tmp_path):
+    script = Path(sys.executable).with_name("arbiter")
+    result = subprocess.run(
+        [str(script), "episode", "--task", "nope", "--batch-size", "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: Unknown task 'nope'")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("arbiter_env.agents.sb3") is None, reason="SB3 agents not present"
+)
+def test_train_ppo_on_a_tiny_budget_then_evaluate_its_checkpoint(tmp_path, capsys):
+    run_dir = tmp_path / "ppo"
+    argv = ["train", "--agent", "ppo", "--run-dir", str(run_dir), "--wandb", "disabled", *TINY]
+    tiny_ppo = [
+        "n_envs=1",
+        "total_timesteps=8",
+        "hyperparams.n_steps=4",
+        "hyperparams.batch_size=4",
+        "evaluation.n_episodes=1",
+    ]
+    assert main([*argv, *tiny_ppo]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint:" in out and "held-out seeds" in out
+    episodes = read_jsonl(run_dir / "episodes.jsonl")
+    assert [e.get("phase") for e in episodes if e["complete"]] == [None] * 4 + ["eval"]
+    assert any("rollout/ep_rew_mean" in m for m in read_jsonl(run_dir / "metrics.jsonl"))
+
+    checkpoint = run_dir / "final"
+    argv = ["evaluate", "--controller", str(checkpoint), "--seeds", "7", "--wandb", "disabled"]
+    assert main([*argv, "--run-dir", str(tmp_path / "eval")]) == 0
+    assert [e["seed"] for e in read_jsonl(tmp_path / "eval" / "episodes.jsonl")] == [7]
