@@ -104,7 +104,6 @@ class StaticHPO(Baseline):
         """Opens (or creates) the study in ``run_dir`` and checks it searches the same space."""
         self.storage_path.parent.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{self.storage_path}"
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
         sampler = self.make_sampler(self.config.sampler_seed + seed_offset)
         if not self._exists(storage):
             study = optuna.create_study(

@@ -17,7 +17,10 @@ def env(tiny_task):
     return BatchSizeEnv(tiny_task)
 
 
-@pytest.mark.parametrize("cls", [RandomSearch, OptunaTPE, OptunaGP])
+# The GP sampler fits a Gaussian process at every proposal: seconds per trial, so it is slow.
+@pytest.mark.parametrize(
+    "cls", [RandomSearch, OptunaTPE, pytest.param(OptunaGP, marks=pytest.mark.slow)]
+)
 def test_search_resumes_after_an_interruption(env, tmp_path, monkeypatch, cls):
     calls: list[int] = []
     original = cls.evaluate_batch_size
