@@ -221,11 +221,8 @@ def cmd_controllers(args: argparse.Namespace) -> int:
     """``arbiter controllers``: the registered controller names."""
     from arbiter_env.controller_registry import list_controllers
 
-    names = list_controllers()
-    for name in names:
+    for name in list_controllers():
         print(name)
-    if "fixed" not in names:
-        print("fixed  (built into the command line until the baselines register theirs)")
     return 0
 
 
@@ -428,33 +425,12 @@ def _make_env(task: str, task_overrides: dict[str, Any], split: str | None = Non
         raise ValueError(f"Task {task!r}: {error}") from None
 
 
-class _FixedBatchSize:
-    """One batch size for the whole run; stands in until the baselines register ``fixed``."""
-
-    def __init__(self, env: Any, batch_size: int):
-        from arbiter_env.controllers import _unwrap
-
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"fixed: batch_size must be a positive integer, got {batch_size!r}.")
-        self.env = _unwrap(env)
-        self.batch_size = batch_size
-
-    def predict(
-        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic=True
-    ) -> tuple[Any, Any]:
-        return self.env.encode(self.batch_size), state
-
-
 def _make_controller(name: str, env: Any, kwargs: dict[str, Any]) -> Any:
-    from arbiter_env.controller_registry import list_controllers, make_controller
+    from arbiter_env.controller_registry import make_controller
 
-    if name == "fixed" and "fixed" not in list_controllers():
-        factory: Callable[..., Any] = _FixedBatchSize
-    else:
-        factory = lambda env, **kw: make_controller(name, env, **kw)  # noqa: E731
     try:
-        return factory(env, **kwargs)
-    except TypeError as error:  # unknown or missing keyword arguments
+        return make_controller(name, env, **kwargs)
+    except TypeError as error:  # keyword arguments the factory does not take
         raise ValueError(f"Controller {name!r}: {error}") from None
 
 
