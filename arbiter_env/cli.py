@@ -116,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         default="test",
         help="instances of a task family to evaluate on (default: the held-out test split)",
     )
+    evaluate.add_argument(
+        "--learn",
+        nargs="?",
+        type=int,
+        const=0,
+        metavar="TIMESTEPS",
+        help="call the controller's learn(TIMESTEPS) first: HPO baselines run their search "
+        "(their own trial budget), an untrained RL agent trains in the env",
+    )
     evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="controller kwargs")
     _add_run_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
@@ -275,8 +284,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "controller": args.controller,
         "controller_kwargs": controller_kwargs,
         "seeds": seeds,
+        "learn_timesteps": args.learn,
     }
     with _logged_run(args, config, job="evaluate") as (log, progress):
+        if args.learn is not None:
+            learning = progress.add_task(f"{name}: learning", total=None)
+            controller.learn(args.learn)
+            progress.update(learning, visible=False)
         records = _run_seeds(log, progress, env, controller, seeds, name=name)
     _print_summary(records, title=f"{name} on {task}" + (f" ({split} instances)" if split else ""))
     _print_run_folder(log.run_dir)
