@@ -1312,8 +1312,9 @@ def compare_command(args: argparse.Namespace) -> int:
         return 2
     print(result.report["markdown"])
     print(
-        f"{len(result.results)} runs ({result.executed} executed now, {result.failed} failed) "
-        f"in {result.wall_time:.1f} s. Report: {result.run_dir}"
+        f"{len(result.results)} evaluation runs, {result.failed} failed; {result.executed} "
+        f"run(s) executed now (training runs included), the rest resumed. "
+        f"{result.wall_time:.1f} s. Report: {result.run_dir}"
     )
     return 1 if result.failed else 0
 

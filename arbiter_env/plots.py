@@ -48,20 +48,24 @@ def plot_batch_sizes(
     by_label: dict[str, list[dict[str, Any]]], colours: dict[str, Any], path: Path, task: str
 ) -> Path:
     """Batch size (log scale) against samples seen, as steps: one interval, one size."""
-    figure, axes = plt.subplots(figsize=(8, 4.5))
+    figure, axes = plt.subplots(figsize=(9, 4.5))
     for label, runs in by_label.items():
+        schedules = [[row["batch_size"] for row in run.get("log") or []] for run in runs]
+        # Constant schedules (fixed sizes) are references: thin dotted lines, so that the
+        # adaptive controllers' schedules stand out.
+        constant = all(len(set(s)) <= 1 for s in schedules)
         for index, run in enumerate(runs):
             log = run.get("log") or []
             if not log:
                 continue
             edges = [0, *(row["samples"] for row in log)]
-            sizes = [row["batch_size"] for row in log]
             axes.stairs(
-                sizes,
+                schedules[index],
                 edges,
                 color=colours[label],
                 alpha=0.8 if index == 0 else 0.35,
-                linewidth=1.6 if index == 0 else 1.0,
+                linewidth=1.0 if constant else (1.8 if index == 0 else 1.0),
+                linestyle=":" if constant else "-",
                 label=label if index == 0 else None,
                 baseline=None,
             )
@@ -77,7 +81,7 @@ def plot_val_loss(
     by_label: dict[str, list[dict[str, Any]]], colours: dict[str, Any], path: Path, task: str
 ) -> Path:
     """Validation loss (log scale) against samples seen: mean over seeds, min–max band."""
-    figure, axes = plt.subplots(figsize=(8, 4.5))
+    figure, axes = plt.subplots(figsize=(9, 4.5))
     for label, runs in by_label.items():
         logs = [run.get("log") or [] for run in runs]
         length = max((len(log) for log in logs), default=0)
@@ -141,7 +145,8 @@ def _legend(axes: Any) -> None:
     axes.grid(alpha=0.3)
     handles, _ = axes.get_legend_handles_labels()
     if handles:
-        axes.legend(fontsize="small", ncol=2 if len(handles) > 8 else 1, loc="best")
+        # Outside the axes: with a dozen controllers a legend inside would hide curves.
+        axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def _save(figure: Any, path: Path) -> Path:
