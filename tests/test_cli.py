@@ -156,3 +156,16 @@ def test_train_ppo_on_a_tiny_budget_then_evaluate_its_checkpoint(tmp_path, capsy
     argv = ["evaluate", "--controller", str(checkpoint), "--seeds", "7", "--wandb", "disabled"]
     assert main([*argv, "--run-dir", str(tmp_path / "eval")]) == 0
     assert [e["seed"] for e in read_jsonl(tmp_path / "eval" / "episodes.jsonl")] == [7]
+
+
+def test_train_arbiter_on_a_tiny_budget_logs_its_episode(tmp_path, capsys):
+    run_dir = tmp_path / "arbiter"
+    argv = ["train", "--agent", "arbiter", "--seed", "1", "--run-dir", str(run_dir)]
+    tiny = ["-t", "epochs=0.5", "-t", "num_intervals=2", "agent.warmup_max_iters=50"]
+    assert main([*argv, "--wandb", "disabled", *tiny]) == 0
+    assert "Arbiter on digits-mlp" in capsys.readouterr().out
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["seeds"] == [1] and config["task_kwargs"] == {"epochs": 0.5, "num_intervals": 2}
+    assert config["agent"]["warmup_max_iters"] == 50
+    (episode,) = read_jsonl(run_dir / "episodes.jsonl")
+    assert episode["seed"] == 1 and episode["controller"] == "arbiter" and episode["intervals"] == 2

@@ -14,7 +14,7 @@ import pytest
 import wandb
 from stable_baselines3.common.logger import Logger
 
-from arbiter_env.controllers import BatchSizeController
+from arbiter_env.controllers import BatchSizeController, run_episode
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.logging import (
     IntervalLoggingCallback,
@@ -311,3 +311,19 @@ def test_ppo_training_logs_intervals_episodes_and_sb3_metrics(tmp_path, tiny_tas
 def test_make_run_dir_is_timestamped_and_never_reused(tmp_path):
     first, second = make_run_dir("evaluate", tmp_path), make_run_dir("evaluate", tmp_path)
     assert first != second and first.name.endswith("-evaluate") and second.is_dir()
+
+
+def test_one_on_step_callback_serves_a_loop_of_episodes_without_double_logging(tmp_path, tiny_task):
+    """As inside an agent's own runner: run_episode per seed, then log_episode for each."""
+    env = BatchSizeEnv(tiny_task)
+    with RunLogger(tmp_path, wandb_mode="disabled") as log:
+        on_step = log.on_step(controller="ladder")
+        records = [run_episode(env, Ladder(env), seed, on_step=on_step) for seed in (4, 5, 6)]
+        summaries = [log.log_episode(record) for record in records]
+        assert log.log_episode(records[0]) is summaries[0]  # idempotent
+    episodes = read_jsonl(tmp_path / "episodes.jsonl")
+    assert [(e["seed"], e["controller"], e["intervals"]) for e in episodes] == [
+        (seed, "ladder", tiny_task.num_intervals) for seed in (4, 5, 6)
+    ]
+    assert len(read_jsonl(tmp_path / "intervals.jsonl")) == 3 * tiny_task.num_intervals
+    assert [e["return"] for e in episodes] == pytest.approx([r.episode_return for r in records])
