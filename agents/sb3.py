@@ -864,7 +864,8 @@ def load_rl_controller(
     """
     folder = _checkpoint_folder(checkpoint)
     config = load_checkpoint_config(folder)
-    model = ALGORITHMS[config.algo].load(folder / MODEL_FILE, device=device)
+    with preserved_global_rngs():  # SB3's load reseeds the global generators
+        model = ALGORITHMS[config.algo].load(folder / MODEL_FILE, device=device)
     vec_normalize: VecNormalize | None = None
     if (folder / VECNORMALIZE_FILE).is_file():
         with (folder / VECNORMALIZE_FILE).open("rb") as handle:
