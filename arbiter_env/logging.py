@@ -766,6 +766,10 @@ def _summarise(
         "max_batch_size": max(batch_sizes) if batch_sizes else None,
         "batch_sizes": batch_sizes,
     }
+    # Which task instance the episode ran (task families draw one per episode).
+    for key in ("task", "family", "family_split", "family_instance"):
+        if key in last:
+            summary[key] = last[key]
     if record is not None:
         # The record is authoritative where it has the value (e.g. a test result).
         summary["return"] = record.episode_return
