@@ -1313,7 +1313,7 @@ def compare_command(args: argparse.Namespace) -> int:
     print(result.report["markdown"])
     print(
         f"{len(result.results)} evaluation runs, {result.failed} failed; {result.executed} "
-        f"run(s) executed now (training runs included), the rest resumed. "
+        f"run(s) executed now, training runs included (finished runs are skipped on resume). "
         f"{result.wall_time:.1f} s. Report: {result.run_dir}"
     )
     return 1 if result.failed else 0
