@@ -429,7 +429,11 @@ class InnerTrainer:
         with torch.random.fork_rng(
             devices=devices, device_type=self.device.type if devices else "cuda"
         ):
-            torch.manual_seed(seed)
+            # Not torch.manual_seed: it also queues lazy seeding of every accelerator backend and
+            # records a stack trace for each, which cost milliseconds per interval.
+            torch.default_generator.manual_seed(seed)
+            if devices:
+                torch.cuda.manual_seed(seed)
             yield
 
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -34,7 +35,8 @@ def test_per_sample_gradients_match_a_per_example_loop_in_float64():
     )
 
 
-def test_gradient_statistics_match_brute_force_formulas_in_float64():
+@pytest.mark.parametrize("method", ["linear", "vmap"])
+def test_gradient_statistics_match_brute_force_formulas_in_float64(method):
     model, inputs, targets = _tiny_model_and_data(n=12)
     grads = _brute_force_gradients(model, inputs, targets)
     n = grads.shape[0]
@@ -45,7 +47,7 @@ def test_gradient_statistics_match_brute_force_formulas_in_float64():
     first, second = grads[: n // 2].mean(0), grads[n // 2 :].mean(0)
     cosine = (first.dot(second) / (first.norm() * second.norm())).item()
 
-    stats = gradient_statistics(model, inputs, targets, chunk_size=5)  # chunks must not matter
+    stats = gradient_statistics(model, inputs, targets, chunk_size=5, method=method)
 
     assert abs(stats.trace_covariance - trace) <= 1e-10 * abs(trace)
     assert abs(stats.grad_sq_norm - grad_sq) <= 1e-10 * abs(grad_sq)
@@ -55,10 +57,11 @@ def test_gradient_statistics_match_brute_force_formulas_in_float64():
     assert stats.probe_size == n
 
 
-def test_gradient_statistics_leave_parameters_and_grads_untouched():
+@pytest.mark.parametrize("method", ["linear", "vmap"])
+def test_gradient_statistics_leave_parameters_and_grads_untouched(method):
     model, inputs, targets = _tiny_model_and_data()
     before = [p.detach().clone() for p in model.parameters()]
-    gradient_statistics(model, inputs, targets)
+    gradient_statistics(model, inputs, targets, method=method)
     for p, q in zip(model.parameters(), before, strict=True):
         assert torch.equal(p, q)
         assert p.grad is None
@@ -72,3 +75,25 @@ def test_gradient_statistics_reject_too_small_probe():
         assert "at least 4" in str(error)
     else:
         raise AssertionError("a 3-example probe must be rejected")
+
+
+def test_linear_and_vmap_paths_agree_on_a_network_with_a_frozen_layer_and_no_bias():
+    model, inputs, targets = _tiny_model_and_data(n=10)
+    model[0].weight.requires_grad_(False)
+    model[2].bias = None
+    linear = gradient_statistics(model, inputs, targets, method="linear")
+    general = gradient_statistics(model, inputs, targets, method="vmap")
+    for name, value in linear.as_dict().items():
+        assert value == pytest.approx(general.as_dict()[name], rel=1e-9, abs=1e-15), name
+
+
+def test_linear_path_is_refused_for_networks_with_other_parameterised_layers():
+    generator = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(16, 3)).double()
+    inputs = torch.randn(6, 1, 10, generator=generator, dtype=torch.float64)
+    targets = torch.randint(3, (6,), generator=generator)
+    with pytest.raises(ValueError, match="nn.Linear"):
+        gradient_statistics(model, inputs, targets, method="linear")
+    auto = gradient_statistics(model, inputs, targets)  # falls back to torch.func
+    brute = _brute_force_gradients(model, inputs, targets)
+    assert auto.trace_covariance == pytest.approx(brute.var(0).sum().item(), rel=1e-9)
