@@ -6,6 +6,9 @@ from torch import nn
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The test networks are tiny: one thread avoids oversubscribing the two cores of CI machines,
+# where worker processes (SubprocVecEnv, process pools) run beside the test process.
+torch.set_num_threads(1)
 
 from arbiter_env.tasks import OptimizerConfig, Task, from_tensors  # noqa: E402
 
