@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig, Milestone
 
+from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig, Milestone
 from arbiter_env.config import load_yaml
-from arbiter_env.controllers import EpisodeRecord, run_episode
+from arbiter_env.controllers import EpisodeRecord, StepCallback, run_episode
 from arbiter_env.env import BatchSizeEnv
 
 __all__ = [
@@ -104,9 +104,15 @@ def make_agent(config: ArbiterRunConfig, env: BatchSizeEnv, seed_offset: int = 0
 
 
 def run_arbiter(
-    config: ArbiterRunConfig, env: BatchSizeEnv | None = None, *, verbose: bool = False
+    config: ArbiterRunConfig,
+    env: BatchSizeEnv | None = None,
+    *,
+    verbose: bool = False,
+    on_step: StepCallback | None = None,
 ) -> list[EpisodeRecord]:
     """Runs Arbiter as the config says and returns one record per seed.
+
+    ``on_step`` is passed to :func:`run_episode`, so loggers see every interval as it ends.
 
     Without ``learn_timesteps`` every seed gets a fresh agent (seeded ``agent.seed + seed``), so
     each episode is an independent run of the paper's online algorithm. With ``learn_timesteps``
@@ -123,7 +129,7 @@ def run_arbiter(
         agent = make_agent(config, env).learn(config.learn_timesteps)
     for seed in config.seeds:
         episode_agent = agent or make_agent(config, env, seed_offset=seed)
-        record = run_episode(env, episode_agent, seed)
+        record = run_episode(env, episode_agent, seed, on_step=on_step)
         record.infos[-1]["arbiter_decisions"] = list(episode_agent.decisions)
         record.infos[-1]["arbiter_warmup_iterations"] = list(episode_agent.warmup_iterations)
         records.append(record)

@@ -385,7 +385,7 @@ def _train_arbiter(args: argparse.Namespace) -> int:
         total = len(config.seeds) * env.unwrapped.task.num_intervals
         bar = progress.add_task("arbiter: intervals", total=total)
         on_step = log.on_step(controller="arbiter", then=lambda r, i: progress.advance(bar))
-        records = _call_with_optional_on_step(runner.run_arbiter, config, env, on_step)
+        records = runner.run_arbiter(config, env, on_step=on_step)
         progress.update(bar, completed=total, visible=False)
         for record in records:
             log.log_episode(record, controller="arbiter")
@@ -467,15 +467,6 @@ def _checkpoint_controller(
     )
     env = env_config.make(split)
     return env, sb3.load_rl_controller(checkpoint, env, device=saved.device), env_config.task
-
-
-def _call_with_optional_on_step(run: Callable[..., Any], config: Any, env: Any, on_step: Any):
-    """Passes ``on_step`` when the runner takes it (live logging), else logs afterwards."""
-    import inspect
-
-    if "on_step" in inspect.signature(run).parameters:
-        return run(config, env, on_step=on_step)
-    return run(config, env)
 
 
 def _require(module: str, purpose: str) -> Any:
