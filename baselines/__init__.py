@@ -49,7 +49,6 @@ from arbiter_env.baselines.schedules import (
     StepConfig,
     StepSchedule,
 )
-
 from arbiter_env.controller_registry import register_controller
 
 BASELINES: dict[str, type[Baseline]] = {

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from arbiter_env.baselines.common import Baseline, check_batch_size, require
 
+from arbiter_env.baselines.common import Baseline, check_batch_size, require
 from arbiter_env.features import observation_value
 
 # --- CABS -----------------------------------------------------------------------------------------

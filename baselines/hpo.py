@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import optuna
-from arbiter_env.baselines.common import Baseline, require
-from arbiter_env.baselines.schedules import FixedBatchSize, FixedConfig
 from optuna.trial import TrialState
 
+from arbiter_env.baselines.common import Baseline, require
+from arbiter_env.baselines.schedules import FixedBatchSize, FixedConfig
 from arbiter_env.controllers import run_episode
 
 

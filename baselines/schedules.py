@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from arbiter_env.baselines.common import (
     PROGRESS_TOLERANCE,
     Baseline,

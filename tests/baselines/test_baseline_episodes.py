@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
-from arbiter_env.baselines import BASELINES, StaticHPO
 
 from arbiter_env.actions import ACTION_ENCODINGS
+from arbiter_env.baselines import BASELINES, StaticHPO
 from arbiter_env.config import ConfigError, load_yaml
 from arbiter_env.controller_registry import list_controllers, make_controller
 from arbiter_env.controllers import run_episode
@@ -24,17 +24,24 @@ def envs():
     }
 
 
+@pytest.fixture(scope="module")
+def hpo_dir(tmp_path_factory):
+    # Shared by the three encodings: the search space is the same, so the second and third
+    # encodings pick up the finished study instead of searching again.
+    return str(tmp_path_factory.mktemp("hpo"))
+
+
 def test_every_baseline_is_registered():
     assert set(BASELINES) <= set(list_controllers())
 
 
 @pytest.mark.parametrize("encoding", ACTION_ENCODINGS)
 @pytest.mark.parametrize("name", sorted(BASELINES))
-def test_baseline_completes_a_digits_episode(envs, tmp_path, name, encoding):
+def test_baseline_completes_a_digits_episode(envs, hpo_dir, name, encoding):
     env = envs[encoding]
     kwargs = {}
     if issubclass(BASELINES[name], StaticHPO):
-        kwargs = {"n_trials": 1, "run_dir": str(tmp_path)}
+        kwargs = {"n_trials": 1, "run_dir": hpo_dir}
     controller = make_controller(name, env, **kwargs)
     controller.learn()
     record = run_episode(env, controller, seed=0)

@@ -11,6 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from arbiter_env.baselines import (
     CABS,
     CABSConfig,
@@ -21,8 +23,6 @@ from arbiter_env.baselines import (
     SimiGrad,
     SimiGradConfig,
 )
-from torch import nn
-
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.features import build_observation
 from arbiter_env.stats import gradient_statistics, per_sample_gradients

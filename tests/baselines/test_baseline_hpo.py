@@ -1,9 +1,9 @@
 """Static HPO: the search resumes from its SQLite storage after an interruption."""
 
 import pytest
-from arbiter_env.baselines import FixedBatchSize, OptunaGP, OptunaTPE, RandomSearch
 from optuna.trial import TrialState
 
+from arbiter_env.baselines import FixedBatchSize, OptunaGP, OptunaTPE, RandomSearch
 from arbiter_env.controllers import run_episode
 from arbiter_env.env import BatchSizeEnv
 

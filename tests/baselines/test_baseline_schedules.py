@@ -1,6 +1,7 @@
 """Schedules give the documented sizes (and learning rates) at the documented times."""
 
 import pytest
+
 from arbiter_env.baselines import (
     AdaBatch,
     AdaBatchConfig,
@@ -12,7 +13,6 @@ from arbiter_env.baselines import (
     SmithSchedule,
     StepSchedule,
 )
-
 from arbiter_env.controllers import run_episode
 from arbiter_env.env import BatchSizeEnv
 
