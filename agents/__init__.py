@@ -1,7 +1,6 @@
 """Agents that choose the batch size: Arbiter (hyper-learning) and the RL agents."""
 
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
-
 from arbiter_env.controller_registry import register_controller
 
 register_controller("arbiter", Arbiter)

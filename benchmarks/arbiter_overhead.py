@@ -24,8 +24,8 @@ import statistics
 import time
 
 import torch
-from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 
+from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 from arbiter_env.controllers import run_episode
 from arbiter_env.env import BatchSizeEnv
 

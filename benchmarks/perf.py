@@ -15,7 +15,11 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
 * ``arbiter_over_fixed``: an Arbiter episode divided by the same episode at a fixed size. Target <= 1.5.
 * ``sampler_over_dataloader@B``: our ``EpochSampler`` divided by a shuffling ``DataLoader`` over a
   ``TensorDataset`` of the same tensors, drawing one epoch. Target < 1 at every ladder size.
-* ``ppo_steps_per_second``: SB3 PPO env steps per second with 1, 2 and 4 envs (no target).
+* ``ppo_steps_per_second@VEC xN``: SB3 PPO env steps per second with 1, 2 and 4 envs,
+  ``DummyVecEnv`` and ``SubprocVecEnv`` (no target; measured on the CPU only).
+
+Arbiter on the WRN-16-4 runs only on CUDA. Each process uses the threads torch chooses unless
+``--threads`` is given.
 
 The JSON has a stable format: ``{"schema": 1, "created": ..., "device": ..., "results": [
 {"task", "measurement", "value", "target", "unit"}]}``; compare two commits by measurement name.
@@ -30,7 +34,6 @@ import platform
 import statistics
 import time
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -55,7 +58,9 @@ def random_cifar(num_train: int = 640, num_test: int = 64) -> object:
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(num_train + num_test, 3, 32, 32, generator=generator)
     labels = torch.randint(10, (num_train + num_test,), generator=generator)
-    return from_tensors(images[:num_train], labels[:num_train], images[num_train:], labels[num_train:], 10)
+    return from_tensors(
+        images[:num_train], labels[:num_train], images[num_train:], labels[num_train:], 10
+    )
 
 
 def benchmark_task(name: str, device: str) -> tuple[Task, int]:
@@ -82,7 +87,9 @@ def plain_episode(task: Task, env: BatchSizeEnv, batch_size: int, seed: int) -> 
     data = env.trainer.data
     torch.manual_seed(seed)
     model = task.model(data.input_shape, data.num_classes).to(data.x_train.device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=task.optimizer.lr, momentum=task.optimizer.momentum)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=task.optimizer.lr, momentum=task.optimizer.momentum
+    )
     n = data.x_train.shape[0]
     _sync(data.x_train)
     start = time.perf_counter()
@@ -165,47 +172,41 @@ def measure_sampler(task: Task, repeats: int) -> dict[str, float]:
                 drawn += batch.shape[0]
             ours.append(time.perf_counter() - start)
             data_loader = DataLoader(
-                TensorDataset(x, y), batch_size=int(batch_size), shuffle=True, generator=torch.Generator().manual_seed(0)
+                TensorDataset(x, y),
+                batch_size=int(batch_size),
+                shuffle=True,
+                generator=torch.Generator().manual_seed(0),
             )
             start = time.perf_counter()
             for _ in data_loader:
                 pass
             loader.append(time.perf_counter() - start)
-        ratios[f"sampler_over_dataloader@{batch_size}"] = statistics.median(ours) / statistics.median(loader)
+        ratios[f"sampler_over_dataloader@{batch_size}"] = statistics.median(
+            ours
+        ) / statistics.median(loader)
     return ratios
 
 
 def measure_arbiter(task: Task, batch_size: int, repeats: int) -> dict[str, float]:
-    try:
-        from arbiter_env.agents.arbiter import Arbiter
-    except ImportError:
-        return {}
-    from arbiter_env.controllers import run_episode
-    from arbiter_env.baselines import make_controller_for_fixed  # noqa: F401  (optional)
+    """Arbiter (meta-step after every update) against the same fixed-size episode without it."""
+    from arbiter_overhead import measure as arbiter_overhead  # benchmarks/arbiter_overhead.py
 
-    return {}  # filled in by tests of Arbiter's own benchmark; see benchmarks/arbiter_overhead.py
+    from arbiter_env.agents.arbiter import ArbiterConfig
+
+    env = BatchSizeEnv(task, action_encoding="continuous", record_wall_time=False)
+    result = arbiter_overhead(env, ArbiterConfig(), batch_size, repeats, seed=0)
+    pairs = [a / b for a, b in zip(result["with"], result["without"], strict=True)]
+    return {"arbiter_over_fixed": statistics.median(pairs)}
 
 
-def measure_ppo(task_name: str, device: str, steps: int) -> dict[str, float]:
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+def measure_ppo(task_name: str, steps: int) -> dict[str, float]:
+    from ppo_throughput import measure as ppo_rate  # benchmarks/ppo_throughput.py
 
-    results = {}
-    for n_envs in (1, 2, 4):
-        for name, vec_cls in (("dummy", DummyVecEnv), ("subproc", SubprocVecEnv)):
-            venv = make_vec_env(
-                partial(BatchSizeEnv, task_name, task_kwargs={"device": device}, record_wall_time=False),
-                n_envs=n_envs,
-                seed=0,
-                vec_env_cls=vec_cls,
-            )
-            model = PPO("MlpPolicy", venv, n_steps=max(8, steps // n_envs), batch_size=8, seed=0, device="cpu")
-            start = time.perf_counter()
-            model.learn(total_timesteps=steps)
-            results[f"ppo_steps_per_second@{name}x{n_envs}"] = model.num_timesteps / (time.perf_counter() - start)
-            venv.close()
-    return results
+    return {
+        f"ppo_steps_per_second@{vec_env}x{n_envs}": ppo_rate(task_name, vec_env, n_envs, steps, 1)
+        for vec_env in ("dummy", "subproc")
+        for n_envs in (1, 2, 4)
+    }
 
 
 def _sync(tensor: torch.Tensor) -> None:
@@ -214,14 +215,23 @@ def _sync(tensor: torch.Tensor) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=["digits-mlp", "mnist1d-cnn", "wrn-16-4-random"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--tasks", nargs="+", default=["digits-mlp", "mnist1d-cnn", "wrn-16-4-random"]
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["env", "sampler", "arbiter", "ppo"])
-    parser.add_argument("--ppo-steps", type=int, default=200)
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["env", "sampler", "arbiter", "ppo"]
+    )
+    parser.add_argument("--ppo-steps", type=int, default=256)
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("perf.json"))
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     rows = []
     for name in args.tasks:
@@ -231,28 +241,50 @@ def main() -> None:
             measured |= measure_env(task, batch_size, args.repeats)
         if "sampler" not in args.skip and name != "wrn-16-4-random":
             measured |= measure_sampler(task, args.repeats)
-        if "arbiter" not in args.skip:
-            measured |= measure_arbiter(task, batch_size, args.repeats)
-        if "ppo" not in args.skip and name == "digits-mlp":
-            measured |= measure_ppo(name, args.device, args.ppo_steps)
+        # Arbiter on a WRN-16-4 takes many minutes per episode on a CPU: measured on CUDA only.
+        if "arbiter" not in args.skip and (name != "wrn-16-4-random" or args.device != "cpu"):
+            measured |= measure_arbiter(task, batch_size, max(2, args.repeats - 1))
+        if "ppo" not in args.skip and name == "digits-mlp" and args.device == "cpu":
+            measured |= measure_ppo(name, args.ppo_steps)
         for measurement, value in measured.items():
             base = measurement.split("@")[0]
             target = TARGETS.get(base)
             unit = "steps/s" if base.startswith("ppo") else "ratio"
-            rows.append({"task": name, "measurement": measurement, "value": value, "target": target, "unit": unit})
+            rows.append(
+                {
+                    "task": name,
+                    "measurement": measurement,
+                    "value": value,
+                    "target": target,
+                    "unit": unit,
+                }
+            )
 
     print(f"\n{'task':<18} {'measurement':<34} {'value':>10} {'target':>8}  ok")
     for row in rows:
         target = row["target"]
         ok = "" if target is None else ("yes" if row["value"] <= target else "NO")
-        shown_target = "" if target is None else (f"<{target}" if row["measurement"].startswith("sampler") else f"<={target}")
-        print(f"{row['task']:<18} {row['measurement']:<34} {row['value']:>10.3f} {shown_target:>8}  {ok}")
+        shown_target = (
+            ""
+            if target is None
+            else (f"<{target}" if row["measurement"].startswith("sampler") else f"<={target}")
+        )
+        print(
+            f"{row['task']:<18} {row['measurement']:<34} {row['value']:>10.3f} {shown_target:>8}  {ok}"
+        )
     report = {
         "schema": 1,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        "host": {"cpus": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__},
-        "results": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows],
+        "host": {
+            "cpus": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "results": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in rows
+        ],
     }
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.json}")
