@@ -179,9 +179,9 @@ class StaticHPO(Baseline):
         if self._best is None:
             storage = f"sqlite:///{self.storage_path}"
             if not self._exists(storage) or self._completed(self.load_study()) == 0:
-                raise RuntimeError(
+                raise ValueError(
                     f"{type(self).__name__} has no finished trial in {self.storage_path}; call "
-                    "learn() before predict()."
+                    "learn() before predict() (on the command line: arbiter evaluate --learn)."
                 )
             self._best = self._best_from(self.load_study())
         return self._best

@@ -82,5 +82,5 @@ def test_resuming_a_different_search_space_raises(env, tmp_path, tiny_task):
 def test_predict_before_learn_explains_what_to_do(env, tmp_path):
     search = OptunaTPE(env, run_dir=str(tmp_path))
     observation, _ = env.reset(seed=0)
-    with pytest.raises(RuntimeError, match="learn"):
+    with pytest.raises(ValueError, match="learn"):
         search.predict(observation, episode_start=True)
