@@ -20,14 +20,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
 from arbiter_env.agents.sb3 import (
     load_agent_config,
     load_rl_controller,
     save_checkpoint,
     train_rl_agent,
 )
-from stable_baselines3.common.callbacks import BaseCallback
-
 from arbiter_env.env import BatchSizeEnv
 
 
@@ -80,7 +80,7 @@ def episodes(env: BatchSizeEnv, controller_for, cases) -> list[float]:
 
 
 def evaluate_task(task: str, args) -> dict:
-    config = load_agent_config("ppo", task=task, overrides=[f"total_timesteps={10**7}"])
+    config = load_agent_config("ppo", task=task, overrides=["total_timesteps=500000"])
     is_family = task.endswith("-family")
     env = config.env.make("test")
     if is_family:

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from stable_baselines3 import PPO
+
 from arbiter_env.agents.sb3 import (
     ALGORITHMS,
     AgentConfig,
@@ -14,8 +16,6 @@ from arbiter_env.agents.sb3 import (
     resolve_agent_config,
     train_rl_agent,
 )
-from stable_baselines3 import PPO
-
 from arbiter_env.config import from_dict, to_dict
 from arbiter_env.controller_registry import list_controllers, make_controller
 from arbiter_env.controllers import run_episode
