@@ -299,6 +299,14 @@ class Arbiter(BatchSizeController):
         **overrides: Any,
     ):
         super().__init__(env)
+        if self.batch_env.family is not None:
+            # The response map is sized to one network's feature width and the step hook sits on
+            # one trainer; a family swaps both between episodes.
+            raise ValueError(
+                f"Arbiter runs on single tasks, not on the task family "
+                f"{self.batch_env.family.name!r}: its instances differ in feature width. Build "
+                "one environment per instance (BatchSizeEnv(family.make_task(instance)))."
+            )
         config = config or ArbiterConfig()
         if overrides:
             config = from_dict(ArbiterConfig, {**to_dict(config), **overrides})

@@ -291,3 +291,9 @@ def test_configs_load():
         config = load_run_config(REPO / f"configs/arbiter/{name}.yaml")
         assert config.task == "digits-mlp"
     assert load_run_config(REPO / "configs/arbiter/step_schedule.yaml").schedule
+
+
+def test_arbiter_refuses_a_task_family_with_a_clear_error():
+    env = BatchSizeEnv("digits-mlp-family", task_kwargs={"epochs": 0.2, "num_intervals": 2})
+    with pytest.raises(ValueError, match="single tasks"):
+        Arbiter(env)
