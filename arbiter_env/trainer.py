@@ -274,14 +274,18 @@ class InnerTrainer:
         updates = len(batch_losses)
         if updates == 0:
             return IntervalResult(train_loss=math.nan, updates=0, samples=0, diverged=False)
-        weights = torch.full((updates,), float(batch_size), device=self.device)
-        weights[-1] = num_samples - batch_size * (updates - 1)
-        mean_loss = (torch.stack(batch_losses) * weights).sum() / num_samples
-        finite_params = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
-        mean_loss_value, params_ok = torch.stack(
-            [mean_loss, finite_params.to(mean_loss.dtype)]
+        losses = torch.stack(batch_losses)
+        last_size = num_samples - batch_size * (updates - 1)  # every other batch is full
+        mean_loss = (
+            losses.sum() * batch_size - losses[-1] * (batch_size - last_size)
+        ) / num_samples
+        # One fused multi-tensor norm rather than a check per parameter tensor (hundreds of kernel
+        # launches on a WRN): it is non-finite exactly when a parameter is, or overflows.
+        parameter_norm = torch.nn.utils.get_total_norm(list(model.parameters()))
+        mean_loss_value, parameter_norm_value = torch.stack(
+            [mean_loss, parameter_norm.to(mean_loss.dtype)]
         ).tolist()
-        diverged = not (math.isfinite(mean_loss_value) and params_ok == 1.0)
+        diverged = not (math.isfinite(mean_loss_value) and math.isfinite(parameter_norm_value))
         return IntervalResult(
             train_loss=mean_loss_value, updates=updates, samples=num_samples, diverged=diverged
         )

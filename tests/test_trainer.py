@@ -165,3 +165,13 @@ def test_training_and_statistics_run_on_cuda(tiny_task):
     assert trainer.data.x_train.is_cuda and next(trainer.model.parameters()).is_cuda
     assert not trainer.train(batch_size=8, num_samples=64).diverged
     assert math.isfinite(trainer.gradient_statistics().noise_scale)
+
+
+def test_interval_training_loss_is_the_sample_weighted_mean_of_its_batches(tiny_task):
+    trainer = InnerTrainer(tiny_task)
+    trainer.reset(seed=0)
+    seen = []
+    trainer.add_step_hook(lambda info: seen.append((info.loss.item(), info.batch_size)))
+    result = trainer.train(batch_size=7, num_samples=50)
+    expected = sum(loss * size for loss, size in seen) / 50
+    assert result.train_loss == pytest.approx(expected, rel=1e-6)
