@@ -82,15 +82,16 @@ def build_observation(
         _log(stats.probe_size, 2),
         0.0,
     ]
-    values = np.array(raw, dtype=np.float64)
-    # A non-finite value stands at the bound it diverged toward (NaN: the upper bound).
-    finite = np.isfinite(values)
-    values = np.where(
-        finite, values, np.where(values == -np.inf, OBSERVATION_LOW, OBSERVATION_HIGH)
-    )
-    clipped = np.clip(values, OBSERVATION_LOW, OBSERVATION_HIGH)
-    clipped[OBSERVATION_INDEX["clipped"]] = float(not finite.all() or (clipped != values).any())
-    return clipped.astype(np.float32)
+    # Fourteen numbers: plain Python is several times faster here than numpy's per-call overhead.
+    flagged = False
+    for index, (value, field) in enumerate(zip(raw, OBSERVATION_FIELDS, strict=True)):
+        if math.isnan(value):  # a NaN stands at the upper bound, like +inf
+            value = field.high
+        bounded = min(max(value, field.low), field.high)
+        flagged = flagged or bounded != value or not math.isfinite(raw[index])
+        raw[index] = bounded
+    raw[-1] = float(flagged)
+    return np.array(raw, dtype=np.float32)
 
 
 def observation_value(observation: np.ndarray, name: str) -> float:

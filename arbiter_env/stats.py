@@ -16,7 +16,7 @@ Per-sample gradients are formed in chunks, and only running sums are kept, so me
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -45,7 +45,8 @@ class GradientStatistics:
     probe_size: int
 
     def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+        # Not dataclasses.asdict, which deep-copies field by field on every environment step.
+        return dict(self.__dict__)
 
 
 def gradient_statistics(
