@@ -93,9 +93,12 @@ def gradient_statistics(
         sums = _vmap_gradient_sums(model, inputs, targets, half, chunk_size)
     first, second, sq_norm_sum = sums
 
-    first_dot_second = sum((a * b).sum() for a, b in zip(first, second, strict=True))
-    first_sq = sum(a.square().sum() for a in first)
-    second_sq = sum(b.square().sum() for b in second)
+    # Three dot products over flat vectors: a handful of kernels instead of three per parameter.
+    first_flat = torch.cat([a.reshape(-1) for a in first])
+    second_flat = torch.cat([b.reshape(-1) for b in second])
+    first_dot_second = first_flat.dot(second_flat)
+    first_sq = first_flat.dot(first_flat)
+    second_sq = second_flat.dot(second_flat)
     mean_sq_norm = (first_sq + second_sq + 2 * first_dot_second) / probe_size**2
     mean_of_sq_norms = sq_norm_sum / probe_size
     trace_cov = probe_size / (probe_size - 1) * (mean_of_sq_norms - mean_sq_norm)
