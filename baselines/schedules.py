@@ -38,6 +38,29 @@ def _check_milestones(milestones: tuple[float, ...]) -> None:
     )
 
 
+class Schedule(Baseline):
+    """A controller whose batch size (and learning rate) is a function of training progress.
+
+    Subclasses give ``batch_size_at(progress)`` and, when they change the learning rate,
+    ``lr_factor_at(progress, batch_size)``: the factor on the task's learning rate for the size
+    the environment will really use.
+    """
+
+    def batch_size_at(self, progress: float) -> int:
+        raise NotImplementedError
+
+    def lr_factor_at(self, progress: float, batch_size: int) -> float | None:
+        return None  # the learning rate is left alone
+
+    def choose_batch_size(self, observation: np.ndarray) -> int:
+        progress = self.observed_progress(observation)
+        batch_size = self.batch_size_at(progress)
+        factor = self.lr_factor_at(progress, self.reachable(batch_size))
+        if factor is not None:
+            self.set_learning_rate(self.task_lr * factor)
+        return batch_size
+
+
 # --- fixed ----------------------------------------------------------------------------------------
 
 
@@ -54,16 +77,13 @@ class FixedConfig:
         check_batch_size("batch_size", self.batch_size)
 
 
-class FixedBatchSize(Baseline):
+class FixedBatchSize(Schedule):
     """One batch size for the whole run; a grid over the ladder is the honest reference."""
 
     Config = FixedConfig
 
     def batch_size_at(self, progress: float) -> int:
         return self.config.batch_size or self.batch_env.task.batch_start
-
-    def choose_batch_size(self, observation: np.ndarray) -> int:
-        return self.batch_size_at(self.observed_progress(observation))
 
 
 # --- step -----------------------------------------------------------------------------------------
@@ -89,7 +109,7 @@ class StepConfig:
         require(self.factor > 0, f"factor must be > 0, got {self.factor}.")
 
 
-class StepSchedule(Baseline):
+class StepSchedule(Schedule):
     """Step schedule: ``B(p) = B₀ · factor^(milestones passed)``, clipped to the ladder bounds.
 
     The learning rate is left alone; ``smith`` is the variant that decays it once B is capped.
@@ -102,9 +122,6 @@ class StepSchedule(Baseline):
         return self.clip(
             start * self.config.factor ** _milestones_passed(progress, self.config.milestones)
         )
-
-    def choose_batch_size(self, observation: np.ndarray) -> int:
-        return self.batch_size_at(self.observed_progress(observation))
 
 
 # --- Smith et al. 2018 ----------------------------------------------------------------------------
@@ -130,7 +147,7 @@ class SmithConfig:
         require(self.factor >= 1, f"factor must be >= 1 (B grows), got {self.factor}.")
 
 
-class SmithSchedule(Baseline):
+class SmithSchedule(Schedule):
     """Smith, Kindermans, Ying & Le (2018), "Don't decay the learning rate, increase the batch size".
 
     Wherever a step schedule would divide ε by ``factor``, B is multiplied by it; once B is at its
@@ -155,14 +172,6 @@ class SmithSchedule(Baseline):
     def lr_factor_at(self, progress: float, batch_size: int) -> float:
         """ε/ε₀ when the environment uses ``batch_size`` at ``progress``."""
         return min(1.0, batch_size / self.wanted_batch_size(progress))
-
-    def choose_batch_size(self, observation: np.ndarray) -> int:
-        progress = self.observed_progress(observation)
-        batch_size = self.batch_size_at(progress)
-        self.set_learning_rate(
-            self.task_lr * self.lr_factor_at(progress, self.reachable(batch_size))
-        )
-        return batch_size
 
 
 # --- AdaBatch -------------------------------------------------------------------------------------
@@ -192,7 +201,7 @@ class AdaBatchConfig:
         require(0 < self.lr_decay <= 1, f"lr_decay must be in (0, 1], got {self.lr_decay}.")
 
 
-class AdaBatch(Baseline):
+class AdaBatch(Schedule):
     """AdaBatch (Devarakonda, Naumov & Garland, 2017, arXiv:1712.02029).
 
     At stage ``k = ⌊p / interval⌋`` the wished-for size is ``B₀·growth_factor^k`` and ε is scaled
@@ -218,14 +227,6 @@ class AdaBatch(Baseline):
         """ε/ε₀ when the environment uses ``batch_size`` at ``progress``."""
         start = self.config.initial_batch_size or self.batch_env.task.batch_start
         return self.config.lr_decay ** self.stage(progress) * batch_size / start
-
-    def choose_batch_size(self, observation: np.ndarray) -> int:
-        progress = self.observed_progress(observation)
-        batch_size = self.batch_size_at(progress)
-        self.set_learning_rate(
-            self.task_lr * self.lr_factor_at(progress, self.reachable(batch_size))
-        )
-        return batch_size
 
 
 # --- growth ---------------------------------------------------------------------------------------
@@ -255,11 +256,8 @@ class GrowthConfig:
             )
 
 
-class _Growth(Baseline):
+class _Growth(Schedule):
     Config = GrowthConfig
-
-    def choose_batch_size(self, observation: np.ndarray) -> int:
-        return self.batch_size_at(self.observed_progress(observation))
 
     def _fraction(self, progress: float) -> float:
         return min(1.0, max(0.0, progress / self.config.duration))
