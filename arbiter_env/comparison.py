@@ -327,13 +327,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     """
     started = time.perf_counter()
     result: dict[str, Any] = {
-        "kind": spec.kind,
-        "label": spec.label,
-        "controller": spec.controller,
-        "task": spec.task,
-        "seed": spec.seed,
-        "status": "failed",
-        "error": None,
+        **_failed_result(spec, error=None),
         "host": os.uname().nodename if hasattr(os, "uname") else "",
     }
     # A rerun (resume after a failure) starts from an empty folder: the logger appends.
@@ -897,15 +891,7 @@ def _as_result(spec: RunSpec, outcome: dict[str, Any] | BaseException) -> dict[s
     if isinstance(outcome, dict):
         return outcome
     # The worker died before it could write its result (killed, out of memory, ...).
-    result = {
-        "kind": spec.kind,
-        "label": spec.label,
-        "controller": spec.controller,
-        "task": spec.task,
-        "seed": spec.seed,
-        "status": "failed",
-        "error": f"worker failed: {type(outcome).__name__}: {outcome}",
-    }
+    result = _failed_result(spec, error=f"worker failed: {type(outcome).__name__}: {outcome}")
     _write_json(spec.result_path, result)
     return result
 
@@ -1140,6 +1126,19 @@ def _first_target(results: list[dict[str, Any]]) -> float | None:
         if result.get("target_accuracy") is not None:
             return float(result["target_accuracy"])
     return None
+
+
+def _failed_result(spec: RunSpec, error: str | None) -> dict[str, Any]:
+    """A run's result record before (or instead of) a successful episode."""
+    return {
+        "kind": spec.kind,
+        "label": spec.label,
+        "controller": spec.controller,
+        "task": spec.task,
+        "seed": spec.seed,
+        "status": "failed",
+        "error": error,
+    }
 
 
 _RUN_COLUMNS = (
