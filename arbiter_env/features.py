@@ -14,7 +14,7 @@ import numpy as np
 
 from arbiter_env.stats import GradientStatistics
 
-LOG10_FLOOR = 1e-30
+LOG_FLOOR = 1e-30
 
 
 @dataclass(frozen=True)
@@ -107,4 +107,4 @@ def observation_value(observation: np.ndarray, name: str) -> float:
 def _log(value: float, base: int) -> float:
     if not math.isfinite(value):
         return value
-    return math.log(max(value, LOG10_FLOOR), base)
+    return math.log(max(value, LOG_FLOOR), base)
