@@ -96,24 +96,29 @@ def gradient_statistics(
     # Three dot products over flat vectors: a handful of kernels instead of three per parameter.
     first_flat = torch.cat([a.reshape(-1) for a in first])
     second_flat = torch.cat([b.reshape(-1) for b in second])
-    first_dot_second = first_flat.dot(second_flat)
-    first_sq = first_flat.dot(first_flat)
-    second_sq = second_flat.dot(second_flat)
+    sums = torch.stack(
+        [
+            first_flat.dot(second_flat),
+            first_flat.dot(first_flat),
+            second_flat.dot(second_flat),
+            sq_norm_sum,
+        ]
+    )
+    # One transfer (a single host-device synchronisation); the rest is scalar arithmetic, done
+    # in float64 on the host rather than as a dozen tiny tensor operations.
+    first_dot_second, first_sq, second_sq, sq_norm_total = sums.double().cpu().tolist()
     mean_sq_norm = (first_sq + second_sq + 2 * first_dot_second) / probe_size**2
-    mean_of_sq_norms = sq_norm_sum / probe_size
+    mean_of_sq_norms = sq_norm_total / probe_size
     trace_cov = probe_size / (probe_size - 1) * (mean_of_sq_norms - mean_sq_norm)
-    grad_sq = (mean_sq_norm - trace_cov / probe_size).clamp_min(MIN_GRAD_SQ_NORM)
-    cosine = first_dot_second / (first_sq.sqrt() * second_sq.sqrt()).clamp_min(1e-30)
-    # One transfer for all numbers: a single host-device synchronisation.
-    values = torch.stack([grad_sq, trace_cov, cosine, mean_sq_norm]).double().cpu().tolist()
-    grad_sq_v, trace_v, cosine_v, mean_sq_v = values
-    trace_v = max(trace_v, 0.0)
+    grad_sq = max(mean_sq_norm - trace_cov / probe_size, MIN_GRAD_SQ_NORM)
+    cosine = first_dot_second / max(math.sqrt(first_sq) * math.sqrt(second_sq), 1e-30)
+    trace_cov = max(trace_cov, 0.0)
     return GradientStatistics(
-        grad_sq_norm=grad_sq_v,
-        trace_covariance=trace_v,
-        noise_scale=trace_v / grad_sq_v,
-        half_batch_cosine=cosine_v,
-        mean_grad_norm=math.sqrt(max(mean_sq_v, 0.0)),
+        grad_sq_norm=grad_sq,
+        trace_covariance=trace_cov,
+        noise_scale=trace_cov / grad_sq,
+        half_batch_cosine=cosine,
+        mean_grad_norm=math.sqrt(max(mean_sq_norm, 0.0)),
         probe_size=probe_size,
     )
 
@@ -162,24 +167,19 @@ def _linear_gradient_sums(
     deltas = torch.autograd.grad(loss, [layer_outputs[layer] for layer in layers])
     first: list[torch.Tensor] = []
     second: list[torch.Tensor] = []
-    sq_norm_sum = torch.zeros((), device=inputs.device, dtype=inputs.dtype)
+    sq_norms: list[torch.Tensor] = []  # Σ_i ‖g_i‖² of each parameter tensor
     for layer, delta in zip(layers, deltas, strict=True):
         activation = layer_inputs[layer]
-        delta_sq = delta.square().sum(1)
-        for parameter, per_sample_sq in (
-            (layer.weight, delta_sq * activation.square().sum(1)),
-            (layer.bias, delta_sq),
-        ):
-            if parameter is None or not parameter.requires_grad:
-                continue
-            if parameter is layer.weight:
-                first.append(delta[:half].T @ activation[:half])
-                second.append(delta[half:].T @ activation[half:])
-            else:
-                first.append(delta[:half].sum(0))
-                second.append(delta[half:].sum(0))
-            sq_norm_sum = sq_norm_sum + per_sample_sq.sum()
-    return first, second, sq_norm_sum
+        delta_sq = delta.square().sum(1)  # ‖δ_i‖²
+        if layer.weight.requires_grad:  # g_i = δ_i a_iᵀ, so ‖g_i‖² = ‖δ_i‖² ‖a_i‖²
+            first.append(delta[:half].T @ activation[:half])
+            second.append(delta[half:].T @ activation[half:])
+            sq_norms.append(delta_sq.dot(activation.square().sum(1)))
+        if layer.bias is not None and layer.bias.requires_grad:  # g_i = δ_i
+            first.append(delta[:half].sum(0))
+            second.append(delta[half:].sum(0))
+            sq_norms.append(delta_sq.sum())
+    return first, second, torch.stack(sq_norms).sum()
 
 
 def _vmap_gradient_sums(

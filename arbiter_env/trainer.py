@@ -10,7 +10,8 @@ agents never touch:
   while the context is open (Arbiter injects ``x + stopgrad(x) ⊙ h``);
 * :meth:`InnerTrainer.penultimate_features` returns those features for any inputs;
 * :meth:`InnerTrainer.sample_validation` draws fresh validation examples;
-* :meth:`InnerTrainer.add_step_hook` runs a callback after every inner update.
+* :meth:`InnerTrainer.add_step_hook` runs a callback after every inner update;
+* :meth:`InnerTrainer.evaluation_mode` holds the network in evaluation mode for a measurement.
 """
 
 from __future__ import annotations
@@ -220,6 +221,7 @@ class InnerTrainer:
             raise TypeError(f"Task {self.task.name!r}: the model factory must return an nn.Module.")
         self.model = model.to(self.device)
         self.head = _final_linear(self.model, self.task.name)
+        self._mode_independent = mode_independent(self.model)
         self.optimizer = self.task.optimizer.build(self.model.parameters())
         self.base_lr = self.task.optimizer.lr
         self._applied_lr: float | None = None
@@ -327,23 +329,20 @@ class InnerTrainer:
         self, split: Literal["validation", "test", "train"] = "validation"
     ) -> tuple[float, float]:
         """Mean cross-entropy loss and accuracy on a whole split, in evaluation mode."""
-        model = self._require_model()
         inputs, targets = {
             "validation": (self.data.x_val, self.data.y_val),
             "test": (self.data.x_test, self.data.y_test),
             "train": (self.data.x_train, self.data.y_train),
         }[split]
-        was_training = model.training
-        model.eval()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.float64)
         chunk = self.task.eval_batch_size
-        for start in range(0, inputs.shape[0], chunk):
-            logits = model(inputs[start : start + chunk])
-            batch_targets = targets[start : start + chunk]
-            loss_sum += F.cross_entropy(logits, batch_targets, reduction="sum").double()
-            correct += (logits.argmax(1) == batch_targets).sum().double()
-        model.train(was_training)
+        with self.evaluation_mode() as model:
+            for start in range(0, inputs.shape[0], chunk):
+                logits = model(inputs[start : start + chunk])
+                batch_targets = targets[start : start + chunk]
+                loss_sum += F.cross_entropy(logits, batch_targets, reduction="sum").double()
+                correct += (logits.argmax(1) == batch_targets).sum().double()
         loss, accuracy = (torch.stack([loss_sum, correct]) / inputs.shape[0]).tolist()
         return loss, accuracy
 
@@ -354,16 +353,11 @@ class InnerTrainer:
         network is evaluated in evaluation mode, where batch norm uses its running statistics
         and per-sample gradients are well defined.
         """
-        model = self._require_model()
         n = self.data.x_train.shape[0]
         size = min(self.task.probe_size, n)
         index = torch.randperm(n, generator=self._probe_generator)[:size].to(self.device)
-        was_training = model.training
-        model.eval()
-        try:
+        with self.evaluation_mode() as model:
             return gradient_statistics(model, self.data.x_train[index], self.data.y_train[index])
-        finally:
-            model.train(was_training)
 
     # --- hyper-learning interface ---------------------------------------------------------------
 
@@ -422,6 +416,25 @@ class InnerTrainer:
 
     # --- helpers --------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def evaluation_mode(self) -> Iterator[nn.Module]:
+        """The network in evaluation mode inside the context, then back in its previous mode.
+
+        Part of the hyper-learning interface: agents evaluate meta-objectives here so that they
+        touch no batch-norm statistics and draw no dropout randomness. The switch (two walks
+        over the modules) is skipped when the network's forward cannot depend on the mode.
+        """
+        model = self._require_model()
+        if self._mode_independent:
+            yield model
+            return
+        was_training = model.training
+        model.eval()
+        try:
+            yield model
+        finally:
+            model.train(was_training)
+
     def _require_model(self) -> nn.Module:
         if self.model is None:
             raise RuntimeError("Call InnerTrainer.reset(seed) before training or measuring.")
@@ -455,3 +468,36 @@ def _final_linear(model: nn.Module, task_name: str) -> nn.Linear:
             "must be the output layer."
         )
     return linears[-1]
+
+
+# Modules whose forward is the same in training and evaluation mode. A network made only of
+# these needs no eval()/train() switch around a measurement; anything else (batch norm, dropout,
+# custom modules that might read self.training) is switched to evaluation mode and back.
+_MODE_INDEPENDENT_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Sequential,
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Flatten,
+    nn.Identity,
+    nn.ReLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.GELU,
+    nn.SiLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+)
+
+
+def mode_independent(model: nn.Module | None) -> bool:
+    """Whether ``model``'s forward cannot depend on ``model.training`` (known module types only)."""
+    return model is not None and all(
+        type(module) in _MODE_INDEPENDENT_TYPES for module in model.modules()
+    )

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from arbiter_env.trainer import EpochSampler, InnerTrainer
 
@@ -175,3 +176,19 @@ def test_interval_training_loss_is_the_sample_weighted_mean_of_its_batches(tiny_
     result = trainer.train(batch_size=7, num_samples=50)
     expected = sum(loss * size for loss, size in seen) / 50
     assert result.train_loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_evaluation_mode_switches_batch_norm_networks_and_restores_their_mode(tiny_task):
+    def model(input_shape, num_classes):
+        return nn.Sequential(
+            nn.Linear(input_shape[0], 8), nn.BatchNorm1d(8), nn.Linear(8, num_classes)
+        )
+
+    trainer = InnerTrainer(tiny_task.replace(model=model))
+    trainer.reset(seed=0)
+    running_mean = trainer.model[1].running_mean.clone()
+    with trainer.evaluation_mode() as network:
+        assert not network.training
+        network(trainer.data.x_val)
+    assert trainer.model.training
+    assert torch.equal(trainer.model[1].running_mean, running_mean)
