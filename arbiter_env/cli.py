@@ -274,6 +274,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         task = args.task or DEFAULT_TASK
         env = _make_env(task, task_overrides, args.split if _is_family(task) else None)
         controller = _make_controller(args.controller, env, controller_kwargs)
+        if "run_dir" not in controller_kwargs and hasattr(
+            getattr(controller, "config", None), "run_dir"
+        ):
+            # A search keeps its study in the run folder, beside the logs of the same run.
+            from arbiter_env.logging import make_run_dir
+
+            args.run_dir = Path(args.run_dir or make_run_dir("evaluate"))
+            controller_kwargs["run_dir"] = str(args.run_dir / "hpo")
+            controller = _make_controller(args.controller, env, controller_kwargs)
         name = args.controller
     split = args.split if _is_family(task) else None
     config = {

@@ -70,6 +70,14 @@ def test_evaluate_runs_a_registered_controller_over_seeds(tmp_path, capsys):
     assert not (run_dir / "wandb").exists()
 
 
+def test_evaluate_keeps_a_search_study_in_the_run_folder(tmp_path, capsys):
+    run_dir = tmp_path / "search"
+    argv = ["evaluate", "--controller", "random-search", "n_trials=1", "--learn", "--seeds", "0"]
+    assert main([*argv, *TINY, "--run-dir", str(run_dir), "--wandb", "disabled"]) == 0
+    assert list((run_dir / "hpo").glob("*.db"))
+    assert not (tmp_path / "runs").exists()
+
+
 def test_default_run_folder_is_timestamped_under_runs(tmp_path, capsys):
     assert main(["episode", "--batch-size", "16", "--wandb", "disabled", *TINY]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
