@@ -451,6 +451,10 @@ def _train(spec: RunSpec) -> dict[str, Any]:
         env = _make_env(spec)
         env.reset(seed=spec.seed)
         controller = _make_controller(spec, env)
+        if "run_dir" not in spec.kwargs and hasattr(getattr(controller, "config", None), "run_dir"):
+            # A search (static HPO) keeps its study beside the model it produces.
+            spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "run_dir": spec.folder})
+            controller = _make_controller(spec, env)
         if not hasattr(controller, "learn") or not hasattr(controller, "save"):
             raise TypeError(
                 f"Controller {spec.controller!r} has train_timesteps > 0 but no learn()/save()."

@@ -15,6 +15,7 @@ should run a given study.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from optuna.trial import TrialState
 
 from arbiter_env.baselines.common import Baseline, require
 from arbiter_env.baselines.schedules import FixedBatchSize, FixedConfig
+from arbiter_env.config import from_dict, to_dict
 from arbiter_env.controllers import run_episode
 
 
@@ -188,6 +190,21 @@ class StaticHPO(Baseline):
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
         return self.best_batch_size
+
+    def save(self, path: str | Path) -> None:
+        """Writes the config and the best size found, for :meth:`load` (the study stays put)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"config": to_dict(self.config), "best_batch_size": self.best_batch_size}
+        path.write_text(json.dumps(record, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path, env: gym.Env) -> StaticHPO:
+        """The searched controller saved by :meth:`save`, ready to act in ``env``."""
+        record = json.loads(Path(path).read_text())
+        controller = cls(env, from_dict(cls.Config, record["config"]))
+        controller._best = int(record["best_batch_size"])
+        return controller
 
 
 class RandomSearch(StaticHPO):

@@ -226,6 +226,30 @@ def test_local_and_ray_engines_give_identical_numbers(local_run, config_file, tm
         }, key
 
 
+def test_a_static_search_is_trained_once_and_keeps_its_study_in_the_run_folder(tmp_path) -> None:
+    experiment = {
+        "name": "search",
+        "tasks": ["digits-mlp"],
+        "controllers": [
+            {
+                "name": "random",
+                "controller": "random-search",
+                "kwargs": {"n_trials": 2},
+                "train_timesteps": 1,
+            }
+        ],
+        "seeds": [0],
+        "task_overrides": {"epochs": 0.5, "num_intervals": 3},
+        "wandb": {"mode": "disabled"},
+    }
+    config = from_dict(ExperimentConfig, experiment)
+    result = run_comparison(config, tmp_path / "run", engine="local", progress=False)
+    (evaluation,) = _results_by_run(result.run_dir).values()
+    assert evaluation["status"] == "ok", evaluation["error"]
+    model_dir = result.run_dir / "models" / "digits-mlp" / "random"
+    assert list(model_dir.glob("*.db"))
+
+
 def test_unknown_keys_and_wrong_types_are_rejected_with_the_key_named() -> None:
     with pytest.raises(ConfigError, match="controllers\\[0\\].kwarg"):
         from_dict(

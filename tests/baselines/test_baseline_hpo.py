@@ -84,3 +84,15 @@ def test_predict_before_learn_explains_what_to_do(env, tmp_path):
     observation, _ = env.reset(seed=0)
     with pytest.raises(ValueError, match="learn"):
         search.predict(observation, episode_start=True)
+
+
+def test_saved_search_loads_with_its_best_size_and_config(env, tmp_path):
+    search = RandomSearch(env, n_trials=2, run_dir=str(tmp_path / "study"), search_seeds=(3,))
+    search.learn()
+    search.save(tmp_path / "model" / "search.json")
+    loaded = RandomSearch.load(tmp_path / "model" / "search.json", env)
+    assert loaded.config == search.config
+    assert loaded.best_batch_size == search.best_batch_size
+    observation, _ = env.reset(seed=0)
+    action, _ = loaded.predict(observation, episode_start=True)
+    assert env.decode(action) == search.best_batch_size
