@@ -11,6 +11,14 @@ With per-sample gradients ``g_i`` on a probe batch of size ``P`` and mean ``ḡ`
 
 Per-sample gradients are formed in chunks, and only running sums are kept, so memory stays at
 ``chunk_size × num_parameters`` whatever the probe size.
+
+For large networks a cheaper **micro-batch estimator** gives the same quantities from the mean
+gradients ``ĝ_j`` of ``M`` equal micro-batches of ``m = P/M`` examples, whose covariance is
+``Σ/m``: ``S = m · M/(M-1) · (mean‖ĝ_j‖² − ‖ḡ‖²)`` is again unbiased for ``tr(Σ)``. It is the
+two-batch-size estimator McCandlish et al. (2018, appendix A) use in practice. It needs ``M``
+backward passes of ``m`` examples and no per-sample gradients, but has ``M − 1`` degrees of
+freedom instead of ``P − 1``, so ``S`` (and |G|², B_simple) are noisier; ``ḡ`` and the
+half-batch cosine are the same numbers as with per-sample gradients.
 """
 
 from __future__ import annotations
@@ -55,7 +63,8 @@ def gradient_statistics(
     targets: torch.Tensor,
     *,
     chunk_size: int = 256,
-    method: Literal["auto", "linear", "vmap"] = "auto",
+    method: Literal["auto", "linear", "vmap", "microbatch"] = "auto",
+    num_microbatches: int | None = None,
 ) -> GradientStatistics:
     """Measures :class:`GradientStatistics` of the cross-entropy loss on ``(inputs, targets)``.
 
@@ -69,7 +78,12 @@ def gradient_statistics(
     * ``"vmap"``: per-sample gradients with ``torch.func`` (``vmap`` of ``grad``) in chunks of
       ``chunk_size``, for any network.
 
-    ``"auto"`` takes ``"linear"`` when the network qualifies. The model is evaluated as it is (call
+    ``"auto"`` takes ``"linear"`` when the network qualifies. ``"microbatch"`` is the cheaper,
+    noisier estimator of the module docstring, with ``num_microbatches`` micro-batches (an even
+    number that divides the probe size; plain autograd, so it works for any network). On a CPU it
+    costs about one backward pass of the probe, against about two for ``"vmap"`` on a WRN-16-4;
+    on a GPU, where such small passes are bound by kernel launches, it saves nothing (see
+    ``benchmarks/RESULTS.md``). The model is evaluated as it is (call
     ``model.eval()`` first for models with batch norm, whose training-mode statistics would couple
     the examples). Its parameters are not changed and no ``.grad`` is written.
     """
@@ -78,9 +92,18 @@ def gradient_statistics(
         raise ValueError(
             f"Gradient statistics need a probe of at least 4 examples, got {probe_size}."
         )
-    if method not in ("auto", "linear", "vmap"):
-        raise ValueError(f"Unknown method {method!r}; use 'auto', 'linear' or 'vmap'.")
+    if method not in ("auto", "linear", "vmap", "microbatch"):
+        raise ValueError(
+            f"Unknown method {method!r}; use 'auto', 'linear', 'vmap' or 'microbatch'."
+        )
     half = probe_size // 2
+    if method == "microbatch":
+        _check_microbatches(num_microbatches, probe_size)
+        assert num_microbatches is not None
+        sums = _microbatch_gradient_sums(model, inputs, targets, num_microbatches)
+        return _statistics_from_sums(sums, probe_size, probe_size // num_microbatches)
+    if num_microbatches is not None:
+        raise ValueError("num_microbatches is only used with method='microbatch'.")
     linear_layers = _linear_layers_holding_all_parameters(model)
     if method == "linear" and linear_layers is None:
         raise ValueError("method='linear' needs a network whose parameters are all in nn.Linear.")
@@ -91,6 +114,13 @@ def gradient_statistics(
             raise ValueError("method='linear' needs 2-D inputs to every nn.Linear layer.")
     if sums is None:
         sums = _vmap_gradient_sums(model, inputs, targets, half, chunk_size)
+    return _statistics_from_sums(sums, probe_size, 1)
+
+
+def _statistics_from_sums(
+    sums: GradientSums, probe_size: int, unit_size: int
+) -> GradientStatistics:
+    """The statistics from gradient sums over units of ``unit_size`` examples (1: per sample)."""
     first, second, sq_norm_sum = sums
 
     # Three dot products over flat vectors: a handful of kernels instead of three per parameter.
@@ -108,8 +138,10 @@ def gradient_statistics(
     # in float64 on the host rather than as a dozen tiny tensor operations.
     first_dot_second, first_sq, second_sq, sq_norm_total = sums.double().cpu().tolist()
     mean_sq_norm = (first_sq + second_sq + 2 * first_dot_second) / probe_size**2
-    mean_of_sq_norms = sq_norm_total / probe_size
-    trace_cov = probe_size / (probe_size - 1) * (mean_of_sq_norms - mean_sq_norm)
+    # A unit's gradient sum is unit_size times its mean gradient, whose covariance is Σ/unit_size.
+    units = probe_size // unit_size
+    mean_of_unit_sq_norms = sq_norm_total / (unit_size**2 * units)
+    trace_cov = unit_size * units / (units - 1) * (mean_of_unit_sq_norms - mean_sq_norm)
     grad_sq = max(mean_sq_norm - trace_cov / probe_size, MIN_GRAD_SQ_NORM)
     cosine = first_dot_second / max(math.sqrt(first_sq) * math.sqrt(second_sq), 1e-30)
     trace_cov = max(trace_cov, 0.0)
@@ -124,7 +156,45 @@ def gradient_statistics(
 
 
 GradientSums = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]
-"""Per parameter: Σ g_i over the first half, over the second half; and Σ_i ‖g_i‖² over all."""
+"""Per parameter: Σ g_i over the first half, over the second half; and the sum over units (single
+examples, or micro-batches) of the squared norm of the unit's gradient sum."""
+
+
+def _check_microbatches(num_microbatches: int | None, probe_size: int) -> None:
+    if (
+        isinstance(num_microbatches, bool)
+        or not isinstance(num_microbatches, int)
+        or num_microbatches < 2
+        or num_microbatches % 2
+        or probe_size % num_microbatches
+    ):
+        raise ValueError(
+            "method='microbatch' needs num_microbatches, an even number >= 2 that divides the "
+            f"probe size {probe_size}; got {num_microbatches!r}."
+        )
+
+
+def _microbatch_gradient_sums(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, num_microbatches: int
+) -> GradientSums:
+    """Gradient sums of equal micro-batches, one backward pass each, as flat vectors."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    size = inputs.shape[0] // num_microbatches
+    first = second = None
+    sq_norms = []
+    for index in range(num_microbatches):
+        rows = slice(index * size, (index + 1) * size)
+        with torch.enable_grad():
+            loss = F.cross_entropy(model(inputs[rows]), targets[rows], reduction="sum")
+        grads = torch.autograd.grad(loss, params)
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        sq_norms.append(flat.dot(flat))
+        if index < num_microbatches // 2:
+            first = flat if first is None else first + flat
+        else:
+            second = flat if second is None else second + flat
+    assert first is not None and second is not None
+    return [first], [second], torch.stack(sq_norms).sum()
 
 
 def _linear_layers_holding_all_parameters(model: nn.Module) -> list[nn.Linear] | None:

@@ -349,15 +349,27 @@ class InnerTrainer:
     def gradient_statistics(self) -> GradientStatistics:
         """Gradient statistics on a fresh probe batch of ``task.probe_size`` training examples.
 
+        Exact (per-sample gradients) unless ``task.probe_microbatches`` asks for the micro-batch
+        estimator.
+
         The probe is drawn with its own generator, so measuring never shifts the batch order. The
         network is evaluated in evaluation mode, where batch norm uses its running statistics
         and per-sample gradients are well defined.
         """
         n = self.data.x_train.shape[0]
+        microbatches = self.task.probe_microbatches
         size = min(self.task.probe_size, n)
+        if microbatches is not None:
+            size -= size % microbatches  # only a training part smaller than the probe trims it
         index = torch.randperm(n, generator=self._probe_generator)[:size].to(self.device)
         with self.evaluation_mode() as model:
-            return gradient_statistics(model, self.data.x_train[index], self.data.y_train[index])
+            return gradient_statistics(
+                model,
+                self.data.x_train[index],
+                self.data.y_train[index],
+                method="auto" if microbatches is None else "microbatch",
+                num_microbatches=microbatches,
+            )
 
     # --- hyper-learning interface ---------------------------------------------------------------
 

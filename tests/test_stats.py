@@ -57,11 +57,12 @@ def test_gradient_statistics_match_brute_force_formulas_in_float64(method):
     assert stats.probe_size == n
 
 
-@pytest.mark.parametrize("method", ["linear", "vmap"])
+@pytest.mark.parametrize("method", ["linear", "vmap", "microbatch"])
 def test_gradient_statistics_leave_parameters_and_grads_untouched(method):
     model, inputs, targets = _tiny_model_and_data()
     before = [p.detach().clone() for p in model.parameters()]
-    gradient_statistics(model, inputs, targets, method=method)
+    microbatches = 4 if method == "microbatch" else None
+    gradient_statistics(model, inputs, targets, method=method, num_microbatches=microbatches)
     for p, q in zip(model.parameters(), before, strict=True):
         assert torch.equal(p, q)
         assert p.grad is None
@@ -97,3 +98,67 @@ def test_linear_path_is_refused_for_networks_with_other_parameterised_layers():
     auto = gradient_statistics(model, inputs, targets)  # falls back to torch.func
     brute = _brute_force_gradients(model, inputs, targets)
     assert auto.trace_covariance == pytest.approx(brute.var(0).sum().item(), rel=1e-9)
+
+
+def test_microbatch_estimator_matches_the_variance_of_microbatch_means_in_float64():
+    model, inputs, targets = _tiny_model_and_data(n=12)
+    grads = _brute_force_gradients(model, inputs, targets)
+    microbatch_means = grads.reshape(4, 3, -1).mean(1)  # M = 4 micro-batches of m = 3
+    # Micro-batch means have covariance Σ/m: m times their unbiased variance estimates tr(Σ).
+    trace = 3 * microbatch_means.var(0, unbiased=True).sum().item()
+    mean = grads.mean(0)
+    grad_sq = mean.dot(mean).item() - trace / 12
+    first, second = grads[:6].mean(0), grads[6:].mean(0)
+    cosine = (first.dot(second) / (first.norm() * second.norm())).item()
+
+    stats = gradient_statistics(model, inputs, targets, method="microbatch", num_microbatches=4)
+
+    assert grad_sq > 0
+    assert stats.trace_covariance == pytest.approx(trace, rel=1e-10)
+    assert stats.grad_sq_norm == pytest.approx(grad_sq, rel=1e-10)
+    assert stats.half_batch_cosine == pytest.approx(cosine, abs=1e-10)
+    assert stats.mean_grad_norm == pytest.approx(mean.norm().item(), rel=1e-12)
+
+
+def test_microbatch_estimator_with_single_example_microbatches_is_the_exact_one():
+    model, inputs, targets = _tiny_model_and_data(n=12)
+    exact = gradient_statistics(model, inputs, targets, method="vmap")
+    micro = gradient_statistics(model, inputs, targets, method="microbatch", num_microbatches=12)
+    for name, value in exact.as_dict().items():
+        assert micro.as_dict()[name] == pytest.approx(value, rel=1e-9, abs=1e-15), name
+
+
+def test_microbatch_trace_estimate_is_unbiased_over_random_probes():
+    # Probes drawn with replacement from a fixed pool are i.i.d. draws from its empirical
+    # distribution, whose per-sample gradient covariance we know exactly.
+    model, pool_inputs, pool_targets = _tiny_model_and_data(n=40)
+    pool_grads = _brute_force_gradients(model, pool_inputs, pool_targets)
+    population_trace = pool_grads.var(0, unbiased=False).sum().item()
+    generator = torch.Generator().manual_seed(11)
+    estimates = []
+    for _ in range(600):
+        index = torch.randint(40, (16,), generator=generator)
+        stats = gradient_statistics(
+            model, pool_inputs[index], pool_targets[index], method="microbatch", num_microbatches=4
+        )
+        estimates.append(stats.trace_covariance)
+    estimates = torch.tensor(estimates, dtype=torch.float64)
+    standard_error = estimates.std().item() / len(estimates) ** 0.5
+    assert abs(estimates.mean().item() - population_trace) < 4 * standard_error
+    # Precise enough to catch a wrong scale (a factor of m = 4 is many standard errors away).
+    assert standard_error < population_trace / 20
+
+
+@pytest.mark.parametrize("microbatches", [None, 3, 5, 0, 24])
+def test_microbatch_estimator_rejects_bad_microbatch_counts(microbatches):
+    model, inputs, targets = _tiny_model_and_data(n=12)
+    with pytest.raises(ValueError, match="even number >= 2 that divides the probe size 12"):
+        gradient_statistics(
+            model, inputs, targets, method="microbatch", num_microbatches=microbatches
+        )
+
+
+def test_microbatch_count_is_refused_for_the_exact_methods():
+    model, inputs, targets = _tiny_model_and_data(n=12)
+    with pytest.raises(ValueError, match="only used with method='microbatch'"):
+        gradient_statistics(model, inputs, targets, method="vmap", num_microbatches=4)

@@ -192,3 +192,28 @@ def test_evaluation_mode_switches_batch_norm_networks_and_restores_their_mode(ti
         network(trainer.data.x_val)
     assert trainer.model.training
     assert torch.equal(trainer.model[1].running_mean, running_mean)
+
+
+def test_gradient_statistics_use_the_microbatch_estimator_when_the_task_asks(tiny_task):
+    def exact_and_micro(microbatches):
+        statistics = []
+        for task in (tiny_task, tiny_task.replace(probe_microbatches=microbatches)):
+            trainer = InnerTrainer(task)
+            trainer.reset(seed=0)
+            statistics.append(trainer.gradient_statistics())
+        return statistics
+
+    # One example per micro-batch is the exact estimator, reached by the other code path.
+    exact, single = exact_and_micro(tiny_task.probe_size)
+    assert single.trace_covariance == pytest.approx(exact.trace_covariance, rel=1e-5)
+    # Two micro-batches: the same probe and mean gradient, a different estimate of tr(Σ).
+    exact, pairs = exact_and_micro(2)
+    assert pairs.mean_grad_norm == pytest.approx(exact.mean_grad_norm, rel=1e-5)
+    assert pairs.half_batch_cosine == pytest.approx(exact.half_batch_cosine, abs=1e-5)
+    assert pairs.trace_covariance != pytest.approx(exact.trace_covariance, rel=1e-3)
+
+
+@pytest.mark.parametrize("microbatches", [3, 0, 32, 1.5])
+def test_task_rejects_microbatch_counts_that_do_not_split_the_probe(tiny_task, microbatches):
+    with pytest.raises(ValueError, match="probe_microbatches must be None"):
+        tiny_task.replace(probe_microbatches=microbatches)

@@ -133,6 +133,10 @@ class Task:
         split_seed: Seed of the fixed train/validation split. It is part of the task, not of the
             episode, so that every episode and controller is validated on the same examples.
         probe_size: Number of training examples used for the per-interval gradient statistics.
+        probe_microbatches: ``None`` (default) measures the statistics exactly, from per-sample
+            gradients. An even number M that divides ``probe_size`` uses the cheaper micro-batch
+            estimator instead (M backward passes, ``M - 1`` degrees of freedom for tr(Σ); see
+            :mod:`arbiter_env.stats`). Worth it on a CPU for large convolutional networks.
         eval_batch_size: Chunk size for evaluating validation and test losses.
         device: Torch device for data, model and statistics (``"cpu"``, ``"cuda"``, ...).
     """
@@ -149,6 +153,7 @@ class Task:
     validation_fraction: float = 0.2
     split_seed: int = 0
     probe_size: int = 64
+    probe_microbatches: int | None = None
     eval_batch_size: int = 4096
     device: str = "cpu"
 
@@ -171,6 +176,18 @@ class Task:
             f"validation_fraction must be in (0, 1), got {self.validation_fraction}.",
         )
         _require(self.probe_size >= 4, f"probe_size must be >= 4, got {self.probe_size}.")
+        microbatches = self.probe_microbatches
+        _require(
+            microbatches is None
+            or (
+                isinstance(microbatches, int)
+                and microbatches >= 2
+                and microbatches % 2 == 0
+                and self.probe_size % microbatches == 0
+            ),
+            f"probe_microbatches must be None (exact statistics) or an even number >= 2 that "
+            f"divides probe_size={self.probe_size}, got {microbatches!r}.",
+        )
         _require(self.eval_batch_size >= 1, "eval_batch_size must be >= 1.")
         try:
             torch.device(self.device)
