@@ -353,6 +353,10 @@ class Arbiter(BatchSizeController):
         self.last_meta_loss = torch.tensor(math.nan)
         self._interval = 0
         self._episode_model: nn.Module | None = None
+        # The last s on the host, for the next response batch's size (see meta_step).
+        on_cuda = self.device.type == "cuda"
+        self._last_logit = torch.zeros((), pin_memory=on_cuda)
+        self._logit_ready = torch.cuda.Event() if on_cuda else None
         self._hook = trainer.add_step_hook(self._on_inner_update)
 
     # --- properties -----------------------------------------------------------------------------
@@ -446,16 +450,12 @@ class Arbiter(BatchSizeController):
         and draws no dropout randomness: inner training is the same with or without Arbiter.
         """
         h = self.response_map(s.reshape(1, 1).to(self.response_map.weight.dtype))
-        # Both terms use the features detached: their value is x + stopgrad(x) ⊙ h, and since
-        # the meta-step never differentiates with respect to the inner weights this gives the
-        # same gradient for (φ, α, map) while letting the inner network's graph be freed as soon
-        # as the head has its input.
-        with (
-            self.trainer.evaluation_mode() as model,
-            self.trainer.inject_before_head(lambda x: x.detach() + x.detach() * h),
-        ):
-            logits = model(inputs)
-        return F.cross_entropy(logits, targets)
+        # The meta-step never differentiates with respect to the inner weights, so x + x ⊙ h
+        # with x computed without autograd has the value and the (φ, α, map) gradient of
+        # x + stopgrad(x) ⊙ h, and only the head's part of the forward records a graph.
+        with self.trainer.evaluation_mode(), torch.no_grad():
+            features = self.trainer.penultimate_features(inputs)
+        return F.cross_entropy(self.trainer.head(features + features * h), targets)
 
     def meta_step(self) -> torch.Tensor:
         """One Adam step on (φ, α, map) against the meta-objective; returns F (detached).
@@ -465,16 +465,20 @@ class Arbiter(BatchSizeController):
         """
         trainer, config = self.trainer, self.config
         with self._timed("phi_forward"):
-            phi_inputs, _ = trainer.sample_validation(
-                config.phi_batch_size, generator=self.generator
+            # Choice: the response batch's size B is decoded from the previous meta-step's s
+            # (read without waiting for the device), so that a GPU never idles while the host
+            # reads s back after each inner update. s moves by a small fraction of a logit
+            # per meta-step, so B differs from the current one by a few examples at most.
+            size = self._response_size()
+            inputs, targets = trainer.sample_validation(
+                config.phi_batch_size + size, generator=self.generator
             )
-            s = self.mixed_logit(self.candidates(phi_inputs))
-            size = logit_to_batch_size(s.item(), self.b_min, self.b_max)
+            s = self.mixed_logit(self.candidates(inputs[: config.phi_batch_size]))
+            self._remember_logit(s)
         with self._timed("response_forward"):
-            if config.response_batch_cap is not None:
-                size = min(size, config.response_batch_cap)
-            inputs, targets = trainer.sample_validation(size, generator=self.generator)
-            loss = self.response_loss(s, inputs, targets)
+            loss = self.response_loss(
+                s, inputs[config.phi_batch_size :], targets[config.phi_batch_size :]
+            )
         with self._timed("meta_backward"):
             grads = torch.autograd.grad(loss, self.meta_params)
         with self._timed("adam_step"):
@@ -498,6 +502,7 @@ class Arbiter(BatchSizeController):
             best = int(torch.argmax(self.alpha))
             size = logit_to_batch_size(candidates[best].item(), self.b_min, self.b_max)
             self._reset_alpha()
+            self._remember_logit(self.mixed_logit(candidates))
         return size
 
     def warmup(self, batch_size: int) -> int:
@@ -516,7 +521,9 @@ class Arbiter(BatchSizeController):
         target = torch.tensor(
             batch_size_to_logit(target_size, self.b_min, self.b_max), device=self.device
         )
-        optimizer = torch.optim.Adam(self.phi.parameters(), lr=config.warmup_lr)
+        optimizer = torch.optim.Adam(
+            self.phi.parameters(), lr=config.warmup_lr, fused=_fused_adam_supported(self.device)
+        )
         decoded = -1
         with self._timed("warmup"):
             for iteration in range(config.warmup_max_iters + 1):
@@ -526,6 +533,7 @@ class Arbiter(BatchSizeController):
                 s = self.mixed_logit(self.candidates(inputs))
                 decoded = logit_to_batch_size(s.item(), self.b_min, self.b_max)
                 if abs(decoded - batch_size) <= config.warmup_tolerance:
+                    self._remember_logit(s)
                     self.warmup_iterations.append(iteration)
                     return iteration
                 if iteration == config.warmup_max_iters:
@@ -600,6 +608,20 @@ class Arbiter(BatchSizeController):
             return
         if info.update % self.config.meta_period == 0:
             self.meta_step()
+
+    def _remember_logit(self, s: torch.Tensor) -> None:
+        self._last_logit.copy_(s.detach(), non_blocking=True)
+        if self._logit_ready is not None:
+            self._logit_ready.record()
+
+    def _response_size(self) -> int:
+        """B for the meta-objective, from the s of the previous meta-step (or of the warm-up)."""
+        if self._logit_ready is not None:
+            self._logit_ready.synchronize()  # the copy is long done unless the host ran ahead
+        size = logit_to_batch_size(float(self._last_logit), self.b_min, self.b_max)
+        if self.config.response_batch_cap is not None:
+            size = min(size, self.config.response_batch_cap)
+        return size
 
     def _reset_alpha(self) -> None:
         # Choice: a new search also forgets α's Adam moments, so the previous interval's

@@ -53,23 +53,36 @@ def timed_episode(env: BatchSizeEnv, controller, seed: int):
     return time.perf_counter() - started, record
 
 
-def measure(env: BatchSizeEnv, config: ArbiterConfig, batch_size: int, repeats: int, seed: int):
+def measure(
+    env: BatchSizeEnv,
+    config: ArbiterConfig,
+    batch_size: int,
+    repeats: int,
+    seed: int,
+    own_schedule: bool = True,
+    profile: bool = True,
+):
+    """Interleaved timings; ``own_schedule`` and ``profile`` add the second comparison and the
+    profiled breakdown (each costs more episodes)."""
     intervals = env.task.num_intervals
     fixed = [batch_size] * intervals
     # Warm caches (data, allocator) before timing anything.
     run_episode(env, FixedSizes(env, fixed), seed)
-    with_agent, without_agent, own, replay = [], [], [], []
+    with_agent, without_agent, own, replay, schedule = [], [], [], [], []
     for _ in range(repeats):
         agent = Arbiter(env, config)
         with_agent.append(timed_episode(env, FixedSizes(env, fixed, agent), seed)[0])
         agent.close()
         without_agent.append(timed_episode(env, FixedSizes(env, fixed), seed)[0])
-        agent = Arbiter(env, config)
-        seconds, record = timed_episode(env, agent, seed)
-        own.append(seconds)
-        agent.close()
-        schedule = record.batch_sizes
-        replay.append(timed_episode(env, FixedSizes(env, schedule), seed)[0])
+        if own_schedule:
+            agent = Arbiter(env, config)
+            seconds, record = timed_episode(env, agent, seed)
+            own.append(seconds)
+            agent.close()
+            schedule = record.batch_sizes
+            replay.append(timed_episode(env, FixedSizes(env, schedule), seed)[0])
+    if not profile:
+        return {"with": with_agent, "without": without_agent, "own": own, "replay": replay}
     # Breakdown from one profiled episode at the fixed size.
     agent = Arbiter(env, config)
     agent.profile = True

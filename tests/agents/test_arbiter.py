@@ -178,6 +178,33 @@ def test_float64_finite_difference_of_the_meta_objective(tiny_task):
         assert torch.autograd.gradcheck(objective, (s,))
 
 
+@pytest.mark.parametrize("cap", [None, 5])
+def test_response_batch_size_follows_the_previous_meta_steps_logit(tiny_task, cap):
+    env = BatchSizeEnv(tiny_task)
+    agent = started(env, response_batch_cap=cap)
+    drawn = []
+    sample = env.trainer.sample_validation
+
+    def recording_sample(n, generator=None):
+        drawn.append(n)
+        return sample(n, generator)
+
+    env.trainer.sample_validation = recording_sample
+    previous_logits = []
+    for _ in range(3):
+        previous_logits.append(float(agent._last_logit))
+        agent.meta_step()
+    sizes = [logit_to_batch_size(s, 4, 64) for s in previous_logits]
+    if cap is not None:
+        sizes = [min(size, cap) for size in sizes]
+    # One draw per meta-step: φ's examples, then the response batch of B(s of the step before).
+    assert drawn == [agent.config.phi_batch_size + size for size in sizes]
+    # The first meta-step sizes its batch from the warm-up's s, which decodes to the start size.
+    assert abs(logit_to_batch_size(previous_logits[0], 4, 64) - tiny_task.batch_start) <= (
+        agent.config.warmup_tolerance
+    )
+
+
 # --- warm-up --------------------------------------------------------------------------------------
 
 
