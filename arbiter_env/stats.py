@@ -120,23 +120,10 @@ def gradient_statistics(
 def _statistics_from_sums(
     sums: GradientSums, probe_size: int, unit_size: int
 ) -> GradientStatistics:
-    """The statistics from gradient sums over units of ``unit_size`` examples (1: per sample)."""
-    first, second, sq_norm_sum = sums
-
-    # Three dot products over flat vectors: a handful of kernels instead of three per parameter.
-    first_flat = torch.cat([a.reshape(-1) for a in first])
-    second_flat = torch.cat([b.reshape(-1) for b in second])
-    sums = torch.stack(
-        [
-            first_flat.dot(second_flat),
-            first_flat.dot(first_flat),
-            second_flat.dot(second_flat),
-            sq_norm_sum,
-        ]
-    )
+    """The statistics from :data:`GradientSums` over units of ``unit_size`` examples."""
     # One transfer (a single host-device synchronisation); the rest is scalar arithmetic, done
-    # in float64 on the host rather than as a dozen tiny tensor operations.
-    first_dot_second, first_sq, second_sq, sq_norm_total = sums.double().cpu().tolist()
+    # in Python floats (float64) on the host rather than as a dozen tiny tensor operations.
+    first_dot_second, first_sq, second_sq, sq_norm_total = sums.tolist()
     mean_sq_norm = (first_sq + second_sq + 2 * first_dot_second) / probe_size**2
     # A unit's gradient sum is unit_size times its mean gradient, whose covariance is Σ/unit_size.
     units = probe_size // unit_size
@@ -155,9 +142,26 @@ def _statistics_from_sums(
     )
 
 
-GradientSums = tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]
-"""Per parameter: Σ g_i over the first half, over the second half; and the sum over units (single
+GradientSums = torch.Tensor
+"""Four sums, as one tensor: with ``A`` and ``B`` the sums of the per-sample gradients over the
+first and the second half of the probe, ``A·B``, ``A·A``, ``B·B``, and the sum over units (single
 examples, or micro-batches) of the squared norm of the unit's gradient sum."""
+
+
+def _sums_of_flat_gradients(
+    first: list[torch.Tensor], second: list[torch.Tensor], unit_sq_norms: torch.Tensor
+) -> GradientSums:
+    # Three dot products over flat vectors: a handful of kernels instead of three per parameter.
+    first_flat = torch.cat([a.reshape(-1) for a in first])
+    second_flat = torch.cat([b.reshape(-1) for b in second])
+    return torch.stack(
+        [
+            first_flat.dot(second_flat),
+            first_flat.dot(first_flat),
+            second_flat.dot(second_flat),
+            unit_sq_norms,
+        ]
+    )
 
 
 def _check_microbatches(num_microbatches: int | None, probe_size: int) -> None:
@@ -194,7 +198,7 @@ def _microbatch_gradient_sums(
         else:
             second = flat if second is None else second + flat
     assert first is not None and second is not None
-    return [first], [second], torch.stack(sq_norms).sum()
+    return _sums_of_flat_gradients([first], [second], torch.stack(sq_norms).sum())
 
 
 def _linear_layers_holding_all_parameters(model: nn.Module) -> list[nn.Linear] | None:
@@ -233,23 +237,30 @@ def _linear_gradient_sums(
             handle.remove()
     if len(layer_inputs) != len(layers) or any(a.dim() != 2 for a in layer_inputs.values()):
         return None  # a layer was skipped, reused or fed sequences: use the general path
-    # With a summed loss, the gradient at a layer's output row i is ∂ℓ_i/∂output_i.
+    # With a summed loss, the gradient at a layer's output row i is δ_i = ∂ℓ_i/∂output_i, and the
+    # per-sample gradients are g_i = δ_i a_iᵀ (weight) and δ_i (bias). Their inner products are
+    # g_i·g_j = (δ_i·δ_j)(a_i·a_j) (+ δ_i·δ_j), so the P × P Gram matrix of all per-sample
+    # gradients needs two small matrix products per layer, and every sum is a block of it.
     deltas = torch.autograd.grad(loss, [layer_outputs[layer] for layer in layers])
-    first: list[torch.Tensor] = []
-    second: list[torch.Tensor] = []
-    sq_norms: list[torch.Tensor] = []  # Σ_i ‖g_i‖² of each parameter tensor
+    gram = torch.zeros(inputs.shape[0], inputs.shape[0], device=inputs.device, dtype=loss.dtype)
     for layer, delta in zip(layers, deltas, strict=True):
         activation = layer_inputs[layer]
-        delta_sq = delta.square().sum(1)  # ‖δ_i‖²
-        if layer.weight.requires_grad:  # g_i = δ_i a_iᵀ, so ‖g_i‖² = ‖δ_i‖² ‖a_i‖²
-            first.append(delta[:half].T @ activation[:half])
-            second.append(delta[half:].T @ activation[half:])
-            sq_norms.append(delta_sq.dot(activation.square().sum(1)))
-        if layer.bias is not None and layer.bias.requires_grad:  # g_i = δ_i
-            first.append(delta[:half].sum(0))
-            second.append(delta[half:].sum(0))
-            sq_norms.append(delta_sq.sum())
-    return first, second, torch.stack(sq_norms).sum()
+        weight = layer.weight.requires_grad
+        bias = layer.bias is not None and layer.bias.requires_grad
+        if weight and bias:
+            gram += (delta @ delta.T) * (activation @ activation.T + 1)
+        elif weight:
+            gram += (delta @ delta.T) * (activation @ activation.T)
+        elif bias:
+            gram += delta @ delta.T
+    return torch.stack(
+        [
+            gram[:half, half:].sum(),
+            gram[:half, :half].sum(),
+            gram[half:, half:].sum(),
+            gram.diagonal().sum(),
+        ]
+    )
 
 
 def _vmap_gradient_sums(
@@ -278,7 +289,7 @@ def _vmap_gradient_sums(
             else [a + b for a, b in zip(second, chunk_second, strict=True)]
         )
     assert first is not None and second is not None
-    return first, second, sq_norm_sum
+    return _sums_of_flat_gradients(first, second, sq_norm_sum)
 
 
 def per_sample_gradients(
