@@ -82,8 +82,8 @@ def gradient_statistics(
     noisier estimator of the module docstring, with ``num_microbatches`` micro-batches (an even
     number that divides the probe size; plain autograd, so it works for any network). On a CPU it
     costs about one backward pass of the probe, against about two for ``"vmap"`` on a WRN-16-4;
-    on a GPU, where such small passes are bound by kernel launches, it saves nothing (see
-    ``benchmarks/RESULTS.md``). The model is evaluated as it is (call
+    on a GPU, where such small passes are bound by kernel launches, it saves little with 4
+    micro-batches and costs more with 8 (``benchmarks/statistics_cost.py``). The model is evaluated as it is (call
     ``model.eval()`` first for models with batch norm, whose training-mode statistics would couple
     the examples). Its parameters are not changed and no ``.grad`` is written.
     """
