@@ -61,7 +61,9 @@ class BatchSizeEnv(gym.Env):
 
     ``Box(low, high, (14,), float32)``; never NaN or infinite. A non-finite or out-of-range value
     is clipped to its bound and raises entry 13. Gradient statistics are measured after each
-    interval on a probe batch of ``task.probe_size`` training examples, in evaluation mode.
+    interval on a probe batch of ``task.probe_size`` training examples, in evaluation mode:
+    exactly, from per-sample gradients, or with the micro-batch estimator when
+    ``task.probe_microbatches`` is set (see :mod:`arbiter_env.stats`).
 
     | index | name                   | meaning                                         | range       |
     |-------|------------------------|-------------------------------------------------|-------------|
