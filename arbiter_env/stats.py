@@ -83,9 +83,11 @@ def gradient_statistics(
     number that divides the probe size; plain autograd, so it works for any network). On a CPU it
     costs about one backward pass of the probe, against about two for ``"vmap"`` on a WRN-16-4;
     on a GPU, where such small passes are bound by kernel launches, it saves little with 4
-    micro-batches and costs more with 8 (``benchmarks/statistics_cost.py``). The model is evaluated as it is (call
-    ``model.eval()`` first for models with batch norm, whose training-mode statistics would couple
-    the examples). Its parameters are not changed and no ``.grad`` is written.
+    micro-batches and costs more with 8 (``benchmarks/statistics_cost.py``).
+
+    The model is evaluated as it is (call ``model.eval()`` first for models with batch norm, whose
+    training-mode statistics would couple the examples). Its parameters are not changed and no
+    ``.grad`` is written.
     """
     probe_size = inputs.shape[0]
     if probe_size < 4:
