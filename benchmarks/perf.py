@@ -248,12 +248,35 @@ def measure_ppo(task_name: str, steps: int) -> dict[str, float]:
     }
 
 
+SCHEMA = 1
+ROW_KEYS = ("task", "measurement", "value", "target", "unit", "interval_samples")
+"""The keys of each result, in the stable JSON format (schema 1)."""
+
+
+def make_report(rows: list[dict], device: str) -> dict:
+    """The JSON report: schema, creation time, device, host, and one row per measurement."""
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "device": device,
+        "host": {
+            "cpus": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "results": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in rows
+        ],
+    }
+
+
 def _sync(tensor: torch.Tensor) -> None:
     if tensor.is_cuda:
         torch.cuda.synchronize(tensor.device)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -268,7 +291,7 @@ def main() -> None:
     parser.add_argument("--ppo-steps", type=int, default=256)
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("perf.json"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -313,20 +336,8 @@ def main() -> None:
         print(
             f"{row['task']:<18} {row['measurement']:<34} {row['value']:>10.3f} {shown_target:>8}  {ok}"
         )
-    report = {
-        "schema": 1,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        "host": {
-            "cpus": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-        },
-        "results": [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in rows
-        ],
-    }
+    device = args.device if args.device == "cpu" else torch.cuda.get_device_name()
+    report = make_report(rows, device)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.json}")
 

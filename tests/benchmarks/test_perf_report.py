@@ -1,0 +1,50 @@
+"""The JSON format of ``benchmarks/perf.py`` stays stable (timings themselves are not tested)."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import perf  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
+
+def check_report(report: dict) -> None:
+    assert set(report) == {"schema", "created", "device", "host", "results"}
+    assert report["schema"] == perf.SCHEMA == 1
+    assert set(report["host"]) == {"cpus", "python", "torch"}
+    for row in report["results"]:
+        assert tuple(row) == perf.ROW_KEYS
+        base = row["measurement"].split("@")[0]
+        assert row["target"] == perf.TARGETS.get(base)
+        assert row["unit"] == ("steps/s" if base.startswith("ppo") else "ratio")
+        assert row["value"] is None or (math.isfinite(row["value"]) and row["value"] > 0)
+        assert isinstance(row["interval_samples"], int) and row["interval_samples"] > 0
+
+
+def test_perf_writes_the_documented_json_format(tmp_path):
+    output = tmp_path / "perf.json"
+    perf.main(
+        ["--tasks", "digits-mlp", "--skip", "sampler", "arbiter", "ppo", "--repeats", "1"]
+        + ["--json", str(output)]
+    )
+    report = json.loads(output.read_text())
+    check_report(report)
+    assert report["device"] == "cpu"
+    assert [row["measurement"] for row in report["results"]] == [
+        "env_over_plain",
+        "env_with_stats_over_plain",
+        "stats_over_training",
+    ]
+    assert {row["interval_samples"] for row in report["results"]} == {575}
+
+
+@pytest.mark.parametrize(
+    "name", ["perf-cpu.json", "perf-cuda-h200.json", "perf-cuda-h200-env.json"]
+)
+def test_reference_results_follow_the_format(name):
+    check_report(json.loads((BENCHMARKS / name).read_text()))
