@@ -4,7 +4,7 @@ Two comparisons, each measured in one process with interleaved repeats (A B A B 
 machine load affects both sides alike:
 
 * **fixed**: an episode at a fixed batch size (default: the task's starting size) with Arbiter
-  running everything it runs in a real episode (warm-up, a meta-step after every
+  running everything it runs in a real episode (warm-up to that size, a meta-step after every
   ``meta_period``-th update, a decision per interval) but with its decisions overridden, divided
   by the same episode without Arbiter. Both train exactly the same inner updates, so the ratio is
   the cost of hyper-learning alone.
@@ -122,8 +122,11 @@ def main() -> None:
         task_kwargs["epochs"] = args.epochs
     if args.device is not None:
         task_kwargs["device"] = args.device
+    if args.batch_size is not None:
+        # Arbiter warms up to the size training starts with, as in a real episode.
+        task_kwargs["batch_start"] = args.batch_size
     env = BatchSizeEnv(args.task, task_kwargs=task_kwargs, action_encoding="continuous")
-    batch_size = args.batch_size or env.task.batch_start
+    batch_size = env.task.batch_start
     print(
         f"{args.task}: epochs {env.task.epochs}, {env.task.num_intervals} intervals, device "
         f"{env.task.device}, threads {torch.get_num_threads()}, repeats {args.repeats}"

@@ -13,9 +13,9 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
 * ``env_with_stats_over_plain``: the same with the statistics included (no target; for the record).
 * ``stats_over_training``: time of the per-interval gradient statistics divided by the rest of the
   step (the interval's training and validation). Target <= 0.10.
-* ``arbiter_over_fixed``: an episode at a fixed size with Arbiter doing all its work (warm-up, a
-  meta-step after every update, a decision per interval; its decisions ignored) divided by the
-  same episode without it. Target <= 1.5. ``arbiter_over_fixed@meta_period=4`` is the same with
+* ``arbiter_over_fixed``: an episode at a fixed size with Arbiter doing all its work (warm-up to
+  that size, a meta-step after every update, a decision per interval; its decisions ignored)
+  divided by the same episode without it. Target <= 1.5. ``arbiter_over_fixed@meta_period=4`` is the same with
   a meta-step after every fourth update.
 * ``sampler_over_dataloader@B``: our ``EpochSampler`` divided by a shuffling ``DataLoader`` over a
   ``TensorDataset`` of the same tensors, drawing one epoch. Target < 1 at every ladder size.
@@ -59,6 +59,17 @@ TARGETS = {
     "arbiter_over_fixed": 1.5,
     "sampler_over_dataloader": 1.0,
 }
+# Targets that must be beaten, not just reached ("ours is faster").
+STRICT_TARGETS = {"sampler_over_dataloader"}
+
+
+def meets_target(measurement: str, value: float) -> bool | None:
+    """Whether ``value`` meets the target of ``measurement``; ``None`` when it has no target."""
+    base = measurement.split("@")[0]
+    target = TARGETS.get(base)
+    if target is None:
+        return None
+    return value < target if base in STRICT_TARGETS else value <= target
 
 
 def random_cifar(num_train: int, num_test: int = 64) -> object:
@@ -226,6 +237,10 @@ def measure_arbiter(task: Task, batch_size: int, repeats: int) -> dict[str, floa
 
     from arbiter_env.agents.arbiter import ArbiterConfig
 
+    # Arbiter warms up to the size training starts with, as in a real episode; otherwise φ would
+    # sit at the task's starting size and every meta-objective would use that many examples
+    # while training runs at batch_size.
+    task = task.replace(batch_start=batch_size)
     env = BatchSizeEnv(task, action_encoding="continuous", record_wall_time=False)
     ratios = {}
     for period, name in ((1, "arbiter_over_fixed"), (4, "arbiter_over_fixed@meta_period=4")):
@@ -326,13 +341,10 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"\n{'task':<18} {'measurement':<34} {'value':>10} {'target':>8}  ok")
     for row in rows:
-        target = row["target"]
-        ok = "" if target is None else ("yes" if row["value"] <= target else "NO")
-        shown_target = (
-            ""
-            if target is None
-            else (f"<{target}" if row["measurement"].startswith("sampler") else f"<={target}")
-        )
+        target, met = row["target"], meets_target(row["measurement"], row["value"])
+        ok = "" if met is None else ("yes" if met else "NO")
+        strict = row["measurement"].split("@")[0] in STRICT_TARGETS
+        shown_target = "" if target is None else f"{'<' if strict else '<='}{target}"
         print(
             f"{row['task']:<18} {row['measurement']:<34} {row['value']:>10.3f} {shown_target:>8}  {ok}"
         )

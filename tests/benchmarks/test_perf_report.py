@@ -48,3 +48,11 @@ def test_perf_writes_the_documented_json_format(tmp_path):
 )
 def test_reference_results_follow_the_format(name):
     check_report(json.loads((BENCHMARKS / name).read_text()))
+
+
+def test_table_marks_targets_met_strictly_only_where_ours_must_be_faster():
+    assert perf.meets_target("env_over_plain", 1.05) is True
+    assert perf.meets_target("arbiter_over_fixed@meta_period=4", 1.51) is False
+    assert perf.meets_target("sampler_over_dataloader@64", 0.99) is True
+    assert perf.meets_target("sampler_over_dataloader@64", 1.0) is False
+    assert perf.meets_target("env_with_stats_over_plain", 3.0) is None
