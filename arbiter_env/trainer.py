@@ -84,7 +84,7 @@ class EpochSampler:
 
     def _start_epoch(self) -> None:
         order = torch.randperm(self.num_examples, generator=self._generator)
-        order = order.to(self._inputs.device)
+        order = _index_to_device(order, self._inputs.device)
         self._epoch_inputs = self._inputs[order]
         self._epoch_targets = self._targets[order]
         self._cursor = 0
@@ -369,7 +369,9 @@ class InnerTrainer:
         size = min(self.task.probe_size, n)
         if microbatches is not None:
             size -= size % microbatches  # only a training part smaller than the probe trims it
-        index = torch.randperm(n, generator=self._probe_generator)[:size].to(self.device)
+        index = _index_to_device(
+            torch.randperm(n, generator=self._probe_generator)[:size], self.device
+        )
         with self.evaluation_mode() as model:
             return gradient_statistics(
                 model,
@@ -431,7 +433,7 @@ class InnerTrainer:
             index = torch.randperm(available, generator=generator)[:n]
         else:
             index = torch.randint(available, (n,), generator=generator)
-        index = index.to(self.device)
+        index = _index_to_device(index, self.device)
         return self.data.x_val[index], self.data.y_val[index]
 
     # --- helpers --------------------------------------------------------------------------------
@@ -472,6 +474,20 @@ class InnerTrainer:
             if devices:
                 torch.cuda.manual_seed(seed)
             yield
+
+
+def _index_to_device(index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor of indices (drawn with a CPU generator) on ``device``, without a device sync.
+
+    Indices are drawn on the host so that CPU and GPU runs of a seed see the same examples. A plain
+    host-to-GPU copy from pageable memory blocks until every kernel queued before it has run; from
+    pinned memory it is queued like a kernel, and torch keeps the pinned block alive until the copy
+    is done. This matters inside the inner loop: at each epoch start, and at each of Arbiter's
+    meta-steps, which draw validation examples after every inner update.
+    """
+    if device.type != "cuda":
+        return index.to(device)
+    return index.pin_memory().to(device, non_blocking=True)
 
 
 def _cpu_generator(seed: int) -> torch.Generator:

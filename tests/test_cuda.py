@@ -4,6 +4,7 @@ Skipped where no GPU is present (development and CI machines); run on a GPU mach
 ``python -m pytest tests/test_cuda.py``.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -69,3 +70,40 @@ def test_arbiter_episode_runs_on_cuda_and_moves_the_batch_size():
     assert next(agent.phi.parameters()).is_cuda
     assert not record.diverged and math.isfinite(record.test_accuracy)
     assert len(set(record.batch_sizes)) > 1
+
+
+@contextlib.contextmanager
+def synchronisation_raises():
+    """Inside the context any host-device synchronisation raises (torch's sync debug mode)."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_batches_and_validation_draws_do_not_synchronise_with_the_gpu():
+    env = BatchSizeEnv("digits-mlp", task_kwargs=DIGITS_CUDA)
+    env.reset(seed=0)
+    trainer = env.trainer
+    half_epoch = trainer.data.x_train.shape[0] // 2 + 1
+    with synchronisation_raises():
+        for _ in range(5):  # three fresh epoch permutations, two of them in mid-batch
+            trainer.sampler.next_batch(half_epoch)
+        trainer.sample_validation(48)
+
+
+def test_arbiter_meta_steps_do_not_synchronise_with_the_gpu():
+    from arbiter_env.agents.arbiter import Arbiter
+
+    env = BatchSizeEnv("digits-mlp", task_kwargs=DIGITS_CUDA, action_encoding="continuous")
+    env.reset(seed=0)
+    agent = Arbiter(env)
+    agent.on_episode_start(None)
+    agent.warmup(64)  # reads s on the host at each iteration, as it must
+    agent.meta_step()  # the first step creates the optimizer state
+    with synchronisation_raises():
+        for _ in range(3):
+            agent.meta_step()
+    assert agent.meta_steps == 4
