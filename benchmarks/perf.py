@@ -15,8 +15,8 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
   step (the interval's training and validation). Target <= 0.10.
 * ``arbiter_over_fixed``: an episode at a fixed size with Arbiter doing all its work (warm-up to
   that size, a meta-step after every update, a decision per interval; its decisions ignored)
-  divided by the same episode without it. Target <= 1.5. ``arbiter_over_fixed@meta_period=4`` is the same with
-  a meta-step after every fourth update.
+  divided by the same episode without it. Target <= 1.5. ``arbiter_over_fixed@meta_period=4``
+  is the same with a meta-step after every fourth update.
 * ``sampler_over_dataloader@B``: our ``EpochSampler`` divided by a shuffling ``DataLoader`` over a
   ``TensorDataset`` of the same tensors, drawing one epoch. Target < 1 at every ladder size.
 * ``ppo_steps_per_second@VEC xN``: SB3 PPO env steps per second with 1, 2 and 4 envs,
