@@ -6,6 +6,7 @@ from stable_baselines3 import PPO
 
 from arbiter_env.agents.sb3 import (
     ALGORITHMS,
+    HYPERPARAMS,
     AgentConfig,
     ConfigError,
     load_agent_config,
@@ -22,6 +23,22 @@ from arbiter_env.controllers import run_episode
 from arbiter_env.env import BatchSizeEnv
 
 TINY_ENV = "env.task_kwargs={epochs: 0.5, num_intervals: 4}"
+
+
+@pytest.mark.parametrize("algo", sorted(HYPERPARAMS))
+def test_hyperparams_become_sb3_arguments_with_a_constant_or_linear_learning_rate(algo):
+    constant = HYPERPARAMS[algo](learning_rate=0.01).to_kwargs()
+    assert constant["learning_rate"] == 0.01
+    assert "lr_schedule" not in constant and "action_noise_std" not in constant
+    linear = HYPERPARAMS[algo](learning_rate=0.01, lr_schedule="linear").to_kwargs()
+    assert linear["learning_rate"](1.0) == 0.01 and linear["learning_rate"](0.25) == 0.0025
+    assert set(linear) == set(constant)
+
+
+def test_td3_adds_gaussian_action_noise_only_when_its_std_is_positive():
+    noisy = HYPERPARAMS["td3"](action_noise_std=0.3).to_kwargs()["action_noise"]
+    assert noisy._sigma.tolist() == [0.3] and noisy._mu.tolist() == [0.0]
+    assert "action_noise" not in HYPERPARAMS["td3"](action_noise_std=0.0).to_kwargs()
 
 
 def tiny_config(*overrides: str, algo: str = "ppo") -> AgentConfig:
