@@ -39,7 +39,7 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -114,8 +114,22 @@ def _learning_rate(value: float, schedule: str) -> float | _LinearSchedule:
     return _LinearSchedule(value) if schedule == "linear" else value
 
 
+class _AlgorithmHyperparams:
+    """Base of the hyperparameter dataclasses: every field is an argument of the SB3 algorithm,
+    except those in ``_not_arguments``; ``lr_schedule`` turns ``learning_rate`` into a schedule."""
+
+    learning_rate: float
+    lr_schedule: Literal["constant", "linear"]
+    _not_arguments: ClassVar[tuple[str, ...]] = ("lr_schedule",)
+
+    def to_kwargs(self) -> dict[str, Any]:
+        kwargs = _fields(self, exclude=self._not_arguments)
+        kwargs["learning_rate"] = _learning_rate(self.learning_rate, self.lr_schedule)
+        return kwargs
+
+
 @dataclass
-class PPOHyperparams:
+class PPOHyperparams(_AlgorithmHyperparams):
     """Arguments of ``stable_baselines3.PPO`` (see its documentation for their meaning).
 
     ``lr_schedule``: ``"constant"`` or ``"linear"`` (decay to 0 over ``total_timesteps``).
@@ -135,14 +149,9 @@ class PPOHyperparams:
     normalize_advantage: bool = True
     target_kl: float | None = None
 
-    def to_kwargs(self) -> dict[str, Any]:
-        kwargs = _fields(self, exclude=("lr_schedule",))
-        kwargs["learning_rate"] = _learning_rate(self.learning_rate, self.lr_schedule)
-        return kwargs
-
 
 @dataclass
-class A2CHyperparams:
+class A2CHyperparams(_AlgorithmHyperparams):
     """Arguments of ``stable_baselines3.A2C``."""
 
     learning_rate: float = 7e-4
@@ -156,14 +165,9 @@ class A2CHyperparams:
     use_rms_prop: bool = True
     normalize_advantage: bool = False
 
-    def to_kwargs(self) -> dict[str, Any]:
-        kwargs = _fields(self, exclude=("lr_schedule",))
-        kwargs["learning_rate"] = _learning_rate(self.learning_rate, self.lr_schedule)
-        return kwargs
-
 
 @dataclass
-class DQNHyperparams:
+class DQNHyperparams(_AlgorithmHyperparams):
     """Arguments of ``stable_baselines3.DQN``."""
 
     learning_rate: float = 5e-4
@@ -181,14 +185,9 @@ class DQNHyperparams:
     exploration_final_eps: float = 0.05
     max_grad_norm: float = 10.0
 
-    def to_kwargs(self) -> dict[str, Any]:
-        kwargs = _fields(self, exclude=("lr_schedule",))
-        kwargs["learning_rate"] = _learning_rate(self.learning_rate, self.lr_schedule)
-        return kwargs
-
 
 @dataclass
-class SACHyperparams:
+class SACHyperparams(_AlgorithmHyperparams):
     """Arguments of ``stable_baselines3.SAC``; ``ent_coef`` is a number or ``"auto"`` (learned)."""
 
     learning_rate: float = 3e-4
@@ -202,14 +201,9 @@ class SACHyperparams:
     gradient_steps: int = 1
     ent_coef: float | Literal["auto"] = "auto"
 
-    def to_kwargs(self) -> dict[str, Any]:
-        kwargs = _fields(self, exclude=("lr_schedule",))
-        kwargs["learning_rate"] = _learning_rate(self.learning_rate, self.lr_schedule)
-        return kwargs
-
 
 @dataclass
-class TD3Hyperparams:
+class TD3Hyperparams(_AlgorithmHyperparams):
     """Arguments of ``stable_baselines3.TD3``; ``action_noise_std`` > 0 adds Gaussian exploration."""
 
     learning_rate: float = 1e-3
@@ -226,9 +220,10 @@ class TD3Hyperparams:
     target_noise_clip: float = 0.5
     action_noise_std: float = 0.1
 
+    _not_arguments = ("lr_schedule", "action_noise_std")
+
     def to_kwargs(self) -> dict[str, Any]:
-        kwargs = _fields(self, exclude=("lr_schedule", "action_noise_std"))
-        kwargs["learning_rate"] = _learning_rate(self.learning_rate, self.lr_schedule)
+        kwargs = super().to_kwargs()
         if self.action_noise_std > 0:
             # The continuous encoding is one-dimensional: Box(-1, 1, (1,)).
             kwargs["action_noise"] = NormalActionNoise(
