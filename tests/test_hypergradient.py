@@ -97,13 +97,18 @@ def test_adam_hd_matches_hand_computed_first_steps():
 
 
 def test_zero_hypergradient_lr_recovers_plain_sgd_and_adam():
-    for hd, plain in (
-        (SGDHD, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
-        (AdamHD, lambda p: torch.optim.Adam(p, lr=0.05)),
+    for hd, kwargs, plain in (
+        (SGDHD, {}, lambda p: torch.optim.SGD(p, lr=0.05)),
+        (SGDHD, {"momentum": 0.9}, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+        (
+            SGDHD,
+            {"momentum": 0.9, "nesterov": True},
+            lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+        ),
+        (AdamHD, {}, lambda p: torch.optim.Adam(p, lr=0.05)),
     ):
         a = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
         b = a.detach().clone().requires_grad_(True)
-        kwargs = {"momentum": 0.9} if hd is SGDHD else {}
         quadratic_steps(hd([a], lr=0.05, hypergradient_lr=0.0, **kwargs), a, 10)
         quadratic_steps_plain = plain([b])
         for _ in range(10):
