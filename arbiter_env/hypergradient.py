@@ -84,6 +84,28 @@ class _HypergradientOptimizer(Optimizer):
         group["lr"] = max(group["lr"] + group["hypergradient_lr"] * h, group["min_lr"])
         return group["lr"]
 
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for index, group in enumerate(self.param_groups):
+            grads = _gradients(group)
+            lr = self._adapt_lr(index, group, grads)
+            for p, grad in zip(_with_grad(group), grads, strict=True):
+                state = self.state[p]
+                direction = self._direction(group, state, grad)
+                state["hd_direction"] = direction
+                p.add_(direction, alpha=-lr)
+        return loss
+
+    def _direction(
+        self, group: dict[str, Any], state: dict[str, Any], grad: torch.Tensor
+    ) -> torch.Tensor:
+        """This step's direction ``d_t`` for one parameter, a tensor the caller may keep."""
+        raise NotImplementedError
+
 
 def _with_grad(group: dict[str, Any]) -> list[torch.Tensor]:
     return [p for p in group["params"] if p.grad is not None]
@@ -144,29 +166,18 @@ class SGDHD(_HypergradientOptimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for index, group in enumerate(self.param_groups):
-            grads = _gradients(group)
-            lr = self._adapt_lr(index, group, grads)
-            momentum = group["momentum"]
-            for p, grad in zip(_with_grad(group), grads, strict=True):
-                state = self.state[p]
-                direction = grad
-                if momentum != 0:
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = grad.detach().clone()
-                    else:
-                        state["momentum_buffer"].mul_(momentum).add_(grad)
-                    buffer = state["momentum_buffer"]
-                    direction = grad.add(buffer, alpha=momentum) if group["nesterov"] else buffer
-                state["hd_direction"] = direction.detach().clone()
-                p.add_(direction, alpha=-lr)
-        return loss
+    def _direction(
+        self, group: dict[str, Any], state: dict[str, Any], grad: torch.Tensor
+    ) -> torch.Tensor:
+        momentum = group["momentum"]
+        if momentum == 0:
+            return grad.clone()  # kept as the next step's d_{t-1}; grad may be p.grad itself
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = grad.detach().clone()
+        else:
+            state["momentum_buffer"].mul_(momentum).add_(grad)
+        buffer = state["momentum_buffer"]
+        return grad.add(buffer, alpha=momentum) if group["nesterov"] else buffer.clone()
 
 
 class AdamHD(_HypergradientOptimizer):
@@ -211,32 +222,21 @@ class AdamHD(_HypergradientOptimizer):
         )
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for index, group in enumerate(self.param_groups):
-            grads = _gradients(group)
-            lr = self._adapt_lr(index, group, grads)
-            beta1, beta2 = group["betas"]
-            for p, grad in zip(_with_grad(group), grads, strict=True):
-                state = self.state[p]
-                if "step" not in state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                step = state["step"]
-                state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
-                state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                m_hat = state["exp_avg"] / (1 - beta1**step)
-                v_hat = state["exp_avg_sq"] / (1 - beta2**step)
-                direction = m_hat / (v_hat.sqrt() + group["eps"])
-                state["hd_direction"] = direction
-                p.add_(direction, alpha=-lr)
-        return loss
+    def _direction(
+        self, group: dict[str, Any], state: dict[str, Any], grad: torch.Tensor
+    ) -> torch.Tensor:
+        beta1, beta2 = group["betas"]
+        if "step" not in state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(grad)
+            state["exp_avg_sq"] = torch.zeros_like(grad)
+        state["step"] += 1
+        step = state["step"]
+        state["exp_avg"].mul_(beta1).add_(grad, alpha=1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        m_hat = state["exp_avg"] / (1 - beta1**step)
+        v_hat = state["exp_avg_sq"] / (1 - beta2**step)
+        return m_hat / (v_hat.sqrt() + group["eps"])
 
 
 __all__ = ["ADAM_HD_HYPERGRADIENT_LR", "SGD_HD_HYPERGRADIENT_LR", "AdamHD", "SGDHD"]
