@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -102,6 +102,16 @@ class ArbiterConfig:
         warmup_max_iters: Iteration cap of the warm-up; :class:`WarmupError` beyond it.
         huber_delta: Threshold of the warm-up's Huber loss on s.
         seed: Seeds φ's and the map's initialisation and every validation draw of the agent.
+        response: How s reaches the inner network. ``"features"`` (default, the paper): a
+            bias-free linear map R → R^F gives a per-feature gain ``h = w·s``.
+            ``"temperature"`` (our ablation): one gain ``c·s`` shared by every feature, which
+            scales the output layer's logits (less its bias) by ``1 + c·s``: a pure logit
+            temperature, the response's first-order mode (``docs/hyper_learning.md``).
+        temperature_init: The initial gain c₀ of the ``"temperature"`` response; its sign sets
+            the direction of the early schedule. Ignored by ``"features"``.
+        freeze_map: Null control: the response map keeps its initial weights (no meta-learning).
+        meta_loss_scale: Null control at 0: the meta-objective is multiplied by this factor
+            before its gradient is taken, so φ, α and the map see only weight decay.
     """
 
     num_candidates: int = 4
@@ -119,6 +129,10 @@ class ArbiterConfig:
     warmup_max_iters: int = 2000
     huber_delta: float = 1.0
     seed: int = 0
+    response: Literal["features", "temperature"] = "features"
+    temperature_init: float = 0.1
+    freeze_map: bool = False
+    meta_loss_scale: float = 1.0
 
     def __post_init__(self) -> None:
         positive_ints = ("num_candidates", "meta_period", "phi_batch_size", "phi_hidden")
@@ -138,6 +152,13 @@ class ArbiterConfig:
             raise ValueError(
                 f"ArbiterConfig.warmup_tolerance must be >= 0, got {self.warmup_tolerance}."
             )
+        if self.response not in ("features", "temperature"):
+            raise ValueError(
+                f"ArbiterConfig.response must be 'features' or 'temperature', got {self.response!r}."
+            )
+        for name in ("temperature_init", "meta_loss_scale"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"ArbiterConfig.{name} must be finite, got {getattr(self, name)}.")
         if self.response_batch_cap is not None and self.response_batch_cap < 1:
             raise ValueError(
                 "ArbiterConfig.response_batch_cap must be None (use B examples) or >= 1, "
@@ -292,6 +313,8 @@ class Arbiter(BatchSizeController):
             :attr:`timings` (seconds; costs a little time itself).
     """
 
+    config_class: type[ArbiterConfig] = ArbiterConfig
+
     def __init__(
         self,
         env: gym.Env,
@@ -310,9 +333,9 @@ class Arbiter(BatchSizeController):
                 f"{self.batch_env.family.name!r}: its instances differ in feature width. Build "
                 "one environment per instance (BatchSizeEnv(family.make_task(instance)))."
             )
-        config = config or ArbiterConfig()
+        config = config or self.config_class()
         if overrides:
-            config = from_dict(ArbiterConfig, {**to_dict(config), **overrides})
+            config = from_dict(self.config_class, {**to_dict(config), **overrides})
         self.config = config
         self.schedule = _parse_schedule(schedule)
         task = self.batch_env.task
@@ -321,6 +344,10 @@ class Arbiter(BatchSizeController):
         self.device = trainer.device
         self.generator = torch.Generator().manual_seed(config.seed)
         init_seed = int(torch.randint(2**62, (), generator=self.generator))
+        # Read outside the seeded block below: before the first reset it builds a throwaway
+        # network, whose initialisation must not use up the random numbers φ and the map start
+        # from (else one seed gives different agents on a fresh and on an already reset env).
+        response_width = self._response_width()
         # nn.Module initialisers only use the global generator: fork it, seed it from the agent's
         # seed, and leave the caller's global RNG state exactly as it was.
         with torch.random.fork_rng(devices=[]):
@@ -328,26 +355,28 @@ class Arbiter(BatchSizeController):
             self.phi = phi or build_phi(
                 trainer.data.input_shape, config.num_candidates, config.phi_hidden
             )
-            self.response_map = nn.Linear(1, _feature_width(trainer), bias=False)
-            nn.init.uniform_(
-                self.response_map.weight, -config.map_init_scale, config.map_init_scale
-            )
+            self.response_map = self._build_response_map(response_width)
         self.phi.to(self.device)
-        self.response_map.to(self.device)
         self.alpha = nn.Parameter(torch.zeros(config.num_candidates, device=self.device))
+        groups = [
+            {"params": list(self.phi.parameters()), "lr": config.phi_lr},
+            {"params": [self.alpha], "lr": config.alpha_lr},
+        ]
+        if self.response_map is not None:
+            self.response_map.to(self.device)
+            if config.freeze_map:
+                self.response_map.requires_grad_(False)
+            else:
+                groups.append({"params": list(self.response_map.parameters()), "lr": config.map_lr})
         self.optimizer = torch.optim.Adam(
-            [
-                {"params": list(self.phi.parameters()), "lr": config.phi_lr},
-                {"params": [self.alpha], "lr": config.alpha_lr},
-                {"params": list(self.response_map.parameters()), "lr": config.map_lr},
-            ],
+            groups,
             weight_decay=config.weight_decay,
             # fused: one kernel per parameter group instead of a Python loop per tensor (or a
             # dozen foreach calls); on small networks the optimizer step is otherwise the largest
-            # part of the meta-step (measured: fused 0.5 ms, for-loop 0.8-1.2 ms, foreach 2 ms).
+            # part of the meta-step.
             fused=_fused_adam_supported(self.device),
         )
-        self.meta_params = [*self.phi.parameters(), self.alpha, *self.response_map.parameters()]
+        self.meta_params = [p for group in groups for p in group["params"]]
         self.profile = False
         self.timings: defaultdict[str, float] = defaultdict(float)
         self.meta_steps = 0
@@ -360,7 +389,10 @@ class Arbiter(BatchSizeController):
         on_cuda = self.device.type == "cuda"
         self._last_logit = torch.zeros((), pin_memory=on_cuda)
         self._logit_ready = torch.cuda.Event() if on_cuda else None
+        self._search = _SearchDiagnostics(self.device)
+        self._last_candidates = torch.full((config.num_candidates,), math.nan)
         self._hook = trainer.add_step_hook(self._on_inner_update)
+        self._info_handle = self.batch_env.add_info_source(self.interval_diagnostics)
 
     # --- properties -----------------------------------------------------------------------------
 
@@ -408,8 +440,8 @@ class Arbiter(BatchSizeController):
             self.warmup(size)
             self.decisions.append((interval, size, "start"))
             return size
-        size = self.decide()
-        self.decisions.append((interval, size, "arbiter"))
+        size, kind = self.decide()
+        self.decisions.append((interval, size, kind))
         return size
 
     def learn(self, total_timesteps: int = 0, **kwargs: Any) -> Arbiter:
@@ -430,8 +462,9 @@ class Arbiter(BatchSizeController):
         return self
 
     def close(self) -> None:
-        """Detaches the step hook from the env's trainer (the agent stops meta-learning)."""
+        """Detaches the step hook and the info source from the env (the agent stops learning)."""
         self._hook.remove()
+        self._info_handle.remove()
 
     # --- the hyper-learning pieces --------------------------------------------------------------
 
@@ -452,13 +485,41 @@ class Arbiter(BatchSizeController):
         inner network runs in evaluation mode, so the meta-step changes no batch-norm statistics
         and draws no dropout randomness: inner training is the same with or without Arbiter.
         """
+        return self._response_terms(s, inputs, targets)[0]
+
+    def _response_terms(
+        self, s: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """F(s) and the temperature component τ of the response (see :meth:`temperature`)."""
+        assert self.response_map is not None
         h = self.response_map(s.reshape(1, 1).to(self.response_map.weight.dtype))
         # The meta-step never differentiates with respect to the inner weights, so x + x ⊙ h
         # with x computed without autograd has the value and the (φ, α, map) gradient of
         # x + stopgrad(x) ⊙ h, and only the head's part of the forward records a graph.
         with self.trainer.evaluation_mode(), torch.no_grad():
             features = self.trainer.penultimate_features(inputs)
-        return F.cross_entropy(self.trainer.head(features + features * h), targets)
+            temperature = self.temperature(features)
+        loss = F.cross_entropy(self.trainer.head(features + features * h), targets)
+        return loss, temperature
+
+    @torch.no_grad()
+    def temperature(self, features: torch.Tensor) -> torch.Tensor:
+        """τ: the part of the response that acts as a logit temperature, per unit of s.
+
+        With head weights W and map weights w, the response changes the logits by
+        ``s · W(x ⊙ w)``; a pure temperature change would change them by ``c · Wx``. τ is the
+        least-squares c per unit s over the examples, ``Σ⟨W(x ⊙ w), Wx⟩ / Σ‖Wx‖²``, so the
+        response scales the logits (less the bias) by about ``1 + τ·s``. With
+        ``response="temperature"`` τ is the shared gain c exactly. Measured on at most 64 of
+        the response examples.
+        """
+        assert self.response_map is not None
+        features = features[:64]
+        weight = self.trainer.head.weight
+        direction = self.response_map.weight.reshape(1, -1).to(features.dtype)
+        base = features @ weight.T
+        change = (features * direction) @ weight.T
+        return (change * base).sum() / base.square().sum().clamp_min(1e-30)
 
     def meta_step(self) -> torch.Tensor:
         """One Adam step on (φ, α, map) against the meta-objective; returns F (detached).
@@ -476,37 +537,62 @@ class Arbiter(BatchSizeController):
             inputs, targets = trainer.sample_validation(
                 config.phi_batch_size + size, generator=self.generator
             )
-            s = self.mixed_logit(self.candidates(inputs[: config.phi_batch_size]))
-            self._remember_logit(s)
+            candidates = self.candidates(inputs[: config.phi_batch_size])
+            s = self.mixed_logit(candidates)
+            self._remember_logit(s, candidates)
         with self._timed("response_forward"):
-            loss = self.response_loss(
+            loss, temperature = self._response_terms(
                 s, inputs[config.phi_batch_size :], targets[config.phi_batch_size :]
             )
+        self._descend(loss, s, temperature)
+        return self.last_meta_loss
+
+    def _descend(self, loss: torch.Tensor, s: torch.Tensor, temperature: torch.Tensor) -> None:
+        """The Adam step on the meta-parameters against ``loss``; records the search diagnostics.
+
+        The gradient is taken of F itself, so dF/ds is logged unscaled; ``meta_loss_scale``
+        then scales the parameters' gradients (the null control at 0 leaves only weight decay).
+        """
         with self._timed("meta_backward"):
-            grads = torch.autograd.grad(loss, self.meta_params)
+            *grads, dloss_ds = torch.autograd.grad(loss, [*self.meta_params, s])
         with self._timed("adam_step"):
+            scale = self.config.meta_loss_scale
             for parameter, grad in zip(self.meta_params, grads, strict=True):
-                parameter.grad = grad
+                parameter.grad = grad if scale == 1.0 else grad * scale
             self.optimizer.step()
             for parameter in self.meta_params:
                 parameter.grad = None
         self.meta_steps += 1
+        self._search.add(dloss_ds, temperature)
         self.last_meta_loss = loss.detach()
-        return self.last_meta_loss
 
     @torch.no_grad()
-    def decide(self) -> int:
-        """The candidate with the largest α as a batch size; resets α for the next search."""
+    def decide(self) -> tuple[int, str]:
+        """The candidate with the largest α as a batch size, and the decision's kind.
+
+        Resets α for the next search. When α is tied (every entry equal: no meta-step ran in
+        the interval, or the meta-gradient was zero) there is no evidence to move on, and the
+        current batch size is kept (kind ``"kept"``); a tie among some of the largest entries
+        goes to the tied candidate closest to the current size. Plain ``argmax`` would pick
+        candidate 0, the smallest.
+        """
         with self._timed("decision"):
             inputs, _ = self.trainer.sample_validation(
                 self.config.phi_batch_size, generator=self.generator
             )
             candidates = self.candidates(inputs)
-            best = int(torch.argmax(self.alpha))
-            size = logit_to_batch_size(candidates[best].item(), self.b_min, self.b_max)
+            current = int(self.batch_env.batch_size)
+            alpha = self.alpha.detach().cpu()
+            if bool((alpha == alpha[0]).all()):
+                size, kind = current, "kept"
+            else:
+                tied = torch.nonzero(alpha == alpha.max()).flatten().tolist()
+                logits = candidates.tolist()
+                sizes = [logit_to_batch_size(logits[i], self.b_min, self.b_max) for i in tied]
+                size, kind = min(sizes, key=lambda b: abs(b - current)), "arbiter"
             self._reset_alpha()
-            self._remember_logit(self.mixed_logit(candidates))
-        return size
+            self._remember_logit(self.mixed_logit(candidates), candidates)
+        return size, kind
 
     def warmup(self, batch_size: int) -> int:
         """Fits φ (Huber loss on s) until the decoded size is within tolerance of ``batch_size``.
@@ -533,10 +619,11 @@ class Arbiter(BatchSizeController):
                 inputs, _ = self.trainer.sample_validation(
                     config.phi_batch_size, generator=self.generator
                 )
-                s = self.mixed_logit(self.candidates(inputs))
+                candidates = self.candidates(inputs)
+                s = self.mixed_logit(candidates)
                 decoded = logit_to_batch_size(s.item(), self.b_min, self.b_max)
                 if abs(decoded - batch_size) <= config.warmup_tolerance:
-                    self._remember_logit(s)
+                    self._remember_logit(s, candidates)
                     self.warmup_iterations.append(iteration)
                     return iteration
                 if iteration == config.warmup_max_iters:
@@ -563,7 +650,7 @@ class Arbiter(BatchSizeController):
             "config": to_dict(self.config),
             "schedule": [dataclasses.asdict(m) for m in self.schedule],
             "phi": self.phi.state_dict(),
-            "response_map": self.response_map.state_dict(),
+            "response_map": None if self.response_map is None else self.response_map.state_dict(),
             "alpha": self.alpha.detach().clone(),
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -578,7 +665,8 @@ class Arbiter(BatchSizeController):
                 f"reads version {_CHECKPOINT_VERSION}."
             )
         self.phi.load_state_dict(state["phi"])
-        self.response_map.load_state_dict(state["response_map"])
+        if self.response_map is not None:
+            self.response_map.load_state_dict(state["response_map"])
         with torch.no_grad():
             self.alpha.copy_(state["alpha"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -597,12 +685,81 @@ class Arbiter(BatchSizeController):
     def load(cls, path: str | Path, env: gym.Env, **kwargs: Any) -> Arbiter:
         """Builds an Arbiter for ``env`` from a file written by :meth:`save`."""
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        config = from_dict(ArbiterConfig, state["config"])
+        config = from_dict(cls.config_class, state["config"])
         agent = cls(env, config, schedule=kwargs.pop("schedule", state["schedule"]), **kwargs)
         agent.load_state_dict(state)
         return agent
 
+    # --- diagnostics ----------------------------------------------------------------------------
+
+    def interval_diagnostics(self) -> dict[str, Any]:
+        """What the search did in the interval that just ended, for the env's ``info``.
+
+        The env calls this at the end of each step and puts the result under ``info["arbiter"]``
+        (loggers flatten it to ``arbiter.<name>``): ``s`` (the last mixed logit) and ``B_s`` (its
+        batch size), the candidates as sizes (``candidate_i``), ``alpha_i`` before the decision
+        resets it, ``meta_steps`` in the interval, the mean ``dF_ds`` over them, the map's norm
+        ``map_norm`` and the response's mean temperature component ``temperature`` (τ, see
+        :meth:`temperature`) with its gain ``temperature_gain = τ·s``. Empty in episodes this
+        agent did not start. One device synchronisation per interval.
+        """
+        if self.trainer.model is not self._episode_model:
+            return {}
+        search = self._search
+        count = max(search.meta_steps, 1)
+        map_norm = (
+            torch.linalg.vector_norm(self.response_map.weight.detach())
+            if self.response_map is not None
+            else torch.tensor(math.nan)
+        )
+        values = torch.cat(
+            [
+                self._last_candidates.float().cpu(),
+                self.alpha.detach().float().cpu(),
+                torch.stack([search.dF_ds / count, search.temperature / count]).float().cpu(),
+                map_norm.reshape(1).float().cpu(),
+            ]
+        ).tolist()
+        n = self.config.num_candidates
+        candidates, alpha = values[:n], values[n : 2 * n]
+        dF_ds, temperature, map_norm_value = values[2 * n :]
+        if search.meta_steps == 0:
+            dF_ds = temperature = math.nan
+        if self._logit_ready is not None:
+            self._logit_ready.synchronize()
+        s = float(self._last_logit)
+        diagnostics: dict[str, Any] = {
+            "s": s,
+            "B_s": logit_to_batch_size(s, self.b_min, self.b_max),
+            "meta_steps": search.meta_steps,
+            "dF_ds": dF_ds,
+            "map_norm": map_norm_value,
+            "temperature": temperature,
+            "temperature_gain": temperature * s,
+        }
+        for i, logit in enumerate(candidates):
+            diagnostics[f"candidate_{i}"] = logit_to_batch_size(logit, self.b_min, self.b_max)
+        for i, value in enumerate(alpha):
+            diagnostics[f"alpha_{i}"] = value
+        return {"arbiter": diagnostics}
+
     # --- internals ------------------------------------------------------------------------------
+
+    def _response_width(self) -> int | None:
+        """Output width of the response map (None: the meta-objective uses none)."""
+        return 1 if self.config.response == "temperature" else _feature_width(self.trainer)
+
+    def _build_response_map(self, width: int | None) -> nn.Linear | None:
+        """The bias-free map s → h, initialised from the (forked, seeded) global generator."""
+        if width is None:
+            return None
+        response_map = nn.Linear(1, width, bias=False)
+        if self.config.response == "temperature":
+            nn.init.constant_(response_map.weight, self.config.temperature_init)
+        else:
+            scale = self.config.map_init_scale
+            nn.init.uniform_(response_map.weight, -scale, scale)
+        return response_map
 
     def _on_inner_update(self, info: StepInfo) -> None:
         # Only meta-learn in episodes this agent has started (the env may be shared with
@@ -612,7 +769,8 @@ class Arbiter(BatchSizeController):
         if info.update % self.config.meta_period == 0:
             self.meta_step()
 
-    def _remember_logit(self, s: torch.Tensor) -> None:
+    def _remember_logit(self, s: torch.Tensor, candidates: torch.Tensor) -> None:
+        self._last_candidates = candidates.detach()
         self._last_logit.copy_(s.detach(), non_blocking=True)
         if self._logit_ready is not None:
             self._logit_ready.record()
@@ -632,6 +790,7 @@ class Arbiter(BatchSizeController):
         with torch.no_grad():
             self.alpha.zero_()
         self.optimizer.state.pop(self.alpha, None)
+        self._search.reset()
 
     @contextmanager
     def _timed(self, name: str) -> Iterator[None]:
@@ -659,9 +818,10 @@ def _feature_width(trainer: InnerTrainer) -> int:
     """Width F of the inner network's penultimate features, also before the first reset."""
     if trainer.model is not None:
         return trainer.feature_width
-    # Before the first reset the trainer has no network yet: build a throwaway one (under the
-    # caller's forked global RNG, see __init__) just to read its output layer's input width.
-    model = trainer.task.model(trainer.data.input_shape, trainer.data.num_classes)
+    # Before the first reset the trainer has no network yet: build a throwaway one just to read
+    # its output layer's input width, in a fork of the global RNG so that nothing else sees it.
+    with torch.random.fork_rng(devices=[]):
+        model = trainer.task.model(trainer.data.input_shape, trainer.data.num_classes)
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
     if not linears:
         raise ValueError(
@@ -669,6 +829,24 @@ def _feature_width(trainer: InnerTrainer) -> int:
             "response injection needs."
         )
     return int(linears[-1].in_features)
+
+
+class _SearchDiagnostics:
+    """Running sums over one interval's meta-steps, kept on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.meta_steps = 0
+        self.dF_ds = torch.zeros((), device=self.device)
+        self.temperature = torch.zeros((), device=self.device)
+
+    def add(self, dF_ds: torch.Tensor, temperature: torch.Tensor) -> None:
+        self.meta_steps += 1
+        self.dF_ds += dF_ds.detach().float()
+        self.temperature += temperature.float()
 
 
 def _parse_schedule(schedule: Sequence[Milestone | dict[str, Any]] | None) -> list[Milestone]:

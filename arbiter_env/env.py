@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from torch.utils.hooks import RemovableHandle
 
 from arbiter_env.actions import ActionEncoding, ActionEncodingName
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
@@ -207,6 +210,7 @@ class BatchSizeEnv(gym.Env):
         ]
         self._interval = 0
         self._done = True
+        self._info_sources: OrderedDict[int, Callable[[], Mapping[str, Any]]] = OrderedDict()
 
     # --- batch sizes ----------------------------------------------------------------------------
 
@@ -227,6 +231,16 @@ class BatchSizeEnv(gym.Env):
     def encode(self, batch_size: int) -> Any:
         """Action that moves the batch size as close to ``batch_size`` as one step allows."""
         return self.action_encoding.encode(batch_size, self.batch_size)
+
+    def add_info_source(self, source: Callable[[], Mapping[str, Any]]) -> RemovableHandle:
+        """Merges ``source()`` into the ``info`` of every step; ``handle.remove()`` detaches it.
+
+        Part of the hyper-learning interface: an agent that learns inside the interval (Arbiter)
+        reports what it did there, so that every logger of the env's ``info`` records it.
+        """
+        handle = RemovableHandle(self._info_sources)
+        self._info_sources[handle.id] = source
+        return handle
 
     def set_learning_rate(self, lr: float) -> None:
         """Sets the base learning rate for the following intervals (see ``InnerTrainer.set_base_lr``)."""
@@ -317,6 +331,8 @@ class BatchSizeEnv(gym.Env):
             interval_wall_time=wall_time,
             diverged=diverged,
         )
+        for source in list(self._info_sources.values()):
+            info.update(source())
         if terminated:
             self._done = True
             if not diverged:

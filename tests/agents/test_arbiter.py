@@ -324,3 +324,148 @@ def test_arbiter_refuses_a_task_family_with_a_clear_error():
     env = BatchSizeEnv("digits-mlp-family", task_kwargs={"epochs": 0.2, "num_intervals": 2})
     with pytest.raises(ValueError, match="single tasks"):
         Arbiter(env)
+
+
+# --- seeding independent of the env's state, tie-breaking, diagnostics, null controls -------------
+
+
+def _agent_tensors(agent: Arbiter) -> list[torch.Tensor]:
+    return [*agent.phi.state_dict().values(), agent.response_map.weight, agent.alpha]
+
+
+def test_same_seed_gives_the_same_agent_on_a_fresh_and_on_a_used_env(tiny_task):
+    fresh = Arbiter(BatchSizeEnv(tiny_task), seed=3)
+    used_env = BatchSizeEnv(tiny_task)
+    used_env.reset(seed=5)
+    used_env.step(used_env.encode(8))
+    used = Arbiter(used_env, seed=3)
+    for a, b in zip(_agent_tensors(fresh), _agent_tensors(used), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_tied_alpha_keeps_the_current_batch_size_instead_of_the_smallest_candidate(tiny_task):
+    # meta_period far beyond the episode's updates: no interval has a meta-step, α stays 0.
+    env = BatchSizeEnv(tiny_task, action_encoding="continuous")
+    agent = Arbiter(env, meta_period=10_000)
+    record = run_episode(env, agent, seed=0)
+    assert agent.meta_steps == 0
+    assert record.batch_sizes == [tiny_task.batch_start] * tiny_task.num_intervals
+    assert [kind for _, _, kind in agent.decisions] == ["start"] + ["kept"] * 3
+
+
+def test_a_partial_tie_goes_to_the_candidate_closest_to_the_current_size(tiny_task):
+    env = BatchSizeEnv(tiny_task, action_encoding="continuous")
+    agent = started(env)
+    with torch.no_grad():
+        agent.alpha.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0]))
+        # φ's last layer outputs constants: candidates 4 (smallest), 64 (largest) and two in between.
+        last = agent.phi[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([-6.0, -1.0, 0.0, 6.0]))
+    size, kind = agent.decide()
+    assert kind == "arbiter" and size == logit_to_batch_size(-6.0, 4, 64)  # 16 is nearer 4 than 63
+    assert torch.equal(agent.alpha.detach(), torch.zeros(4))
+
+
+def test_every_interval_reports_the_search_in_info(tiny_task):
+    env = BatchSizeEnv(tiny_task, action_encoding="continuous")
+    agent = Arbiter(env, seed=0)
+    record = run_episode(env, agent, seed=0)
+    for info, updates in zip(record.infos, np.diff([0, *record.updates]), strict=True):
+        diagnostics = info["arbiter"]
+        assert diagnostics["meta_steps"] == updates
+        for key in ("s", "dF_ds", "map_norm", "temperature", "temperature_gain"):
+            assert math.isfinite(diagnostics[key]), key
+        assert diagnostics["temperature_gain"] == pytest.approx(
+            diagnostics["temperature"] * diagnostics["s"]
+        )
+        sizes = [diagnostics[f"candidate_{i}"] for i in range(4)]
+        assert sizes == sorted(sizes) and all(4 <= b <= 64 for b in sizes)
+        assert any(diagnostics[f"alpha_{i}"] != 0 for i in range(4))
+
+
+def test_info_carries_no_arbiter_keys_after_the_agent_is_closed(tiny_task):
+    env = BatchSizeEnv(tiny_task)
+    agent = Arbiter(env)
+    run_episode(env, agent, seed=0)
+    agent.close()
+    env.reset(seed=1)
+    *_, info = env.step(env.encode(16))
+    assert "arbiter" not in info
+
+
+def test_dF_ds_is_the_gradient_of_the_meta_objective_in_s(tiny_task):
+    env = BatchSizeEnv(tiny_task)
+    agent = started(env, meta_loss_scale=0.0)
+    inputs, targets = env.trainer.sample_validation(32)
+    s = agent.mixed_logit(agent.candidates(inputs))
+    detached = s.detach().requires_grad_()
+    (expected,) = torch.autograd.grad(agent.response_loss(detached, inputs, targets), [detached])
+    loss, temperature = agent._response_terms(s, inputs, targets)
+    agent._descend(loss, s, temperature)
+    assert float(agent._search.dF_ds) == pytest.approx(float(expected))
+    assert agent._search.meta_steps == 1
+
+
+def test_temperature_response_scales_the_logits_by_one_plus_c_times_s(tiny_task):
+    env = BatchSizeEnv(tiny_task)
+    agent = started(env, response="temperature", temperature_init=-0.1)
+    assert agent.response_map.weight.shape == (1, 1)
+    inputs, targets = env.trainer.sample_validation(20)
+    features = env.trainer.penultimate_features(inputs).detach()
+    s = torch.tensor(0.7)
+    head = env.trainer.head
+    logits = (1 - 0.1 * 0.7) * (features @ head.weight.T) + head.bias
+    expected = torch.nn.functional.cross_entropy(logits, targets)
+    assert float(agent.response_loss(s, inputs, targets)) == pytest.approx(
+        float(expected), rel=1e-5
+    )
+    assert float(agent.temperature(features)) == pytest.approx(-0.1, rel=1e-5)
+
+
+def test_features_response_temperature_is_the_least_squares_logit_scale(tiny_task):
+    env = BatchSizeEnv(tiny_task)
+    agent = started(env)
+    features = env.trainer.penultimate_features(env.trainer.sample_validation(30)[0]).detach()
+    weight = env.trainer.head.weight.detach()
+    base = features @ weight.T
+    change = (features * agent.response_map.weight.detach().reshape(1, -1)) @ weight.T
+    # c minimises ‖change − c·base‖²: the residual is orthogonal to base.
+    c = agent.temperature(features)
+    assert float(((change - c * base) * base).sum()) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_frozen_map_null_control_never_changes_the_map(tiny_task):
+    env = BatchSizeEnv(tiny_task, action_encoding="continuous")
+    agent = Arbiter(env, freeze_map=True)
+    initial = agent.response_map.weight.detach().clone()
+    run_episode(env, agent, seed=0)
+    assert agent.meta_steps > 0
+    assert torch.equal(agent.response_map.weight, initial)
+    assert all(p is not agent.response_map.weight for p in agent.meta_params)
+
+
+def test_zero_meta_loss_null_control_leaves_alpha_tied_and_the_size_kept(tiny_task):
+    env = BatchSizeEnv(tiny_task, action_encoding="continuous")
+    agent = Arbiter(env, meta_loss_scale=0.0)
+    record = run_episode(env, agent, seed=0)
+    assert agent.meta_steps > 0
+    # Weight decay alone gives α no gradient at α = 0: no evidence, no move.
+    assert record.batch_sizes == [tiny_task.batch_start] * tiny_task.num_intervals
+    assert all(info["arbiter"]["dF_ds"] != 0 for info in record.infos)
+
+
+def test_null_controls_run_from_a_config_and_by_controller_name(tiny_task):
+    env = BatchSizeEnv(tiny_task)
+    agent = make_controller("arbiter", env, freeze_map=True, meta_loss_scale=0.0)
+    assert agent.config.freeze_map and agent.config.meta_loss_scale == 0.0
+    for name in ("null_frozen_map", "null_zero_meta_loss"):
+        config = load_run_config(REPO / f"configs/arbiter/{name}.yaml")
+        assert config.agent.freeze_map or config.agent.meta_loss_scale == 0.0
+
+
+def test_invalid_response_settings_are_rejected_with_the_field_name():
+    with pytest.raises(ValueError, match="response"):
+        ArbiterConfig(response="logits")
+    with pytest.raises(ValueError, match="meta_loss_scale"):
+        ArbiterConfig(meta_loss_scale=math.nan)
