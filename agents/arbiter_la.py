@@ -7,36 +7,43 @@ output layer, and on the batch size B only as the number of examples it is evalu
 direction of its schedules is set by the sign of the response map's initial temperature
 component (``docs/hyper_learning.md``, "What the objective responds to").
 
-``arbiter-la`` keeps the paper's machinery (φ proposes N candidate logits, α mixes them into s,
-the arg-max of α decides at the end of each interval, φ is warmed up to the starting size) and
-replaces the meta-objective with a differentiable **model of the training progress as a function
-of B(s)**: the expected loss after the next interval of SGD on a *noisy quadratic model* fitted
-to what the environment measured at the end of the last interval.
+``arbiter-la`` ("look-ahead") keeps the paper's machinery (φ proposes N candidate logits, α
+mixes them into s, the arg-max of α decides at the end of each interval, φ is warmed up to the
+starting size) and replaces the meta-objective with a differentiable **model of the validation
+progress over the next interval as a function of B(s)**: SGD on a *noisy quadratic model*
+fitted to what was measured at the end of the last interval.
 
-The model, per :func:`predicted_loss`. With loss L, squared gradient norm |G|², per-sample
-gradient-covariance trace tr(Σ), learning rate η(B) (after the env's ``lr_scaling`` rule) and
-momentum μ:
+The model (:func:`predicted_validation_change`). With training loss L, squared gradient norm
+|G|² and per-sample gradient-covariance trace tr(Σ) (the env's probe), learning rate η(B) (after
+the env's ``lr_scaling`` rule), momentum μ, and the alignment ρ = G_val·G_train / |G|² of the
+validation gradient with the training gradient (measured by the agent on fresh batches):
 
 * the quadratic's curvature is the one that explains L and |G|² together, ``h = |G|²/(2L)``
   (a quadratic with minimum 0 has ``|G|² = 2hL``); isotropic, so ``tr(HΣ) ≈ h·tr(Σ)``;
 * momentum SGD is modelled by its long-run step ``η_e = η/(1 − μ)``; each step multiplies the
-  expected excess loss by ``r = (1 − η_e h)²`` and adds the noise of a batch of B,
+  expected excess training loss by ``r = (1 − η_e h)²`` and adds the noise of a batch of B,
   ``½ η_e² h tr(Σ)/B``;
-* over a horizon of S samples, K = S/B steps give
-  ``L_K(B) = r^K L + ½ η_e² h tr(Σ)/B · (1 − r^K)/(1 − r)``.
+* over a horizon of S samples, K = S/B steps remove ``(1 − r^K)·L`` of the deterministic part of
+  the training loss and add ``N_K = ½ η_e² h tr(Σ)/B · (1 − r^K)/(1 − r)`` of noise;
+* the validation loss gains ρ times the deterministic progress and the same noise:
+  ``ΔL_val(B) = −ρ (1 − r^K) L + N_K``. When the validation gradient no longer agrees with the
+  training gradient (ρ ≤ 0, overfitting), only the noise term is left, and it falls with B.
 
-Small B takes many noisy steps, large B few clean ones; L_K has an interior minimum that moves
-with the learning rate (about ∝ η, the linear scaling rule) and with the noise. The horizon is
-the interval the decision governs (``horizon_intervals`` = 1), not one step: a one-step
-look-ahead sees only the cost of a step's noise and overshoot and is known to push B up
-(short-horizon bias), while over K steps the bias term decays and the noise settles at its
-stationary level ``η_e tr(Σ)/(2B(2 − η_e h))``. The meta-objective is ``F(s) = log L_K(B(s))/L``
-with the continuous relaxation ``B(s) = b_min + (b_max − b_min)·σ(s)`` of the stretched logit.
+The meta-objective is ``F(s) = ΔL_val(B(s)) / L_val`` with the continuous relaxation
+``B(s) = b_min + (b_max − b_min)·σ(s)`` of the stretched logit. Small B takes many noisy steps,
+large B few clean ones: F has an interior minimum that moves with the learning rate (about ∝ η,
+the linear scaling rule), with the noise and with how much the training still helps validation.
+The horizon is the interval the decision governs (``horizon_intervals`` = 1), not one step: a
+one-step look-ahead sees only a step's noise and overshoot, and is known to push B up
+(short-horizon bias); over K steps the progress term accumulates and the noise settles at its
+stationary level ``η_e tr(Σ)/(2B(2 − η_e h))``.
 
 Meta-steps run on a **sample clock**, one per ``meta_samples`` training samples, so their cost
 does not grow as B shrinks (the paper's one-per-update clock gives 72 meta-steps per interval at
 B = 8 and 4.5 at B = 128 on digits-mlp). A meta-step is φ on ``phi_batch_size`` validation inputs,
-the closed-form model, and an Adam step on (φ, α): no pass through the inner network at all.
+the closed-form model and an Adam step on (φ, α): no pass through the inner network. Once per
+interval the alignment costs one gradient on ``alignment_batch_size`` validation examples and one
+on as many training examples.
 """
 
 from __future__ import annotations
@@ -47,12 +54,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 from arbiter_env.features import OBSERVATION_INDEX
 from arbiter_env.trainer import StepInfo
 
-__all__ = ["ArbiterLA", "ArbiterLAConfig", "predicted_loss"]
+__all__ = ["ArbiterLA", "ArbiterLAConfig", "predicted_validation_change"]
 
 
 @dataclass
@@ -60,24 +68,36 @@ class ArbiterLAConfig(ArbiterConfig):
     """:class:`ArbiterConfig` plus the progress model's settings (our extension).
 
     The response-map fields (``response``, ``temperature_init``, ``map_lr``,
-    ``map_init_scale``, ``freeze_map``, ``response_batch_cap``) have no effect: there is no
-    response map. ``meta_period`` is replaced by the sample clock ``meta_samples``.
+    ``map_init_scale``, ``freeze_map``, ``response_batch_cap``) and ``meta_period`` have no
+    effect: there is no response map, and the sample clock ``meta_samples`` sets the meta-steps.
 
     Args:
         meta_samples: One meta-step per this many training samples.
         horizon_intervals: The model's horizon S in scheduling intervals.
+        statistics_decay: Decay of the bias-corrected moving averages of the measured statistics
+            (training and validation loss, |G|², tr(Σ), G_val·G_train), one update per interval;
+            0 uses the last interval's values alone. ρ is a ratio of averages.
+        alignment_batch_size: Examples of each gradient (validation, training) whose dot
+            product estimates G_val·G_train, once per interval.
     """
 
     meta_samples: int = 64
     horizon_intervals: float = 1.0
+    statistics_decay: float = 0.5
+    alignment_batch_size: int = 128
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.meta_samples, bool) or not (
-            isinstance(self.meta_samples, int) and self.meta_samples >= 1
-        ):
+        for name in ("meta_samples", "alignment_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
+                raise ValueError(
+                    f"ArbiterLAConfig.{name} must be a positive integer, got {value!r}."
+                )
+        if not 0 <= self.statistics_decay < 1:
             raise ValueError(
-                f"ArbiterLAConfig.meta_samples must be a positive integer, got {self.meta_samples!r}."
+                "ArbiterLAConfig.statistics_decay must be in [0, 1), "
+                f"got {self.statistics_decay!r}."
             )
         if not (self.horizon_intervals > 0 and math.isfinite(self.horizon_intervals)):
             raise ValueError(
@@ -86,45 +106,61 @@ class ArbiterLAConfig(ArbiterConfig):
             )
 
 
-def predicted_loss(
+# ρ is clipped to this range: beyond it the estimate is noise, not alignment.
+ALIGNMENT_RANGE = (-2.0, 2.0)
+
+
+def predicted_validation_change(
     batch_size: torch.Tensor,
     *,
-    loss: float,
+    train_loss: float,
     grad_sq_norm: float,
     trace_covariance: float,
+    noise_curvature: float,
+    alignment: float,
     lr: torch.Tensor | float,
     momentum: float,
     horizon_samples: float,
 ) -> torch.Tensor:
-    """Expected loss after ``horizon_samples`` samples of SGD at ``batch_size`` (noisy quadratic).
+    """ΔL_val after ``horizon_samples`` samples of SGD at ``batch_size`` (noisy quadratic model).
 
-    See the module docstring for the model. Differentiable in ``batch_size`` (and ``lr``), exact
-    near ``r = 1`` (the geometric sum is written with ``expm1``), and finite when the model
-    predicts divergence (``η_e h > 2``: the exponent is capped, so larger B, fewer steps, still
-    predicts less damage).
+    See the module docstring. Differentiable in ``batch_size`` (and ``lr``), exact near
+    ``r = 1`` (the geometric sum is written with ``expm1``), and finite where the model predicts
+    divergence (``η_e h > 2``: the exponent is capped, so fewer, larger steps still predict
+    less damage).
     """
-    loss = max(float(loss), 1e-8)
-    curvature = max(float(grad_sq_norm), 0.0) / (2.0 * loss)
+    loss = max(float(train_loss), 1e-8)
     effective_lr = torch.as_tensor(lr, dtype=torch.float64) / (1.0 - momentum)
-    rate = effective_lr * curvature
-    log_r = 2.0 * torch.log(torch.abs(1.0 - rate).clamp_min(1e-15))
     steps = horizon_samples / batch_size
-    decay = (steps * log_r).clamp(max=50.0)
-    # Σ_{j<K} r^j = (1 − r^K)/(1 − r); → K as r → 1.
+    progress_curvature = max(float(grad_sq_norm), 0.0) / (2.0 * loss)
+    progress = -torch.expm1(_log_decay(effective_lr * progress_curvature, steps)) * loss
+    noise_decay = _log_decay(effective_lr * noise_curvature, 1.0)
+    per_step_noise = 0.5 * effective_lr**2 * noise_curvature * max(trace_covariance, 0.0)
+    noise = per_step_noise / batch_size * _geometric_sum(noise_decay, steps)
+    return -alignment * progress + noise
+
+
+def _log_decay(rate: torch.Tensor, steps: torch.Tensor | float) -> torch.Tensor:
+    """log r^K for r = (1 − rate)², capped so that a predicted divergence stays finite."""
+    log_r = 2.0 * torch.log(torch.abs(1.0 - rate).clamp_min(1e-15))
+    return (steps * log_r).clamp(max=50.0)
+
+
+def _geometric_sum(log_r: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Σ_{j<K} r^j = (1 − r^K)/(1 − r), which tends to K as r → 1 (written with expm1)."""
     near_one = log_r.abs() < 1e-9
-    safe_log_r = torch.where(near_one, torch.ones_like(log_r), log_r)
-    geometric = torch.where(near_one, steps, torch.expm1(decay) / torch.expm1(safe_log_r))
-    noise_per_step = 0.5 * effective_lr**2 * curvature * max(float(trace_covariance), 0.0)
-    return loss * torch.exp(decay) + noise_per_step / batch_size * geometric
+    safe = torch.where(near_one, torch.ones_like(log_r), log_r)
+    return torch.where(
+        near_one, steps, torch.expm1((steps * safe).clamp(max=50.0)) / torch.expm1(safe)
+    )
 
 
 class ArbiterLA(Arbiter):
-    """Arbiter whose meta-objective is a model of training progress in B (our extension).
+    """Arbiter whose meta-objective models validation progress in B (our extension).
 
     Same interface, decisions, warm-up, diagnostics and checkpoints as :class:`Arbiter`; see the
-    module docstring for the objective. The statistics the model needs (training loss, |G|²,
-    tr(Σ), learning rate) are read from the observation the env hands every controller at each
-    decision, so it measures nothing itself.
+    module docstring for the objective. L, |G|² and tr(Σ) are read from the observation the env
+    hands every controller at each decision; the alignment ρ is measured by the agent.
 
     Args:
         env: A ``BatchSizeEnv``, possibly wrapped; any action encoding.
@@ -137,7 +173,9 @@ class ArbiterLA(Arbiter):
 
     def __init__(self, env: Any, config: ArbiterLAConfig | None = None, **kwargs: Any):
         super().__init__(env, config, **kwargs)
-        self._statistics: dict[str, float] | None = None
+        self._model_inputs: dict[str, float] | None = None
+        self._averages: dict[str, float] = {}
+        self._average_weight = 0.0
         self._next_meta_sample = 0
         optimizer = self.batch_env.task.optimizer
         # The model is one of momentum SGD; Adam's normalised steps are not modelled (μ = 0).
@@ -145,33 +183,20 @@ class ArbiterLA(Arbiter):
 
     def on_episode_start(self, observation: np.ndarray) -> None:
         super().on_episode_start(observation)
-        self._next_meta_sample = self.meta_samples_after(self.trainer.samples_seen)
+        period = self.config.meta_samples
+        self._next_meta_sample = (self.trainer.samples_seen // period + 1) * period
+        self._averages, self._average_weight = {}, 0.0
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
-        self._statistics = _statistics_from(observation)
+        self._update_model_inputs(_losses_from(observation), self.measure())
         return super().choose_batch_size(observation)
 
-    def meta_samples_after(self, samples: int) -> int:
-        """The sample count of the next meta-step after ``samples`` on the sample clock."""
-        period = self.config.meta_samples
-        return (samples // period + 1) * period
-
     def progress_objective(self, s: torch.Tensor) -> torch.Tensor:
-        """F(s) = log(L_K(B(s)) / L): the model's predicted relative loss after the horizon."""
-        statistics = self._statistics
-        if statistics is None:
-            raise RuntimeError("ArbiterLA needs an observation before its first meta-step.")
-        batch_size = self._relaxed_batch_size(s.double())
-        predicted = predicted_loss(
-            batch_size,
-            loss=statistics["train_loss"],
-            grad_sq_norm=statistics["grad_sq_norm"],
-            trace_covariance=statistics["trace_covariance"],
-            lr=self._lr_at(batch_size),
-            momentum=self._momentum,
-            horizon_samples=self._horizon_samples(),
-        )
-        return torch.log(predicted / max(statistics["train_loss"], 1e-8)).to(s.dtype)
+        """F(s) = ΔL_val(B(s)) / L_val: the model's relative change of the validation loss."""
+        inputs = self._require_model_inputs()
+        batch_size = self.b_min + (self.b_max - self.b_min) * torch.sigmoid(s.double())
+        change = self._predict(batch_size, inputs)
+        return (change / max(inputs["val_loss"], 1e-8)).to(s.dtype)
 
     def meta_step(self) -> torch.Tensor:
         """One Adam step on (φ, α) against :meth:`progress_objective`; returns F (detached)."""
@@ -187,32 +212,68 @@ class ArbiterLA(Arbiter):
         self._descend(loss, s, torch.tensor(math.nan, device=s.device))
         return self.last_meta_loss
 
+    def measure(self) -> dict[str, float]:
+        """Unbiased one-interval estimates of tr(Σ), tr(HΣ) and G_val·G_train.
+
+        Two independent training batches of n give mean gradients g_a, g_b; their difference d
+        has covariance 2Σ/n, so ``n/2·‖d‖²`` estimates tr(Σ) and ``n/2·dᵀHd`` estimates tr(HΣ),
+        with H the Hessian of the validation loss on a third, validation batch (one
+        Hessian-vector product), whose gradient g_val gives ``g_val·(g_a + g_b)/2`` for
+        G_val·G_train. Evaluated in evaluation mode with the agent's generator, so inner
+        training is untouched.
+        """
+        trainer, n = self.trainer, self.config.alignment_batch_size
+        x_val, y_val = trainer.sample_validation(n, generator=self.generator)
+        x_train, y_train = trainer.data.x_train, trainer.data.y_train
+        index = torch.randint(x_train.shape[0], (2 * n,), generator=self.generator).to(self.device)
+        with trainer.evaluation_mode() as model:
+            parameters = [p for p in model.parameters() if p.requires_grad]
+
+            def gradient(part: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, ...]:
+                loss = F.cross_entropy(model(x_train[part]), y_train[part])
+                return torch.autograd.grad(loss, parameters, **kwargs)
+
+            g_a, g_b = gradient(index[:n]), gradient(index[n:])
+            val_loss = F.cross_entropy(model(x_val), y_val)
+            g_val = torch.autograd.grad(val_loss, parameters, create_graph=True)
+            d = [a - b for a, b in zip(g_a, g_b, strict=True)]
+            directional = sum((g * v).sum() for g, v in zip(g_val, d, strict=True))
+            hessian_d = torch.autograd.grad(directional, parameters)
+        values = torch.stack(
+            [
+                sum((v * v).sum() for v in d),
+                sum((v * hv).sum() for v, hv in zip(d, hessian_d, strict=True)),
+                sum((g.detach() * (a + b)).sum() for g, a, b in zip(g_val, g_a, g_b, strict=True)),
+                sum((a * b).sum() for a, b in zip(g_a, g_b, strict=True)),
+            ]
+        ).tolist()
+        d_sq, d_hessian_d, dot, grad_sq_norm = values
+        return {
+            "trace_covariance": n / 2 * d_sq,
+            "trace_hessian_covariance": n / 2 * d_hessian_d,
+            "grad_dot": dot / 2,
+            "grad_sq_norm": grad_sq_norm,
+        }
+
     @torch.no_grad()
     def model_best_batch_size(self) -> int:
         """The integer size in ``[b_min, b_max]`` that the progress model ranks best now."""
-        sizes = torch.arange(self.b_min, self.b_max + 1, dtype=torch.float64)
-        statistics = self._statistics
-        if statistics is None:
+        if self._model_inputs is None:
             return int(self.batch_env.batch_size)
-        predicted = predicted_loss(
-            sizes,
-            loss=statistics["train_loss"],
-            grad_sq_norm=statistics["grad_sq_norm"],
-            trace_covariance=statistics["trace_covariance"],
-            lr=self._lr_at(sizes),
-            momentum=self._momentum,
-            horizon_samples=self._horizon_samples(),
-        )
-        return int(sizes[int(torch.argmin(predicted))])
+        sizes = torch.arange(self.b_min, self.b_max + 1, dtype=torch.float64)
+        return int(sizes[int(torch.argmin(self._predict(sizes, self._model_inputs)))])
 
     def interval_diagnostics(self) -> dict[str, Any]:
-        """As :meth:`Arbiter.interval_diagnostics`, plus ``model_best_batch_size``.
+        """As :meth:`Arbiter.interval_diagnostics`, plus the model's inputs and best size.
 
-        ``map_norm`` and ``temperature`` are NaN: there is no response map.
+        Adds ``model_best_batch_size`` and ``alignment`` (ρ); ``map_norm`` and ``temperature``
+        are NaN: there is no response map.
         """
         diagnostics = super().interval_diagnostics()
-        if diagnostics:
+        if diagnostics and self._model_inputs is not None:
             diagnostics["arbiter"]["model_best_batch_size"] = self.model_best_batch_size()
+            for key in ("alignment", "noise_curvature", "trace_covariance"):
+                diagnostics["arbiter"][key] = self._model_inputs[key]
         return diagnostics
 
     # --- internals ------------------------------------------------------------------------------
@@ -229,24 +290,50 @@ class ArbiterLA(Arbiter):
             self.meta_step()
             self._next_meta_sample += self.config.meta_samples
 
-    def _relaxed_batch_size(self, s: torch.Tensor) -> torch.Tensor:
-        """The stretched logit without its floor: differentiable in s."""
-        return self.b_min + (self.b_max - self.b_min) * torch.sigmoid(s)
+    def _update_model_inputs(self, losses: dict[str, float], measured: dict[str, float]) -> None:
+        """The latest losses, and bias-corrected moving averages (as Adam's moments) of the
+        gradient statistics, which one interval measures with much more noise."""
+        decay = self.config.statistics_decay
+        for key, value in measured.items():
+            self._averages[key] = decay * self._averages.get(key, 0.0) + value
+        self._average_weight = decay * self._average_weight + 1.0
+        inputs = {key: total / self._average_weight for key, total in self._averages.items()}
+        inputs.update(losses)
+        low, high = ALIGNMENT_RANGE
+        ratio = inputs["grad_dot"] / max(inputs["grad_sq_norm"], 1e-30)
+        inputs["alignment"] = min(max(ratio, low), high)
+        # Ratio of averages; negative curvature along the noise gets no weight.
+        inputs["noise_curvature"] = max(
+            inputs["trace_hessian_covariance"] / max(inputs["trace_covariance"], 1e-30), 0.0
+        )
+        self._model_inputs = inputs
+
+    def _require_model_inputs(self) -> dict[str, float]:
+        if self._model_inputs is None:
+            raise RuntimeError("ArbiterLA needs an observation before its first meta-step.")
+        return self._model_inputs
+
+    def _predict(self, batch_size: torch.Tensor, inputs: dict[str, float]) -> torch.Tensor:
+        return predicted_validation_change(
+            batch_size,
+            train_loss=inputs["train_loss"],
+            grad_sq_norm=inputs["grad_sq_norm"],
+            trace_covariance=inputs["trace_covariance"],
+            noise_curvature=inputs["noise_curvature"],
+            alignment=inputs["alignment"],
+            lr=self._lr_at(batch_size),
+            momentum=self._momentum,
+            horizon_samples=self.config.horizon_intervals
+            * self.batch_env.budget
+            / self.batch_env.task.num_intervals,
+        )
 
     def _lr_at(self, batch_size: torch.Tensor) -> torch.Tensor:
         """The learning rate the trainer would use at ``batch_size`` (its lr_scaling rule)."""
         trainer = self.trainer
-        current = trainer.current_lr / _LR_RULES[trainer.lr_scaling](
-            torch.tensor(trainer.batch_size / trainer.base_batch_size, dtype=torch.float64)
-        )
-        return current * _LR_RULES[trainer.lr_scaling](batch_size / trainer.base_batch_size)
-
-    def _horizon_samples(self) -> float:
-        return (
-            self.config.horizon_intervals
-            * self.batch_env.budget
-            / self.batch_env.task.num_intervals
-        )
+        rule = _LR_RULES[trainer.lr_scaling]
+        now = torch.tensor(trainer.batch_size / trainer.base_batch_size, dtype=torch.float64)
+        return trainer.current_lr / rule(now) * rule(batch_size / trainer.base_batch_size)
 
 
 # The trainer's lr_scaling rules, on tensors so that the learning rate stays differentiable in B.
@@ -257,11 +344,10 @@ _LR_RULES = {
 }
 
 
-def _statistics_from(observation: np.ndarray) -> dict[str, float]:
-    """Training loss, |G|² and tr(Σ) as the env measured them, read back from an observation."""
+def _losses_from(observation: np.ndarray) -> dict[str, float]:
+    """The training and validation loss of the last interval, read back from an observation."""
     observation = np.asarray(observation, dtype=np.float64).reshape(-1)
     return {
         "train_loss": float(observation[OBSERVATION_INDEX["train_loss"]]),
-        "grad_sq_norm": 10.0 ** observation[OBSERVATION_INDEX["log10_grad_sq_norm"]],
-        "trace_covariance": 10.0 ** observation[OBSERVATION_INDEX["log10_trace_cov"]],
+        "val_loss": float(observation[OBSERVATION_INDEX["val_loss"]]),
     }

@@ -417,7 +417,7 @@ def test_temperature_response_scales_the_logits_by_one_plus_c_times_s(tiny_task)
     head = env.trainer.head
     logits = (1 - 0.1 * 0.7) * (features @ head.weight.T) + head.bias
     expected = torch.nn.functional.cross_entropy(logits, targets)
-    assert float(agent.response_loss(s, inputs, targets)) == pytest.approx(
+    assert float(agent.response_loss(s, inputs, targets).detach()) == pytest.approx(
         float(expected), rel=1e-5
     )
     assert float(agent.temperature(features)) == pytest.approx(-0.1, rel=1e-5)
