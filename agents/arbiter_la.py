@@ -38,8 +38,8 @@ one-step look-ahead sees only a step's noise and overshoot, and is known to push
 (short-horizon bias); over K steps the progress term accumulates and the noise settles at its
 stationary level ``η_e tr(Σ)/(2B(2 − η_e h))``.
 
-Meta-steps run on a **sample clock**, one per ``meta_samples`` training samples, so their cost
-does not grow as B shrinks (the paper's one-per-update clock gives 72 meta-steps per interval at
+Meta-steps run on a **sample clock**, ``meta_steps_per_interval`` per interval evenly spaced in
+training samples, so their cost does not grow as B shrinks (the paper's one-per-update clock gives 72 meta-steps per interval at
 B = 8 and 4.5 at B = 128 on digits-mlp). A meta-step is φ on ``phi_batch_size`` validation inputs,
 the closed-form model and an Adam step on (φ, α): no pass through the inner network. Once per
 interval the alignment costs one gradient on ``alignment_batch_size`` validation examples and one
@@ -69,10 +69,11 @@ class ArbiterLAConfig(ArbiterConfig):
 
     The response-map fields (``response``, ``temperature_init``, ``map_lr``,
     ``map_init_scale``, ``freeze_map``, ``response_batch_cap``) and ``meta_period`` have no
-    effect: there is no response map, and the sample clock ``meta_samples`` sets the meta-steps.
+    effect: there is no response map, and a sample clock sets the meta-steps.
 
     Args:
-        meta_samples: One meta-step per this many training samples.
+        meta_steps_per_interval: Meta-steps per scheduling interval, evenly spaced in training
+            samples (a sample clock: one per ``interval samples / meta_steps_per_interval``).
         horizon_intervals: The model's horizon S in scheduling intervals.
         statistics_decay: Decay of the bias-corrected moving averages of the measured statistics
             (training and validation loss, |G|², tr(Σ), G_val·G_train), one update per interval;
@@ -81,14 +82,14 @@ class ArbiterLAConfig(ArbiterConfig):
             product estimates G_val·G_train, once per interval.
     """
 
-    meta_samples: int = 64
+    meta_steps_per_interval: int = 4
     horizon_intervals: float = 1.0
     statistics_decay: float = 0.5
     alignment_batch_size: int = 128
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("meta_samples", "alignment_batch_size"):
+        for name in ("meta_steps_per_interval", "alignment_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
                 raise ValueError(
@@ -176,15 +177,14 @@ class ArbiterLA(Arbiter):
         self._model_inputs: dict[str, float] | None = None
         self._averages: dict[str, float] = {}
         self._average_weight = 0.0
-        self._next_meta_sample = 0
+        self._meta_ticks = 0
         optimizer = self.batch_env.task.optimizer
         # The model is one of momentum SGD; Adam's normalised steps are not modelled (μ = 0).
         self._momentum = float(optimizer.momentum) if optimizer.name in ("sgd", "sgd-hd") else 0.0
 
     def on_episode_start(self, observation: np.ndarray) -> None:
         super().on_episode_start(observation)
-        period = self.config.meta_samples
-        self._next_meta_sample = (self.trainer.samples_seen // period + 1) * period
+        self._meta_ticks = 0
         self._averages, self._average_weight = {}, 0.0
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
@@ -286,9 +286,9 @@ class ArbiterLA(Arbiter):
             return
         # Every tick of the sample clock passed by this update gets its meta-step, so large
         # batches are not under-served either.
-        while info.trainer.samples_seen >= self._next_meta_sample:
+        while info.trainer.samples_seen >= self._meta_sample(self._meta_ticks + 1):
+            self._meta_ticks += 1
             self.meta_step()
-            self._next_meta_sample += self.config.meta_samples
 
     def _update_model_inputs(self, losses: dict[str, float], measured: dict[str, float]) -> None:
         """The latest losses, and bias-corrected moving averages (as Adam's moments) of the
@@ -308,6 +308,16 @@ class ArbiterLA(Arbiter):
         )
         self._model_inputs = inputs
 
+    def _meta_sample(self, tick: int) -> float:
+        """The sample count at which the ``tick``-th meta-step of the episode is due."""
+        env = self.batch_env
+        # Computed afresh, not accumulated, so that the last tick falls exactly on the budget.
+        return tick * env.budget / (env.task.num_intervals * self.config.meta_steps_per_interval)
+
+    def _horizon_samples(self) -> float:
+        env = self.batch_env
+        return self.config.horizon_intervals * env.budget / env.task.num_intervals
+
     def _require_model_inputs(self) -> dict[str, float]:
         if self._model_inputs is None:
             raise RuntimeError("ArbiterLA needs an observation before its first meta-step.")
@@ -323,9 +333,7 @@ class ArbiterLA(Arbiter):
             alignment=inputs["alignment"],
             lr=self._lr_at(batch_size),
             momentum=self._momentum,
-            horizon_samples=self.config.horizon_intervals
-            * self.batch_env.budget
-            / self.batch_env.task.num_intervals,
+            horizon_samples=self._horizon_samples(),
         )
 
     def _lr_at(self, batch_size: torch.Tensor) -> torch.Tensor:

@@ -90,15 +90,16 @@ def test_model_is_differentiable_in_the_batch_size():
 # --- the agent ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("meta_samples", [16, 50])
+@pytest.mark.parametrize("per_interval", [1, 3])
 @pytest.mark.parametrize("start", [4, 64])
-def test_meta_steps_follow_the_sample_clock_whatever_the_batch_size(tiny_task, meta_samples, start):
+def test_meta_steps_follow_the_sample_clock_whatever_the_batch_size(tiny_task, per_interval, start):
     env = BatchSizeEnv(tiny_task.replace(batch_start=start), action_encoding="continuous")
-    agent = ArbiterLA(env, meta_samples=meta_samples)
+    agent = ArbiterLA(env, meta_steps_per_interval=per_interval)
     record = run_episode(env, agent, seed=0)
-    assert agent.meta_steps == record.samples[-1] // meta_samples
-    per_interval = [info["arbiter"]["meta_steps"] for info in record.infos]
-    assert sum(per_interval) == agent.meta_steps
+    assert agent.meta_steps == per_interval * tiny_task.num_intervals
+    # An interval's meta-steps fall inside it, up to the one due on its last sample.
+    counts = [info["arbiter"]["meta_steps"] for info in record.infos]
+    assert sum(counts) == agent.meta_steps and max(counts) <= per_interval + 1
 
 
 class Replay(BatchSizeController):
@@ -173,8 +174,9 @@ def test_save_and_load_give_identical_decisions(tiny_task, tmp_path):
 
 def test_registered_and_validated():
     env = BatchSizeEnv("digits-mlp", task_kwargs={"epochs": 0.5, "num_intervals": 2})
-    agent = make_controller("arbiter-la", env, meta_samples=32)
-    assert isinstance(agent, ArbiterLA) and agent.config.meta_samples == 32
-    for field, value in [("meta_samples", 0), ("statistics_decay", 1.0), ("horizon_intervals", 0)]:
+    agent = make_controller("arbiter-la", env, meta_steps_per_interval=2)
+    assert isinstance(agent, ArbiterLA) and agent.config.meta_steps_per_interval == 2
+    fields = [("meta_steps_per_interval", 0), ("statistics_decay", 1.0), ("horizon_intervals", 0)]
+    for field, value in fields:
         with pytest.raises(ValueError, match=field):
             ArbiterLAConfig(**{field: value})

@@ -1,0 +1,374 @@
+"""Arbiter's science table: the paper's three uses and arbiter-la against fixed sizes and heuristics.
+
+    python benchmarks/arbiter_science.py                       # everything, 5 seeds (about an hour on 2 cores)
+    python benchmarks/arbiter_science.py --suites standalone --tasks digits-mlp --seeds 0 1
+
+Three suites, each on the same seeds (0-4 by default) and the same sample budgets:
+
+* ``standalone`` (the paper's first use, and our ``arbiter-la``): on digits-mlp at lr 0.05 and
+  0.2, mnist1d-cnn and synthetic-teacher, every fixed size of the ladder, the step schedule
+  (Smith et al.: B doubles at 30/60/80 % of the budget, from 32), gradient noise scale,
+  ``arbiter`` (the paper's algorithm) and ``arbiter-la`` (our extension);
+* ``step-schedule`` (the second use): on digits-mlp, the fixed schedule 32/64/128 (intervals 0,
+  8, 14) alone, Arbiter adjusting around it, and arbiter-la around it;
+* ``sgd-hd`` (the third use): on digits-mlp with SGD-HD as the inner optimizer, fixed sizes,
+  Arbiter and arbiter-la, with the noise of the learning-rate hypergradient h_t measured two
+  ways: the paper's variance of h over the episode, and the local noise
+  ½·mean((h_t − h_{t−1})²) of consecutive updates within an interval, averaged over intervals.
+
+A run counts as diverged when the environment says so (a non-finite loss) or when its final
+validation loss is above the chance level log(classes): a finite blow-up. Means and standard
+errors are over the runs that did not diverge; a fixed size with a diverged seed ranks last.
+
+Each run records the final validation loss, test accuracy, mean batch size, updates, whether it
+diverged, and its wall time. Every Arbiter / arbiter-la run is followed in the same process by a
+replay of its own schedule without the agent, so ``cost`` is the episode's wall time over that of
+a fixed-schedule episode with the same batch sizes (hence the same mean batch size).
+
+Runs are cached one JSON line each in ``--out`` (a rerun skips what is there); the tables are
+printed and written to ``--table``. Torch runs single-threaded in ``--workers`` processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+LADDER = [8, 16, 32, 64, 128, 256, 512]
+STEP = {"initial_batch_size": 32, "milestones": [0.3, 0.6, 0.8], "factor": 2.0}
+PAPER_SCHEDULE = [
+    {"interval": 0, "batch_size": 32},
+    {"interval": 8, "batch_size": 64},
+    {"interval": 14, "batch_size": 128},
+]
+AGENTS = ("arbiter", "arbiter-la")
+
+TASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "digits-mlp": ("digits-mlp", {}),
+    "digits-mlp lr=0.2": ("digits-mlp", {"optimizer": {"lr": 0.2}}),
+    "mnist1d-cnn": ("mnist1d-cnn", {}),
+    "synthetic-teacher": ("synthetic-teacher", {}),
+}
+SGD_HD = ("digits-mlp", {"optimizer": {"name": "sgd-hd", "lr": 0.05, "hypergradient_lr": 1e-3}})
+
+
+def jobs(suites: list[str], tasks: list[str], seeds: list[int]) -> list[dict[str, Any]]:
+    """Every run of the chosen suites, as plain dicts (they cross process boundaries)."""
+    out: list[dict[str, Any]] = []
+    for seed in seeds:
+        if "standalone" in suites:
+            for label in tasks:
+                task, kwargs = TASKS[label]
+                for size in LADDER:
+                    out.append(
+                        dict(
+                            suite="standalone",
+                            task=label,
+                            name=f"fixed-{size}",
+                            controller="fixed",
+                            kwargs={"batch_size": size},
+                        )
+                    )
+                out.append(
+                    dict(
+                        suite="standalone", task=label, name="step", controller="step", kwargs=STEP
+                    )
+                )
+                out.append(
+                    dict(
+                        suite="standalone",
+                        task=label,
+                        name="noise-scale",
+                        controller="noise-scale",
+                        kwargs={},
+                    )
+                )
+                for agent in AGENTS:
+                    out.append(
+                        dict(
+                            suite="standalone", task=label, name=agent, controller=agent, kwargs={}
+                        )
+                    )
+        if "step-schedule" in suites:
+            schedule = dict(suite="step-schedule", task="digits-mlp")
+            out.append(
+                {
+                    **schedule,
+                    "name": "schedule 32/64/128",
+                    "controller": "replay",
+                    "kwargs": {"milestones": PAPER_SCHEDULE},
+                }
+            )
+            for agent in AGENTS:
+                out.append(
+                    {
+                        **schedule,
+                        "name": f"{agent} + schedule",
+                        "controller": agent,
+                        "kwargs": {"schedule": PAPER_SCHEDULE},
+                    }
+                )
+        if "sgd-hd" in suites:
+            for size in (32, 64, 128, 256):
+                out.append(
+                    dict(
+                        suite="sgd-hd",
+                        task="digits-mlp SGD-HD",
+                        name=f"fixed-{size}",
+                        controller="fixed",
+                        kwargs={"batch_size": size},
+                    )
+                )
+            for agent in AGENTS:
+                out.append(
+                    dict(
+                        suite="sgd-hd",
+                        task="digits-mlp SGD-HD",
+                        name=agent,
+                        controller=agent,
+                        kwargs={},
+                    )
+                )
+        for job in out:
+            job.setdefault("seed", seed)
+    return out
+
+
+def key(job: dict[str, Any]) -> str:
+    return f"{job['suite']}|{job['task']}|{job['name']}|{job['seed']}"
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    """One episode (plus, for the agents, a replay of its schedule), in a worker process."""
+    import torch
+
+    torch.set_num_threads(1)
+    from arbiter_env.controller_registry import make_controller
+    from arbiter_env.controllers import BatchSizeController, run_episode
+    from arbiter_env.env import BatchSizeEnv
+
+    class Replay(BatchSizeController):
+        """Plays a list of sizes, or a milestone schedule, and nothing else."""
+
+        def __init__(self, env: Any, sizes: list[int]):
+            super().__init__(env)
+            self.sizes = sizes
+
+        def on_episode_start(self, observation: Any) -> None:
+            self.interval = 0
+
+        def choose_batch_size(self, observation: Any) -> int:
+            self.interval += 1
+            return self.sizes[min(self.interval, len(self.sizes)) - 1]
+
+    task, task_kwargs = (
+        SGD_HD if job["suite"] == "sgd-hd" else TASKS.get(job["task"], TASKS["digits-mlp"])
+    )
+    encoding = "continuous" if job["controller"] in AGENTS else "discrete"
+    env = BatchSizeEnv(
+        task, task_kwargs=task_kwargs, action_encoding=encoding, record_wall_time=True
+    )
+    if job["controller"] == "replay":
+        milestones = job["kwargs"]["milestones"]
+        sizes = [
+            max((m for m in milestones if m["interval"] <= i), key=lambda m: m["interval"])[
+                "batch_size"
+            ]
+            for i in range(env.task.num_intervals)
+        ]
+        controller: Any = Replay(env, sizes)
+    elif job["controller"] in AGENTS:
+        controller = make_controller(job["controller"], env, seed=job["seed"], **job["kwargs"])
+    else:
+        controller = make_controller(job["controller"], env, **job["kwargs"])
+    hypergradients: list[tuple[int, float]] = []
+    if job["suite"] == "sgd-hd":
+        env.trainer.add_step_hook(
+            lambda info: hypergradients.append(
+                (env._interval, float(info.trainer.optimizer.last_hypergradient))
+            )
+        )
+    started = time.perf_counter()
+    record = run_episode(env, controller, job["seed"])
+    wall = time.perf_counter() - started
+    result = {
+        **job,
+        "final_val_loss": record.final_val_loss,
+        "test_accuracy": record.test_accuracy,
+        # Diverged: the env said so (a non-finite loss), or the run ended above the chance-level
+        # loss log(classes), worse than an untrained network (a finite blow-up).
+        "diverged": record.diverged
+        or not record.final_val_loss <= math.log(env.trainer.data.num_classes),
+        "mean_batch_size": float(np.mean(record.batch_sizes)),
+        "updates": record.total_updates,
+        "batch_sizes": record.batch_sizes,
+        "wall_time": wall,
+    }
+    if hypergradients:
+        result.update(hypergradient_noise(hypergradients))
+        result["mean_lr"] = float(np.mean(record.learning_rates))
+    if job["controller"] in AGENTS:
+        controller.close()
+        replay_env = BatchSizeEnv(task, task_kwargs=task_kwargs, action_encoding=encoding)
+        started = time.perf_counter()
+        run_episode(replay_env, Replay(replay_env, record.batch_sizes), job["seed"])
+        result["cost"] = wall / (time.perf_counter() - started)
+    return result
+
+
+def hypergradient_noise(values: list[tuple[int, float]]) -> dict[str, float]:
+    """The paper's episode variance of h_t and the local noise ½·mean((h_t − h_{t−1})²)."""
+    intervals = np.array([i for i, _ in values])
+    h = np.array([x for _, x in values], dtype=np.float64)[1:]  # h_1 = 0 by definition
+    intervals = intervals[1:]
+    local = []
+    for interval in np.unique(intervals):
+        within = h[intervals == interval]
+        if within.size > 1:
+            local.append(0.5 * np.mean(np.diff(within) ** 2))
+    return {"h_episode_variance": float(np.var(h)), "h_local_noise": float(np.mean(local))}
+
+
+# --- tables ---------------------------------------------------------------------------------------
+
+
+def summarise(
+    results: list[dict[str, Any]], field: str = "final_val_loss"
+) -> dict[str, dict[str, Any]]:
+    """Per controller: mean ± standard error over finished runs, seeds, divergences."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        by_name.setdefault(r["name"], []).append(r)
+    rows = {}
+    for name, runs in by_name.items():
+        finished = [r for r in runs if not r["diverged"] and math.isfinite(r[field])]
+        values = np.array([r[field] for r in finished])
+        rows[name] = {
+            "n": len(runs),
+            "diverged": len(runs) - len(finished),
+            "mean": float(values.mean()) if len(values) else math.nan,
+            "se": float(values.std(ddof=1) / math.sqrt(len(values)))
+            if len(values) > 1
+            else math.nan,
+            "test_accuracy": float(np.mean([r["test_accuracy"] for r in finished]))
+            if finished
+            else math.nan,
+            "mean_batch_size": float(np.mean([r["mean_batch_size"] for r in runs])),
+            "cost": float(np.median([r["cost"] for r in runs])) if "cost" in runs[0] else None,
+            "h_local_noise": _mean_of(runs, "h_local_noise"),
+            "h_episode_variance": _mean_of(runs, "h_episode_variance"),
+            "mean_lr": _mean_of(runs, "mean_lr"),
+        }
+    return rows
+
+
+def _mean_of(runs: list[dict[str, Any]], field: str) -> float | None:
+    values = [r[field] for r in runs if field in r and math.isfinite(r[field])]
+    return float(np.mean(values)) if values else None
+
+
+def fixed_reference(rows: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """Best fixed size in hindsight and the median fixed size; a size with a diverged seed ranks last."""
+    fixed = [name for name in rows if name.startswith("fixed-")]
+    ranked = sorted(fixed, key=lambda n: math.inf if rows[n]["diverged"] else rows[n]["mean"])
+    return ranked[0], ranked[(len(ranked) - 1) // 2]
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    lines = []
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["suite"], r["task"]), []).append(r)
+    for (suite, task), runs in groups.items():
+        rows = summarise(runs)
+        best = median = None
+        if sum(name.startswith("fixed-") for name in rows) > 2:
+            best, median = fixed_reference(rows)
+        seeds = sorted({r["seed"] for r in runs})
+        lines += [f"\n### {suite}: {task} ({len(seeds)} seeds: {seeds})\n"]
+        header = (
+            "| controller | final val loss (mean ± s.e.) | test acc. | mean B | diverged | cost |"
+        )
+        extra = suite == "sgd-hd"
+        if extra:
+            header += " h local noise | h episode variance | mean lr |"
+        lines += [header, "|" + "---|" * (header.count("|") - 1)]
+        for name, row in rows.items():
+            mark = " (best fixed)" if name == best else " (median fixed)" if name == median else ""
+            cost = f"{row['cost']:.2f}" if row["cost"] is not None else ""
+            line = (
+                f"| {name}{mark} | {row['mean']:.4f} ± {row['se']:.4f} | {row['test_accuracy']:.3f} | "
+                f"{row['mean_batch_size']:.0f} | {row['diverged']}/{row['n']} | {cost} |"
+            )
+            if extra:
+                line += f" {row['h_local_noise']:.3g} | {row['h_episode_variance']:.3g} | {row['mean_lr']:.3g} |"
+            lines.append(line)
+        if best is not None and {"arbiter-la", "noise-scale"} <= rows.keys():
+            lines.append("\n" + targets(rows, best, median))
+    return "\n".join(lines)
+
+
+def targets(rows: dict[str, dict[str, Any]], best: str, median: str) -> str:
+    """arbiter-la against the issue's targets on this task."""
+    la, b, m, ns = rows["arbiter-la"], rows[best], rows[median], rows["noise-scale"]
+    la_mean = math.inf if la["diverged"] else la["mean"]
+    checks = {
+        "no worse than the median fixed size": la_mean <= m["mean"],
+        "within one s.e. of the best fixed size": la_mean <= b["mean"] + max(la["se"], b["se"]),
+        "better than noise-scale": la_mean < (math.inf if ns["diverged"] else ns["mean"]),
+        "cost ≤ 1.3×": la["cost"] is not None and la["cost"] <= 1.3,
+    }
+    return "arbiter-la: " + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--suites", nargs="+", default=["standalone", "step-schedule", "sgd-hd"])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="standalone tasks")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=HERE / "arbiter_science.jsonl")
+    parser.add_argument("--table", type=Path, default=HERE / "arbiter_science.md")
+    args = parser.parse_args()
+    done = {}
+    if args.out.exists():
+        for line in args.out.read_text().splitlines():
+            record = json.loads(line)
+            done[key(record)] = record
+    todo = [job for job in jobs(args.suites, args.tasks, args.seeds) if key(job) not in done]
+    print(f"{len(done)} runs cached, {len(todo)} to run", flush=True)
+    # The slowest tasks first, so that the pool does not end on one long run.
+    todo.sort(key=lambda job: ("mnist1d" not in job["task"], job["seed"]))
+    with ProcessPoolExecutor(args.workers) as pool, args.out.open("a") as out:
+        for result in pool.map(run, todo):
+            done[key(result)] = result
+            out.write(json.dumps(result) + "\n")
+            out.flush()
+            print(
+                f"{result['task']:>20} {result['name']:>22} seed {result['seed']}: {result['final_val_loss']:.4f}",
+                flush=True,
+            )
+    wanted = {key(job) for job in jobs(args.suites, args.tasks, args.seeds)}
+    text = table([done[k] for k in done if k in wanted])
+    print(text)
+    args.table.write_text(
+        "<!-- written by: python benchmarks/arbiter_science.py "
+        + " ".join(f"--{k} {v}" for k, v in [("seeds", " ".join(map(str, args.seeds)))])
+        + " -->\n"
+        + text
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
