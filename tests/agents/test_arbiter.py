@@ -469,3 +469,17 @@ def test_invalid_response_settings_are_rejected_with_the_field_name():
         ArbiterConfig(response="logits")
     with pytest.raises(ValueError, match="meta_loss_scale"):
         ArbiterConfig(meta_loss_scale=math.nan)
+
+
+def test_null_control_experiment_builds_every_contestant():
+    from arbiter_env.comparison import load_experiment, validate_names
+
+    config = load_experiment(REPO / "configs/experiments/arbiter-null-controls.yaml")
+    validate_names(config)
+    built = {}
+    for spec in config.controllers:
+        env = BatchSizeEnv(config.tasks[0], task_kwargs=SMALL_DIGITS, **spec.env)
+        built[spec.name] = make_controller(spec.controller, env, **spec.kwargs)
+    assert built["arbiter-frozen-map"].config.freeze_map
+    assert built["arbiter-zero-meta-loss"].config.meta_loss_scale == 0.0
+    assert type(built["arbiter-la"]).__name__ == "ArbiterLA"
