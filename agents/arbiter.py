@@ -21,8 +21,9 @@ reinforcement learning, without unrolling the inner optimisation and without a h
    starts with, so the search starts where training starts.
 
 :class:`Arbiter` is a controller of :class:`arbiter_env.env.BatchSizeEnv` (SB3-style ``predict`` and
-``learn``). It needs the trainer's white-box *hyper-learning interface* (``inject_before_head``,
-``sample_validation``, ``add_step_hook``); it ignores the observation.
+``learn``). It needs the trainer's white-box *hyper-learning interface* (``penultimate_features``,
+``head``, ``sample_validation``, ``add_step_hook``) and reports each interval's search through
+the env's ``add_info_source``; it ignores the observation.
 
 Choices where the paper is open are marked ``Choice:`` in the comments and listed in
 ``docs/hyper_learning.md``.
