@@ -188,7 +188,9 @@ class ArbiterLA(Arbiter):
         self._averages, self._average_weight = {}, 0.0
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
-        self._update_model_inputs(_losses_from(observation), self.measure())
+        with self._timed("measure"):
+            measured = self.measure()
+        self._update_model_inputs(_losses_from(observation), measured)
         return super().choose_batch_size(observation)
 
     def progress_objective(self, s: torch.Tensor) -> torch.Tensor:
