@@ -400,7 +400,8 @@ def _make_env(spec: RunSpec) -> Any:
 
     overrides = dict(spec.task_overrides)
     task = make_task(spec.task, **overrides)
-    return BatchSizeEnv(task, **spec.env)
+    # Wall time goes in the results table; the env leaves it out of `info` unless asked.
+    return BatchSizeEnv(task, **{"record_wall_time": True, **spec.env})
 
 
 def _make_controller(spec: RunSpec, env: Any) -> Any:

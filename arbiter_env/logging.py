@@ -776,6 +776,7 @@ def _summarise(
         summary["test_loss"] = record.test_loss
         summary["test_accuracy"] = record.test_accuracy
         summary["diverged"] = record.diverged
+        summary["wall_time"] = record.wall_time
     return summary
 
 

@@ -8,7 +8,9 @@ applies ``epochs`` as a field override of the built task.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import multiprocessing
 import os
 from collections.abc import Callable
 from functools import partial
@@ -50,18 +52,48 @@ def make_task(name: str, **kwargs: object) -> Task:
 
     Keyword arguments that the task's builder accepts go to the builder; the rest are field
     overrides of the built :class:`Task` (for example ``epochs=2`` or ``optimizer={"lr": 0.05}``).
+
+    ``name`` may be ``"module:task-name"``, in the style of Gymnasium's ``"module:EnvId"``: the
+    module is imported first, so a task that the module registers when it is imported is found in
+    any process, including fresh worker processes (``SubprocVecEnv``, rl-zoo3's
+    ``--vec-env subproc``) that never ran the code that registered it in the parent.
     """
+    if name not in _REGISTRY and ":" in name:
+        module, _, name = name.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(
+                f"Task '{module}:{name}': importing module {module!r} failed ({error}). The part "
+                "before ':' must be an importable module that registers the task."
+            ) from error
     if name not in _REGISTRY:
-        raise ValueError(
-            f"Unknown task {name!r}. Registered tasks: {', '.join(list_tasks())}. "
-            "Register your own with arbiter_env.register_task(name, task)."
-        )
+        raise ValueError(_unknown_task_message(name))
     builder = _REGISTRY[name]
     accepted = inspect.signature(builder).parameters
     builder_kwargs = {key: value for key, value in kwargs.items() if key in accepted}
     overrides = {key: value for key, value in kwargs.items() if key not in accepted}
     task = builder(**builder_kwargs)
     return task.replace(**overrides) if overrides else task
+
+
+def _unknown_task_message(name: str) -> str:
+    message = (
+        f"Unknown task {name!r}. Registered tasks: {', '.join(list_tasks())}. "
+        "Register your own with arbiter_env.register_task(name, task)."
+    )
+    if multiprocessing.parent_process() is not None:
+        # A worker process (SubprocVecEnv, rl-zoo3 --vec-env subproc, a process pool) starts
+        # fresh: it knows only the tasks that modules register when they are imported.
+        message += (
+            f" This is a worker process (pid {os.getpid()}): it does not see tasks that the "
+            "parent registered at run time (in a notebook, or under `if __name__ == "
+            '"__main__":`). Register the task at the top level of an importable module and '
+            f"name it 'your_module:{name}' (that module is then imported first), or pass the "
+            f"Task object itself (task=arbiter_env.make_task({name!r}) in the parent), which is "
+            "pickled to the workers, or use DummyVecEnv."
+        )
+    return message
 
 
 def list_tasks() -> list[str]:
