@@ -252,6 +252,29 @@ class BatchSizeEnv(gym.Env):
         self._info_sources[handle.id] = source
         return handle
 
+    def describe(self) -> dict[str, Any]:
+        """What this environment runs, as plain data (for ``config.yaml`` and ``wandb.config``).
+
+        ``task`` holds every field of the resolved task (factories by their qualified names);
+        the rest are the environment's arguments, resolved (the ladder, the budget in samples).
+        """
+        from arbiter_env.wandb_utils import plain
+
+        described: dict[str, Any] = {
+            "task": plain(self.task),
+            "action_encoding": self.action_encoding.name,
+            "ladder": [int(b) for b in self.ladder],
+            "num_intervals": self.task.num_intervals,
+            "budget_samples": self.budget,
+            "reward": plain(self.reward_config),
+            "lr_scaling": self.trainer.lr_scaling,
+            "base_batch_size": self.trainer.base_batch_size,
+            "record_wall_time": self.record_wall_time,
+        }
+        if self.family is not None:
+            described["family"] = {"name": self.family.name, "split": self.family_split}
+        return described
+
     def set_learning_rate(self, lr: float) -> None:
         """Sets the base learning rate for the following intervals (see ``InnerTrainer.set_base_lr``)."""
         self.trainer.set_base_lr(lr)
