@@ -269,6 +269,7 @@ def test_subproc_worker_that_cannot_build_its_env_fails_in_the_parent_with_the_f
     from arbiter_env.tasks import registry
 
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setenv(registry.TASK_MODULES_ENV_VAR, "{}")
     registry.register_task("registered-in-parent-only", registry.make_task("digits-mlp"))
     config = tiny_config("vec_env=subproc", "env.task=registered-in-parent-only")
     with pytest.raises(RuntimeError, match="your_module:task-name.*vec_env: dummy"):

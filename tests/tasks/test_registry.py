@@ -1,4 +1,5 @@
 import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
@@ -43,6 +44,10 @@ arbiter_env.register_task(
 @pytest.fixture
 def isolated_registry(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    # Registering from a module writes this variable; restore it afterwards.
+    monkeypatch.setenv(
+        registry.TASK_MODULES_ENV_VAR, os.environ.get(registry.TASK_MODULES_ENV_VAR, "{}")
+    )
 
 
 def test_module_prefixed_task_name_imports_the_module_that_registers_it(
@@ -79,3 +84,33 @@ def test_unknown_task_in_a_worker_process_says_how_to_make_it_known(isolated_reg
     with pytest.raises(ValueError) as error:
         arbiter_env.make_task("nowhere")
     assert "worker process" not in str(error.value)
+
+
+def test_a_task_a_module_registers_is_found_by_name_in_a_process_without_that_module(
+    tmp_path, monkeypatch, isolated_registry
+):
+    import importlib
+    import json
+
+    (tmp_path / "user_tasks_by_name.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setenv(registry.TASK_MODULES_ENV_VAR, "{}")
+    builtins = dict(registry._REGISTRY)
+    importlib.import_module("user_tasks_by_name")  # the parent imports the user's module
+    # Worker processes inherit the environment, and with it where the task came from.
+    modules = json.loads(os.environ[registry.TASK_MODULES_ENV_VAR])
+    assert modules == {"module-task": "user_tasks_by_name"}
+    # A worker: the built-in tasks only, the module not imported.
+    monkeypatch.setattr(registry, "_REGISTRY", builtins)
+    monkeypatch.delitem(sys.modules, "user_tasks_by_name")
+    assert arbiter_env.make_task("module-task").name == "module-task"
+
+
+def test_tasks_registered_in_main_are_not_remembered_for_workers(monkeypatch, isolated_registry):
+    monkeypatch.setenv(registry.TASK_MODULES_ENV_VAR, "{}")
+    exec(  # as a script's own code, whose module is __main__
+        "import arbiter_env\narbiter_env.register_task('in-main', arbiter_env.make_task('digits-mlp'))",
+        {"__name__": "__main__"},
+    )
+    assert "in-main" in arbiter_env.list_tasks()
+    assert os.environ[registry.TASK_MODULES_ENV_VAR] == "{}"
