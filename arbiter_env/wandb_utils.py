@@ -164,14 +164,19 @@ _INTERVAL_SECTIONS = {
 def wandb_key(key: str) -> str | None:
     """The dashboard name of an interval record's field; ``None`` for bookkeeping.
 
-    Fields that already name a section (``train/...``, ``hypergradient/...``) are kept; other
-    unknown fields go to ``interval/``. ``samples`` is the x-axis and stays as it is.
+    Fields that already name a section (``train/...``) are kept; a flattened mapping of the
+    ``info`` becomes a section of its own (``arbiter.alpha_0``, Arbiter's search diagnostics,
+    becomes ``arbiter/alpha_0``); other unknown fields go to ``interval/``. ``samples`` is the
+    x-axis and stays as it is.
     """
     if key in BOOKKEEPING_KEYS:
         return None
     if key == "samples" or "/" in key:
         return key
-    return _INTERVAL_SECTIONS.get(key, f"interval/{key}")
+    if key in _INTERVAL_SECTIONS:
+        return _INTERVAL_SECTIONS[key]
+    head, dot, rest = key.partition(".")
+    return f"{head}/{rest}" if dot and head and rest else f"interval/{key}"
 
 
 def sectioned(record: Mapping[str, Any]) -> dict[str, Any]:

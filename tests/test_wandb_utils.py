@@ -154,6 +154,7 @@ def test_interval_fields_map_to_dashboard_sections_and_bookkeeping_is_dropped():
         "batch_size": 32,
         "hypergradient_mean": 0.1,
         "train/loss": 2.0,
+        "arbiter.alpha_0": 0.25,
     }
     assert sectioned(record) == {
         "samples": 10,
@@ -163,5 +164,6 @@ def test_interval_fields_map_to_dashboard_sections_and_bookkeeping_is_dropped():
         "schedule/batch_size": 32,
         "interval/hypergradient_mean": 0.1,
         "train/loss": 2.0,
+        "arbiter/alpha_0": 0.25,
     }
     assert wandb_key("env_index") is None
