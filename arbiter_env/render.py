@@ -70,48 +70,52 @@ def render_ansi(history: EpisodeHistory) -> str:
 
 
 class FrameRenderer:
-    """Draws :class:`EpisodeHistory` into an RGB array with one reusable matplotlib figure."""
+    """Draws :class:`EpisodeHistory` into an RGB array with one reusable matplotlib figure.
+
+    The axes, labels and layout are made once; a frame only updates the lines' data, the limits
+    and the title, then redraws the canvas.
+    """
 
     def __init__(self, size: tuple[int, int] = FRAME_SIZE, dpi: int = 100):
         # Imported here: only an env made with render_mode="rgb_array" pays for matplotlib.
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import ScalarFormatter
 
         width, height = size
         self.figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.figure)
         self.batch_axes, self.loss_axes = self.figure.subplots(2, 1, sharex=True)
+        self.figure.subplots_adjust(left=0.13, right=0.97, top=0.92, bottom=0.1, hspace=0.12)
+        self.batch_axes.set_yscale("log", base=2)
+        self.batch_axes.yaxis.set_major_formatter(ScalarFormatter())
+        self.batch_axes.set_ylabel("batch size")
+        self.loss_axes.set_yscale("log")
+        self.loss_axes.set_ylabel("validation loss")
+        self.loss_axes.set_xlabel("training samples")
+        for axes in (self.batch_axes, self.loss_axes):
+            axes.grid(True, alpha=0.3)
+        # The batch size of interval i holds from the previous point's samples to its own.
+        (self.batch_line,) = self.batch_axes.step([], [], where="pre", color="tab:blue")
+        (self.batch_point,) = self.batch_axes.plot([], [], "o", color="tab:blue")
+        (self.loss_line,) = self.loss_axes.plot([], [], "-o", color="tab:red", markersize=3)
+        self.title = self.batch_axes.set_title("")
 
     def render(self, history: EpisodeHistory) -> np.ndarray:
-        from matplotlib.ticker import ScalarFormatter
-
-        batch_axes, loss_axes = self.batch_axes, self.loss_axes
-        batch_axes.clear()
-        loss_axes.clear()
         samples = np.asarray(history.samples, dtype=float)
-        if samples.size:
-            # The batch size of interval i holds from the previous point's samples to its own.
-            batch_axes.step(samples, history.batch_sizes, where="pre", color="tab:blue")
-            batch_axes.plot(samples[-1:], history.batch_sizes[-1:], "o", color="tab:blue")
-            loss_axes.plot(samples, history.val_losses, "-o", color="tab:red", markersize=3)
-        batch_axes.set_yscale("log", base=2)
+        batch_sizes = np.asarray(history.batch_sizes, dtype=float)
+        losses = np.asarray(history.val_losses, dtype=float)
+        self.batch_line.set_data(samples, batch_sizes)
+        self.batch_point.set_data(samples[-1:], batch_sizes[-1:])
+        self.loss_line.set_data(samples, losses)
         low, high = history.batch_range
-        batch_axes.set_ylim(low / 1.25, high * 1.25)
-        batch_axes.yaxis.set_major_formatter(ScalarFormatter())
-        batch_axes.set_ylabel("batch size")
-        loss_axes.set_ylabel("validation loss")
-        finite = [v for v in history.val_losses if math.isfinite(v) and v > 0]
-        if finite:
-            loss_axes.set_yscale("log")
-        loss_axes.set_xlabel("training samples")
-        loss_axes.set_xlim(0, max(history.budget, 1))
+        self.batch_axes.set_ylim(low / 1.25, high * 1.25)
+        self.loss_axes.set_xlim(0, max(history.budget, 1))
+        finite = losses[np.isfinite(losses) & (losses > 0)]
+        if finite.size:
+            self.loss_axes.set_ylim(finite.min() / 1.25, finite.max() * 1.25)
         title = f"{history.task}: interval {max(len(samples) - 1, 0)}/{history.num_intervals}"
-        if history.diverged:
-            title += " (diverged)"
-        batch_axes.set_title(title)
-        for axes in (batch_axes, loss_axes):
-            axes.grid(True, alpha=0.3)
-        self.figure.tight_layout()
+        self.title.set_text(title + (" (diverged)" if history.diverged else ""))
         self.canvas.draw()
         return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
 
