@@ -400,7 +400,9 @@ class RunLogger:
             return
         resolved: dict[str, Any] = {}
         with contextlib.suppress(Exception):  # a description must never stop a run
-            resolved["env"] = _describe_env(env)
+            described_env = _describe_env(env)
+            if described_env:
+                resolved["env"] = described_env
         with contextlib.suppress(Exception):
             described = _describe_controller(controller)
             if described:
