@@ -326,6 +326,8 @@ class EnvConfig:
             reward=dict(self.reward) or None,
             lr_scaling=self.lr_scaling,
             ladder_size=self.ladder_size,
+            # Episode wall time reaches the training logs through `info`.
+            record_wall_time=True,
         )
 
 
@@ -568,7 +570,19 @@ def make_vec_env(
     venv: VecEnv
     if config.vec_env == "subproc":
         factories = [EnvFactory(config.env, family_split, config.torch_threads)] * n_envs
-        venv = SubprocVecEnv(factories, start_method=config.start_method)
+        try:
+            venv = SubprocVecEnv(factories, start_method=config.start_method)
+        except (EOFError, ConnectionError) as error:
+            # A worker died building its env; SB3 shows only the broken pipe. Its own traceback
+            # went to stderr above; say here what usually causes it and how to fix it.
+            raise RuntimeError(
+                f"A SubprocVecEnv worker failed to build the environment for task "
+                f"{config.env.task!r} (its traceback is printed above). Workers are fresh "
+                "processes: a task registered at run time in this process (in a notebook, or "
+                "under `if __name__ == '__main__':`) does not exist there. Register it at the top "
+                "level of an importable module and name it 'your_module:task-name', or set "
+                "vec_env: dummy."
+            ) from error
     else:
         venv = DummyVecEnv([EnvFactory(config.env, family_split)] * n_envs)
     venv.seed(config.seed if seed is None else seed)

@@ -391,6 +391,7 @@ def _train_arbiter(args: argparse.Namespace) -> int:
         config = from_dict(runner.ArbiterRunConfig, apply_overrides({}, overrides))
     env = runner.make_env(config)
     with _logged_run(args, to_dict(config), job="train-arbiter") as (log, progress):
+        log.describe(env)  # the resolved task and env arguments, in config.yaml and wandb.config
         total = len(config.seeds) * env.unwrapped.task.num_intervals
         bar = progress.add_task("arbiter: intervals", total=total)
         on_step = log.on_step(controller="arbiter", then=lambda r, i: progress.advance(bar))

@@ -400,7 +400,8 @@ def _make_env(spec: RunSpec) -> Any:
 
     overrides = dict(spec.task_overrides)
     task = make_task(spec.task, **overrides)
-    return BatchSizeEnv(task, **spec.env)
+    # Wall time goes in the results table; the env leaves it out of `info` unless asked.
+    return BatchSizeEnv(task, **{"record_wall_time": True, **spec.env})
 
 
 def _make_controller(spec: RunSpec, env: Any) -> Any:
@@ -460,6 +461,7 @@ def _train(spec: RunSpec) -> dict[str, Any]:
                 f"Controller {spec.controller!r} has train_timesteps > 0 but no learn()/save()."
             )
         with _run_logger(spec, job_type="train") as log:
+            log.describe(env, controller)
             controller.learn(total_timesteps=spec.train_timesteps)
             controller.save(spec.model_path)
             log.set_summary({"train_timesteps": spec.train_timesteps})
@@ -565,6 +567,7 @@ def _evaluate(spec: RunSpec) -> dict[str, Any]:
     logged = 0
 
     with _run_logger(spec, job_type="evaluate") as log:
+        log.describe(env, controller)
 
         def on_step(record: Any, info: dict[str, Any]) -> None:
             nonlocal logged
@@ -1191,18 +1194,29 @@ def _csv_cell(value: Any) -> Any:
 def _log_wandb_summary(
     config: ExperimentConfig, run_dir: Path, report: dict[str, Any], wall_time: float
 ) -> None:
-    """Adds a summary run to the comparison's W&B group: the results table and the plots."""
+    """Adds a summary run to the comparison's W&B group: the results table and the plots.
+
+    The run's id is fixed by the project, group and name, and it resumes if it exists, so a
+    rerun of the comparison updates its one summary run instead of adding another.
+    """
     if config.wandb.mode == "disabled":
         return
     try:
         import wandb
 
+        from arbiter_env.wandb_utils import prepare_wandb, summary_run_id
+
+        name = f"{config.name}-summary"
+        prepare_wandb(config.wandb.mode)
         run = wandb.init(
             project=config.wandb.project,
             entity=config.wandb.entity,
             group=config.wandb.group,
             job_type="summary",
-            name=f"{config.name}-summary",
+            name=name,
+            id=summary_run_id(config.wandb.project, config.wandb.entity, config.wandb.group, name),
+            resume="allow",
+            tags=["summary"],
             dir=str(run_dir.resolve()),
             mode=config.wandb.mode,
             config=to_dict(config),

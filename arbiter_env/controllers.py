@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -125,6 +126,9 @@ def run_episode(
         deterministic: Passed to ``predict``.
         on_step: Called after every step with the record so far and the step's ``info``.
     """
+    # Timed here too, for envs that keep wall time out of `info` (the default): from the start
+    # of the reset, as the env's own `episode_wall_time`.
+    started = time.perf_counter()
     observation, _ = env.reset(seed=seed)
     record = EpisodeRecord(seed=seed)
     state, episode_start, done = None, True, False
@@ -146,7 +150,7 @@ def run_episode(
         record.rewards.append(float(reward))
         record.infos.append(info)
         record.diverged = record.diverged or bool(info["diverged"])
-        record.wall_time = float(info.get("episode_wall_time", math.nan))
+        record.wall_time = float(info.get("episode_wall_time", time.perf_counter() - started))
         if on_step is not None:
             on_step(record, info)
     record.test_loss = float(info.get("test_loss", math.nan))

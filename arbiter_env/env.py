@@ -15,6 +15,7 @@ from torch.utils.hooks import RemovableHandle
 
 from arbiter_env.actions import ActionEncoding, ActionEncodingName
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
+from arbiter_env.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
 from arbiter_env.rewards import RewardConfig, interval_reward
 from arbiter_env.stats import GradientStatistics
 from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, is_family
@@ -87,15 +88,16 @@ class BatchSizeEnv(gym.Env):
 
     In the first observation the training loss is the validation loss at initialisation and the
     batch size is ``task.batch_start``. ``info`` holds the raw values, the batch size and learning
-    rate used, samples and updates so far, and wall time; the final step adds the test loss and
-    accuracy (the test split is used for nothing else).
+    rate used, and samples and updates so far (wall time only with ``record_wall_time=True``); the
+    final step adds the test loss and accuracy (the test split is used for nothing else).
 
     ## Rewards
 
     By default ``log L_val(before) − log L_val(after)``: the decrease of the log validation loss,
     so the return of an episode is the log of the total improvement. A diverged interval (a
     non-finite loss or parameter) is rewarded ``-divergence_penalty`` (10). ``RewardConfig`` adds a
-    final-accuracy bonus and a cost per interval in inner updates (deterministic) or in wall time.
+    final-accuracy bonus and a cost per interval in inner updates (deterministic) or in wall time
+    (measured whether or not ``info`` reports it).
 
     ## Starting State
 
@@ -136,15 +138,20 @@ class BatchSizeEnv(gym.Env):
       rate with the batch size, relative to ``base_batch_size`` (default ``task.batch_start``).
     * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
     * ``record_wall_time``: put the interval's and the episode's wall-clock seconds in ``info``
-      (``wall_time``, ``episode_wall_time``). Wall time is the one non-reproducible output, so
-      switch it off where ``info`` must be identical across runs (Gymnasium's ``check_env``).
+      (``wall_time``, ``episode_wall_time``). Off by default: wall time is the one
+      non-reproducible output, and ``info`` must be identical across runs of a seed (Gymnasium's
+      ``check_env`` tests this). The ``wall_time`` reward cost works either way.
+    * ``render_mode``: ``None``, ``"ansi"`` (``render()`` returns the episode so far as text, one
+      line per interval) or ``"rgb_array"`` (an ``H×W×3`` ``uint8`` image of the batch size and
+      the validation loss against the samples consumed; what ``RecordVideo`` and SB3's
+      ``VecVideoRecorder`` record). Rendering never changes the trajectory.
 
     ## Version History
 
     * v0: Initial version.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
 
     def __init__(
         self,
@@ -158,11 +165,15 @@ class BatchSizeEnv(gym.Env):
         lr_scaling: LrScaling = "none",
         base_batch_size: int | None = None,
         ladder_size: int | None = None,
-        record_wall_time: bool = True,
-        render_mode: None = None,
+        record_wall_time: bool = False,
+        render_mode: str | None = None,
     ):
-        if render_mode is not None:
-            raise ValueError(f"BatchSizeEnv renders nothing; got render_mode={render_mode!r}.")
+        if render_mode is not None and render_mode not in RENDER_MODES:
+            raise ValueError(
+                f"Unknown render_mode {render_mode!r}; choose None or one of {list(RENDER_MODES)}."
+            )
+        self.render_mode = render_mode
+        self._renderer: FrameRenderer | None = None
         # Task families: the first instance of the split stands in until the first reset (it
         # fixes the spaces, which every instance shares); reset() then draws the real one.
         self.family: TaskFamily | None = None
@@ -188,8 +199,6 @@ class BatchSizeEnv(gym.Env):
         if isinstance(reward, dict):
             reward = RewardConfig(**reward)
         self.reward_config = reward or RewardConfig()
-        if self.reward_config.cost == "wall_time" and not record_wall_time:
-            raise ValueError("The wall_time reward cost needs record_wall_time=True.")
         self.record_wall_time = record_wall_time
         self.task = task
         self.trainer = InnerTrainer(task, lr_scaling=lr_scaling, base_batch_size=base_batch_size)
@@ -211,6 +220,7 @@ class BatchSizeEnv(gym.Env):
         self._interval = 0
         self._done = True
         self._info_sources: OrderedDict[int, Callable[[], Mapping[str, Any]]] = OrderedDict()
+        self._history = self._new_history()
 
     # --- batch sizes ----------------------------------------------------------------------------
 
@@ -241,6 +251,29 @@ class BatchSizeEnv(gym.Env):
         handle = RemovableHandle(self._info_sources)
         self._info_sources[handle.id] = source
         return handle
+
+    def describe(self) -> dict[str, Any]:
+        """What this environment runs, as plain data (for ``config.yaml`` and ``wandb.config``).
+
+        ``task`` holds every field of the resolved task (factories by their qualified names);
+        the rest are the environment's arguments, resolved (the ladder, the budget in samples).
+        """
+        from arbiter_env.wandb_utils import plain
+
+        described: dict[str, Any] = {
+            "task": plain(self.task),
+            "action_encoding": self.action_encoding.name,
+            "ladder": [int(b) for b in self.ladder],
+            "num_intervals": self.task.num_intervals,
+            "budget_samples": self.budget,
+            "reward": plain(self.reward_config),
+            "lr_scaling": self.trainer.lr_scaling,
+            "base_batch_size": self.trainer.base_batch_size,
+            "record_wall_time": self.record_wall_time,
+        }
+        if self.family is not None:
+            described["family"] = {"name": self.family.name, "split": self.family_split}
+        return described
 
     def set_learning_rate(self, lr: float) -> None:
         """Sets the base learning rate for the following intervals (see ``InnerTrainer.set_base_lr``)."""
@@ -281,6 +314,8 @@ class BatchSizeEnv(gym.Env):
             interval_wall_time=0.0,
             diverged=False,
         )
+        self._history = self._new_history()
+        self._history.add(info)
         return observation, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -338,7 +373,31 @@ class BatchSizeEnv(gym.Env):
             if not diverged:
                 info["test_loss"], info["test_accuracy"] = self.trainer.evaluate("test")
         self._val_loss = val_loss
+        self._history.add(info, float(reward))
         return observation, float(reward), terminated, False, info
+
+    def _new_history(self) -> EpisodeHistory:
+        return EpisodeHistory(
+            budget=self.budget,
+            num_intervals=self.task.num_intervals,
+            task=self.task.name,
+            batch_range=(int(self.ladder[0]), int(self.ladder[-1])),
+        )
+
+    def render(self) -> str | np.ndarray | None:
+        """The episode so far, as ``render_mode`` asks (see the class docstring)."""
+        if self.render_mode == "ansi":
+            return render_ansi(self._history)
+        if self.render_mode == "rgb_array":
+            if self._renderer is None:
+                self._renderer = FrameRenderer()
+            return self._renderer.render(self._history)
+        return None
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
     def _info(
         self,

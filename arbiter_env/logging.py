@@ -40,13 +40,11 @@ import dataclasses
 import datetime as _datetime
 import json
 import math
-import netrc
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TextIO
-from urllib.parse import urlparse
 
 import numpy as np
 import yaml
@@ -55,6 +53,14 @@ from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
 from arbiter_env.controllers import Controller, EpisodeRecord, StepCallback, run_episode
+from arbiter_env.wandb_utils import (
+    BOOKKEEPING_KEYS,
+    plain,
+    prepare_wandb,
+    sectioned,
+    unique_tags,
+    wandb_api_key_configured,
+)
 
 WandbMode = Literal["disabled", "offline", "online"]
 WANDB_MODES: tuple[str, ...] = ("disabled", "offline", "online")
@@ -82,22 +88,6 @@ _MODE_ALIASES = {"dryrun": "offline", "run": "online"}
 
 
 # --- W&B mode and run folders -----------------------------------------------------------------
-
-
-def wandb_api_key_configured() -> bool:
-    """Whether a W&B API key is available: ``WANDB_API_KEY`` or a netrc entry for the W&B host.
-
-    Only looks at the environment and the netrc file; never contacts a server.
-    """
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
-    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc").expanduser()
-    try:
-        entry = netrc.netrc(str(path)).authenticators(host or "api.wandb.ai")
-    except (OSError, netrc.NetrcParseError):
-        return False
-    return bool(entry and entry[2])
 
 
 def resolve_wandb_mode(mode: str | None = None) -> WandbMode:
@@ -217,13 +207,20 @@ class RunLogger:
             name: (self.run_dir / name).open("a", buffering=1, encoding="utf-8")
             for name in (INTERVALS_FILE, EPISODES_FILE, METRICS_FILE)
         }
+        self._described = False
+        task, controller = _config_labels(self.config)
+        # Every run gets a name, a group and tags, so runs can be told apart and gathered on a
+        # dashboard: by default the run folder's name, the task, and task/controller/job.
+        self.name = name or self.run_dir.resolve().name
+        self.group = group or task or job_type or DEFAULT_PROJECT
+        self.tags = unique_tags(tags) or unique_tags([task, controller, job_type])
         if self.wandb_mode != "disabled":
             self._start_wandb(
                 project=project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
-                group=group,
+                group=self.group,
                 job_type=job_type,
-                tags=list(tags),
-                name=name,
+                tags=self.tags,
+                name=self.name,
                 entity=entity,
             )
 
@@ -315,7 +312,8 @@ class RunLogger:
         episode.intervals.append(record)
         self._intervals_logged += 1
         self._write_local(INTERVALS_FILE, record)
-        self._wandb_log(record)
+        # Charts in sections (val/, grad_stats/, ...); bookkeeping stays in the local files.
+        self._wandb_log(sectioned(record))
         return record
 
     def end_episode(
@@ -372,11 +370,46 @@ class RunLogger:
             {
                 f"episode/{key}": value
                 for key, value in summary.items()
-                if key not in ("samples", "episode", "env_index") and _is_number(value)
+                if key != "samples" and key not in BOOKKEEPING_KEYS and _is_number(value)
             }
-            | {"samples": self.samples, "episode": episode.episode}
+            | {"samples": self.samples}
         )
         return summary
+
+    def end_open_episode(self, env_index: int = 0) -> dict[str, Any] | None:
+        """Closes the episode in progress in ``env_index``, if any, as incomplete.
+
+        Call it when something stops stepping an environment mid-episode (SB3's ``learn``
+        stops at a timestep count, not at an episode's end), so that whatever logs next in that
+        environment starts an episode of its own.
+        """
+        self._check_open()
+        if env_index not in self._open_episodes:
+            return None
+        return self.end_episode(env_index, complete=False)
+
+    def describe(self, env: Any = None, controller: Any = None) -> None:
+        """Adds what the run ran to its config (``config.yaml`` and ``wandb.config``), once.
+
+        ``resolved.env``: the environment's arguments and its task with every field resolved
+        (:meth:`BatchSizeEnv.describe`); ``resolved.controller``: the controller's config
+        dataclass or hyperparameters, when it has one. ``env`` may be a wrapped env or a SB3
+        ``VecEnv`` (asked through ``env_method``).
+        """
+        if self._described:
+            return
+        resolved: dict[str, Any] = {}
+        with contextlib.suppress(Exception):  # a description must never stop a run
+            described_env = _describe_env(env)
+            if described_env:
+                resolved["env"] = described_env
+        with contextlib.suppress(Exception):
+            described = _describe_controller(controller)
+            if described:
+                resolved["controller"] = described
+        if resolved:
+            self._described = True
+            self.update_config({"resolved": resolved})
 
     def log_episode(
         self,
@@ -452,6 +485,10 @@ class RunLogger:
             if last and last[0] is not record:
                 self.log_episode(last[0], controller=controller, env_index=env_index)
             if not last or last[0] is not record:
+                # Intervals someone else left open in this env (e.g. the episode that SB3
+                # training was in when it stopped) belong to no episode of ours: close them
+                # as incomplete rather than merge them into this one.
+                self.end_open_episode(env_index)
                 last[:] = [record]
                 self._records[id(record)] = (record, None, env_index)
                 if controller is not None:
@@ -475,8 +512,10 @@ class RunLogger:
     ) -> EpisodeRecord:
         """Runs one episode with ``arbiter_env.controllers.run_episode`` and logs all of it.
 
-        ``extra`` adds fields to the episode summary (e.g. ``{"phase": "eval"}``).
+        ``extra`` adds fields to the episode summary (e.g. ``{"phase": "eval"}``). The first call
+        adds the resolved environment and controller to the config (:meth:`describe`).
         """
+        self.describe(env, controller)
         record = run_episode(
             env,
             controller,
@@ -548,6 +587,8 @@ class RunLogger:
         try:
             import wandb
 
+            # Process-wide, before the run: see arbiter_env.wandb_utils.prepare_wandb.
+            prepare_wandb(self.wandb_mode)
             run = wandb.init(
                 config=self.config,
                 dir=str(self.run_dir),
@@ -681,8 +722,10 @@ class IntervalLoggingCallback(BaseCallback):
     Args:
         run_logger: The run's logger.
         controller: Name written into the episode summaries (e.g. ``"ppo"``).
-        forward_sb3_logger: Also send SB3's own logger to the run (:func:`attach_sb3_logger`,
-            when training starts), for training functions that build the model themselves.
+        forward_sb3_logger: Also send SB3's own logger (``train/*``, ``rollout/*``, ``time/*``) to
+            the run (:func:`attach_sb3_logger`, when training starts), unless the model's logger
+            already writes to this run. On by default, so SB3 training logs its metrics
+            wherever it runs.
         sb3_formats: SB3's own output formats when forwarding (see :func:`attach_sb3_logger`).
         progress: Called with the model's timestep count after every step (e.g. a progress bar).
     """
@@ -692,7 +735,7 @@ class IntervalLoggingCallback(BaseCallback):
         run_logger: RunLogger,
         controller: str | None = None,
         *,
-        forward_sb3_logger: bool = False,
+        forward_sb3_logger: bool = True,
         sb3_formats: Iterable[str] = ("csv",),
         progress: Callable[[int], None] | None = None,
         verbose: int = 0,
@@ -705,8 +748,15 @@ class IntervalLoggingCallback(BaseCallback):
         self.progress = progress
 
     def _on_training_start(self) -> None:
-        if self.forward_sb3_logger:
+        if self.forward_sb3_logger and not _forwards_to(self.model.logger, self.run_logger):
             attach_sb3_logger(self.model, self.run_logger, formats=self.sb3_formats)
+        self.run_logger.describe(self.training_env, self.model)
+
+    def _on_training_end(self) -> None:
+        # learn() stops at a timestep count, usually mid-episode in every environment: close
+        # those episodes as incomplete, so that nothing logged later joins them.
+        for index in range(self.training_env.num_envs if self.training_env else 0):
+            self.run_logger.end_open_episode(index)
 
     def _on_step(self) -> bool:
         infos = self.locals.get("infos") or []
@@ -730,6 +780,44 @@ class IntervalLoggingCallback(BaseCallback):
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _forwards_to(logger: Any, run_logger: RunLogger) -> bool:
+    formats = getattr(logger, "output_formats", None) or []
+    return any(isinstance(f, WandbKVWriter) and f.run_logger is run_logger for f in formats)
+
+
+def _config_labels(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The task and controller names a run's config states, for its default group and tags."""
+    env = config.get("env") if isinstance(config.get("env"), Mapping) else {}
+    task = config.get("task") or env.get("task")
+    controller = config.get("controller") or config.get("algo") or config.get("agent")
+    return (str(task) if task else None, str(controller) if controller else None)
+
+
+def _describe_env(env: Any) -> dict[str, Any] | None:
+    if env is None:
+        return None
+    if hasattr(env, "env_method"):  # a SB3 VecEnv: ask its first environment
+        return env.env_method("describe", indices=[0])[0]
+    unwrapped = getattr(env, "unwrapped", env)
+    describe = getattr(unwrapped, "describe", None)
+    return describe() if callable(describe) else None
+
+
+def _describe_controller(controller: Any) -> dict[str, Any] | None:
+    """The controller's class and its config dataclass or SB3 hyperparameters, as plain data."""
+    if controller is None:
+        return None
+    described: dict[str, Any] = {"class": plain(type(controller))}
+    config = getattr(controller, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        described["config"] = plain(config)
+    for key in ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda"):
+        value = getattr(controller, key, None)  # SB3 algorithms
+        if isinstance(value, bool | int | float | str):
+            described.setdefault("hyperparams", {})[key] = value
+    return described
 
 
 def _summarise(
@@ -776,6 +864,7 @@ def _summarise(
         summary["test_loss"] = record.test_loss
         summary["test_accuracy"] = record.test_accuracy
         summary["diverged"] = record.diverged
+        summary["wall_time"] = record.wall_time
     return summary
 
 

@@ -5,7 +5,8 @@ The :class:`InnerTrainer` keeps the data as tensors on the task's device and dra
 It also exposes the *hyper-learning interface* that white-box agents such as Arbiter need and RL
 agents never touch:
 
-* :attr:`InnerTrainer.head` is the network's final ``nn.Linear``;
+* :attr:`InnerTrainer.head` is the network's output layer, the last ``nn.Linear`` its forward calls
+  (see :func:`check_output_layer`);
 * :meth:`InnerTrainer.inject_before_head` replaces the head's input features ``x`` by ``fn(x)``
   while the context is open (Arbiter injects ``x + stopgrad(x) ⊙ h``);
 * :meth:`InnerTrainer.penultimate_features` returns those features for any inputs;
@@ -201,6 +202,9 @@ class InnerTrainer:
         self.budget = int(round(task.epochs * self.data.x_train.shape[0]))
         self._step_hooks: OrderedDict[int, StepHook] = OrderedDict()
         self.model: nn.Module | None = None
+        # The batch size before the first interval, so that encodings work before reset().
+        self.batch_size = task.batch_start
+        self._head_name = check_output_layer(task, self.data)
 
     # --- episode life cycle ---------------------------------------------------------------------
 
@@ -220,7 +224,7 @@ class InnerTrainer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Task {self.task.name!r}: the model factory must return an nn.Module.")
         self.model = model.to(self.device)
-        self.head = _final_linear(self.model, self.task.name)
+        self.head = self.model.get_submodule(self._head_name)
         self._mode_independent = mode_independent(self.model)
         self.optimizer = self.task.optimizer.build(self.model.parameters())
         self.base_lr = self.task.optimizer.lr
@@ -496,14 +500,71 @@ def _cpu_generator(seed: int) -> torch.Generator:
     return generator
 
 
-def _final_linear(model: nn.Module, task_name: str) -> nn.Linear:
-    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
-    if not linears:
+OUTPUT_LAYER_RULE = (
+    "the model's output must be the output of an nn.Linear with out_features == num_classes, "
+    "and that layer must be the last nn.Linear the forward pass calls (Arbiter injects its "
+    "response into that layer's input)"
+)
+
+
+def check_output_layer(task: Task, data: DataSplits) -> str:
+    """Checks the output-layer contract on a throwaway model; returns the output layer's name.
+
+    The rule (:data:`OUTPUT_LAYER_RULE`): the network's output is computed by an ``nn.Linear``
+    with ``out_features == num_classes``, and that layer is the last ``nn.Linear`` the forward
+    pass calls. Registration order does not matter: the layers are traced with forward hooks on
+    two training examples, in evaluation mode and without gradients, on the CPU. The model is
+    built under a forked global RNG, so checking leaves the global RNG state as it was.
+
+    Raises:
+        ValueError: naming the task, what was found and the rule.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(0)
+        model = task.model(data.input_shape, data.num_classes)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"Task {task.name!r}: the model factory must return an nn.Module.")
+    names = {module: name for name, module in model.named_modules()}
+    calls: list[tuple[nn.Linear, torch.Tensor]] = []
+
+    def record(module: nn.Module, args: object, output: torch.Tensor) -> None:
+        calls.append((module, output))  # type: ignore[arg-type]
+
+    handles = [
+        module.register_forward_hook(record)
+        for module in model.modules()
+        if isinstance(module, nn.Linear)
+    ]
+    try:
+        model.eval()
+        with torch.no_grad():
+            output = model(data.x_train[:2].cpu())
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not calls:
         raise ValueError(
-            f"Task {task_name!r}: the model has no nn.Linear layer; the last registered nn.Linear "
-            "must be the output layer."
+            f"Task {task.name!r}: the forward pass calls no nn.Linear; {OUTPUT_LAYER_RULE}."
         )
-    return linears[-1]
+    head, head_output = calls[-1]
+    head_name = names[head]
+    if head.out_features != data.num_classes:
+        raise ValueError(
+            f"Task {task.name!r}: the last nn.Linear the forward pass calls, {head_name!r}, has "
+            f"out_features={head.out_features}, but the task has {data.num_classes} classes; "
+            f"{OUTPUT_LAYER_RULE}."
+        )
+    if not (
+        isinstance(output, torch.Tensor)
+        and output.shape == head_output.shape
+        and torch.equal(output, head_output)
+    ):
+        raise ValueError(
+            f"Task {task.name!r}: the model's output is not the output of {head_name!r}, the last "
+            f"nn.Linear its forward pass calls (something is computed after it); "
+            f"{OUTPUT_LAYER_RULE}."
+        )
+    return head_name
 
 
 # Modules whose forward is the same in training and evaluation mode and draws no random numbers.

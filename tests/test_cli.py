@@ -175,5 +175,6 @@ def test_train_arbiter_on_a_tiny_budget_logs_its_episode(tmp_path, capsys):
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["seeds"] == [1] and config["task_kwargs"] == {"epochs": 0.5, "num_intervals": 2}
     assert config["agent"]["warmup_max_iters"] == 50
+    assert config["resolved"]["env"]["task"]["epochs"] == 0.5  # the task as it ran
     (episode,) = read_jsonl(run_dir / "episodes.jsonl")
     assert episode["seed"] == 1 and episode["controller"] == "arbiter" and episode["intervals"] == 2

@@ -297,3 +297,20 @@ def test_shipped_experiment_configs_load_and_name_existing_things(name: str) -> 
 
     config = load_experiment(CONFIG_DIR / f"{name}.yaml")
     validate_names(config)
+
+
+def test_a_rerun_logs_to_the_same_wandb_summary_run(tmp_path, monkeypatch):
+    from arbiter_env.comparison import _log_wandb_summary
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    config = from_dict(ExperimentConfig, {**EXPERIMENT, "imports": []})
+    report = {"rows": [{"controller": "b32", "test_accuracy": 0.9}], "plots": []}
+    for attempt in ("first", "second"):
+        (tmp_path / attempt).mkdir()
+        _log_wandb_summary(config, tmp_path / attempt, report, wall_time=1.0)
+    run_ids = [
+        next((tmp_path / attempt / "wandb").glob("offline-run-*")).name.split("-", 3)[-1]
+        for attempt in ("first", "second")
+    ]
+    # One id, so `wandb sync` of both folders updates one run instead of adding a second.
+    assert run_ids[0] == run_ids[1] and run_ids[0].startswith("tiny-summary-")

@@ -37,8 +37,7 @@ def assert_same_trajectory(a, b):
 def test_gymnasium_and_sb3_env_checkers_pass_without_warnings(tiny_task, encoding):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        # Gymnasium's checker requires identical infos for identical seeds; wall time never is.
-        env = BatchSizeEnv(tiny_task, action_encoding=encoding, record_wall_time=False)
+        env = BatchSizeEnv(tiny_task, action_encoding=encoding)
         gym_check_env(env, skip_render_check=True)
         sb3_check_env(BatchSizeEnv(tiny_task, action_encoding=encoding), warn=True)
 
@@ -218,11 +217,17 @@ def test_heuristic_can_read_its_inputs_from_the_observation(tiny_task):
     )
 
 
-def test_subproc_vec_env_runs_two_environments():
-    def make():
-        return gym.make(arbiter_env.ENV_ID, task_kwargs=TINY_DIGITS)
+def test_subproc_vec_env_runs_two_environments_built_from_the_registered_id():
+    from stable_baselines3.common.env_util import make_vec_env
 
-    venv = SubprocVecEnv([make, make])
+    # The workers get only the id: they must find it registered without being told to import
+    # the package (the forkserver preloads it; pytest's __main__ does not import it).
+    venv = make_vec_env(
+        arbiter_env.ENV_ID,
+        n_envs=2,
+        vec_env_cls=SubprocVecEnv,
+        env_kwargs={"task_kwargs": TINY_DIGITS},
+    )
     try:
         venv.seed(0)
         venv.reset()
@@ -230,3 +235,52 @@ def test_subproc_vec_env_runs_two_environments():
         assert rewards.shape == (2,) and [i["batch_size"] for i in infos] == [32, 256]
     finally:
         venv.close()
+
+
+def test_default_gym_make_passes_both_checkers_with_warnings_as_errors():
+    # No arguments at all, as a new user calls it; Gymnasium's checker also builds the env once
+    # per declared render mode and renders it.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = gym.make(arbiter_env.ENV_ID)
+        gym_check_env(env.unwrapped)
+        sb3_check_env(env)
+
+
+def test_wall_time_is_opt_in_and_the_wall_time_reward_cost_works_without_it(tiny_task):
+    actions = [1, 2, 3, 4]
+    plain = BatchSizeEnv(tiny_task)
+    _, info = plain.reset(seed=0)
+    assert "wall_time" not in info and "episode_wall_time" not in info
+    rewards = [plain.step(a)[1] for a in actions]
+    costly = BatchSizeEnv(tiny_task, reward={"cost": "wall_time", "cost_weight": 1.0})
+    costly.reset(seed=0)
+    steps = [costly.step(a) for a in actions]
+    assert all("wall_time" not in info for *_, info in steps)
+    # The same trajectory, each reward lowered by that interval's (positive) wall time.
+    assert all(step[1] < reward for step, reward in zip(steps, rewards, strict=True))
+    recorded = BatchSizeEnv(tiny_task, record_wall_time=True)
+    _, info = recorded.reset(seed=0)
+    *_, info = recorded.step(0)
+    assert info["wall_time"] > 0 and info["episode_wall_time"] >= info["wall_time"]
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_encode_and_decode_work_before_the_first_reset(tiny_task, encoding):
+    env = BatchSizeEnv(tiny_task, action_encoding=encoding)
+    assert env.batch_size == tiny_task.batch_start
+    assert env.decode(env.encode(32)) == 32
+
+
+def test_sb3_builds_ppo_and_a_dummy_vec_env_from_the_registered_id():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    # SB3 builds envs from an id with render_mode="rgb_array" and retries only on TypeError.
+    model = PPO("MlpPolicy", arbiter_env.ENV_ID, n_steps=8, batch_size=8)
+    assert model.env.observation_space.shape == (14,)
+    venv = make_vec_env(arbiter_env.ENV_ID, n_envs=2, env_kwargs={"task_kwargs": TINY_DIGITS})
+    venv.seed(0)
+    venv.reset()
+    _, rewards, _, infos = venv.step(np.array([2, 5]))
+    assert rewards.shape == (2,) and [i["batch_size"] for i in infos] == [32, 256]

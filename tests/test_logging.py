@@ -99,11 +99,26 @@ def test_offline_wandb_history_holds_batch_size_and_loss_and_agrees_with_local_l
 
     records = read_wandb_records(run_dir)
     history = [r["history"]["item"] for r in records if r["type"] == "history"]
-    interval_rows = [h for h in history if "batch_size" in h]
+    interval_rows = [h for h in history if "schedule/batch_size" in h]
     assert len(interval_rows) == len(intervals)
+    # Interval metrics sit in dashboard sections; bookkeeping is not charted.
+    sections = {
+        "samples": "samples",
+        "batch_size": "schedule/batch_size",
+        "lr": "schedule/lr",
+        "train_loss": "train/inner_loss",
+        "val_loss": "val/loss",
+        "val_accuracy": "val/accuracy",
+        "noise_scale": "grad_stats/noise_scale",
+        "reward": "env/reward",
+    }
     for local, remote in zip(intervals, interval_rows, strict=True):
-        for key in ("samples", "batch_size", "lr", "train_loss", "val_loss", "reward"):
-            assert close(local[key], remote[key]), key
+        for key, name in sections.items():
+            assert close(local[key], remote[name]), key
+        assert all(
+            "/" in key or key in ("samples", "_step", "_runtime", "_timestamp") for key in remote
+        )
+        assert not {"episode", "env_index", "interval"} & set(remote)
     # The samples axis runs on over both episodes.
     samples = [row["samples"] for row in intervals]
     assert samples == sorted(samples) and len(set(samples)) == len(samples)
@@ -114,11 +129,12 @@ def test_offline_wandb_history_holds_batch_size_and_loss_and_agrees_with_local_l
     for local, remote in zip(episodes, episode_rows, strict=True):
         assert close(local["return"], remote["episode/return"])
         assert close(local["final_val_loss"], remote["episode/final_val_loss"])
-        assert remote["episode/seed"] == local["seed"]
+        assert "episode/seed" not in remote and "episode/env_index" not in remote
 
     run = next(r["run"] for r in records if r["type"] == "run")
     assert (run["run_group"], run["job_type"], run["tags"]) == ("exp-1", "evaluate", ["a", "b"])
     assert run["config"]["update"]["task"] == tiny_task.name
+    assert run["display_name"] == "run"  # the run folder's name
     assert any(
         r["type"] == "metric"
         and r["metric"].get("glob_name") == "*"
@@ -133,6 +149,15 @@ def test_offline_wandb_history_holds_batch_size_and_loss_and_agrees_with_local_l
     assert any("batch_size_schedule_plot_table._type" in h for h in history)
 
     assert yaml_config(run_dir)["seeds"] == [0, 1]
+    # The resolved task and env arguments, in config.yaml and wandb.config alike.
+    resolved = yaml_config(run_dir)["resolved"]
+    assert resolved["env"]["task"]["epochs"] == tiny_task.epochs
+    assert resolved["env"]["ladder"] == [4, 8, 16, 32, 64]
+    assert resolved["controller"]["class"].endswith("Ladder")
+    updates = [r["config"]["update"] for r in records if r["type"] == "config"]
+    assert any(
+        u.get("resolved", {}).get("env", {}).get("task") == resolved["env"]["task"] for u in updates
+    )
     assert json.loads((run_dir / "run.json").read_text())["wandb_error"] is None
 
 
@@ -327,3 +352,62 @@ def test_one_on_step_callback_serves_a_loop_of_episodes_without_double_logging(t
     ]
     assert len(read_jsonl(tmp_path / "intervals.jsonl")) == 3 * tiny_task.num_intervals
     assert [e["return"] for e in episodes] == pytest.approx([r.episode_return for r in records])
+
+
+def test_runs_get_a_name_a_group_and_unique_tags_by_default(tmp_path):
+    config = {"task": "digits-mlp", "controller": "arbiter"}
+    with RunLogger(tmp_path / "r1", config, job_type="evaluate", wandb_mode="disabled") as log:
+        assert (log.name, log.group) == ("r1", "digits-mlp")
+        assert log.tags == ["digits-mlp", "arbiter", "evaluate"]
+    tags = ["digits-mlp", "arbiter", "arbiter"]
+    with RunLogger(tmp_path / "r2", config, tags=tags, wandb_mode="disabled") as log:
+        assert log.tags == ["digits-mlp", "arbiter"]
+    agent_config = {"algo": "ppo", "env": {"task": "mnist1d-mlp"}}
+    with RunLogger(tmp_path / "r3", agent_config, job_type="train", wandb_mode="disabled") as log:
+        assert log.group == "mnist1d-mlp" and log.tags == ["mnist1d-mlp", "ppo", "train"]
+
+
+def test_intervals_left_open_by_training_are_not_merged_into_the_next_episode(tmp_path, tiny_task):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = BatchSizeEnv(tiny_task)
+    model = PPO("MlpPolicy", DummyVecEnv([lambda: env]), n_steps=6, batch_size=6, n_epochs=1)
+    with RunLogger(tmp_path, {"agent": "ppo"}, wandb_mode="disabled") as log:
+        # Six steps: one whole episode of four intervals, and two of the next.
+        model.learn(6, callback=IntervalLoggingCallback(log, controller="ppo"))
+        record = log.run_episode(env, Ladder(env), seed=7, controller_name="eval")
+    episodes = read_jsonl(tmp_path / "episodes.jsonl")
+    assert [(e["intervals"], e["complete"]) for e in episodes] == [(4, True), (2, False), (4, True)]
+    evaluation = episodes[-1]
+    assert evaluation["seed"] == 7 and evaluation["batch_sizes"] == record.batch_sizes
+    intervals = read_jsonl(tmp_path / "intervals.jsonl")
+    assert [r["episode"] for r in intervals] == [0] * 4 + [1] * 2 + [2] * 4
+
+
+def test_intervals_left_open_by_hand_are_closed_before_a_logged_episode(tmp_path, tiny_task):
+    env = BatchSizeEnv(tiny_task)
+    with RunLogger(tmp_path, wandb_mode="disabled") as log:
+        log.log_interval({"samples": 10, "batch_size": 8}, env_index=0)
+        log.run_episode(env, Ladder(env), seed=0)
+    episodes = read_jsonl(tmp_path / "episodes.jsonl")
+    assert [(e["intervals"], e["complete"]) for e in episodes] == [(1, False), (4, True)]
+
+
+def test_sb3_training_forwards_train_and_rollout_metrics_without_being_asked(tmp_path, tiny_task):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    # Monitor reports finished episodes, which SB3 turns into rollout/ep_rew_mean.
+    venv = DummyVecEnv([lambda: Monitor(BatchSizeEnv(tiny_task))])
+    model = PPO("MlpPolicy", venv, n_steps=4, batch_size=4, n_epochs=1, seed=0, device="cpu")
+    with RunLogger(tmp_path, {"agent": "ppo"}, wandb_mode="disabled") as log:
+        # As the comparison runs it: the callback alone, no attach_sb3_logger.
+        model.learn(12, callback=IntervalLoggingCallback(log, controller="ppo"))
+    metrics = read_jsonl(tmp_path / "metrics.jsonl")
+    assert any("train/value_loss" in m for m in metrics)
+    assert any("rollout/ep_rew_mean" in m for m in metrics)
+    resolved = yaml_config(tmp_path)["resolved"]
+    assert resolved["env"]["task"]["name"] == tiny_task.name
+    assert resolved["controller"]["hyperparams"]["n_steps"] == 4

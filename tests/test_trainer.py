@@ -217,3 +217,71 @@ def test_gradient_statistics_use_the_microbatch_estimator_when_the_task_asks(tin
 def test_task_rejects_microbatch_counts_that_do_not_split_the_probe(tiny_task, microbatches):
     with pytest.raises(ValueError, match="probe_microbatches must be None"):
         tiny_task.replace(probe_microbatches=microbatches)
+
+
+class OutputRegisteredFirst(nn.Module):
+    """Valid: the output layer is registered before the hidden one but called last."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.out = nn.Linear(8, num_classes)
+        self.hidden = nn.Linear(input_shape[0], 8)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(x)))
+
+
+class MatmulOutput(nn.Module):
+    """Invalid: the output is a parameter matmul after the last nn.Linear, which has as many
+    outputs as there are classes, so only the forward trace can tell."""
+
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.hidden = nn.Linear(input_shape[0], num_classes)
+        self.weight = nn.Parameter(torch.randn(num_classes, num_classes))
+
+    def forward(self, x):
+        return torch.tanh(self.hidden(x)) @ self.weight
+
+
+def test_output_layer_is_the_last_linear_called_not_the_last_registered(tiny_task):
+    trainer = InnerTrainer(tiny_task.replace(model=OutputRegisteredFirst))
+    trainer.reset(seed=0)
+    assert trainer.head is trainer.model.out and trainer.feature_width == 8
+    inputs, _ = trainer.sample_validation(4)
+    with trainer.inject_before_head(lambda x: x * 0):
+        zeroed = trainer.model(inputs)
+    torch.testing.assert_close(zeroed, trainer.model.out.bias.expand_as(zeroed))
+
+
+def test_model_whose_output_is_computed_after_its_last_linear_is_rejected_at_construction(
+    tiny_task,
+):
+    with pytest.raises(ValueError, match="not the output of 'hidden'.*last nn.Linear the forward"):
+        InnerTrainer(tiny_task.replace(model=MatmulOutput))
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (lambda shape, classes: nn.Sequential(nn.Flatten()), "calls no nn.Linear"),
+        (
+            lambda shape, classes: nn.Sequential(nn.Linear(shape[0], classes + 1)),
+            r"'0', has out_features=4, but the task has 3 classes",
+        ),
+    ],
+)
+def test_models_without_a_fitting_output_linear_are_rejected_with_the_rule(
+    tiny_task, model, message
+):
+    from arbiter_env.env import BatchSizeEnv
+
+    with pytest.raises(ValueError, match=message) as error:
+        BatchSizeEnv(tiny_task.replace(model=model))
+    assert "must be the output of an nn.Linear with out_features == num_classes" in str(error.value)
+
+
+def test_checking_the_output_layer_leaves_the_global_rng_alone(tiny_task):
+    state = torch.get_rng_state()
+    InnerTrainer(tiny_task)
+    assert torch.equal(torch.get_rng_state(), state)

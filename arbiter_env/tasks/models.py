@@ -4,11 +4,12 @@ Every builder has the signature ``(input_shape, num_classes, **options) -> nn.Mo
 a model mapping a batch of shape ``(batch, *input_shape)`` to logits of shape
 ``(batch, num_classes)``.
 
-**Output-layer contract.** In every model the output layer is an ``nn.Linear`` and it is the *last*
-``nn.Linear`` in ``model.modules()`` (the module registered last). The trainer relies on this: it
-finds the output layer as the last ``nn.Linear`` in ``model.modules()`` and hooks its input to
-read the penultimate features and inject the hyper-learning response term. Keep it so when
-adding a builder, and require it of user models.
+**Output-layer contract.** The model's output is the output of an ``nn.Linear`` with
+``out_features == num_classes``, and that layer is the *last* ``nn.Linear`` the forward pass calls
+(registration order does not matter). The trainer relies on this: it hooks that layer's input to
+read the penultimate features and inject the hyper-learning response term. It checks the contract
+when it is built, by tracing a forward pass (:func:`arbiter_env.trainer.check_output_layer`), and
+rejects a model that breaks it with an error that states the rule.
 
 Models use torch's default initialisation; the caller seeds around construction (with
 ``torch.random.fork_rng`` and ``torch.manual_seed`` or the env's own generators) so that episodes
@@ -151,7 +152,7 @@ class WideResNet(nn.Module):
         self.blocks = nn.Sequential(*groups)
         self.bn = nn.BatchNorm2d(width)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        # Registered last, so it is the last nn.Linear in modules() (the output-layer contract).
+        # The output layer: the last nn.Linear the forward pass calls (the output-layer contract).
         self.fc = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,11 @@ applies ``epochs`` as a field override of the built task.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import inspect
+import json
+import multiprocessing
 import os
 from collections.abc import Callable
 from functools import partial
@@ -32,6 +36,14 @@ def register_task(name: str, task: Task | TaskBuilder, *, overwrite: bool = Fals
         task: A :class:`Task`, or a function returning one (it may take keyword arguments, which
             ``make_task`` forwards).
         overwrite: Replace an existing entry of the same name instead of raising.
+
+    When the call runs while an importable module is being imported (``register_task`` at the
+    top level of ``my_tasks.py``), the module's name is remembered in the environment variable
+    ``ARBITER_ENV_TASK_MODULES``, which worker processes started later inherit
+    (``SubprocVecEnv``, rl-zoo3's ``--vec-env subproc``, process pools): a worker that does not
+    know the name imports that module and finds it. Tasks registered in ``__main__`` (a
+    notebook, a script's ``if __name__ == "__main__":``) cannot be found that way; name them
+    ``"module:task"`` from an importable module, or pass the :class:`Task` object itself.
     """
     if not name or not isinstance(name, str):
         raise ValueError(f"A task name must be a non-empty string, got {name!r}.")
@@ -43,6 +55,33 @@ def register_task(name: str, task: Task | TaskBuilder, *, overwrite: bool = Fals
         _REGISTRY[name] = task
     else:
         raise TypeError(f"Register a Task or a function returning one, got {type(task).__name__}.")
+    _remember_registering_module(name, inspect.currentframe())
+
+
+TASK_MODULES_ENV_VAR = "ARBITER_ENV_TASK_MODULES"
+
+
+def _remember_registering_module(name: str, frame: object) -> None:
+    caller = getattr(frame, "f_back", None)
+    module = caller.f_globals.get("__name__") if caller is not None else None
+    spec = caller.f_globals.get("__spec__") if caller is not None else None
+    # Only a module imported by name (it has a spec) can be imported again in a worker.
+    if not module or spec is None or module in ("__main__", "__mp_main__"):
+        return
+    if module.startswith("arbiter_env."):
+        return  # built-ins are registered on import of the package anyway
+    modules = _task_modules()
+    if modules.get(name) != module:
+        modules[name] = module
+        os.environ[TASK_MODULES_ENV_VAR] = json.dumps(modules, sort_keys=True)
+
+
+def _task_modules() -> dict[str, str]:
+    try:
+        modules = json.loads(os.environ.get(TASK_MODULES_ENV_VAR) or "{}")
+    except ValueError:
+        return {}
+    return modules if isinstance(modules, dict) else {}
 
 
 def make_task(name: str, **kwargs: object) -> Task:
@@ -50,18 +89,52 @@ def make_task(name: str, **kwargs: object) -> Task:
 
     Keyword arguments that the task's builder accepts go to the builder; the rest are field
     overrides of the built :class:`Task` (for example ``epochs=2`` or ``optimizer={"lr": 0.05}``).
+
+    ``name`` may be ``"module:task-name"``, in the style of Gymnasium's ``"module:EnvId"``: the
+    module is imported first, so a task that the module registers when it is imported is found in
+    any process, including fresh worker processes (``SubprocVecEnv``, rl-zoo3's
+    ``--vec-env subproc``) that never ran the code that registered it in the parent.
     """
+    if name not in _REGISTRY and ":" in name:
+        module, _, name = name.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(
+                f"Task '{module}:{name}': importing module {module!r} failed ({error}). The part "
+                "before ':' must be an importable module that registers the task."
+            ) from error
+    if name not in _REGISTRY and name in _task_modules():
+        # Registered in another process (our parent) by a module this one has not imported.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(_task_modules()[name])
     if name not in _REGISTRY:
-        raise ValueError(
-            f"Unknown task {name!r}. Registered tasks: {', '.join(list_tasks())}. "
-            "Register your own with arbiter_env.register_task(name, task)."
-        )
+        raise ValueError(_unknown_task_message(name))
     builder = _REGISTRY[name]
     accepted = inspect.signature(builder).parameters
     builder_kwargs = {key: value for key, value in kwargs.items() if key in accepted}
     overrides = {key: value for key, value in kwargs.items() if key not in accepted}
     task = builder(**builder_kwargs)
     return task.replace(**overrides) if overrides else task
+
+
+def _unknown_task_message(name: str) -> str:
+    message = (
+        f"Unknown task {name!r}. Registered tasks: {', '.join(list_tasks())}. "
+        "Register your own with arbiter_env.register_task(name, task)."
+    )
+    if multiprocessing.parent_process() is not None:
+        # A worker process (SubprocVecEnv, rl-zoo3 --vec-env subproc, a process pool) starts
+        # fresh: it knows only the tasks that modules register when they are imported.
+        message += (
+            f" This is a worker process (pid {os.getpid()}): it does not see tasks that the "
+            "parent registered at run time (in a notebook, or under `if __name__ == "
+            '"__main__":`). Register the task at the top level of an importable module and '
+            f"name it 'your_module:{name}' (that module is then imported first), or pass the "
+            f"Task object itself (task=arbiter_env.make_task({name!r}) in the parent), which is "
+            "pickled to the workers, or use DummyVecEnv."
+        )
+    return message
 
 
 def list_tasks() -> list[str]:

@@ -22,7 +22,7 @@ DataFactory = Callable[[], ClassificationData]
 """Returns the train/test data of a task. Called once per process and cached by the task."""
 
 ModelFactory = Callable[[tuple[int, ...], int], nn.Module]
-"""``(input_shape, num_classes) -> model`` whose last registered ``nn.Linear`` is the output layer."""
+"""``(input_shape, num_classes) -> model`` whose output is that of the last ``nn.Linear`` its forward calls."""
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter], "OptimizerConfig"], torch.optim.Optimizer]
 """``(parameters, config) -> optimizer``; used when ``OptimizerConfig.name`` is ``"custom"``."""
@@ -121,8 +121,9 @@ class Task:
     Args:
         name: Name shown in logs and used by the task registry.
         data: Factory returning the :class:`ClassificationData` (called once per process).
-        model: Factory ``(input_shape, num_classes) -> nn.Module``; its last ``nn.Linear`` is the
-            output layer, which the hyper-learning interface hooks.
+        model: Factory ``(input_shape, num_classes) -> nn.Module``. Its output must be the output
+            of the last ``nn.Linear`` its forward pass calls, with ``num_classes`` outputs (the
+            layer the hyper-learning interface hooks; checked when an environment is built).
         optimizer: Inner optimizer settings.
         epochs: Sample budget in epochs of the training part; may be fractional.
         num_intervals: Number of scheduling intervals (environment steps) per episode.

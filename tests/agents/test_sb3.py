@@ -263,3 +263,14 @@ def test_dqn_trains_and_resumes_with_its_replay_buffer(tmp_path):
     )
     env = config.env.make()
     assert len(run_episode(env, load_rl_controller(resumed, env), seed=1_000_000).rewards) == 4
+
+
+def test_subproc_worker_that_cannot_build_its_env_fails_in_the_parent_with_the_fix(monkeypatch):
+    from arbiter_env.tasks import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setenv(registry.TASK_MODULES_ENV_VAR, "{}")
+    registry.register_task("registered-in-parent-only", registry.make_task("digits-mlp"))
+    config = tiny_config("vec_env=subproc", "env.task=registered-in-parent-only")
+    with pytest.raises(RuntimeError, match="your_module:task-name.*vec_env: dummy"):
+        make_vec_env(config)

@@ -1,0 +1,215 @@
+"""Weights & Biases plumbing shared by every run: credentials, offline mode, names and sections.
+
+* :func:`wandb_api_key_configured` tells whether the user has logged in, the way wandb itself
+  looks (environment, the netrc entry for wandb's configured host, wandb's settings files),
+  without contacting a server.
+* :func:`prepare_wandb` must run before ``wandb.init``: it sets the mode *process-wide*, not only
+  for the run. Passing ``mode="offline"`` to ``wandb.init`` alone is not enough: wandb 0.31's
+  process-wide telemetry reads the global settings, where the mode is still the default, and
+  looks up and contacts wandb's server when, for example, a ``wandb.Table`` is logged.
+* :func:`wandb_key` maps an interval record's field to a dashboard section (``val/loss``,
+  ``grad_stats/noise_scale``, ...); :data:`BOOKKEEPING_KEYS` are kept out of charts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import netrc
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+# Hosts that wandb 0.31 and earlier versions write netrc entries for when no server is set:
+# 0.31 logs in to CoreWeave's Forge front end, older versions to api.wandb.ai.
+_DEFAULT_HOSTS = ("api.forge.coreweave.com", "api.wandb.ai")
+
+
+def wandb_base_url() -> str | None:
+    """The W&B server wandb would use: ``WANDB_BASE_URL``, its settings files, or its default.
+
+    Reads wandb's own settings (environment and settings files) without starting anything;
+    ``None`` when wandb is not importable.
+    """
+    if os.environ.get("WANDB_BASE_URL"):
+        return os.environ["WANDB_BASE_URL"]
+    try:
+        from wandb.sdk import wandb_setup
+
+        return str(wandb_setup.singleton().settings.base_url)
+    except Exception:  # noqa: BLE001 - an older or changed wandb: fall back to the defaults
+        return None
+
+
+def wandb_api_key_configured() -> bool:
+    """Whether W&B credentials are available, as ``wandb login`` leaves them.
+
+    ``WANDB_API_KEY`` or ``WANDB_IDENTITY_TOKEN_FILE`` in the environment, or a netrc entry with
+    a password for the configured host (see :func:`wandb_base_url`) or, when no host is
+    configured, for one of the hosts that wandb versions log in to by default. Never contacts a
+    server.
+    """
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    base_url = wandb_base_url()
+    hosts = [urlsplit(base_url).hostname] if base_url else []
+    if not os.environ.get("WANDB_BASE_URL"):
+        hosts += _DEFAULT_HOSTS
+    path = _netrc_path()
+    try:
+        entries = netrc.netrc(str(path))
+    except (OSError, netrc.NetrcParseError):
+        return False
+    for host in dict.fromkeys(h for h in hosts if h):
+        entry = entries.authenticators(host)
+        if entry and entry[2]:
+            return True
+    return False
+
+
+def _netrc_path() -> Path:
+    """The netrc file wandb reads: ``NETRC``, else ``~/.netrc``, else ``~/_netrc`` if present."""
+    if os.environ.get("NETRC"):
+        return Path(os.environ["NETRC"]).expanduser()
+    unix = Path("~/.netrc").expanduser()
+    windows = Path("~/_netrc").expanduser()
+    return windows if not unix.exists() and windows.exists() else unix
+
+
+def prepare_wandb(mode: str) -> None:
+    """Sets wandb's mode for the whole process before a run starts.
+
+    ``wandb.setup`` updates wandb's global settings, which its process-wide telemetry reads.
+    In ``offline`` and ``disabled`` mode the telemetry is also switched off for the process, in
+    case it was created before (by an earlier run in another mode): nothing then leaves the
+    machine whatever ``WANDB_*`` variables are set. A later online run still works; only
+    wandb's own usage analytics stay off in this process.
+    """
+    import wandb
+
+    wandb.setup(wandb.Settings(mode=mode))
+    if mode in ("offline", "disabled"):
+        try:
+            from wandb.analytics.opentelemetry import opentelemetry_proxy
+        except ImportError:  # wandb without that telemetry
+            return
+        disable = getattr(opentelemetry_proxy, "disable", None)
+        if disable is not None:
+            disable()
+
+
+def unique_tags(tags: Iterable[Any]) -> list[str]:
+    """Non-empty tags as strings, each once, in first-seen order (W&B limits a tag to 64 chars)."""
+    return list(dict.fromkeys(str(tag)[:64] for tag in tags if tag is not None and str(tag)))
+
+
+def summary_run_id(*parts: Any) -> str:
+    """A W&B run id fixed by ``parts`` (project, group, name...), so a rerun resumes that run."""
+    digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", str(parts[-1]) if parts else "run")[:40].strip("-")
+    return f"{name}-{digest}" if name else digest
+
+
+# --- dashboard sections -------------------------------------------------------------------------
+
+BOOKKEEPING_KEYS = frozenset(
+    {
+        "env_index",
+        "episode",
+        "interval",
+        "elapsed",
+        "seed",
+        "timesteps",
+        "step",
+        "family_instance",
+        "complete",
+        "intervals",
+    }
+)
+"""Fields that say where a record belongs, not how training went: kept in the local files and
+the schedule table, never drawn as charts."""
+
+_GRAD_STATS = (
+    "grad_sq_norm",
+    "trace_covariance",
+    "noise_scale",
+    "half_batch_cosine",
+    "mean_grad_norm",
+    "probe_size",
+)
+_INTERVAL_SECTIONS = {
+    # The inner network's training loss. SB3 uses train/ for the agent's own losses
+    # (train/loss is PPO's total loss), so the inner network's has a name of its own.
+    "train_loss": "train/inner_loss",
+    "val_loss": "val/loss",
+    "val_accuracy": "val/accuracy",
+    "test_loss": "test/loss",
+    "test_accuracy": "test/accuracy",
+    "batch_size": "schedule/batch_size",
+    "lr": "schedule/lr",
+    "updates": "schedule/updates",
+    "interval_updates": "schedule/interval_updates",
+    "episode_samples": "schedule/episode_samples",
+    "reward": "env/reward",
+    "diverged": "env/diverged",
+    "wall_time": "time/interval_wall_time",
+    "episode_wall_time": "time/episode_wall_time",
+    **{name: f"grad_stats/{name}" for name in _GRAD_STATS},
+}
+
+
+def wandb_key(key: str) -> str | None:
+    """The dashboard name of an interval record's field; ``None`` for bookkeeping.
+
+    Fields that already name a section (``train/...``) are kept; a flattened mapping of the
+    ``info`` becomes a section of its own (``arbiter.alpha_0``, Arbiter's search diagnostics,
+    becomes ``arbiter/alpha_0``); other unknown fields go to ``interval/``. ``samples`` is the
+    x-axis and stays as it is.
+    """
+    if key in BOOKKEEPING_KEYS:
+        return None
+    if key == "samples" or "/" in key:
+        return key
+    if key in _INTERVAL_SECTIONS:
+        return _INTERVAL_SECTIONS[key]
+    head, dot, rest = key.partition(".")
+    return f"{head}/{rest}" if dot and head and rest else f"interval/{key}"
+
+
+def sectioned(record: Mapping[str, Any]) -> dict[str, Any]:
+    """``record`` with its keys mapped by :func:`wandb_key`, bookkeeping dropped."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        name = wandb_key(key)
+        if name is not None:
+            out[name] = value
+    return out
+
+
+# --- what a run ran -----------------------------------------------------------------------------
+
+
+def plain(value: Any) -> Any:
+    """``value`` as YAML/JSON-friendly data; callables by their qualified name, else ``repr``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalar
+        return value.item()
+    func = getattr(value, "func", None)  # functools.partial
+    if func is not None and hasattr(value, "keywords"):
+        return {"function": plain(func), "kwargs": plain(value.keywords)}
+    name = getattr(value, "__qualname__", None)
+    if name is not None:
+        return f"{getattr(value, '__module__', '')}.{name}".lstrip(".")
+    return repr(value)
