@@ -416,7 +416,7 @@ def test_temperature_response_scales_the_logits_by_one_plus_c_times_s(tiny_task)
     s = torch.tensor(0.7)
     head = env.trainer.head
     logits = (1 - 0.1 * 0.7) * (features @ head.weight.T) + head.bias
-    expected = torch.nn.functional.cross_entropy(logits, targets)
+    expected = torch.nn.functional.cross_entropy(logits, targets).detach()
     assert float(agent.response_loss(s, inputs, targets).detach()) == pytest.approx(
         float(expected), rel=1e-5
     )
@@ -483,3 +483,18 @@ def test_null_control_experiment_builds_every_contestant():
     assert built["arbiter-frozen-map"].config.freeze_map
     assert built["arbiter-zero-meta-loss"].config.meta_loss_scale == 0.0
     assert type(built["arbiter-la"]).__name__ == "ArbiterLA"
+
+
+def test_search_diagnostics_reach_the_interval_log(tmp_path):
+    import json
+
+    from arbiter_env.logging import RunLogger
+
+    env = BatchSizeEnv("digits-mlp", task_kwargs=SMALL_DIGITS, action_encoding="continuous")
+    with RunLogger(tmp_path, {"controller": "arbiter"}, wandb_mode="disabled") as log:
+        log.run_episode(env, Arbiter(env), 0, controller_name="arbiter")
+    rows = [json.loads(line) for line in (tmp_path / "intervals.jsonl").read_text().splitlines()]
+    assert len(rows) == SMALL_DIGITS["num_intervals"]
+    for row in rows:
+        for key in ("s", "dF_ds", "temperature", "map_norm", "candidate_0", "alpha_0"):
+            assert isinstance(row[f"arbiter.{key}"], int | float), key
