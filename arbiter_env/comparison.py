@@ -12,9 +12,12 @@ separate process (``engine="local"``) or as a Ray task (``engine="ray"``), and w
         episodes.jsonl, run.json, wandb/
       models/TASK/LABEL/                a controller trained by this comparison (PPO): model.zip,
                                         result.json, its training logs
-      results.csv, results.md           mean ± std over seeds, per task and controller
+      results.csv, results.md           mean ± standard error over seeds, per task and controller,
+                                        then IQM and P(improvement) across tasks (arbiter_env.report)
+      aggregates.json                   those aggregates with their bootstrap CIs (strict JSON)
       runs.csv                          one row per run
-      plots/TASK/*.png                  batch size and validation loss against samples, test accuracy
+      plots/TASK/*.png, *.pdf           batch size and validation loss against samples, test accuracy
+      plots/performance_profile.*       run-score distribution across tasks and seeds
       wandb/                            W&B runs (offline by default), one group per comparison
 
 Every controller sees the same seeds, the same task and the same sample budget; a seed fixes the
@@ -54,6 +57,7 @@ import yaml
 
 from arbiter_env.config import ConfigError, load_yaml, save_yaml, to_dict
 from arbiter_env.logging import INTERVALS_FILE, RunLogger
+from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
 
 EngineName = Literal["local", "ray"]
 WandbMode = Literal["offline", "online", "disabled"]
@@ -63,6 +67,7 @@ RESULT_FILE = "result.json"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 RUNS_CSV = "runs.csv"
+AGGREGATES_JSON = "aggregates.json"
 
 _LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -619,15 +624,6 @@ def _mean_batch_size(record: Any) -> float:
     return float(np.average(record.batch_sizes, weights=slices)) if slices.sum() else math.nan
 
 
-def _plain_number(value: Any) -> Any:
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 # --- engines ------------------------------------------------------------------------------------
 
 
@@ -945,20 +941,6 @@ class _Progress:
 
 # --- the report ---------------------------------------------------------------------------------
 
-_METRICS: tuple[tuple[str, str, str], ...] = (
-    # (result key, column, format)
-    ("final_val_loss", "final val loss", "{:.4f}"),
-    ("test_accuracy", "test accuracy", "{:.4f}"),
-    ("samples", "samples", "{:.0f}"),
-    ("updates", "inner updates", "{:.0f}"),
-    ("wall_time", "wall time (s)", "{:.2f}"),
-)
-_TARGET_METRICS = (
-    ("samples_to_target", "samples to target", "{:.0f}"),
-    ("seconds_to_target", "seconds to target", "{:.2f}"),
-)
-_HYPERGRADIENT_METRIC = ("hypergradient_var", "lr hypergradient variance", "{:.3g}")
-
 
 def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dict[str, Any]]]:
     """The saved config (if any) and every evaluation result under ``run_dir/runs``.
@@ -986,116 +968,14 @@ def _pairs(config: ExperimentConfig) -> list[tuple[str, ControllerSpec]]:
     return [(task, spec) for task in config.tasks for spec in config.controllers]
 
 
-def summarize(
-    results: list[dict[str, Any]], target_accuracy: float | None = None
-) -> list[dict[str, Any]]:
-    """One row per (task, controller): mean and std over seeds of each metric, and failures.
-
-    Means and standard deviations (ddof=1; 0 for one seed) are over the successful runs;
-    the time-to-target metrics are over the runs that reached the target (``target_reached``).
-    """
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for result in results:
-        groups.setdefault((result["task"], result["label"]), []).append(result)
-    with_hypergradient = any(
-        math.isfinite(_number(r.get("hypergradient_var")))
-        for r in results
-        if r.get("status") == "ok"
-    )
-    metrics = list(_METRICS)
-    if target_accuracy is not None:
-        metrics += list(_TARGET_METRICS)
-    if with_hypergradient:
-        metrics.append(_HYPERGRADIENT_METRIC)
-    for (task, label), group in groups.items():
-        ok = [r for r in group if r.get("status") == "ok"]
-        failed = [r for r in group if r.get("status") != "ok"]
-        row: dict[str, Any] = {
-            "task": task,
-            "controller": label,
-            "registered": group[0].get("controller", ""),
-            "seeds": len(group),
-            "ok": len(ok),
-            "failed": len(failed),
-            "diverged": sum(bool(r.get("diverged")) for r in ok),
-        }
-        for key, _, _ in metrics:
-            values = np.array([_number(r.get(key)) for r in ok], dtype=float)
-            finite = values[np.isfinite(values)]
-            if key in ("samples_to_target", "seconds_to_target"):
-                values = finite
-                row["target_reached"] = len(finite)
-            row[f"{key}_mean"] = float(np.mean(values)) if len(values) else math.nan
-            row[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-            if not len(values):
-                row[f"{key}_std"] = math.nan
-        row["errors"] = "; ".join(f"seed {r['seed']}: {r.get('error')}" for r in failed)
-        rows[(task, label)] = row
-    return list(rows.values())
-
-
-def markdown_table(
-    rows: list[dict[str, Any]], target_accuracy: float | None = None, title: str | None = None
-) -> str:
-    """The summary as Markdown: one table per task, ``mean ± std`` cells, failures listed."""
-    if not rows:
-        return "No results.\n"
-    metrics = [
-        m for m in (*_METRICS, *_TARGET_METRICS, _HYPERGRADIENT_METRIC) if f"{m[0]}_mean" in rows[0]
-    ]
-    lines = [f"# {title}", ""] if title else []
-    for task in dict.fromkeys(r["task"] for r in rows):
-        lines += [f"## {task}", ""]
-        header = ["controller", "runs", *[m[1] for m in metrics]]
-        if target_accuracy is not None:
-            header = [h.replace("to target", f"to {target_accuracy:g} acc") for h in header]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-        for row in (r for r in rows if r["task"] == task):
-            runs = f"{row['ok']}/{row['seeds']}"
-            if row["diverged"]:
-                runs += f" ({row['diverged']} diverged)"
-            cells = [row["controller"], runs]
-            for key, _, fmt in metrics:
-                cell = _mean_std(row[f"{key}_mean"], row[f"{key}_std"], fmt)
-                if key in ("samples_to_target", "seconds_to_target"):
-                    cell += f" ({row['target_reached']}/{row['ok']})"
-                cells.append(cell)
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        failures = [r for r in rows if r["task"] == task and r["failed"]]
-        if failures:
-            lines.append("Failed runs:")
-            lines += [f"- {r['controller']}: {r['errors']}" for r in failures]
-            lines.append("")
-    lines.append(
-        "Mean ± standard deviation over seeds of the successful runs. Samples and inner updates "
-        "are totals over the episode; wall time is the evaluation episode's (training of trained "
-        "controllers not included)."
-    )
-    if target_accuracy is not None:
-        lines.append(
-            f"Time to target: first interval end with validation accuracy ≥ {target_accuracy:g}, "
-            "averaged over the runs that reached it (reached/successful runs in parentheses)."
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _mean_std(mean: float, std: float, fmt: str) -> str:
-    if not math.isfinite(mean):
-        return "–"
-    return f"{fmt.format(mean)} ± {fmt.format(std)}" if math.isfinite(std) else fmt.format(mean)
-
-
 def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
     """Writes the tables (CSV, Markdown) and the plots of ``run_dir`` from its saved files.
 
     Reruns nothing; used at the end of every comparison and by ``arbiter plot RUN_DIR``.
 
     Returns:
-        ``{"rows": summary rows, "results_csv": path, "results_md": path, "runs_csv": path,
-        "plots": [paths], "markdown": text}``.
+        ``{"rows": summary rows, "aggregates": rows across tasks, "results_csv": path,
+        "results_md": path, "runs_csv": path, "plots": [paths], "markdown": text}``.
     """
     from arbiter_env import plots
 
@@ -1107,16 +987,19 @@ def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"No results under {run_dir / 'runs'}; is it a comparison folder?")
     target = config.target_accuracy if config is not None else _first_target(results)
     rows = summarize(results, target)
+    aggregates = aggregate(results)
     title = config.name if config is not None else run_dir.name
-    markdown = markdown_table(rows, target, title=title)
+    markdown = markdown_table(rows, target, title=title, aggregates=aggregates)
     if config is not None and config.description:
         markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
     _write_csv(run_dir / RESULTS_CSV, rows)
     (run_dir / RESULTS_MD).write_text(markdown)
     _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
+    (run_dir / AGGREGATES_JSON).write_text(dumps_strict(aggregates, indent=2) + "\n")
     plot_paths = plots.plot_comparison(results, run_dir / "plots")
     return {
         "rows": rows,
+        "aggregates": aggregates,
         "results_csv": run_dir / RESULTS_CSV,
         "results_md": run_dir / RESULTS_MD,
         "runs_csv": run_dir / RUNS_CSV,
@@ -1238,7 +1121,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     # Write then rename, so a run interrupted mid-write never leaves a result that looks finished.
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(data, indent=2, default=_plain_number))
+    # Strict JSON: a non-finite number (a diverged run's loss) is written as null, not NaN.
+    partial.write_text(dumps_strict(data, indent=2))
     partial.replace(path)
 
 

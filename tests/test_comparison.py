@@ -132,9 +132,14 @@ def test_tiny_comparison_writes_config_tables_plots_and_logs(local_run) -> None:
 
     markdown = (run_dir / "results.md").read_text()
     assert "| b32 | 2/2 |" in markdown and "±" in markdown
-    for name in ("batch_size.png", "val_loss.png", "test_accuracy.png"):
-        png = run_dir / "plots" / "digits-mlp" / name
+    for name in ("batch_size", "val_loss", "test_accuracy"):
+        png = run_dir / "plots" / "digits-mlp" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    assert (run_dir / "plots" / "performance_profile.pdf").is_file()
+    assert "## Across tasks and seeds" in markdown and "IQM" in markdown
+    aggregates = json.loads((run_dir / "aggregates.json").read_text())
+    assert {row["controller"] for row in aggregates} == {"b32", "b128"}
 
     run_folder = run_dir / "runs" / "digits-mlp" / "b32" / "seed-0"
     intervals = [
@@ -157,6 +162,9 @@ def test_a_failing_controller_is_reported_and_the_others_finish(local_run) -> No
     results = _results_by_run(local_run.run_dir)
     assert results[("broken", 0)]["status"] == "failed"
     assert "this controller always fails" in results[("broken", 1)]["error"]
+    # Strict JSON: a failed run's missing numbers are null, never a bare NaN.
+    for path in local_run.run_dir.glob("runs/*/*/seed-*/result.json"):
+        json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
     assert all(
         results[(label, seed)]["status"] == "ok" for label in ("b32", "b128") for seed in (0, 1)
     )
@@ -172,7 +180,7 @@ def test_plot_rebuilds_identical_tables_from_saved_logs(local_run) -> None:
     png.unlink()
     report = rebuild_report(run_dir)
     assert {name: (run_dir / name).read_bytes() for name in before} == before
-    assert png.is_file() and len(report["plots"]) == 3
+    assert png.is_file() and len(report["plots"]) == 4  # 3 per task + the performance profile
 
 
 def test_plot_command_line_rebuilds_the_report(local_run, capsys) -> None:
