@@ -27,6 +27,12 @@ ENV_ID = "arbiter_env/BatchSize-v0"
 
 register(id=ENV_ID, entry_point="arbiter_env.env:BatchSizeEnv")
 
+# User modules named in ARBITER_IMPORTS (set by `arbiter --import MODULE` for its worker
+# processes): imported last, once everything they may use from this package exists.
+from arbiter_env.user_code import import_from_environment  # noqa: E402
+
+import_from_environment()
+
 __all__ = [
     "ENV_ID",
     "ClassificationData",

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import importlib
 import json
 import math
 import os
@@ -58,6 +57,7 @@ import yaml
 from arbiter_env.config import ConfigError, load_yaml, save_yaml, to_dict
 from arbiter_env.logging import INTERVALS_FILE, RunLogger
 from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
+from arbiter_env.user_code import add_import_option
 
 EngineName = Literal["local", "ray"]
 WandbMode = Literal["offline", "online", "disabled"]
@@ -391,12 +391,14 @@ def _prepare_worker(spec: RunSpec) -> None:
 
 def _import_modules(modules: Iterable[str]) -> None:
     import arbiter_env  # noqa: F401 - registers the environment and the built-in tasks
+    from arbiter_env.user_code import UserImportError, add_working_folder, import_modules
 
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ConfigError(f"imports: cannot import {module!r}: {error}") from None
+    # The working folder is importable in the driver and in every worker, as with `python -m`.
+    add_working_folder()
+    try:
+        import_modules(modules, source="imports")
+    except UserImportError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _make_env(spec: RunSpec) -> Any:
@@ -1165,6 +1167,7 @@ def add_comparison_subcommands(subparsers: Any) -> None:
         "--max-workers", type=int, default=None, help="Processes of the local engine."
     )
     compare.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    add_import_option(compare)
     compare.add_argument(
         "overrides", nargs="*", metavar="key=value", help="Config overrides, e.g. seeds=[0,1]."
     )
@@ -1175,6 +1178,7 @@ def add_comparison_subcommands(subparsers: Any) -> None:
         "plot", help="rebuild a comparison's tables and plots from its saved logs"
     )
     plot.add_argument("run_dir", metavar="RUN_FOLDER")
+    add_import_option(plot)
     plot.set_defaults(func=plot_command, handler=plot_command)
 
 
@@ -1187,6 +1191,9 @@ def compare_command(args: argparse.Namespace) -> int:
         overrides.append(f"engine.max_workers={args.max_workers}")
     try:
         config = load_experiment(args.config, overrides)
+        extra = [m for m in getattr(args, "imports", None) or [] if m not in config.imports]
+        if extra:  # --import on the command line: the workers import them as well
+            config = dataclasses.replace(config, imports=[*config.imports, *extra])
         result = run_comparison(
             config,
             run_dir=args.run_dir,
