@@ -813,7 +813,8 @@ def run_comparison(
     total = len(pending_train) + sum(map(len, waiting.values())) + len(ready)
     skipped = len(train_specs) + len(eval_specs) - total
 
-    display = _Progress(total, skipped, enabled=progress)
+    slots = engine_config.max_workers if engine_config.name == "local" else engine_config.num_cpus
+    display = _Progress(total, skipped, enabled=progress, slots=slots)
     executed = 0
     if total:
         runner = (
@@ -826,6 +827,7 @@ def run_comparison(
             # Training first: it is the longest work and the evaluations that wait on it.
             for spec in pending_train + ready:
                 in_flight[runner.submit(spec)] = spec
+            display.running(list(in_flight.values()))
             while in_flight:
                 for handle, outcome in runner.wait(list(in_flight)):
                     spec = in_flight.pop(handle)
@@ -835,6 +837,7 @@ def run_comparison(
                     if spec.kind == "train":
                         for follower in waiting.pop(str(spec.model_path), []):
                             in_flight[runner.submit(follower)] = follower
+                    display.running(list(in_flight.values()))
         finally:
             display.close()
             runner.close()
@@ -899,9 +902,14 @@ def _as_result(spec: RunSpec, outcome: dict[str, Any] | BaseException) -> dict[s
 
 
 class _Progress:
-    """A rich progress bar over runs, with failures printed as they happen."""
+    """A rich progress bar over runs, naming the runs in progress; failures printed as they happen.
 
-    def __init__(self, total: int, skipped: int, *, enabled: bool):
+    Runs start in submission order, so the first ``slots`` unfinished ones are those running
+    (PPO training first: it is submitted first).
+    """
+
+    def __init__(self, total: int, skipped: int, *, enabled: bool, slots: int = 1):
+        self.slots = max(1, slots)
         self.enabled = enabled and total > 0
         self.bar = None
         if enabled and skipped:
@@ -926,15 +934,26 @@ class _Progress:
         self.task = self.bar.add_task("", total=total)
         self.bar.start()
 
+    @staticmethod
+    def _name(spec: RunSpec) -> str:
+        what = "training" if spec.kind == "train" else f"seed {spec.seed}"
+        return f"{spec.label} {spec.task} {what}"
+
+    def running(self, specs: list[RunSpec]) -> None:
+        """Names the runs in progress: the first ``slots`` of those submitted and unfinished."""
+        if self.bar is None:
+            return
+        names = [self._name(spec) for spec in specs[: self.slots]]
+        queued = len(specs) - len(names)
+        text = "running: " + ", ".join(names) + (f" (+{queued} queued)" if queued > 0 else "")
+        self.bar.update(self.task, description=text if names else "")
+
     def advance(self, spec: RunSpec, result: dict[str, Any]) -> None:
         if self.bar is None:
             return
-        what = f"{spec.label} {spec.task} " + (
-            "train" if spec.kind == "train" else f"seed {spec.seed}"
-        )
         if result.get("status") != "ok":
-            self.bar.console.print(f"[red]failed[/red] {what}: {result.get('error')}")
-        self.bar.update(self.task, advance=1, description=what)
+            self.bar.console.print(f"[red]failed[/red] {self._name(spec)}: {result.get('error')}")
+        self.bar.update(self.task, advance=1)
 
     def close(self) -> None:
         if self.bar is not None:

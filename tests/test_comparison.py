@@ -305,3 +305,24 @@ def test_shipped_experiment_configs_load_and_name_existing_things(name: str) -> 
 
     config = load_experiment(CONFIG_DIR / f"{name}.yaml")
     validate_names(config)
+
+
+def test_progress_names_the_runs_in_progress_not_the_last_finished() -> None:
+    from types import SimpleNamespace
+
+    from arbiter_env.comparison import _Progress
+
+    specs = [
+        SimpleNamespace(kind="train", label="ppo", task="digits-mlp", seed=12345),
+        SimpleNamespace(kind="evaluate", label="fixed-8", task="digits-mlp", seed=0),
+        SimpleNamespace(kind="evaluate", label="fixed-8", task="digits-mlp", seed=1),
+    ]
+    display = _Progress(3, 0, enabled=True, slots=2)
+    try:
+        display.running(specs)
+        description = display.bar.tasks[0].description
+    finally:
+        display.close()
+    assert description == (
+        "running: ppo digits-mlp training, fixed-8 digits-mlp seed 0 (+1 queued)"
+    )
