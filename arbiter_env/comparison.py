@@ -1119,7 +1119,10 @@ def _log_wandb_summary(
         columns = list(dict.fromkeys(key for row in rows for key in row))
         table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
         images = {
-            f"plots/{Path(p).parent.name}/{Path(p).stem}": wandb.Image(str(p))
+            # plots/TASK/NAME, and plots/NAME for the plots across tasks.
+            "plots/" + Path(p).relative_to(run_dir / "plots").with_suffix("").as_posix(): (
+                wandb.Image(str(p))
+            )
             for p in report["plots"]
         }
         run.log({"results": table, **images})
