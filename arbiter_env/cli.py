@@ -349,6 +349,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         task = args.task or DEFAULT_TASK
         family_split = args.split if _is_family(task) else None
+        from arbiter_env.controller_registry import controller_env_defaults
+
+        # The controller's env defaults (Arbiter: continuous actions) unless -e sets them.
+        env_args = controller_env_defaults(args.controller) | env_args
 
         def build_env() -> Any:
             return _make_env(task, task_overrides, family_split, env_args=env_args)

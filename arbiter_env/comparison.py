@@ -278,6 +278,8 @@ class RunSpec:
 
 def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSpec], list[RunSpec]]:
     """Expands the experiment into training runs and evaluation runs (in config order)."""
+    from arbiter_env.controller_registry import controller_env_defaults
+
     run_dir = Path(run_dir).resolve()
     wandb_settings = dataclasses.asdict(config.wandb) | {"dir": str(run_dir)}
     train, evaluate = [], []
@@ -289,7 +291,9 @@ def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSp
                 kwargs=dict(spec.kwargs),
                 task=task,
                 task_overrides=dict(config.task_overrides),
-                env=dict(config.env) | dict(spec.env),
+                # The controller's own env defaults (Arbiter: continuous actions), then the
+                # experiment's env, then the entry's.
+                env=controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env),
                 imports=list(config.imports),
                 target_accuracy=config.target_accuracy,
                 train_timesteps=spec.train_timesteps,

@@ -20,6 +20,7 @@ ControllerFactory = Callable[..., Controller]
 
 _CONTROLLERS: dict[str, ControllerFactory] = {}
 _DESCRIPTIONS: dict[str, str] = {}
+_ENV_DEFAULTS: dict[str, dict[str, Any]] = {}
 _PROVIDERS = ("arbiter_env.agents", "arbiter_env.baselines")
 
 
@@ -29,6 +30,7 @@ def register_controller(
     *,
     overwrite: bool = False,
     description: str | None = None,
+    env_defaults: dict[str, Any] | None = None,
 ) -> None:
     """Registers ``factory(env, **kwargs)`` under ``name``.
 
@@ -39,6 +41,9 @@ def register_controller(
         overwrite: Replace an existing entry of the same name instead of raising.
         description: One line for ``arbiter controllers``; default: the first line of the
             factory's docstring (of the class, for a class or a classmethod).
+        env_defaults: ``BatchSizeEnv`` arguments this controller is meant to run with (for
+            example ``{"action_encoding": "continuous"}``); ``arbiter evaluate`` and comparisons
+            use them unless the user sets those arguments.
     """
     if name in _CONTROLLERS and not overwrite and _CONTROLLERS[name] is not factory:
         raise ValueError(f"Controller {name!r} is already registered; pass overwrite=True.")
@@ -47,6 +52,13 @@ def register_controller(
         _DESCRIPTIONS[name] = description
     else:
         _DESCRIPTIONS.pop(name, None)
+    _ENV_DEFAULTS[name] = dict(env_defaults or {})
+
+
+def controller_env_defaults(name: str) -> dict[str, Any]:
+    """The env arguments registered with controller ``name`` (``{}`` for none or unknown)."""
+    _load_providers()
+    return dict(_ENV_DEFAULTS.get(name, {}))
 
 
 def describe_controller(name: str) -> str:

@@ -229,6 +229,8 @@ def test_evaluate_gives_each_seed_a_fresh_arbiter_unless_asked_to_share(tmp_path
     assert "one controller shared across seeds" in capsys.readouterr().out
     config = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())
     assert config["agent_per_seed"] == "shared"
+    # Arbiter acts through the continuous encoding by default, as in train and compare.
+    assert config["env"] == {"action_encoding": "continuous"}
 
 
 def test_env_arguments_can_be_set_on_every_command(tmp_path, capsys):

@@ -326,3 +326,32 @@ def test_progress_names_the_runs_in_progress_not_the_last_finished() -> None:
     assert description == (
         "running: ppo digits-mlp training, fixed-8 digits-mlp seed 0 (+1 queued)"
     )
+
+
+def test_a_controller_s_env_defaults_apply_unless_the_experiment_sets_them(tmp_path) -> None:
+    from arbiter_env.comparison import plan_runs
+
+    config = from_dict(
+        ExperimentConfig,
+        {
+            "name": "defaults",
+            "tasks": ["digits-mlp"],
+            "seeds": [0],
+            "controllers": [
+                {"name": "arbiter", "controller": "arbiter"},
+                {
+                    "name": "arbiter-discrete",
+                    "controller": "arbiter",
+                    "env": {"action_encoding": "discrete"},
+                },
+                {"name": "fixed", "controller": "fixed"},
+            ],
+        },
+    )
+    _, runs = plan_runs(config, tmp_path)
+    env = {run.label: run.env for run in runs}
+    assert env == {
+        "arbiter": {"action_encoding": "continuous"},
+        "arbiter-discrete": {"action_encoding": "discrete"},
+        "fixed": {},
+    }
