@@ -285,10 +285,14 @@ def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSp
     train, evaluate = [], []
     for task in config.tasks:
         for spec in config.controllers:
+            kwargs = dict(spec.kwargs)
+            if isinstance(kwargs.get("checkpoint"), str):
+                # Absolute, so that a worker whose folder differs (a Ray worker) finds it.
+                kwargs["checkpoint"] = str(Path(kwargs["checkpoint"]).expanduser().resolve())
             common = dict(
                 label=spec.name,
                 controller=spec.controller,
-                kwargs=dict(spec.kwargs),
+                kwargs=kwargs,
                 task=task,
                 task_overrides=dict(config.task_overrides),
                 # The controller's own env defaults (Arbiter: continuous actions), then the

@@ -345,10 +345,14 @@ def test_a_controller_s_env_defaults_apply_unless_the_experiment_sets_them(tmp_p
                     "env": {"action_encoding": "discrete"},
                 },
                 {"name": "fixed", "controller": "fixed"},
+                {"name": "saved", "controller": "arbiter", "kwargs": {"checkpoint": "ckpt"}},
             ],
         },
     )
     _, runs = plan_runs(config, tmp_path)
+    saved = next(run for run in runs if run.label == "saved")
+    assert saved.kwargs["checkpoint"] == str(Path("ckpt").resolve())  # absolute for any worker
+    runs = [run for run in runs if run.label != "saved"]
     env = {run.label: run.env for run in runs}
     assert env == {
         "arbiter": {"action_encoding": "continuous"},
