@@ -149,20 +149,36 @@ def plot_batch_sizes(
     )
     for label, runs in by_label.items():
         axes = panels[style.kinds[label]]
+        schedules = [[row["batch_size"] for row in run.get("log") or []] for run in runs]
+        # A constant schedule (a fixed size) is labelled at its right end instead of in a
+        # legend, which would cover the top lines of a panel of fixed sizes.
+        constant = all(len(set(s)) == 1 for s in schedules) and len({s[0] for s in schedules}) == 1
         for index, run in enumerate(runs):
             log = run.get("log") or []
             if not log:
                 continue
             edges = [0, *(row["samples"] for row in log)]
             axes.stairs(
-                [row["batch_size"] for row in log],
+                schedules[index],
                 edges,
                 color=style.colour[label],
                 linestyle=style.line[label],
                 alpha=0.9 if index == 0 else 0.4,
                 linewidth=1.8 if index == 0 else 0.9,
-                label=label if index == 0 else None,
+                label=label if index == 0 and not constant else None,
                 baseline=None,
+            )
+        if constant and schedules[0]:
+            end = (runs[0].get("log") or [{}])[-1].get("samples", 0)
+            axes.annotate(
+                label,
+                (end, schedules[0][0]),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="x-small",
+                color=style.colour[label],
+                annotation_clip=False,
             )
     for axes in _unique(panels):
         axes.set_yscale("log", base=2)
