@@ -49,6 +49,12 @@ def _preload_in_forkserver() -> None:
 
 _preload_in_forkserver()
 
+# User modules named in ARBITER_IMPORTS (set by `arbiter --import MODULE` for its worker
+# processes): imported last, once everything they may use from this package exists.
+from arbiter_env.user_code import import_from_environment  # noqa: E402
+
+import_from_environment()
+
 __all__ = [
     "ENV_ID",
     "ClassificationData",

@@ -31,9 +31,16 @@ from typing import Any, get_type_hints
 import numpy as np
 
 from arbiter_env.config import ConfigError, apply_overrides, from_dict
+from arbiter_env.user_code import (
+    add_import_option,
+    add_working_folder,
+    import_modules,
+    share_with_workers,
+)
 
 EXIT_USAGE = 2
 DEFAULT_TASK = "digits-mlp"
+DEFAULT_THREADS = 1
 
 # Agents that `arbiter train` knows: the stable-baselines3 algorithms (trained by
 # arbiter_env.agents.sb3) and Arbiter (run by arbiter_env.agents.run_arbiter).
@@ -56,9 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tasks = commands.add_parser("tasks", help="list tasks and task families")
+    add_import_option(tasks)
     tasks.set_defaults(handler=cmd_tasks)
 
     controllers = commands.add_parser("controllers", help="list registered controllers")
+    add_import_option(controllers)
     controllers.set_defaults(handler=cmd_controllers)
 
     episode = commands.add_parser(
@@ -70,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_options(episode)
     episode.add_argument("--batch-size", type=int, required=True, help="the fixed batch size")
     episode.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
-    episode.add_argument("overrides", nargs="*", metavar="key=value", help="task field overrides")
+    episode.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="task field overrides (env.KEY=VALUE: an env argument)",
+    )
     _add_run_options(episode)
     episode.set_defaults(handler=cmd_episode)
 
@@ -79,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="train an agent (PPO and other SB3 algorithms, or Arbiter)",
         description="Trains an agent. Trailing key=value pairs override the agent's config "
         "(dotted keys reach nested sections, e.g. hyperparams.n_steps=64 for PPO or "
-        "agent.phi_lr=1e-4 for Arbiter). RL agents are then evaluated on held-out seeds.",
+        "agent.phi_lr=1e-4 for Arbiter; env.KEY=VALUE for an env argument). RL agents are then "
+        "evaluated on held-out seeds. Arbiter writes a checkpoint folder, RUN_DIR/checkpoint, "
+        "that evaluate and compare load.",
     )
     train.add_argument("--agent", required=True, help=f"one of {', '.join(AGENTS)}")
     _add_task_options(train, default=None)
@@ -96,15 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="evaluate a controller or a trained agent on seeds",
-        description="Runs one episode per seed. Trailing key=value pairs are the controller's "
-        "keyword arguments (e.g. batch_size=64 for 'fixed'); task.KEY=VALUE overrides a task "
-        "field.",
+        description="Runs one episode per seed, each with a fresh controller (built anew or "
+        "loaded anew from the checkpoint), so a seed's result does not depend on the seeds run "
+        "before it; --shared-agent keeps one controller across the seeds instead. Trailing "
+        "key=value pairs are the controller's keyword arguments (e.g. batch_size=64 for "
+        "'fixed'); task.KEY=VALUE overrides a task field, env.KEY=VALUE sets an env argument.",
     )
     evaluate.add_argument(
         "--controller",
         required=True,
         metavar="NAME_OR_CHECKPOINT",
-        help="a registered controller name or an RL checkpoint folder",
+        help="a registered controller name, an RL checkpoint folder (arbiter train, or an "
+        "rl-zoo3 model .zip or its folder), or an Arbiter checkpoint folder",
     )
     _add_task_options(evaluate, default=None)
     evaluate.add_argument(
@@ -123,7 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         const=0,
         metavar="TIMESTEPS",
         help="call the controller's learn(TIMESTEPS) first: HPO baselines run their search "
-        "(their own trial budget), an untrained RL agent trains in the env",
+        "(their own trial budget), an untrained RL agent trains in the env; the learned "
+        "controller then plays every seed (implies --shared-agent)",
+    )
+    evaluate.add_argument(
+        "--shared-agent",
+        action="store_true",
+        help="one controller for all seeds, in order (an online learner such as Arbiter then "
+        "carries what it learned from one seed into the next)",
     )
     evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="controller kwargs")
     _add_run_options(evaluate)
@@ -149,6 +175,25 @@ def _add_task_options(parser: argparse.ArgumentParser, default: str | None = DEF
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-e",
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment argument, e.g. -e action_encoding=continuous -e num_intervals=10 "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        metavar="N",
+        help=f"torch intra-op threads (default {DEFAULT_THREADS}: the fastest for the small "
+        "built-in networks, several times faster than torch's default on a busy machine; "
+        "0 keeps torch's default; raise it for large networks trained on the CPU)",
+    )
+    add_import_option(parser)
     parser.add_argument("--run-dir", type=Path, help="run folder (default runs/<timestamp>-<job>)")
     parser.add_argument(
         "--wandb",
@@ -170,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse has printed its message
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
+        # As with `python -m`: modules in the working folder are importable (--import, imports:).
+        add_working_folder()
+        share_with_workers(import_modules(getattr(args, "imports", None) or []))
+        _set_threads(getattr(args, "threads", None))
         return int(args.handler(args) or 0)
     except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
         if args.traceback:
@@ -188,10 +237,21 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     """``arbiter tasks``: a table of tasks and one of task families."""
     from rich.table import Table
 
-    from arbiter_env.tasks import get_family, list_families, list_tasks, make_task
+    from arbiter_env.tasks import (
+        get_family,
+        list_families,
+        list_tasks,
+        make_task,
+        needs_data_files,
+    )
 
-    table = Table(title="Tasks")
+    table = Table(
+        title="Tasks",
+        caption="data: 'built in' needs nothing; 'local files' reads files you already have "
+        "from data_dir (-t data_dir=PATH, or $ARBITER_DATA_DIR, default ~/data)",
+    )
     table.add_column("task", no_wrap=True)
+    table.add_column("data", no_wrap=True)
     for column in ("optimizer", "lr", "momentum", "epochs", "intervals", "batch", "start"):
         table.add_column(column, justify="left" if column == "optimizer" else "right")
     for name in list_tasks():
@@ -199,6 +259,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
         opt = task.optimizer
         table.add_row(
             name,
+            "local files" if needs_data_files(name) else "built in",
             opt.name,
             f"{opt.lr:g}",
             f"{opt.momentum:g}" if opt.name == "sgd" else "-",
@@ -227,27 +288,34 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_controllers(args: argparse.Namespace) -> int:
-    """``arbiter controllers``: the registered controller names."""
-    from arbiter_env.controller_registry import list_controllers
+    """``arbiter controllers``: the registered controllers, one line of description each."""
+    from arbiter_env.controller_registry import describe_controller, list_controllers
 
-    for name in list_controllers():
-        print(name)
+    names = list_controllers()
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {describe_controller(name)}".rstrip())
     return 0
 
 
 def cmd_episode(args: argparse.Namespace) -> int:
     """``arbiter episode``: one seeded episode with a fixed batch size, then a summary."""
-    trailing = [item.removeprefix("task.") for item in args.overrides]
+    env_items = [o.removeprefix("env.") for o in args.overrides if o.startswith("env.")]
+    trailing = [o.removeprefix("task.") for o in args.overrides if not o.startswith("env.")]
     task_overrides = _task_overrides(args.task_override + trailing)
-    env = _make_env(args.task, task_overrides)
+    env_args = _env_args(args.env + env_items)
+    env = _make_env(args.task, task_overrides, env_args=env_args)
     controller = _make_controller("fixed", env, {"batch_size": args.batch_size})
     config = {
         "command": "episode",
         "task": args.task,
         "task_overrides": task_overrides,
+        "env": env_args,
         "controller": "fixed",
         "controller_kwargs": {"batch_size": args.batch_size},
         "seeds": [args.seed],
+        "imports": args.imports,
+        "threads": args.threads,
     }
     with _logged_run(args, config, job="episode") as (log, progress):
         records = _run_seeds(log, progress, env, controller, [args.seed], name="fixed")
@@ -258,50 +326,89 @@ def cmd_episode(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """``arbiter evaluate``: one episode per seed of a controller or checkpoint, then a table."""
+    """``arbiter evaluate``: one episode per seed of a controller or checkpoint, then a table.
+
+    Every seed gets a fresh controller (built anew, or loaded anew from the checkpoint) unless
+    ``--shared-agent`` or ``--learn`` asks for one controller across the seeds.
+    """
     seeds, extra = _split_seeds(args.seeds)
     overrides = [*extra, *args.overrides]
     task_items = [o.removeprefix("task.") for o in overrides if o.startswith("task.")]
+    env_items = [o.removeprefix("env.") for o in overrides if o.startswith("env.")]
     task_overrides = _task_overrides(args.task_override + task_items)
-    controller_kwargs = apply_overrides({}, [o for o in overrides if not o.startswith("task.")])
+    env_args = _env_args(args.env + env_items)
+    controller_kwargs = apply_overrides(
+        {}, [o for o in overrides if not o.startswith(("task.", "env."))]
+    )
     checkpoint = Path(args.controller)
     if checkpoint.exists():
-        env, controller, task = _checkpoint_controller(
-            checkpoint, args.task, task_overrides, args.split, controller_kwargs
+        build_env, load, task = _checkpoint_controller(
+            checkpoint, args.task, task_overrides, args.split, controller_kwargs, env_args
         )
         name = checkpoint.name if checkpoint.name not in ("final", "") else str(checkpoint)
     else:
         task = args.task or DEFAULT_TASK
-        env = _make_env(task, task_overrides, args.split if _is_family(task) else None)
-        controller = _make_controller(args.controller, env, controller_kwargs)
+        family_split = args.split if _is_family(task) else None
+        from arbiter_env.controller_registry import controller_env_defaults
+
+        # The controller's env defaults (Arbiter: continuous actions) unless -e sets them.
+        env_args = controller_env_defaults(args.controller) | env_args
+
+        def build_env() -> Any:
+            return _make_env(task, task_overrides, family_split, env_args=env_args)
+
+        def load(env: Any) -> Any:
+            return _make_controller(args.controller, env, controller_kwargs)
+
+        probe = load(build_env())
         if "run_dir" not in controller_kwargs and hasattr(
-            getattr(controller, "config", None), "run_dir"
+            getattr(probe, "config", None), "run_dir"
         ):
             # A search keeps its study in the run folder, beside the logs of the same run.
             from arbiter_env.logging import make_run_dir
 
             args.run_dir = Path(args.run_dir or make_run_dir("evaluate"))
             controller_kwargs["run_dir"] = str(args.run_dir / "hpo")
-            controller = _make_controller(args.controller, env, controller_kwargs)
+        close = getattr(probe, "close", None)
+        if callable(close):
+            close()  # an online learner's hooks must not outlive it
         name = args.controller
+
+    def make() -> tuple[Any, Any]:
+        # A fresh env as well as a fresh controller: what a seed gives then depends on nothing
+        # run before it, exactly as in a comparison, where every run builds both.
+        env = build_env()
+        return env, load(env)
+
+    shared = args.shared_agent or args.learn is not None
     split = args.split if _is_family(task) else None
     config = {
         "command": "evaluate",
         "task": task,
         "family_split": split,
         "task_overrides": task_overrides,
+        "env": env_args,
         "controller": args.controller,
         "controller_kwargs": controller_kwargs,
         "seeds": seeds,
         "learn_timesteps": args.learn,
+        "agent_per_seed": "shared" if shared else "fresh",
+        "imports": args.imports,
+        "threads": args.threads,
     }
     with _logged_run(args, config, job="evaluate") as (log, progress):
-        if args.learn is not None:
-            learning = progress.add_task(f"{name}: learning", total=None)
-            controller.learn(args.learn)
-            progress.update(learning, visible=False)
-        records = _run_seeds(log, progress, env, controller, seeds, name=name)
-    _print_summary(records, title=f"{name} on {task}" + (f" ({split} instances)" if split else ""))
+        if shared:
+            env, controller = make()
+            if args.learn is not None:
+                learning = progress.add_task(f"{name}: learning", total=None)
+                controller.learn(args.learn)
+                progress.update(learning, visible=False)
+            records = _run_seeds(log, progress, env, controller, seeds, name=name)
+        else:
+            records = _run_seeds(log, progress, None, None, seeds, name=name, make=make)
+    per_seed = "one controller shared across seeds" if shared else "a fresh controller per seed"
+    where = f" ({split} instances)" if split else ""
+    _print_summary(records, title=f"{name} on {task}{where}; {per_seed}")
     _print_run_folder(log.run_dir)
     return 0
 
@@ -312,9 +419,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"Unknown agent {args.agent!r}; use one of {', '.join(AGENTS)}.")
     if args.config is not None and not args.config.is_file():
         raise FileNotFoundError(f"Config file {args.config} does not exist.")
+    args.file_data = _read_config_imports(args)  # imports: first, they may register the task
     if args.task is not None and not (_is_family(args.task) or args.task in _list_tasks()):
         _make_env(args.task, {})  # raises the registry's "unknown task" message
     _task_overrides(args.task_override)  # checks names and types early
+    # -e KEY=VALUE and trailing env.KEY=VALUE: environment arguments, checked here.
+    env_items = [o.removeprefix("env.") for o in args.overrides if o.startswith("env.")]
+    args.env_args = _env_args(args.env + env_items)
+    args.overrides = [o for o in args.overrides if not o.startswith("env.")]
     if args.agent == "arbiter":
         if args.resume is not None:
             raise ValueError("--resume applies to RL agents; Arbiter learns within each episode.")
@@ -328,20 +440,29 @@ def _train_rl(args: argparse.Namespace) -> int:
     from arbiter_env.logging import IntervalLoggingCallback
 
     overrides = [f"env.task_kwargs.{item}" for item in args.task_override]
+    overrides += [f"env.{key}={_inline(value)}" for key, value in args.env_args.items()]
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     if args.config is not None:
         overrides.insert(0, f"algo={args.agent}")  # --agent wins over the file
-    config = sb3.load_agent_config(
-        args.config or args.agent, task=args.task, overrides=[*overrides, *args.overrides]
-    )
+        config = sb3.resolve_agent_config(
+            args.file_data, task=args.task, overrides=[*overrides, *args.overrides]
+        )
+    else:
+        config = sb3.load_agent_config(
+            args.agent, task=args.task, overrides=[*overrides, *args.overrides]
+        )
     if args.resume is not None and not args.resume.exists():
         raise FileNotFoundError(f"Checkpoint {args.resume} does not exist.")
-    with _logged_run(args, sb3.agent_config_dict(config), job=f"train-{args.agent}") as (
+    logged = sb3.agent_config_dict(config) | {"imports": args.imports, "threads": args.threads}
+    with _logged_run(args, logged, job=f"train-{args.agent}") as (
         log,
         progress,
     ):
-        bar = progress.add_task(f"{args.agent}: timesteps", total=config.total_timesteps)
+        bar = progress.add_task(
+            f"{args.agent}: training on {config.env.task} (env steps)",
+            total=config.total_timesteps,
+        )
         callback = IntervalLoggingCallback(
             log,
             controller=args.agent,
@@ -378,30 +499,80 @@ def _train_rl(args: argparse.Namespace) -> int:
 def _train_arbiter(args: argparse.Namespace) -> int:
     """Arbiter, through ``arbiter_env.agents.run_arbiter``."""
     runner = _require("arbiter_env.agents.run_arbiter", "running Arbiter")
-    from arbiter_env.config import to_dict
+    from arbiter_env.agents.arbiter_checkpoint import CHECKPOINT_FILE, RUN_CONFIG_FILE
+    from arbiter_env.config import save_yaml, to_dict
 
     overrides = [f"task={args.task}"] if args.task else []
     overrides += [f"task_kwargs.{item}" for item in args.task_override]
+    unsupported = sorted(set(args.env_args) - set(_ARBITER_ENV_KEYS))
+    if unsupported:
+        raise ConfigError(
+            f"Arbiter's run config takes the env arguments {', '.join(_ARBITER_ENV_KEYS)}; "
+            f"got {', '.join(unsupported)}."
+        )
+    overrides += [f"{key}={_inline(value)}" for key, value in args.env_args.items()]
     if args.seed is not None:
         overrides.append(f"seeds=[{args.seed}]")
     overrides += args.overrides
-    if args.config is not None:
-        config = runner.load_run_config(args.config, overrides)
-    else:
-        config = from_dict(runner.ArbiterRunConfig, apply_overrides({}, overrides))
+    data = args.file_data if args.config is not None else {}
+    config = from_dict(runner.ArbiterRunConfig, apply_overrides(data, overrides))
     env = runner.make_env(config)
-    with _logged_run(args, to_dict(config), job="train-arbiter") as (log, progress):
+    logged = to_dict(config) | {"imports": args.imports, "threads": args.threads}
+    with _logged_run(args, logged, job="train-arbiter") as (log, progress):
         log.describe(env)  # the resolved task and env arguments, in config.yaml and wandb.config
+        if config.save_path is None:
+            # The checkpoint folder: the agent and the run config that rebuilds its env.
+            folder = log.run_dir / "checkpoint"
+            folder.mkdir(parents=True, exist_ok=True)
+            config = dataclasses.replace(config, save_path=str(folder / CHECKPOINT_FILE))
+        checkpoint = Path(config.save_path)
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        save_yaml(config, checkpoint.parent / RUN_CONFIG_FILE)
         total = len(config.seeds) * env.unwrapped.task.num_intervals
-        bar = progress.add_task("arbiter: intervals", total=total)
+        bar = progress.add_task(f"arbiter: episodes on {config.task} (intervals)", total=total)
         on_step = log.on_step(controller="arbiter", then=lambda r, i: progress.advance(bar))
         records = runner.run_arbiter(config, env, on_step=on_step)
         progress.update(bar, completed=total, visible=False)
         for record in records:
             log.log_episode(record, controller="arbiter")
     _print_summary(records, title=f"Arbiter on {config.task}")
+    after = (
+        f"after learning {config.learn_timesteps} steps and playing every seed"
+        if config.learn_timesteps > 0
+        else f"the agent of the last seed, {config.seeds[-1]}"
+    )
+    print(f"checkpoint: {checkpoint.parent} ({after})")
+    print(f"evaluate it with: arbiter evaluate --controller {checkpoint.parent}")
     _print_run_folder(log.run_dir)
     return 0
+
+
+# ArbiterRunConfig's environment fields (the rest of the env's arguments keep their defaults).
+_ARBITER_ENV_KEYS = ("action_encoding", "num_intervals", "lr_scaling")
+
+
+def _read_config_imports(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--config`` YAML as a mapping, after importing the modules of its ``imports:``."""
+    import yaml
+
+    if args.config is None:
+        return {}
+    data = yaml.safe_load(args.config.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{args.config}: the top level must be a mapping of keys to values.")
+    modules = data.pop("imports", None) or []
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise ConfigError(f"{args.config}: imports: expected a list of module names.")
+    share_with_workers(import_modules(modules, source=f"{args.config}: imports"))
+    args.imports = list(dict.fromkeys([*args.imports, *modules]))
+    return data
+
+
+def _inline(value: Any) -> str:
+    """A value as the right-hand side of a ``key=value`` override."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...")
 
 
 # --- helpers: building things -------------------------------------------------------------------
@@ -440,13 +611,56 @@ def _task_overrides(items: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def _make_env(task: str, task_overrides: dict[str, Any], split: str | None = None) -> Any:
+def _make_env(
+    task: str,
+    task_overrides: dict[str, Any],
+    split: str | None = None,
+    *,
+    env_args: dict[str, Any] | None = None,
+) -> Any:
     from arbiter_env.env import BatchSizeEnv
 
     try:
-        return BatchSizeEnv(task, task_kwargs=task_overrides or None, family_split=split)
+        return BatchSizeEnv(
+            task, task_kwargs=task_overrides or None, family_split=split, **(env_args or {})
+        )
     except TypeError as error:  # a value of the right type but of a form the task rejects
         raise ValueError(f"Task {task!r}: {error}") from None
+
+
+def _env_keys() -> list[str]:
+    """The ``BatchSizeEnv`` arguments that ``-e KEY=VALUE`` may set."""
+    import inspect
+
+    from arbiter_env.env import BatchSizeEnv
+
+    fixed = {"self", "task", "task_kwargs", "family_split", "render_mode"}
+    parameters = inspect.signature(BatchSizeEnv.__init__).parameters
+    return [name for name in parameters if name not in fixed]
+
+
+def _env_args(items: list[str]) -> dict[str, Any]:
+    """``-e KEY=VALUE`` items as ``BatchSizeEnv`` keyword arguments, with their names checked."""
+    env_args = apply_overrides({}, items)
+    keys = _env_keys()
+    unknown = sorted(set(env_args) - set(keys))
+    if unknown:
+        raise ConfigError(
+            f"Unknown env argument(s) {', '.join(unknown)}; valid: {', '.join(keys)} "
+            "(task fields go in -t KEY=VALUE)."
+        )
+    return env_args
+
+
+def _set_threads(threads: int | None) -> None:
+    """``--threads``: torch's intra-op threads for this process (0 or ``None``: torch's default)."""
+    if threads is None or threads == 0:
+        return
+    if threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {threads}.")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _make_controller(name: str, env: Any, kwargs: dict[str, Any]) -> Any:
@@ -464,19 +678,69 @@ def _checkpoint_controller(
     task_overrides: dict[str, Any],
     split: str,
     kwargs: dict[str, Any],
+    env_args: dict[str, Any],
 ) -> tuple[Any, Any, str]:
-    """An RL checkpoint as a controller, in an env built like its training env."""
+    """A saved agent: ``(build_env, load, task)``, the env built like its training env.
+
+    ``build_env()`` makes a new env, ``load(env)`` a new controller from the checkpoint.
+
+    Arbiter checkpoint folders (``arbiter train --agent arbiter``), RL checkpoint folders
+    (``arbiter train --agent ppo``) and models saved by rl-zoo3 (a ``.zip``, with the zoo's
+    ``vecnormalize.pkl`` beside it if any).
+    """
+    from arbiter_env.agents.arbiter_checkpoint import (
+        is_arbiter_checkpoint,
+        make_arbiter,
+        read_run_config,
+    )
+
+    if is_arbiter_checkpoint(checkpoint):
+        saved = read_run_config(checkpoint)
+        task = task or saved.get("task", DEFAULT_TASK)
+        saved_env = {k: saved[k] for k in _ARBITER_ENV_KEYS if saved.get(k) is not None}
+        task_kwargs = {**(saved.get("task_kwargs") or {}), **task_overrides}
+        return (
+            lambda: _make_env(task, task_kwargs, env_args={**saved_env, **env_args}),
+            lambda env: make_arbiter(env, checkpoint=checkpoint, **kwargs),
+            task,
+        )
     sb3 = _require("arbiter_env.agents.sb3", "loading RL checkpoints")
     if kwargs:
         raise ValueError(f"A checkpoint takes no controller arguments; got {sorted(kwargs)}.")
+    from arbiter_env.agents import zoo
+
+    if zoo.is_zoo_model(checkpoint):
+        # The env as the zoo built it: its --env-kwargs, under the command line's settings.
+        trained = dict(zoo.read_zoo_args(checkpoint).get("env_kwargs") or {})
+        task = task or trained.pop("task", None) or DEFAULT_TASK
+        task_overrides = {**(trained.pop("task_kwargs", None) or {}), **task_overrides}
+        keys = _env_keys()
+        env_args = {k: v for k, v in trained.items() if k in keys} | env_args
+        family_split = split if _is_family(task) else None
+        return (
+            lambda: _make_env(task, task_overrides, family_split, env_args=env_args),
+            lambda env: zoo.load_zoo_controller(checkpoint, env),
+            task,
+        )
     saved = sb3.load_checkpoint_config(checkpoint)
+    env_fields = {f.name for f in dataclasses.fields(saved.env)}
+    unsupported = sorted(set(env_args) - env_fields)
+    if unsupported:
+        raise ConfigError(
+            f"An RL checkpoint's env takes {', '.join(sorted(env_fields))}; got "
+            f"{', '.join(unsupported)}."
+        )
     env_config = dataclasses.replace(
         saved.env,
         task=task or saved.env.task,
         task_kwargs={**saved.env.task_kwargs, **task_overrides},
+        **env_args,
     )
-    env = env_config.make(split)
-    return env, sb3.load_rl_controller(checkpoint, env, device=saved.device), env_config.task
+    return (
+        lambda: env_config.make(split),
+        lambda env: sb3.load_rl_controller(checkpoint, env, device=saved.device),
+        env_config.task,
+    )
 
 
 def _require(module: str, purpose: str) -> Any:
@@ -537,22 +801,38 @@ def _run_seeds(
     name: str,
     deterministic: bool = True,
     extra: dict[str, Any] | None = None,
+    make: Any = None,
 ) -> list[Any]:
-    """Runs one logged episode per seed, advancing a progress bar per interval."""
-    intervals = env.unwrapped.task.num_intervals
-    bar = progress.add_task(f"{name}: intervals", total=intervals * len(seeds))
-    records = [
-        log.run_episode(
-            env,
-            controller,
-            seed,
-            controller_name=name,
-            deterministic=deterministic,
-            on_step=lambda record, info: progress.advance(bar),
-            extra=extra,
+    """Runs one logged episode per seed, advancing a progress bar per interval.
+
+    With ``make`` (a ``() -> (env, controller)``), every seed gets an env and a controller of
+    its own, the controller closed after its episode; otherwise ``controller`` plays every seed
+    in ``env`` in turn.
+    """
+    bar = progress.add_task(f"{name}: episodes (intervals)", total=None)
+    records = []
+    for seed in seeds:
+        if make is not None:
+            env, player = make()
+        else:
+            player = controller
+        intervals = env.unwrapped.task.num_intervals
+        progress.update(bar, total=intervals * len(seeds))
+        progress.update(bar, description=f"{name}: seed {seed} (intervals)")
+        records.append(
+            log.run_episode(
+                env,
+                player,
+                seed,
+                controller_name=name,
+                deterministic=deterministic,
+                on_step=lambda record, info: progress.advance(bar),
+                extra=extra,
+            )
         )
-        for seed in seeds
-    ]
+        close = getattr(player, "close", None)
+        if make is not None and callable(close):
+            close()  # e.g. Arbiter's step hook on the env's trainer
     progress.update(bar, visible=False)
     return records
 

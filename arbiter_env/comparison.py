@@ -12,9 +12,12 @@ separate process (``engine="local"``) or as a Ray task (``engine="ray"``), and w
         episodes.jsonl, run.json, wandb/
       models/TASK/LABEL/                a controller trained by this comparison (PPO): model.zip,
                                         result.json, its training logs
-      results.csv, results.md           mean ± std over seeds, per task and controller
+      results.csv, results.md           mean ± standard error over seeds, per task and controller,
+                                        then IQM and P(improvement) across tasks (arbiter_env.report)
+      aggregates.json                   those aggregates with their bootstrap CIs (strict JSON)
       runs.csv                          one row per run
-      plots/TASK/*.png                  batch size and validation loss against samples, test accuracy
+      plots/TASK/*.png, *.pdf           batch size and validation loss against samples, test accuracy
+      plots/performance_profile.*       run-score distribution across tasks and seeds
       wandb/                            W&B runs (offline by default), one group per comparison
 
 Every controller sees the same seeds, the same task and the same sample budget; a seed fixes the
@@ -33,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
-import importlib
 import json
 import math
 import os
@@ -54,6 +56,8 @@ import yaml
 
 from arbiter_env.config import ConfigError, load_yaml, save_yaml, to_dict
 from arbiter_env.logging import INTERVALS_FILE, RunLogger
+from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
+from arbiter_env.user_code import add_import_option
 
 EngineName = Literal["local", "ray"]
 WandbMode = Literal["offline", "online", "disabled"]
@@ -63,6 +67,7 @@ RESULT_FILE = "result.json"
 RESULTS_CSV = "results.csv"
 RESULTS_MD = "results.md"
 RUNS_CSV = "runs.csv"
+AGGREGATES_JSON = "aggregates.json"
 
 _LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -273,18 +278,26 @@ class RunSpec:
 
 def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSpec], list[RunSpec]]:
     """Expands the experiment into training runs and evaluation runs (in config order)."""
+    from arbiter_env.controller_registry import controller_env_defaults
+
     run_dir = Path(run_dir).resolve()
     wandb_settings = dataclasses.asdict(config.wandb) | {"dir": str(run_dir)}
     train, evaluate = [], []
     for task in config.tasks:
         for spec in config.controllers:
+            kwargs = dict(spec.kwargs)
+            if isinstance(kwargs.get("checkpoint"), str):
+                # Absolute, so that a worker whose folder differs (a Ray worker) finds it.
+                kwargs["checkpoint"] = str(Path(kwargs["checkpoint"]).expanduser().resolve())
             common = dict(
                 label=spec.name,
                 controller=spec.controller,
-                kwargs=dict(spec.kwargs),
+                kwargs=kwargs,
                 task=task,
                 task_overrides=dict(config.task_overrides),
-                env=dict(config.env) | dict(spec.env),
+                # The controller's own env defaults (Arbiter: continuous actions), then the
+                # experiment's env, then the entry's.
+                env=controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env),
                 imports=list(config.imports),
                 target_accuracy=config.target_accuracy,
                 train_timesteps=spec.train_timesteps,
@@ -386,12 +399,14 @@ def _prepare_worker(spec: RunSpec) -> None:
 
 def _import_modules(modules: Iterable[str]) -> None:
     import arbiter_env  # noqa: F401 - registers the environment and the built-in tasks
+    from arbiter_env.user_code import UserImportError, add_working_folder, import_modules
 
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ConfigError(f"imports: cannot import {module!r}: {error}") from None
+    # The working folder is importable in the driver and in every worker, as with `python -m`.
+    add_working_folder()
+    try:
+        import_modules(modules, source="imports")
+    except UserImportError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _make_env(spec: RunSpec) -> Any:
@@ -622,15 +637,6 @@ def _mean_batch_size(record: Any) -> float:
     return float(np.average(record.batch_sizes, weights=slices)) if slices.sum() else math.nan
 
 
-def _plain_number(value: Any) -> Any:
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return str(value)
-
-
 # --- engines ------------------------------------------------------------------------------------
 
 
@@ -818,7 +824,8 @@ def run_comparison(
     total = len(pending_train) + sum(map(len, waiting.values())) + len(ready)
     skipped = len(train_specs) + len(eval_specs) - total
 
-    display = _Progress(total, skipped, enabled=progress)
+    slots = engine_config.max_workers if engine_config.name == "local" else engine_config.num_cpus
+    display = _Progress(total, skipped, enabled=progress, slots=slots)
     executed = 0
     if total:
         runner = (
@@ -831,6 +838,7 @@ def run_comparison(
             # Training first: it is the longest work and the evaluations that wait on it.
             for spec in pending_train + ready:
                 in_flight[runner.submit(spec)] = spec
+            display.running(list(in_flight.values()))
             while in_flight:
                 for handle, outcome in runner.wait(list(in_flight)):
                     spec = in_flight.pop(handle)
@@ -840,6 +848,7 @@ def run_comparison(
                     if spec.kind == "train":
                         for follower in waiting.pop(str(spec.model_path), []):
                             in_flight[runner.submit(follower)] = follower
+                    display.running(list(in_flight.values()))
         finally:
             display.close()
             runner.close()
@@ -904,9 +913,14 @@ def _as_result(spec: RunSpec, outcome: dict[str, Any] | BaseException) -> dict[s
 
 
 class _Progress:
-    """A rich progress bar over runs, with failures printed as they happen."""
+    """A rich progress bar over runs, naming the runs in progress; failures printed as they happen.
 
-    def __init__(self, total: int, skipped: int, *, enabled: bool):
+    Runs start in submission order, so the first ``slots`` unfinished ones are those running
+    (PPO training first: it is submitted first).
+    """
+
+    def __init__(self, total: int, skipped: int, *, enabled: bool, slots: int = 1):
+        self.slots = max(1, slots)
         self.enabled = enabled and total > 0
         self.bar = None
         if enabled and skipped:
@@ -931,15 +945,26 @@ class _Progress:
         self.task = self.bar.add_task("", total=total)
         self.bar.start()
 
+    @staticmethod
+    def _name(spec: RunSpec) -> str:
+        what = "training" if spec.kind == "train" else f"seed {spec.seed}"
+        return f"{spec.label} {spec.task} {what}"
+
+    def running(self, specs: list[RunSpec]) -> None:
+        """Names the runs in progress: the first ``slots`` of those submitted and unfinished."""
+        if self.bar is None:
+            return
+        names = [self._name(spec) for spec in specs[: self.slots]]
+        queued = len(specs) - len(names)
+        text = "running: " + ", ".join(names) + (f" (+{queued} queued)" if queued > 0 else "")
+        self.bar.update(self.task, description=text if names else "")
+
     def advance(self, spec: RunSpec, result: dict[str, Any]) -> None:
         if self.bar is None:
             return
-        what = f"{spec.label} {spec.task} " + (
-            "train" if spec.kind == "train" else f"seed {spec.seed}"
-        )
         if result.get("status") != "ok":
-            self.bar.console.print(f"[red]failed[/red] {what}: {result.get('error')}")
-        self.bar.update(self.task, advance=1, description=what)
+            self.bar.console.print(f"[red]failed[/red] {self._name(spec)}: {result.get('error')}")
+        self.bar.update(self.task, advance=1)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -947,20 +972,6 @@ class _Progress:
 
 
 # --- the report ---------------------------------------------------------------------------------
-
-_METRICS: tuple[tuple[str, str, str], ...] = (
-    # (result key, column, format)
-    ("final_val_loss", "final val loss", "{:.4f}"),
-    ("test_accuracy", "test accuracy", "{:.4f}"),
-    ("samples", "samples", "{:.0f}"),
-    ("updates", "inner updates", "{:.0f}"),
-    ("wall_time", "wall time (s)", "{:.2f}"),
-)
-_TARGET_METRICS = (
-    ("samples_to_target", "samples to target", "{:.0f}"),
-    ("seconds_to_target", "seconds to target", "{:.2f}"),
-)
-_HYPERGRADIENT_METRIC = ("hypergradient_var", "lr hypergradient variance", "{:.3g}")
 
 
 def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dict[str, Any]]]:
@@ -989,116 +1000,14 @@ def _pairs(config: ExperimentConfig) -> list[tuple[str, ControllerSpec]]:
     return [(task, spec) for task in config.tasks for spec in config.controllers]
 
 
-def summarize(
-    results: list[dict[str, Any]], target_accuracy: float | None = None
-) -> list[dict[str, Any]]:
-    """One row per (task, controller): mean and std over seeds of each metric, and failures.
-
-    Means and standard deviations (ddof=1; 0 for one seed) are over the successful runs;
-    the time-to-target metrics are over the runs that reached the target (``target_reached``).
-    """
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for result in results:
-        groups.setdefault((result["task"], result["label"]), []).append(result)
-    with_hypergradient = any(
-        math.isfinite(_number(r.get("hypergradient_var")))
-        for r in results
-        if r.get("status") == "ok"
-    )
-    metrics = list(_METRICS)
-    if target_accuracy is not None:
-        metrics += list(_TARGET_METRICS)
-    if with_hypergradient:
-        metrics.append(_HYPERGRADIENT_METRIC)
-    for (task, label), group in groups.items():
-        ok = [r for r in group if r.get("status") == "ok"]
-        failed = [r for r in group if r.get("status") != "ok"]
-        row: dict[str, Any] = {
-            "task": task,
-            "controller": label,
-            "registered": group[0].get("controller", ""),
-            "seeds": len(group),
-            "ok": len(ok),
-            "failed": len(failed),
-            "diverged": sum(bool(r.get("diverged")) for r in ok),
-        }
-        for key, _, _ in metrics:
-            values = np.array([_number(r.get(key)) for r in ok], dtype=float)
-            finite = values[np.isfinite(values)]
-            if key in ("samples_to_target", "seconds_to_target"):
-                values = finite
-                row["target_reached"] = len(finite)
-            row[f"{key}_mean"] = float(np.mean(values)) if len(values) else math.nan
-            row[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-            if not len(values):
-                row[f"{key}_std"] = math.nan
-        row["errors"] = "; ".join(f"seed {r['seed']}: {r.get('error')}" for r in failed)
-        rows[(task, label)] = row
-    return list(rows.values())
-
-
-def markdown_table(
-    rows: list[dict[str, Any]], target_accuracy: float | None = None, title: str | None = None
-) -> str:
-    """The summary as Markdown: one table per task, ``mean ± std`` cells, failures listed."""
-    if not rows:
-        return "No results.\n"
-    metrics = [
-        m for m in (*_METRICS, *_TARGET_METRICS, _HYPERGRADIENT_METRIC) if f"{m[0]}_mean" in rows[0]
-    ]
-    lines = [f"# {title}", ""] if title else []
-    for task in dict.fromkeys(r["task"] for r in rows):
-        lines += [f"## {task}", ""]
-        header = ["controller", "runs", *[m[1] for m in metrics]]
-        if target_accuracy is not None:
-            header = [h.replace("to target", f"to {target_accuracy:g} acc") for h in header]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
-        for row in (r for r in rows if r["task"] == task):
-            runs = f"{row['ok']}/{row['seeds']}"
-            if row["diverged"]:
-                runs += f" ({row['diverged']} diverged)"
-            cells = [row["controller"], runs]
-            for key, _, fmt in metrics:
-                cell = _mean_std(row[f"{key}_mean"], row[f"{key}_std"], fmt)
-                if key in ("samples_to_target", "seconds_to_target"):
-                    cell += f" ({row['target_reached']}/{row['ok']})"
-                cells.append(cell)
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        failures = [r for r in rows if r["task"] == task and r["failed"]]
-        if failures:
-            lines.append("Failed runs:")
-            lines += [f"- {r['controller']}: {r['errors']}" for r in failures]
-            lines.append("")
-    lines.append(
-        "Mean ± standard deviation over seeds of the successful runs. Samples and inner updates "
-        "are totals over the episode; wall time is the evaluation episode's (training of trained "
-        "controllers not included)."
-    )
-    if target_accuracy is not None:
-        lines.append(
-            f"Time to target: first interval end with validation accuracy ≥ {target_accuracy:g}, "
-            "averaged over the runs that reached it (reached/successful runs in parentheses)."
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _mean_std(mean: float, std: float, fmt: str) -> str:
-    if not math.isfinite(mean):
-        return "–"
-    return f"{fmt.format(mean)} ± {fmt.format(std)}" if math.isfinite(std) else fmt.format(mean)
-
-
 def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
     """Writes the tables (CSV, Markdown) and the plots of ``run_dir`` from its saved files.
 
     Reruns nothing; used at the end of every comparison and by ``arbiter plot RUN_DIR``.
 
     Returns:
-        ``{"rows": summary rows, "results_csv": path, "results_md": path, "runs_csv": path,
-        "plots": [paths], "markdown": text}``.
+        ``{"rows": summary rows, "aggregates": rows across tasks, "results_csv": path,
+        "results_md": path, "runs_csv": path, "plots": [paths], "markdown": text}``.
     """
     from arbiter_env import plots
 
@@ -1110,16 +1019,19 @@ def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"No results under {run_dir / 'runs'}; is it a comparison folder?")
     target = config.target_accuracy if config is not None else _first_target(results)
     rows = summarize(results, target)
+    aggregates = aggregate(results)
     title = config.name if config is not None else run_dir.name
-    markdown = markdown_table(rows, target, title=title)
+    markdown = markdown_table(rows, target, title=title, aggregates=aggregates)
     if config is not None and config.description:
         markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
     _write_csv(run_dir / RESULTS_CSV, rows)
     (run_dir / RESULTS_MD).write_text(markdown)
     _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
+    (run_dir / AGGREGATES_JSON).write_text(dumps_strict(aggregates, indent=2) + "\n")
     plot_paths = plots.plot_comparison(results, run_dir / "plots")
     return {
         "rows": rows,
+        "aggregates": aggregates,
         "results_csv": run_dir / RESULTS_CSV,
         "results_md": run_dir / RESULTS_MD,
         "runs_csv": run_dir / RUNS_CSV,
@@ -1229,7 +1141,10 @@ def _log_wandb_summary(
         columns = list(dict.fromkeys(key for row in rows for key in row))
         table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
         images = {
-            f"plots/{Path(p).parent.name}/{Path(p).stem}": wandb.Image(str(p))
+            # plots/TASK/NAME, and plots/NAME for the plots across tasks.
+            "plots/" + Path(p).relative_to(run_dir / "plots").with_suffix("").as_posix(): (
+                wandb.Image(str(p))
+            )
             for p in report["plots"]
         }
         run.log({"results": table, **images})
@@ -1252,7 +1167,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     # Write then rename, so a run interrupted mid-write never leaves a result that looks finished.
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(data, indent=2, default=_plain_number))
+    # Strict JSON: a non-finite number (a diverged run's loss) is written as null, not NaN.
+    partial.write_text(dumps_strict(data, indent=2))
     partial.replace(path)
 
 
@@ -1295,6 +1211,7 @@ def add_comparison_subcommands(subparsers: Any) -> None:
         "--max-workers", type=int, default=None, help="Processes of the local engine."
     )
     compare.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    add_import_option(compare)
     compare.add_argument(
         "overrides", nargs="*", metavar="key=value", help="Config overrides, e.g. seeds=[0,1]."
     )
@@ -1305,6 +1222,7 @@ def add_comparison_subcommands(subparsers: Any) -> None:
         "plot", help="rebuild a comparison's tables and plots from its saved logs"
     )
     plot.add_argument("run_dir", metavar="RUN_FOLDER")
+    add_import_option(plot)
     plot.set_defaults(func=plot_command, handler=plot_command)
 
 
@@ -1317,6 +1235,9 @@ def compare_command(args: argparse.Namespace) -> int:
         overrides.append(f"engine.max_workers={args.max_workers}")
     try:
         config = load_experiment(args.config, overrides)
+        extra = [m for m in getattr(args, "imports", None) or [] if m not in config.imports]
+        if extra:  # --import on the command line: the workers import them as well
+            config = dataclasses.replace(config, imports=[*config.imports, *extra])
         result = run_comparison(
             config,
             run_dir=args.run_dir,

@@ -178,3 +178,84 @@ def test_train_arbiter_on_a_tiny_budget_logs_its_episode(tmp_path, capsys):
     assert config["resolved"]["env"]["task"]["epochs"] == 0.5  # the task as it ran
     (episode,) = read_jsonl(run_dir / "episodes.jsonl")
     assert episode["seed"] == 1 and episode["controller"] == "arbiter" and episode["intervals"] == 2
+
+
+ARBITER_TINY = ["-t", "epochs=0.5", "-t", "num_intervals=2"]
+
+
+def _final_losses(run_dir: Path) -> dict[int, float]:
+    return {e["seed"]: e["final_val_loss"] for e in read_jsonl(run_dir / "episodes.jsonl")}
+
+
+def test_train_arbiter_writes_a_checkpoint_that_evaluate_and_compare_load(tmp_path, capsys):
+    from arbiter_env.agents.arbiter import Arbiter
+    from arbiter_env.controller_registry import make_controller
+    from arbiter_env.env import BatchSizeEnv
+
+    run_dir = tmp_path / "train"
+    argv = ["train", "--agent", "arbiter", "--seed", "0", "--run-dir", str(run_dir)]
+    env_setting = ["-e", "action_encoding=relative", "agent.warmup_max_iters=50"]
+    assert main([*argv, "--wandb", "disabled", *ARBITER_TINY, *env_setting]) == 0
+    out = capsys.readouterr().out
+    checkpoint = run_dir / "checkpoint"
+    assert f"checkpoint: {checkpoint}" in out
+    saved = yaml.safe_load((checkpoint / "arbiter_run.yaml").read_text())
+    assert saved["action_encoding"] == "relative" and saved["task_kwargs"]["num_intervals"] == 2
+
+    # evaluate rebuilds the env from the checkpoint (relative actions, 2 intervals).
+    eval_dir = tmp_path / "eval"
+    argv = ["evaluate", "--controller", str(checkpoint), "--seeds", "3", "--wandb", "disabled"]
+    assert main([*argv, "--run-dir", str(eval_dir)]) == 0
+    (episode,) = read_jsonl(eval_dir / "episodes.jsonl")
+    assert episode["seed"] == 3 and episode["intervals"] == 2
+
+    # A comparison entry {controller: arbiter, kwargs: {checkpoint: ...}} loads the same agent.
+    env = BatchSizeEnv("digits-mlp", task_kwargs={"epochs": 0.5, "num_intervals": 2})
+    agent = make_controller("arbiter", env, checkpoint=str(checkpoint))
+    state = __import__("torch").load(checkpoint / "arbiter.pt", weights_only=True)
+    assert isinstance(agent, Arbiter) and agent.meta_steps == state["meta_steps"] > 0
+
+
+def test_evaluate_gives_each_seed_a_fresh_arbiter_unless_asked_to_share(tmp_path, capsys):
+    common = ["evaluate", "--controller", "arbiter", "warmup_max_iters=50", "--wandb", "disabled"]
+    assert (
+        main([*common, *ARBITER_TINY, "--seeds", "0", "1", "--run-dir", str(tmp_path / "a")]) == 0
+    )
+    assert main([*common, *ARBITER_TINY, "--seeds", "1", "--run-dir", str(tmp_path / "b")]) == 0
+    # Seed 1 gives the same result after seed 0 as alone: no state leaks between seeds.
+    assert _final_losses(tmp_path / "a")[1] == _final_losses(tmp_path / "b")[1]
+    assert "a fresh controller per seed" in capsys.readouterr().out
+    shared = [*common, *ARBITER_TINY, "--seeds", "0", "1", "--shared-agent"]
+    assert main([*shared, "--run-dir", str(tmp_path / "c")]) == 0
+    assert "one controller shared across seeds" in capsys.readouterr().out
+    config = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())
+    assert config["agent_per_seed"] == "shared"
+    # Arbiter acts through the continuous encoding by default, as in train and compare.
+    assert config["env"] == {"action_encoding": "continuous"}
+
+
+def test_env_arguments_can_be_set_on_every_command(tmp_path, capsys):
+    run = tmp_path / "continuous"
+    argv = ["evaluate", "--controller", "fixed", "batch_size=48", "env.action_encoding=continuous"]
+    assert main([*argv, *TINY, "--seeds", "0", "--wandb", "disabled", "--run-dir", str(run)]) == 0
+    # The ladder has no 48; the continuous encoding reaches it.
+    assert {row["batch_size"] for row in read_jsonl(run / "intervals.jsonl")} == {48}
+    assert yaml.safe_load((run / "config.yaml").read_text())["env"] == {
+        "action_encoding": "continuous"
+    }
+    run = tmp_path / "episode"
+    argv = ["episode", "--batch-size", "48", "-e", "action_encoding=continuous", *TINY]
+    assert main([*argv, "--wandb", "disabled", "--run-dir", str(run)]) == 0
+    assert {row["batch_size"] for row in read_jsonl(run / "intervals.jsonl")} == {48}
+    assert main(["episode", "--batch-size", "8", "-e", "no_such_arg=1"]) == 2
+    assert "no_such_arg" in capsys.readouterr().err
+
+
+def test_tasks_marks_local_data_and_controllers_have_a_line_each(capsys):
+    assert main(["tasks"]) == 0
+    rows = {line.split()[1]: line for line in capsys.readouterr().out.splitlines() if "│" in line}
+    assert "local files" in rows["mnist-mlp"] and "built in" in rows["digits-mlp"]
+    assert main(["controllers"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "One batch size for the whole run" in lines["fixed"]
+    assert "checkpoint=PATH" in lines["arbiter"] and "stable-baselines3 PPO" in lines["ppo"]

@@ -132,9 +132,14 @@ def test_tiny_comparison_writes_config_tables_plots_and_logs(local_run) -> None:
 
     markdown = (run_dir / "results.md").read_text()
     assert "| b32 | 2/2 |" in markdown and "±" in markdown
-    for name in ("batch_size.png", "val_loss.png", "test_accuracy.png"):
-        png = run_dir / "plots" / "digits-mlp" / name
+    for name in ("batch_size", "val_loss", "test_accuracy"):
+        png = run_dir / "plots" / "digits-mlp" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+    assert (run_dir / "plots" / "performance_profile.pdf").is_file()
+    assert "## Across tasks and seeds" in markdown and "IQM" in markdown
+    aggregates = json.loads((run_dir / "aggregates.json").read_text())
+    assert {row["controller"] for row in aggregates} == {"b32", "b128"}
 
     run_folder = run_dir / "runs" / "digits-mlp" / "b32" / "seed-0"
     intervals = [
@@ -157,6 +162,9 @@ def test_a_failing_controller_is_reported_and_the_others_finish(local_run) -> No
     results = _results_by_run(local_run.run_dir)
     assert results[("broken", 0)]["status"] == "failed"
     assert "this controller always fails" in results[("broken", 1)]["error"]
+    # Strict JSON: a failed run's missing numbers are null, never a bare NaN.
+    for path in local_run.run_dir.glob("runs/*/*/seed-*/result.json"):
+        json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
     assert all(
         results[(label, seed)]["status"] == "ok" for label in ("b32", "b128") for seed in (0, 1)
     )
@@ -172,7 +180,7 @@ def test_plot_rebuilds_identical_tables_from_saved_logs(local_run) -> None:
     png.unlink()
     report = rebuild_report(run_dir)
     assert {name: (run_dir / name).read_bytes() for name in before} == before
-    assert png.is_file() and len(report["plots"]) == 3
+    assert png.is_file() and len(report["plots"]) == 4  # 3 per task + the performance profile
 
 
 def test_plot_command_line_rebuilds_the_report(local_run, capsys) -> None:
@@ -314,3 +322,57 @@ def test_a_rerun_logs_to_the_same_wandb_summary_run(tmp_path, monkeypatch):
     ]
     # One id, so `wandb sync` of both folders updates one run instead of adding a second.
     assert run_ids[0] == run_ids[1] and run_ids[0].startswith("tiny-summary-")
+
+
+def test_progress_names_the_runs_in_progress_not_the_last_finished() -> None:
+    from types import SimpleNamespace
+
+    from arbiter_env.comparison import _Progress
+
+    specs = [
+        SimpleNamespace(kind="train", label="ppo", task="digits-mlp", seed=12345),
+        SimpleNamespace(kind="evaluate", label="fixed-8", task="digits-mlp", seed=0),
+        SimpleNamespace(kind="evaluate", label="fixed-8", task="digits-mlp", seed=1),
+    ]
+    display = _Progress(3, 0, enabled=True, slots=2)
+    try:
+        display.running(specs)
+        description = display.bar.tasks[0].description
+    finally:
+        display.close()
+    assert description == (
+        "running: ppo digits-mlp training, fixed-8 digits-mlp seed 0 (+1 queued)"
+    )
+
+
+def test_a_controller_s_env_defaults_apply_unless_the_experiment_sets_them(tmp_path) -> None:
+    from arbiter_env.comparison import plan_runs
+
+    config = from_dict(
+        ExperimentConfig,
+        {
+            "name": "defaults",
+            "tasks": ["digits-mlp"],
+            "seeds": [0],
+            "controllers": [
+                {"name": "arbiter", "controller": "arbiter"},
+                {
+                    "name": "arbiter-discrete",
+                    "controller": "arbiter",
+                    "env": {"action_encoding": "discrete"},
+                },
+                {"name": "fixed", "controller": "fixed"},
+                {"name": "saved", "controller": "arbiter", "kwargs": {"checkpoint": "ckpt"}},
+            ],
+        },
+    )
+    _, runs = plan_runs(config, tmp_path)
+    saved = next(run for run in runs if run.label == "saved")
+    assert saved.kwargs["checkpoint"] == str(Path("ckpt").resolve())  # absolute for any worker
+    runs = [run for run in runs if run.label != "saved"]
+    env = {run.label: run.env for run in runs}
+    assert env == {
+        "arbiter": {"action_encoding": "continuous"},
+        "arbiter-discrete": {"action_encoding": "discrete"},
+        "fixed": {},
+    }

@@ -9,7 +9,7 @@ from arbiter_env.tasks.families import (
     list_families,
     register_family,
 )
-from arbiter_env.tasks.registry import list_tasks, make_task, register_task
+from arbiter_env.tasks.registry import list_tasks, make_task, needs_data_files, register_task
 from arbiter_env.tasks.spec import OptimizerConfig, Task
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "is_family",
     "list_families",
     "list_tasks",
+    "needs_data_files",
     "make_task",
     "register_family",
     "register_task",

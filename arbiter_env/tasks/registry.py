@@ -137,6 +137,13 @@ def _unknown_task_message(name: str) -> str:
     return message
 
 
+def needs_data_files(name: str) -> bool:
+    """Whether task ``name`` reads data files the user must already have (a ``data_dir``)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown task {name!r}. Registered tasks: {', '.join(list_tasks())}.")
+    return "data_dir" in inspect.signature(_REGISTRY[name]).parameters
+
+
 def list_tasks() -> list[str]:
     """Names of all registered tasks, sorted."""
     return sorted(_REGISTRY)
