@@ -14,36 +14,43 @@ progress over the next interval as a function of B(s)**: SGD on a *noisy quadrat
 fitted to what was measured at the end of the last interval.
 
 The model (:func:`predicted_validation_change`). With training loss L, squared gradient norm
-|G|² and per-sample gradient-covariance trace tr(Σ) (the env's probe), learning rate η(B) (after
-the env's ``lr_scaling`` rule), momentum μ, and the alignment ρ = G_val·G_train / |G|² of the
-validation gradient with the training gradient (measured by the agent on fresh batches):
+|G|², per-sample gradient-covariance trace tr(Σ) and its curvature-weighted trace tr(HΣ),
+learning rate η(B) (after the env's ``lr_scaling`` rule), momentum μ, and the alignment
+ρ = G_val·G_train / |G|² of the validation gradient with the training gradient:
 
-* the quadratic's curvature is the one that explains L and |G|² together, ``h = |G|²/(2L)``
-  (a quadratic with minimum 0 has ``|G|² = 2hL``); isotropic, so ``tr(HΣ) ≈ h·tr(Σ)``;
-* momentum SGD is modelled by its long-run step ``η_e = η/(1 − μ)``; each step multiplies the
-  expected excess training loss by ``r = (1 − η_e h)²`` and adds the noise of a batch of B,
-  ``½ η_e² h tr(Σ)/B``;
-* over a horizon of S samples, K = S/B steps remove ``(1 − r^K)·L`` of the deterministic part of
-  the training loss and add ``N_K = ½ η_e² h tr(Σ)/B · (1 − r^K)/(1 − r)`` of noise;
-* the validation loss gains ρ times the deterministic progress and the same noise:
+* progress: the quadratic whose curvature explains L and |G|² together, ``h = |G|²/(2L)`` (a
+  quadratic with minimum 0 has ``|G|² = 2hL``), keeps a fraction ``r^K`` of its excess loss after
+  K = S/B steps of momentum SGD, ``r = (1 − η_e h)²``, with the long-run step
+  ``η_e = η/(1 − μ)``;
+* noise: each step adds ``½ η_e² tr(HΣ)/B``, which relaxes at the rate of the noise directions,
+  ``r_n = (1 − η_e h_n)²`` with ``h_n = tr(HΣ)/tr(Σ)``, so after K steps
+  ``N_K = ½ η_e² tr(HΣ)/B · (1 − r_n^K)/(1 − r_n)``: it approaches its stationary level
+  ``η_e tr(Σ)/(2B(2 − η_e h_n))`` and grows without bound when ``η_e h_n > 2``;
+* the validation loss gains ρ times the training progress and the same noise:
   ``ΔL_val(B) = −ρ (1 − r^K) L + N_K``. When the validation gradient no longer agrees with the
   training gradient (ρ ≤ 0, overfitting), only the noise term is left, and it falls with B.
 
+L and L_val are read from the observation the env hands every controller at each decision.
+|G|², tr(Σ), tr(HΣ) and G_val·G_train are measured by the agent once per interval (see
+:meth:`ArbiterLA.measure`) and averaged over intervals; ρ and h_n are ratios of averages.
+
 The meta-objective is ``F(s) = ΔL_val(B(s)) / L_val`` with the continuous relaxation
 ``B(s) = b_min + (b_max − b_min)·σ(s)`` of the stretched logit. Small B takes many noisy steps,
-large B few clean ones: F has an interior minimum that moves with the learning rate (about ∝ η,
-the linear scaling rule), with the noise and with how much the training still helps validation.
-The horizon is the interval the decision governs (``horizon_intervals`` = 1), not one step: a
-one-step look-ahead sees only a step's noise and overshoot, and is known to push B up
-(short-horizon bias); over K steps the progress term accumulates and the noise settles at its
-stationary level ``η_e tr(Σ)/(2B(2 − η_e h))``.
+large B few clean ones: F has an interior minimum that moves with the learning rate, with the
+noise and with how much training still helps validation. The horizon is the interval the
+decision governs (``horizon_intervals`` = 1), not one step: a one-step look-ahead sees only a
+step's noise and overshoot and is known to push B up (short-horizon bias); over K steps the
+progress accumulates while the noise settles.
 
 Meta-steps run on a **sample clock**, ``meta_steps_per_interval`` per interval evenly spaced in
-training samples, so their cost does not grow as B shrinks (the paper's one-per-update clock gives 72 meta-steps per interval at
-B = 8 and 4.5 at B = 128 on digits-mlp). A meta-step is φ on ``phi_batch_size`` validation inputs,
-the closed-form model and an Adam step on (φ, α): no pass through the inner network. Once per
-interval the alignment costs one gradient on ``alignment_batch_size`` validation examples and one
-on as many training examples.
+training samples, so their number does not grow as B shrinks (the paper's one-per-update clock
+gives 72 meta-steps per interval at B = 8 and 4.5 at B = 128 on digits-mlp). A meta-step is φ on
+``phi_batch_size`` validation inputs, the closed-form model and an Adam step on (φ, α): no pass
+through the inner network. The measurements cost three gradients of ``measurement_batch_size``
+examples and one Hessian-vector product per interval.
+
+Measured results, and where the model fails, are in ``docs/hyper_learning.md`` (the science
+table).
 """
 
 from __future__ import annotations
@@ -78,18 +85,18 @@ class ArbiterLAConfig(ArbiterConfig):
         statistics_decay: Decay of the bias-corrected moving averages of the measured statistics
             (training and validation loss, |G|², tr(Σ), G_val·G_train), one update per interval;
             0 uses the last interval's values alone. ρ is a ratio of averages.
-        alignment_batch_size: Examples of each gradient (validation, training) whose dot
-            product estimates G_val·G_train, once per interval.
+        measurement_batch_size: Examples in each of the three batches (two training, one
+            validation) of the once-per-interval measurements (:meth:`ArbiterLA.measure`).
     """
 
     meta_steps_per_interval: int = 4
     horizon_intervals: float = 1.0
     statistics_decay: float = 0.5
-    alignment_batch_size: int = 128
+    measurement_batch_size: int = 128
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("meta_steps_per_interval", "alignment_batch_size"):
+        for name in ("meta_steps_per_interval", "measurement_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
                 raise ValueError(
@@ -160,8 +167,7 @@ class ArbiterLA(Arbiter):
     """Arbiter whose meta-objective models validation progress in B (our extension).
 
     Same interface, decisions, warm-up, diagnostics and checkpoints as :class:`Arbiter`; see the
-    module docstring for the objective. L, |G|² and tr(Σ) are read from the observation the env
-    hands every controller at each decision; the alignment ρ is measured by the agent.
+    module docstring for the objective and what it reads and measures.
 
     Args:
         env: A ``BatchSizeEnv``, possibly wrapped; any action encoding.
@@ -224,16 +230,16 @@ class ArbiterLA(Arbiter):
         G_val·G_train. Evaluated in evaluation mode with the agent's generator, so inner
         training is untouched.
         """
-        trainer, n = self.trainer, self.config.alignment_batch_size
+        trainer, n = self.trainer, self.config.measurement_batch_size
         x_val, y_val = trainer.sample_validation(n, generator=self.generator)
         x_train, y_train = trainer.data.x_train, trainer.data.y_train
         index = torch.randint(x_train.shape[0], (2 * n,), generator=self.generator).to(self.device)
         with trainer.evaluation_mode() as model:
             parameters = [p for p in model.parameters() if p.requires_grad]
 
-            def gradient(part: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, ...]:
+            def gradient(part: torch.Tensor) -> tuple[torch.Tensor, ...]:
                 loss = F.cross_entropy(model(x_train[part]), y_train[part])
-                return torch.autograd.grad(loss, parameters, **kwargs)
+                return torch.autograd.grad(loss, parameters)
 
             g_a, g_b = gradient(index[:n]), gradient(index[n:])
             val_loss = F.cross_entropy(model(x_val), y_val)
