@@ -37,9 +37,8 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +46,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arbiter_env.agents.arbiter_config import ArbiterConfig, Milestone
+from arbiter_env.agents.arbiter_network import (
+    batch_size_to_logit,
+    build_phi,
+    logit_to_batch_size,
+)
 from arbiter_env.config import from_dict, to_dict
 from arbiter_env.controllers import BatchSizeController
 from arbiter_env.trainer import InnerTrainer, StepInfo
@@ -64,222 +69,8 @@ __all__ = [
 _CHECKPOINT_VERSION = 1
 
 
-# --- configuration ------------------------------------------------------------------------------
-
-
-@dataclass
-class ArbiterConfig:
-    """Arbiter's hyperparameters.
-
-    The defaults are for *short* tasks (about a thousand inner updates per episode, such as
-    ``digits-mlp``); :meth:`paper` returns the paper's reference values, which were set for CIFAR
-    runs of 100+ epochs (tens of thousands of inner updates) and barely move φ and α on short
-    tasks. How the short-task defaults were chosen: on ``digits-mlp`` (10 epochs, one meta-step
-    per inner update) φ at 1e-3 and α at 1e-2 gave schedules that moved clearly while staying
-    finite, and the warm-up converged in tens to a few hundred iterations (see
-    ``docs/hyper_learning.md`` for the measurements).
-
-    Args:
-        num_candidates: N, the number of candidate batch sizes φ proposes (paper: 4).
-        phi_lr: Adam learning rate of φ (paper: 1e-5 to 1e-6; short-task default 1e-3).
-        alpha_lr: Adam learning rate of α (paper: 1e-4 to 1e-6; short-task default 1e-2).
-        map_lr: Adam learning rate of the linear response map (the paper trains it with φ; we
-            give it φ's rate by default).
-        weight_decay: Adam weight decay (L2) on φ, α and the map (paper: 5e-4).
-        meta_period: Take a meta-step after every ``meta_period``-th inner update (paper: 1).
-            4 costs about half as much on small networks. Over 10 seeds it gives the same
-            results on ``digits-mlp`` but much worse ones on ``mnist1d-cnn``, whose sizes then
-            stay larger (``docs/hyper_learning.md``).
-        phi_batch_size: Validation examples φ reads per meta-step and per decision.
-        phi_hidden: Width of φ's hidden layers (MLP) or of its convolutional trunk's last layer.
-        map_init_scale: The map's weights start uniform in ``±map_init_scale``, so the response
-            starts as a mild perturbation of the features.
-        response_batch_cap: Upper bound on the number of validation examples used for the
-            meta-objective; ``None`` (default) uses B as the paper does. Draws beyond the size of
-            the validation part are with replacement.
-        warmup_lr: Adam learning rate of φ during the warm-up (a separate, fresh optimizer).
-        warmup_tolerance: The warm-up ends when the decoded size is within this many samples of
-            the target (paper: 2).
-        warmup_max_iters: Iteration cap of the warm-up; :class:`WarmupError` beyond it.
-        huber_delta: Threshold of the warm-up's Huber loss on s.
-        seed: Seeds φ's and the map's initialisation and every validation draw of the agent.
-        response: How s reaches the inner network. ``"features"`` (default, the paper): a
-            bias-free linear map R → R^F gives a per-feature gain ``h = w·s``.
-            ``"temperature"`` (our ablation): one gain ``c·s`` shared by every feature, which
-            scales the output layer's logits (less its bias) by ``1 + c·s``: a pure logit
-            temperature, the response's first-order mode (``docs/hyper_learning.md``).
-        temperature_init: The initial gain c₀ of the ``"temperature"`` response; its sign sets
-            the direction of the early schedule. Ignored by ``"features"``.
-        freeze_map: Null control: the response map keeps its initial weights (no meta-learning).
-        meta_loss_scale: Null control at 0: the meta-objective is multiplied by this factor
-            before its gradient is taken, so φ, α and the map see only weight decay.
-    """
-
-    num_candidates: int = 4
-    phi_lr: float = 1e-3
-    alpha_lr: float = 1e-2
-    map_lr: float = 1e-3
-    weight_decay: float = 5e-4
-    meta_period: int = 1
-    phi_batch_size: int = 32
-    phi_hidden: int = 64
-    map_init_scale: float = 0.1
-    response_batch_cap: int | None = None
-    warmup_lr: float = 1e-2
-    warmup_tolerance: int = 2
-    warmup_max_iters: int = 2000
-    huber_delta: float = 1.0
-    seed: int = 0
-    response: Literal["features", "temperature"] = "features"
-    temperature_init: float = 0.1
-    freeze_map: bool = False
-    meta_loss_scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        positive_ints = ("num_candidates", "meta_period", "phi_batch_size", "phi_hidden")
-        for name in (*positive_ints, "warmup_max_iters"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ArbiterConfig.{name} must be a positive integer, got {value!r}.")
-        for name in ("phi_lr", "alpha_lr", "map_lr", "warmup_lr", "huber_delta"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
-                raise ValueError(
-                    f"ArbiterConfig.{name} must be positive and finite, got {value!r}."
-                )
-        if not (self.weight_decay >= 0 and self.map_init_scale >= 0):
-            raise ValueError("ArbiterConfig.weight_decay and map_init_scale must be >= 0.")
-        if self.warmup_tolerance < 0:
-            raise ValueError(
-                f"ArbiterConfig.warmup_tolerance must be >= 0, got {self.warmup_tolerance}."
-            )
-        if self.response not in ("features", "temperature"):
-            raise ValueError(
-                f"ArbiterConfig.response must be 'features' or 'temperature', got {self.response!r}."
-            )
-        for name in ("temperature_init", "meta_loss_scale"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"ArbiterConfig.{name} must be finite, got {getattr(self, name)}.")
-        if self.response_batch_cap is not None and self.response_batch_cap < 1:
-            raise ValueError(
-                "ArbiterConfig.response_batch_cap must be None (use B examples) or >= 1, "
-                f"got {self.response_batch_cap}."
-            )
-
-    @classmethod
-    def paper(cls, **changes: Any) -> ArbiterConfig:
-        """The paper's reference values (CIFAR, 100+ epochs): φ 1e-5, α 1e-4, weight decay 5e-4."""
-        return dataclasses.replace(
-            cls(), phi_lr=1e-5, alpha_lr=1e-4, map_lr=1e-5, weight_decay=5e-4, **changes
-        )
-
-
-@dataclass(frozen=True)
-class Milestone:
-    """One step of a fixed schedule that Arbiter adjusts around (the paper's second use).
-
-    Args:
-        interval: Index of the scheduling interval (env step, from 0) at which the step happens.
-        batch_size: Batch size the schedule sets there; φ is warmed up to it afresh.
-        lr_factor: The base learning rate becomes ``task.optimizer.lr * lr_factor`` there
-            (1.0 leaves it at the task's).
-    """
-
-    interval: int
-    batch_size: int
-    lr_factor: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.interval < 0 or self.batch_size < 1 or not self.lr_factor > 0:
-            raise ValueError(
-                f"A milestone needs interval >= 0, batch_size >= 1 and lr_factor > 0; got {self}."
-            )
-
-
 class WarmupError(RuntimeError):
     """The warm-up did not bring φ's decoded batch size to the target within its iteration cap."""
-
-
-# --- stretched logit ----------------------------------------------------------------------------
-
-
-def logit_to_batch_size(s: float, b_min: int, b_max: int) -> int:
-    """The paper's map from logit space to a batch size: ``floor((b_max - b_min)·σ(s) + b_min)``.
-
-    Computed in float64 and clipped to ``[b_min, b_max]``. ``s = +inf`` gives ``b_max`` (in
-    exact arithmetic that is the only logit that does) and ``-inf`` gives ``b_min``.
-    """
-    s = float(s)
-    if math.isnan(s):
-        raise ValueError(
-            "Arbiter's logit s is NaN: the meta-optimisation diverged. Lower phi_lr / alpha_lr or "
-            "raise weight_decay."
-        )
-    sigmoid = 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
-    size = math.floor((b_max - b_min) * sigmoid + b_min)
-    return int(min(max(size, b_min), b_max))
-
-
-def batch_size_to_logit(batch_size: int, b_min: int, b_max: int) -> float:
-    """The logit that :func:`logit_to_batch_size` maps back to ``batch_size``.
-
-    Choice: the paper gives only the forward map. Because of the floor, each size B < b_max owns
-    the interval of fractions ``[(B - b_min), (B - b_min + 1)) / (b_max - b_min)``; we return the
-    logit of its centre, so that small numerical errors cannot move the round trip to a
-    neighbour. ``b_max`` is reached only at σ(s) = 1 and maps to ``+inf``. When
-    ``b_min == b_max`` every logit decodes to that size and 0 is returned.
-    """
-    if not b_min <= batch_size <= b_max:
-        raise ValueError(f"batch_size {batch_size} is outside [b_min, b_max] = [{b_min}, {b_max}].")
-    span = b_max - b_min
-    if span == 0:
-        return 0.0
-    if batch_size == b_max:
-        return math.inf
-    fraction = (batch_size - b_min + 0.5) / span
-    return math.log(fraction) - math.log1p(-fraction)
-
-
-# --- the agent network φ ------------------------------------------------------------------------
-
-
-def build_phi(input_shape: Sequence[int], num_candidates: int, hidden: int = 64) -> nn.Module:
-    """φ: an encoder fitted to the input shape, mapping ``(n, *input_shape)`` to ``(n, N)``.
-
-    * flat inputs ``(d,)``: an MLP ``d → hidden → hidden → N`` with ReLU;
-    * 1-D signals ``(C, L)``: two strided ``Conv1d`` layers, global average pooling, a Linear;
-    * images ``(C, H, W)``: the same with ``Conv2d``.
-
-    Choice: the paper's φ is a 4-layer conv net for CIFAR images; ours is smaller because it runs
-    after every inner update of much smaller inner networks, and picks its kind from the data.
-    """
-    shape = tuple(int(d) for d in input_shape)
-    if len(shape) == 1:
-        return nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(shape[0], hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, num_candidates),
-        )
-    if len(shape) in (2, 3):
-        conv = nn.Conv1d if len(shape) == 2 else nn.Conv2d
-        pool = nn.AdaptiveAvgPool1d(1) if len(shape) == 2 else nn.AdaptiveAvgPool2d(1)
-        width = max(hidden // 2, 1)
-        return nn.Sequential(
-            conv(shape[0], width, kernel_size=3, stride=2, padding=1),
-            nn.ReLU(),
-            conv(width, hidden, kernel_size=3, stride=2, padding=1),
-            nn.ReLU(),
-            pool,
-            nn.Flatten(),
-            nn.Linear(hidden, num_candidates),
-        )
-    raise ValueError(
-        f"Arbiter's φ supports inputs of shape (d,), (C, L) or (C, H, W); got {shape}. Reshape the "
-        "task's data or pass a custom φ with Arbiter(env, phi=...)."
-    )
 
 
 # --- the controller -----------------------------------------------------------------------------
