@@ -24,11 +24,17 @@ Evaluation uses the *held-out* seeds ``evaluation.seed_offset + i`` (``seed_offs
 1,000,000 and must lie above every training seed), and for a task family the held-out *test*
 instances (``family_split="test"``), so a score never comes from an episode seen in training.
 
-**Checkpoints** are folders holding ``model.zip``, ``vecnormalize.pkl`` (when ``vec_normalize``
-is enabled), ``replay_buffer.pkl`` (off-policy algorithms, when ``save_replay_buffer``) and
+**Checkpoints** are folders holding ``model.zip``, ``vecnormalize.npz`` (when ``vec_normalize``
+is enabled; plain arrays, read without pickle, see :mod:`arbiter_env.agents.vecnormalize_io`),
+``replay_buffer.pkl`` (off-policy algorithms, when ``save_replay_buffer``) and
 ``config.yaml`` (the resolved config). ``train_rl_agent(..., resume_from=folder)`` continues from
 one with the same timestep counter; :func:`load_rl_controller` turns one into a controller for
 :func:`arbiter_env.controllers.run_episode`, normalising observations as in training.
+
+**Trust.** ``model.zip`` is stable-baselines3's format: some of its entries (spaces, schedules) are
+cloudpickle, and ``replay_buffer.pkl`` is a pickle, so loading a checkpoint can run code that its
+author put there. Load only checkpoints you made or trust. The ``VecNormalize`` statistics are
+plain arrays and never unpickled (a legacy ``vecnormalize.pkl`` is read with a warning).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 from torch import nn
 
+from arbiter_env.agents import vecnormalize_io
 from arbiter_env.config import ConfigError, apply_overrides, from_dict, save_yaml
 from arbiter_env.controllers import EpisodeRecord, evaluate
 from arbiter_env.env import BatchSizeEnv
@@ -92,7 +99,7 @@ _ALGO_ENCODINGS: dict[str, tuple[str, ...]] = {
 
 CONFIG_DIR_ENV_VAR = "ARBITER_AGENT_CONFIG_DIR"
 MODEL_FILE = "model.zip"
-VECNORMALIZE_FILE = "vecnormalize.pkl"
+VECNORMALIZE_FILE = vecnormalize_io.STATS_FILE
 REPLAY_BUFFER_FILE = "replay_buffer.pkl"
 CONFIG_FILE = "config.yaml"
 
@@ -674,12 +681,12 @@ def save_checkpoint(
     config: AgentConfig,
     vec_normalize: VecNormalize | None = None,
 ) -> Path:
-    """Writes ``model.zip``, ``vecnormalize.pkl``, ``replay_buffer.pkl`` and ``config.yaml``."""
+    """Writes ``model.zip``, ``vecnormalize.npz``, ``replay_buffer.pkl`` and ``config.yaml``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / MODEL_FILE)
     if vec_normalize is not None:
-        vec_normalize.save(str(folder / VECNORMALIZE_FILE))
+        vecnormalize_io.save_vecnormalize(vec_normalize, folder)
     if isinstance(model, OffPolicyAlgorithm) and config.save_replay_buffer:
         model.save_replay_buffer(folder / REPLAY_BUFFER_FILE)
     save_yaml(config, folder / CONFIG_FILE)
@@ -787,8 +794,8 @@ def _build_for_training(
     # Fresh episode seeds after the ones already trained on (still below the evaluation seeds).
     venv = make_vec_env(config, seed=config.seed + model.num_timesteps)
     vec_normalize: VecNormalize | None = None
-    if (folder / VECNORMALIZE_FILE).is_file():
-        vec_normalize = VecNormalize.load(str(folder / VECNORMALIZE_FILE), venv)
+    if vecnormalize_io.stats_present(folder):
+        vec_normalize = vecnormalize_io.load_vecnormalize(folder, venv)
         vec_normalize.training = True
     elif config.vec_normalize.enabled:
         vec_normalize = _wrap_vec_normalize(venv, config)
@@ -876,11 +883,10 @@ def load_rl_controller(
     with preserved_global_rngs():  # SB3's load reseeds the global generators
         model = ALGORITHMS[config.algo].load(folder / MODEL_FILE, device=device)
     vec_normalize: VecNormalize | None = None
-    if (folder / VECNORMALIZE_FILE).is_file():
-        with (folder / VECNORMALIZE_FILE).open("rb") as handle:
-            import pickle
-
-            vec_normalize = pickle.load(handle)
+    if vecnormalize_io.stats_present(folder):
+        vec_normalize = vecnormalize_io.load_vecnormalize(
+            folder, observation_space=model.observation_space, action_space=model.action_space
+        )
         # Evaluation must not move the statistics, and rewards are not the controller's business.
         vec_normalize.training = False
         vec_normalize.norm_reward = False

@@ -101,7 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_options(train, default=None)
     train.add_argument("--config", type=Path, help="YAML config file")
     train.add_argument("--seed", type=int, help="training seed")
-    train.add_argument("--resume", type=Path, metavar="CHECKPOINT", help="RL: continue training")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="RL: continue training from a checkpoint folder (its model.zip is SB3's format, "
+        "partly cloudpickle, so it can run code: resume only from checkpoints you trust)",
+    )
     train.add_argument(
         "--no-eval", action="store_true", help="RL: skip the held-out evaluation after training"
     )
@@ -123,7 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="NAME_OR_CHECKPOINT",
         help="a registered controller name, an RL checkpoint folder (arbiter train, or an "
-        "rl-zoo3 model .zip or its folder), or an Arbiter checkpoint folder",
+        "rl-zoo3 model .zip or its folder), or an Arbiter checkpoint folder (a path: ./x, /x or "
+        "a/b; a bare name is always a controller). Loading a checkpoint can run code its author "
+        "put in model.zip (SB3 stores parts of it with cloudpickle): load only checkpoints you "
+        "trust",
     )
     _add_task_options(evaluate, default=None)
     evaluate.add_argument(

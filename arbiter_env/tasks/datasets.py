@@ -26,6 +26,7 @@ import gzip
 import os
 import pickle
 import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+
+from arbiter_env.tasks.safe_pickle import UnsafePickleError, restricted_load
 
 __all__ = [
     "ClassificationData",
@@ -385,41 +388,72 @@ def _find_idx_file(directory: Path, file_name: str) -> Path | None:
     return None
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Reads a file, decompressing it when its name ends in ``.gz``."""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
-    except (EOFError, gzip.BadGzipFile) as error:
-        raise ValueError(f"Cannot decompress {path}: {error}. Replace the file.") from error
+_READ_CHUNK = 1 << 20
+
+
+def _open_idx(path: Path) -> Any:
+    """A binary stream of the file's bytes, decompressed when its name ends in ``.gz``."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def _read_exactly(handle: Any, size: int) -> bytes:
+    """Reads at most ``size`` bytes in chunks (never asks the decompressor for more)."""
+    parts, remaining = [], size
+    while remaining > 0:
+        chunk = handle.read(min(remaining, _READ_CHUNK))
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
 
 
 def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Parses an IDX file of unsigned bytes and checks its magic number and length."""
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"{path} is truncated: it has no complete IDX header. Replace the file.")
-    found_magic = int(np.frombuffer(data, dtype=">u4", count=1)[0])
-    if found_magic != magic:
-        raise ValueError(
-            f"{path} has IDX magic number {found_magic:#010x}, expected {magic:#010x} "
-            f"({'images' if magic == _IDX_IMAGES_MAGIC else 'labels'}). Is it the right file?"
-        )
-    num_dims = magic & 0xFF
-    header_size = 4 + 4 * num_dims
-    if len(data) < header_size:
-        raise ValueError(f"{path} is truncated inside its IDX header. Replace the file.")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=num_dims, offset=4))
-    expected = header_size + int(np.prod(shape, dtype=np.int64))
-    if len(data) != expected:
-        state = "truncated" if len(data) < expected else "longer than its header says"
+    """Parses an IDX file of unsigned bytes and checks its magic number and length.
+
+    The header is read first and decompression stops at the size it announces (plus one byte to
+    detect a longer file), so a small ``.gz`` that inflates to gigabytes costs only what its
+    header claims, and a header that claims more than the file holds fails as truncated.
+    """
+    try:
+        with _open_idx(path) as handle:
+            head = _read_exactly(handle, 4)
+            if len(head) < 4:
+                raise ValueError(
+                    f"{path} is truncated: it has no complete IDX header. Replace the file."
+                )
+            found_magic = int(np.frombuffer(head, dtype=">u4", count=1)[0])
+            if found_magic != magic:
+                raise ValueError(
+                    f"{path} has IDX magic number {found_magic:#010x}, expected {magic:#010x} "
+                    f"({'images' if magic == _IDX_IMAGES_MAGIC else 'labels'}). Is it the right "
+                    "file?"
+                )
+            num_dims = magic & 0xFF
+            header_size = 4 + 4 * num_dims
+            dims = _read_exactly(handle, 4 * num_dims)
+            if len(dims) < 4 * num_dims:
+                raise ValueError(f"{path} is truncated inside its IDX header. Replace the file.")
+            shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4", count=num_dims))
+            payload_size = int(np.prod(shape, dtype=np.int64))
+            expected = header_size + payload_size
+            if path.suffix != ".gz" and path.stat().st_size != expected:
+                found_size = path.stat().st_size
+                payload = b""
+            else:
+                payload = _read_exactly(handle, payload_size + 1)
+                found_size = header_size + len(payload)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(f"Cannot decompress {path}: {error}. Replace the file.") from error
+    if found_size != expected:
+        state = "truncated" if found_size < expected else "longer than its header says"
+        exact = path.suffix != ".gz" or found_size <= expected
+        shown = f"{found_size}" if exact else f"more than {expected}"
         raise ValueError(
             f"{path} is {state}: header shape {shape} needs {expected} bytes, file has "
-            f"{len(data)}. Replace the file."
+            f"{shown}. Replace the file."
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
+    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
 
 
 def load_idx(
@@ -496,10 +530,12 @@ _CIFAR_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 def _read_cifar_batch(
     path: Path, label_key: bytes, num_classes: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    # Pickle can run arbitrary code: only load CIFAR files from a trusted source.
+    # A plain pickle.load would run any code the file names; the restricted unpickler builds
+    # only numpy arrays, dtypes and plain containers and refuses anything else unexecuted.
     try:
-        with path.open("rb") as handle:
-            batch: Any = pickle.load(handle, encoding="bytes")
+        batch: Any = restricted_load(path, encoding="bytes")
+    except UnsafePickleError as error:
+        raise ValueError(str(error)) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
         raise ValueError(f"{path} is not a readable CIFAR pickle batch ({error}).") from error
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
@@ -534,13 +570,15 @@ def load_cifar(
     labels. Images become ``float32`` of shape ``(n, 3, 32, 32)``, scaled to ``[0, 1]`` and then
     standardised per channel with the train statistics.
 
-    The files are pickles, which can execute code when loaded: only use files from a source you
-    trust (the official archive).
+    The files are pickles. They are read with a restricted unpickler
+    (:mod:`arbiter_env.tasks.safe_pickle`) that builds only numpy arrays, dtypes and plain
+    containers, so a crafted file cannot run code: it is rejected with a ``ValueError`` naming
+    the global it asked for, before anything it names is imported or called.
 
     Raises:
         FileNotFoundError: The files are missing; the message names the folders searched and the
             files expected.
-        ValueError: A file does not have the CIFAR batch format.
+        ValueError: A file does not have the CIFAR batch format, or names code to run.
     """
     if num_classes not in _CIFAR_LAYOUT:
         raise ValueError(f"num_classes must be 10 or 100, got {num_classes!r}.")

@@ -165,7 +165,7 @@ def test_ppo_trains_checkpoints_reloads_evaluates_and_resumes(tmp_path):
     # SB3 seeds the global RNGs; training must leave the caller's streams as they were.
     np.testing.assert_array_equal(numpy_state[1], np.random.get_state()[1])
     assert checkpoint == tmp_path / "run" / "final"
-    assert {"model.zip", "vecnormalize.pkl", "config.yaml"} <= {
+    assert {"model.zip", "vecnormalize.npz", "config.yaml"} <= {
         p.name for p in checkpoint.iterdir()
     }
     assert (tmp_path / "run" / "checkpoints" / "step_000000064" / "model.zip").is_file()

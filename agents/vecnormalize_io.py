@@ -1,0 +1,132 @@
+"""``VecNormalize`` statistics as plain arrays, so that loading them never unpickles anything.
+
+stable-baselines3 saves ``VecNormalize`` with ``pickle`` (the whole wrapper object), and loading
+such a file runs whatever code it names. What a checkpoint needs from it is only numbers: the
+running mean, variance and count of observations and returns, and the wrapper's settings. They
+are written to ``vecnormalize.npz`` and read back with ``numpy.load(allow_pickle=False)``, which
+cannot execute code; a fresh ``VecNormalize`` is then built around the caller's environment and
+given those statistics.
+
+``model.zip`` itself is still SB3's format, which keeps some entries (the spaces, the learning-rate
+schedule) as cloudpickle: loading a checkpoint from someone else can still run their code there.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
+
+__all__ = [
+    "LEGACY_PICKLE_FILE",
+    "STATS_FILE",
+    "load_vecnormalize",
+    "save_vecnormalize",
+    "stats_present",
+]
+
+STATS_FILE = "vecnormalize.npz"
+LEGACY_PICKLE_FILE = "vecnormalize.pkl"
+"""Checkpoints written before the ``.npz`` format; read only as a fallback, with a warning."""
+
+
+def save_vecnormalize(vec_normalize: VecNormalize, folder: Path) -> Path:
+    """Writes the statistics and settings of ``vec_normalize`` to ``folder/vecnormalize.npz``."""
+    if isinstance(vec_normalize.obs_rms, dict):
+        raise TypeError("Dict observation spaces are not supported by the arbiter environments.")
+    path = folder / STATS_FILE
+    partial = folder / (STATS_FILE + ".partial.npz")
+    np.savez(
+        partial,
+        obs_mean=vec_normalize.obs_rms.mean,
+        obs_var=vec_normalize.obs_rms.var,
+        obs_count=np.float64(vec_normalize.obs_rms.count),
+        ret_mean=vec_normalize.ret_rms.mean,
+        ret_var=vec_normalize.ret_rms.var,
+        ret_count=np.float64(vec_normalize.ret_rms.count),
+        returns=np.asarray(vec_normalize.returns, dtype=np.float64),
+        clip_obs=np.float64(vec_normalize.clip_obs),
+        clip_reward=np.float64(vec_normalize.clip_reward),
+        gamma=np.float64(vec_normalize.gamma),
+        epsilon=np.float64(vec_normalize.epsilon),
+        norm_obs=np.bool_(vec_normalize.norm_obs),
+        norm_reward=np.bool_(vec_normalize.norm_reward),
+    )
+    partial.replace(path)
+    return path
+
+
+def stats_present(folder: Path) -> bool:
+    """Whether ``folder`` holds saved statistics (new or legacy format)."""
+    return (folder / STATS_FILE).is_file() or (folder / LEGACY_PICKLE_FILE).is_file()
+
+
+class _SpacesOnly(gym.Env):
+    """An environment that only has spaces: enough for a ``VecNormalize`` that only normalises."""
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space):
+        self.observation_space = observation_space
+        self.action_space = action_space
+
+
+def load_vecnormalize(
+    folder: Path,
+    venv: VecEnv | None = None,
+    *,
+    observation_space: gym.Space | None = None,
+    action_space: gym.Space | None = None,
+) -> VecNormalize:
+    """Rebuilds the ``VecNormalize`` saved in ``folder`` around ``venv``.
+
+    Without ``venv`` (a controller that only normalises observations) the wrapper is built around
+    a stand-in environment with the given spaces.
+
+    Raises:
+        FileNotFoundError: ``folder`` holds no statistics.
+        ValueError: The statistics do not fit the observation space.
+    """
+    if venv is None:
+        if observation_space is None or action_space is None:
+            raise ValueError("Pass either venv or both spaces.")
+        spaces_only = _SpacesOnly(observation_space, action_space)
+        venv = DummyVecEnv([lambda: spaces_only])
+    path = folder / STATS_FILE
+    if not path.is_file():
+        legacy = folder / LEGACY_PICKLE_FILE
+        if legacy.is_file():
+            warnings.warn(
+                f"{legacy} is an SB3 pickle from an older checkpoint; loading it can run code, so "
+                "load only checkpoints you trust (saving the checkpoint again writes the safe "
+                f"{STATS_FILE}).",
+                stacklevel=2,
+            )
+            return VecNormalize.load(str(legacy), venv)
+        raise FileNotFoundError(f"{folder} holds neither {STATS_FILE} nor {LEGACY_PICKLE_FILE}.")
+    with np.load(path, allow_pickle=False) as stats:
+        values = {key: stats[key] for key in stats.files}
+    vec_normalize = VecNormalize(
+        venv,
+        norm_obs=bool(values["norm_obs"]),
+        norm_reward=bool(values["norm_reward"]),
+        clip_obs=float(values["clip_obs"]),
+        clip_reward=float(values["clip_reward"]),
+        gamma=float(values["gamma"]),
+        epsilon=float(values["epsilon"]),
+    )
+    if values["obs_mean"].shape != vec_normalize.obs_rms.mean.shape:
+        raise ValueError(
+            f"{path} holds statistics for observations of shape {values['obs_mean'].shape}, but "
+            f"the environment's are {vec_normalize.obs_rms.mean.shape}."
+        )
+    vec_normalize.obs_rms.mean = values["obs_mean"]
+    vec_normalize.obs_rms.var = values["obs_var"]
+    vec_normalize.obs_rms.count = float(values["obs_count"])
+    vec_normalize.ret_rms.mean = values["ret_mean"]
+    vec_normalize.ret_rms.var = values["ret_var"]
+    vec_normalize.ret_rms.count = float(values["ret_count"])
+    if values["returns"].shape == vec_normalize.returns.shape:
+        vec_normalize.returns = values["returns"].copy()
+    return vec_normalize
