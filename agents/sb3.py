@@ -319,6 +319,8 @@ class EnvConfig:
     action_encoding: Literal["discrete", "continuous", "relative"] = "discrete"
     num_intervals: int | None = None
     reward: dict[str, Any] = field(default_factory=dict)
+    divergence: dict[str, Any] = field(default_factory=dict)
+    """``DivergenceRule`` fields (``loss_ratio``, ``max_loss``); empty: the default rule."""
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     ladder_size: int | None = None
 
@@ -331,6 +333,7 @@ class EnvConfig:
             action_encoding=self.action_encoding,
             num_intervals=self.num_intervals,
             reward=dict(self.reward) or None,
+            divergence=dict(self.divergence) or None,
             lr_scaling=self.lr_scaling,
             ladder_size=self.ladder_size,
             # Episode wall time reaches the training logs through `info`.

@@ -492,7 +492,14 @@ def _is_sb3(controller: str) -> bool:
 
 
 # BatchSizeEnv arguments that the RL package's EnvConfig carries into its training envs.
-_SB3_ENV_KEYS = ("action_encoding", "num_intervals", "reward", "lr_scaling", "ladder_size")
+_SB3_ENV_KEYS = (
+    "action_encoding",
+    "num_intervals",
+    "reward",
+    "divergence",
+    "lr_scaling",
+    "ladder_size",
+)
 
 
 def _train_sb3(spec: RunSpec) -> None:

@@ -14,9 +14,10 @@ from gymnasium import spaces
 from torch.utils.hooks import RemovableHandle
 
 from arbiter_env.actions import ActionEncoding, ActionEncodingName
+from arbiter_env.divergence import DivergenceRule
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
-from arbiter_env.rewards import RewardConfig, interval_reward
+from arbiter_env.rewards import RewardConfig, interval_cost, interval_reward
 from arbiter_env.stats import GradientStatistics
 from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, is_family
 from arbiter_env.tasks.families import get_family as _get_family
@@ -94,10 +95,18 @@ class BatchSizeEnv(gym.Env):
     ## Rewards
 
     By default ``log L_val(before) − log L_val(after)``: the decrease of the log validation loss,
-    so the return of an episode is the log of the total improvement. A diverged interval (a
-    non-finite loss or parameter) is rewarded ``-divergence_penalty`` (10). ``RewardConfig`` adds a
+    so the return of an episode is the log of the total improvement. ``RewardConfig`` adds a
     final-accuracy bonus and a cost per interval in inner updates (deterministic) or in wall time
     (measured whether or not ``info`` reports it).
+
+    **Divergence.** An interval diverges when a training loss, parameter or the validation loss is
+    non-finite, or when the validation loss exceeds ``min(loss_ratio × L_0, max_loss)`` with
+    ``L_0`` the validation loss at ``reset`` (``divergence``; default ``loss_ratio=10``, no
+    ``max_loss``). The episode then terminates with ``info["diverged"] = True``, and the interval
+    is rewarded so that the episode's return is ``log(L_0 / threshold) − worst-case update cost −
+    divergence_penalty``: strictly below the return of any episode that finishes, and the same for
+    a NaN as for a finite blow-up (see :mod:`arbiter_env.divergence`; with a wall-time cost, which
+    has no bound, or with the rule switched off, the interval is rewarded ``−divergence_penalty``).
 
     ## Starting State
 
@@ -109,7 +118,7 @@ class BatchSizeEnv(gym.Env):
     ## Episode End
 
     ``terminated`` is ``True`` when the budget is spent (after ``num_intervals`` steps) or when the
-    inner run diverges (``info["diverged"] = True``). ``truncated`` is always ``False``; wrap the
+    inner run diverges (``info["diverged"] = True``; see Rewards for the rule). ``truncated`` is always ``False``; wrap the
     environment in ``TimeLimit`` to cut episodes short.
 
     ## Arguments
@@ -134,6 +143,9 @@ class BatchSizeEnv(gym.Env):
     * ``action_encoding``: ``"discrete"`` (default), ``"continuous"`` or ``"relative"``.
     * ``num_intervals``: scheduling intervals per episode (default: the task's, 20 for built-ins).
     * ``reward``: a :class:`RewardConfig` or a dict of its fields.
+    * ``divergence``: a :class:`~arbiter_env.divergence.DivergenceRule` or a dict of its fields
+      (``loss_ratio``, default 10; ``max_loss``, default none); ``None`` is the default rule,
+      ``{"loss_ratio": None}`` leaves only non-finite values as divergence.
     * ``lr_scaling``: ``"none"`` (default), ``"linear"`` or ``"sqrt"`` rescaling of the learning
       rate with the batch size, relative to ``base_batch_size`` (default ``task.batch_start``).
     * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
@@ -162,6 +174,7 @@ class BatchSizeEnv(gym.Env):
         action_encoding: ActionEncodingName = "discrete",
         num_intervals: int | None = None,
         reward: RewardConfig | dict[str, Any] | None = None,
+        divergence: DivergenceRule | dict[str, Any] | None = None,
         lr_scaling: LrScaling = "none",
         base_batch_size: int | None = None,
         ladder_size: int | None = None,
@@ -199,6 +212,7 @@ class BatchSizeEnv(gym.Env):
         if isinstance(reward, dict):
             reward = RewardConfig(**reward)
         self.reward_config = reward or RewardConfig()
+        self.divergence_rule = DivergenceRule.from_value(divergence)
         self.record_wall_time = record_wall_time
         self.task = task
         self.trainer = InnerTrainer(task, lr_scaling=lr_scaling, base_batch_size=base_batch_size)
@@ -221,6 +235,9 @@ class BatchSizeEnv(gym.Env):
         self._done = True
         self._info_sources: OrderedDict[int, Callable[[], Mapping[str, Any]]] = OrderedDict()
         self._history = self._new_history()
+        self._initial_val_loss = math.nan
+        self._divergence_threshold = math.inf
+        self._cost_paid = 0.0
 
     # --- batch sizes ----------------------------------------------------------------------------
 
@@ -294,6 +311,9 @@ class BatchSizeEnv(gym.Env):
         self._episode_start = time.perf_counter()
         val_loss, val_accuracy = self.trainer.evaluate("validation")
         self._val_loss = val_loss
+        self._initial_val_loss = val_loss
+        self._divergence_threshold = self.divergence_rule.threshold(val_loss)
+        self._cost_paid = 0.0
         stats = self.trainer.gradient_statistics()
         observation = build_observation(
             progress=0.0,
@@ -331,7 +351,7 @@ class BatchSizeEnv(gym.Env):
         val_loss = val_accuracy = math.nan
         if not diverged:
             val_loss, val_accuracy = self.trainer.evaluate("validation")
-            diverged = not math.isfinite(val_loss)
+            diverged = self.divergence_rule.exceeded(val_loss, self._initial_val_loss)
         if not diverged:
             stats = self.trainer.gradient_statistics()
         wall_time = time.perf_counter() - started
@@ -346,6 +366,11 @@ class BatchSizeEnv(gym.Env):
             updates=result.updates,
             budget=self.budget,
             wall_time=wall_time,
+            divergence_threshold=self._divergence_threshold,
+            cost_to_charge_on_divergence=self._worst_case_cost() - self._cost_paid,
+        )
+        self._cost_paid += interval_cost(
+            self.reward_config, updates=result.updates, budget=self.budget, wall_time=wall_time
         )
         observation = build_observation(
             progress=self.trainer.samples_seen / self.budget,
@@ -398,6 +423,14 @@ class BatchSizeEnv(gym.Env):
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+    def _worst_case_cost(self) -> float:
+        """The ``"updates"`` cost of the whole episode at ``batch_min`` (its largest possible)."""
+        if self.reward_config.cost != "updates":
+            return 0.0
+        slices = np.diff(self.interval_boundaries)
+        updates = int(np.sum(-(-slices // self.task.batch_min)))
+        return interval_cost(self.reward_config, updates=updates, budget=self.budget, wall_time=0.0)
 
     def _info(
         self,

@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+MIN_LOSS = 1e-12
+"""Losses below this count as this in the log-loss reward (a float32 loss can underflow to 0)."""
+
 RewardCost = Literal["none", "updates", "wall_time"]
 REWARD_COSTS = ("none", "updates", "wall_time")
 
@@ -21,7 +24,9 @@ class RewardConfig:
     """How the environment scores an interval.
 
     Args:
-        divergence_penalty: Subtracted from the reward of the interval in which the run diverges.
+        divergence_penalty: How much worse than the worst finished episode a diverged one scores
+            (see :mod:`arbiter_env.divergence`); with a wall-time cost or no finite divergence
+            bound, simply the negative reward of the interval in which the run diverges.
         final_accuracy_weight: Adds ``weight × validation accuracy`` at the end of the episode.
         cost: ``"none"``; ``"updates"``, the interval's inner updates divided by the number of
             updates a batch size of 1 would take over the whole budget (deterministic); or
@@ -43,6 +48,15 @@ class RewardConfig:
                 raise ValueError(f"RewardConfig.{name} must be finite and >= 0, got {value}.")
 
 
+def interval_cost(config: RewardConfig, *, updates: int, budget: int, wall_time: float) -> float:
+    """The cost term of one interval (already multiplied by ``cost_weight``)."""
+    if config.cost == "updates":
+        return config.cost_weight * updates / budget
+    if config.cost == "wall_time":
+        return config.cost_weight * wall_time
+    return 0.0
+
+
 def interval_reward(
     config: RewardConfig,
     *,
@@ -54,15 +68,35 @@ def interval_reward(
     updates: int,
     budget: int,
     wall_time: float,
+    divergence_threshold: float = math.inf,
+    cost_to_charge_on_divergence: float = 0.0,
 ) -> float:
-    """Reward of one interval under ``config`` (see the module docstring)."""
+    """Reward of one interval under ``config`` (see the module docstring).
+
+    For a diverged interval with a finite ``divergence_threshold`` (and a cost other than wall
+    time) the reward is ``log(previous_val_loss) − log(divergence_threshold) −
+    cost_to_charge_on_divergence − divergence_penalty``, which makes the episode's return
+    ``log(L_0 / threshold) − worst-case cost − penalty``: below that of any finished episode (see
+    :mod:`arbiter_env.divergence`). Otherwise a diverged interval is rewarded
+    ``−divergence_penalty``.
+    """
     if diverged:
-        return -config.divergence_penalty
-    reward = math.log(previous_val_loss) - math.log(val_loss)
+        bounded = (
+            math.isfinite(divergence_threshold)
+            and config.cost != "wall_time"
+            and math.isfinite(previous_val_loss)
+        )
+        if not bounded:
+            return -config.divergence_penalty
+        return (
+            math.log(max(previous_val_loss, MIN_LOSS))
+            - math.log(divergence_threshold)
+            - cost_to_charge_on_divergence
+            - config.divergence_penalty
+        )
+    # A loss can underflow to exactly 0 in float32 (a perfectly confident, correct network);
+    # the floor keeps the log finite, and the same floor on both ends keeps the sum telescoping.
+    reward = math.log(max(previous_val_loss, MIN_LOSS)) - math.log(max(val_loss, MIN_LOSS))
     if terminal:
         reward += config.final_accuracy_weight * val_accuracy
-    if config.cost == "updates":
-        reward -= config.cost_weight * updates / budget
-    elif config.cost == "wall_time":
-        reward -= config.cost_weight * wall_time
-    return reward
+    return reward - interval_cost(config, updates=updates, budget=budget, wall_time=wall_time)

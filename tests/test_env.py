@@ -1,3 +1,4 @@
+import math
 import warnings
 
 import gymnasium as gym
@@ -106,11 +107,14 @@ def test_update_cost_option_subtracts_the_share_of_updates(tiny_task):
 def test_divergence_terminates_cleanly_with_penalty_flag_and_finite_observation(exploding_task):
     env = BatchSizeEnv(exploding_task)
     observation, _ = env.reset(seed=0)
-    terminated = False
+    terminated, episode_return = False, 0.0
     while not terminated:
         observation, reward, terminated, truncated, info = env.step(env.encode(4))
+        episode_return += reward
     assert info["diverged"] is True and truncated is False
-    assert reward == -env.reward_config.divergence_penalty
+    # The diverging interval's reward sets the return to log(L_0 / threshold) - penalty, with the
+    # default threshold of 10 L_0 (arbiter_env.divergence): below any finished episode's return.
+    assert episode_return == pytest.approx(-math.log(10.0) - env.reward_config.divergence_penalty)
     assert np.all(np.isfinite(observation)) and env.observation_space.contains(observation)
     assert observation[-1] == 1.0  # the "clipped" flag
     with pytest.raises(RuntimeError, match="reset"):
