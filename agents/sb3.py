@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,6 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import numpy as np
 import torch
-import yaml
 from gymnasium import spaces
 from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -62,7 +62,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 from torch import nn
 
 from arbiter_env.agents import vecnormalize_io
-from arbiter_env.config import ConfigError, apply_overrides, from_dict, save_yaml
+from arbiter_env.config import (
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    read_yaml_file,
+    save_yaml,
+)
 from arbiter_env.controllers import EpisodeRecord, evaluate
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.tasks.families import is_family
@@ -128,6 +134,58 @@ class _AlgorithmHyperparams:
     learning_rate: float
     lr_schedule: Literal["constant", "linear"]
     _not_arguments: ClassVar[tuple[str, ...]] = ("lr_schedule",)
+
+    # field -> (lowest, highest, lowest allowed, highest allowed); SB3 checks some of these with
+    # bare asserts deep inside training and others (gamma > 1) not at all.
+    _RANGES: ClassVar[dict[str, tuple[float, float, bool, bool]]] = {
+        "learning_rate": (0.0, math.inf, False, False),
+        "n_steps": (1, math.inf, True, False),
+        "batch_size": (2, math.inf, True, False),
+        "n_epochs": (1, math.inf, True, False),
+        "gamma": (0.0, 1.0, True, True),
+        "gae_lambda": (0.0, 1.0, True, True),
+        "clip_range": (0.0, math.inf, False, False),
+        "vf_coef": (0.0, math.inf, True, False),
+        "max_grad_norm": (0.0, math.inf, False, False),
+        "target_kl": (0.0, math.inf, False, False),
+        "buffer_size": (1, math.inf, True, False),
+        "learning_starts": (0, math.inf, True, False),
+        "tau": (0.0, 1.0, False, True),
+        "train_freq": (1, math.inf, True, False),
+        "target_update_interval": (1, math.inf, True, False),
+        "exploration_fraction": (0.0, 1.0, True, True),
+        "exploration_initial_eps": (0.0, 1.0, True, True),
+        "exploration_final_eps": (0.0, 1.0, True, True),
+        "policy_delay": (1, math.inf, True, False),
+        "target_policy_noise": (0.0, math.inf, True, False),
+        "target_noise_clip": (0.0, math.inf, True, False),
+        "action_noise_std": (0.0, math.inf, True, False),
+    }
+
+    def __post_init__(self) -> None:
+        for name, (low, high, low_ok, high_ok) in self._RANGES.items():
+            value = getattr(self, name, None)
+            if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+                continue  # absent here, optional, or a type error that from_dict reports
+            above = value >= low if low_ok else value > low
+            below = value <= high if high_ok else value < high
+            if not (above and below and math.isfinite(value)):
+                interval = (
+                    ("[" if low_ok else "(")
+                    + f"{low:g}, "
+                    + (f"{high:g}" if math.isfinite(high) else "inf")
+                    + ("]" if high_ok else ")")
+                )
+                raise ConfigError(f"hyperparams.{name} must lie in {interval}, got {value!r}.")
+        ent_coef = getattr(self, "ent_coef", 0.0)
+        if isinstance(ent_coef, int | float) and not ent_coef >= 0:
+            raise ConfigError(f"hyperparams.ent_coef must be >= 0, got {ent_coef!r}.")
+        steps = getattr(self, "gradient_steps", 1)
+        if isinstance(steps, int) and steps != -1 and steps < 1:
+            raise ConfigError(
+                f"hyperparams.gradient_steps must be >= 1 (or -1: one per environment step), "
+                f"got {steps}."
+            )
 
     def to_kwargs(self) -> dict[str, Any]:
         kwargs = _fields(self, exclude=self._not_arguments)
@@ -514,6 +572,9 @@ def resolve_agent_config(
     per_task = base.pop("tasks", None) or {}
     if not isinstance(per_task, Mapping):
         raise ConfigError("tasks: expected a mapping of task name to overrides.")
+    # The top level (with the overrides) on its own first, so that its errors are not blamed on
+    # a tasks: entry.
+    from_dict(AgentConfig, base)
     for name, entry in per_task.items():
         if not isinstance(entry, Mapping):
             raise ConfigError(f"tasks.{name}: expected a mapping of overrides, got {entry!r}.")
@@ -1005,7 +1066,7 @@ def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
 def _read_yaml(file: Path) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"Config file {file} does not exist.")
-    data = yaml.safe_load(file.read_text()) or {}
+    data = read_yaml_file(file) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of keys to values.")
     return data

@@ -103,6 +103,16 @@ class ActionEncoding:
 
     def _validated(self, action: object) -> object:
         candidate = action
+        # numpy would turn "0.5" into 0.5, True into 1 and 1+0j into 1 (with a warning); an
+        # action of the wrong kind is a bug in the caller, so refuse it instead of guessing.
+        kind = np.asarray(action).dtype.kind if _array_like(action) else "O"
+        allowed = "fiu" if isinstance(self.space, spaces.Box) else "iu"
+        if kind not in allowed:
+            raise ValueError(
+                f"Action {action!r} ({type(action).__name__}) is outside the action space "
+                f"{self.space} (action_encoding={self.name!r}): it is not "
+                + ("a real number." if allowed == "fiu" else "an integer.")
+            )
         try:
             if isinstance(self.space, spaces.Box):
                 candidate = np.asarray(action, dtype=np.float32).reshape(self.space.shape)
@@ -117,3 +127,14 @@ class ActionEncoding:
                 f"(action_encoding={self.name!r})."
             )
         return candidate
+
+
+def _array_like(action: object) -> bool:
+    """Numbers, numpy scalars/arrays and (nested) lists of them; not strings or other objects."""
+    if isinstance(action, str | bytes):
+        return False
+    if isinstance(action, bool | int | float | complex | np.generic | np.ndarray):
+        return True
+    if isinstance(action, list | tuple):
+        return all(_array_like(item) for item in action)
+    return hasattr(action, "__array__")  # e.g. a torch tensor

@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import importlib
 import math
+import os
 import statistics
 import sys
 from collections.abc import Iterator, Sequence
@@ -31,6 +32,7 @@ from typing import Any, get_type_hints
 import numpy as np
 
 from arbiter_env.config import ConfigError, apply_overrides, from_dict
+from arbiter_env.runfolder import RunFolderBusy, RunFolderLock
 from arbiter_env.user_code import (
     add_import_option,
     add_working_folder,
@@ -229,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         share_with_workers(import_modules(getattr(args, "imports", None) or []))
         _set_threads(getattr(args, "threads", None))
         return int(args.handler(args) or 0)
-    except (ValueError, FileNotFoundError) as error:  # ConfigError is a ValueError
+    except (ValueError, FileNotFoundError, RunFolderBusy) as error:  # ConfigError: ValueError
         if args.traceback:
             raise
         print(f"error: {error}", file=sys.stderr)
@@ -311,9 +313,16 @@ def cmd_episode(args: argparse.Namespace) -> int:
     """``arbiter episode``: one seeded episode with a fixed batch size, then a summary."""
     env_items = [o.removeprefix("env.") for o in args.overrides if o.startswith("env.")]
     trailing = [o.removeprefix("task.") for o in args.overrides if not o.startswith("env.")]
-    task_overrides = _task_overrides(args.task_override + trailing)
+    task_overrides = _task_overrides(args.task_override + trailing, args.task)
     env_args = _env_args(args.env + env_items)
     env = _make_env(args.task, task_overrides, env_args=env_args)
+    ladder = [int(size) for size in env.ladder]
+    if args.batch_size not in ladder:
+        raise ValueError(
+            f"--batch-size {args.batch_size} is not on the batch-size ladder of {args.task}: "
+            f"choose one of {', '.join(map(str, ladder))} (or change batch_min/batch_max with "
+            "-t, e.g. -t batch_min=100 -t batch_max=100)."
+        )
     controller = _make_controller("fixed", env, {"batch_size": args.batch_size})
     config = {
         "command": "episode",
@@ -344,18 +353,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     overrides = [*extra, *args.overrides]
     task_items = [o.removeprefix("task.") for o in overrides if o.startswith("task.")]
     env_items = [o.removeprefix("env.") for o in overrides if o.startswith("env.")]
-    task_overrides = _task_overrides(args.task_override + task_items)
+    task_overrides = _task_overrides(args.task_override + task_items, args.task)
     env_args = _env_args(args.env + env_items)
     controller_kwargs = apply_overrides(
         {}, [o for o in overrides if not o.startswith(("task.", "env."))]
     )
-    checkpoint = Path(args.controller)
-    if checkpoint.exists():
+    checkpoint = Path(args.controller).expanduser()
+    if _looks_like_path(args.controller):
+        if not checkpoint.exists():
+            raise FileNotFoundError(
+                f"--controller {args.controller}: no checkpoint folder there (a path was given: "
+                "it has a separator or starts with '.', '/' or '~'; a registered controller is "
+                "named without one, see `arbiter controllers`)."
+            )
         build_env, load, task = _checkpoint_controller(
             checkpoint, args.task, task_overrides, args.split, controller_kwargs, env_args
         )
         name = checkpoint.name if checkpoint.name not in ("final", "") else str(checkpoint)
     else:
+        if (
+            args.controller in RL_AGENTS
+            and args.learn is None
+            and "checkpoint" not in (controller_kwargs)
+        ):
+            raise ValueError(
+                f"--controller {args.controller} without a checkpoint would evaluate an untrained "
+                f"policy. Pass a checkpoint folder (--controller runs/.../final), "
+                f"checkpoint=FOLDER, or --learn TIMESTEPS to train it first."
+            )
         task = args.task or DEFAULT_TASK
         family_split = args.split if _is_family(task) else None
         from arbiter_env.controller_registry import controller_env_defaults
@@ -431,7 +456,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.file_data = _read_config_imports(args)  # imports: first, they may register the task
     if args.task is not None and not (_is_family(args.task) or args.task in _list_tasks()):
         _make_env(args.task, {})  # raises the registry's "unknown task" message
-    _task_overrides(args.task_override)  # checks names and types early
+    _task_overrides(args.task_override, args.task)  # checks names and types early
     # -e KEY=VALUE and trailing env.KEY=VALUE: environment arguments, checked here.
     env_items = [o.removeprefix("env.") for o in args.overrides if o.startswith("env.")]
     args.env_args = _env_args(args.env + env_items)
@@ -599,24 +624,32 @@ def _is_family(task: str) -> bool:
     return is_family(task)
 
 
-def _task_overrides(items: list[str]) -> dict[str, Any]:
-    """``key=value`` task overrides as a dict, checked against the :class:`Task` fields' types."""
+def _task_overrides(items: list[str], task: str | None = None) -> dict[str, Any]:
+    """``key=value`` task overrides as a dict, checked against the :class:`Task` fields' types.
+
+    Arguments of the task's builder (``data_dir`` for the file-backed tasks) are accepted too.
+    """
     from arbiter_env.tasks import Task
+    from arbiter_env.tasks.registry import builder_arguments
 
     overrides = apply_overrides({}, items)
     hints = get_type_hints(Task)
     names = {f.name for f in dataclasses.fields(Task)}
-    unknown = sorted(set(overrides) - names)
+    builder = builder_arguments(task) if task is not None else set()
+    unknown = sorted(set(overrides) - names - builder)
     if unknown:
+        extra = f"; arguments of {task}: {', '.join(sorted(builder))}" if builder else ""
         raise ConfigError(
-            f"Unknown task field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}."
+            f"Unknown task field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}"
+            f"{extra}."
         )
     # A throw-away dataclass with just the overridden fields lets the config module check the
     # types (and name the key) exactly as it does for config files.
+    fields = [k for k in overrides if k in names]
     checker = dataclasses.make_dataclass(
-        "TaskOverrides", [(k, hints[k], dataclasses.field(default=None)) for k in overrides]
+        "TaskOverrides", [(k, hints[k], dataclasses.field(default=None)) for k in fields]
     )
-    from_dict(checker, overrides, path="task")
+    from_dict(checker, {k: overrides[k] for k in fields}, path="task")
     return overrides
 
 
@@ -752,6 +785,20 @@ def _checkpoint_controller(
     )
 
 
+def _looks_like_path(argument: str) -> bool:
+    """Whether ``--controller`` names a folder rather than a registered controller.
+
+    Names win: a folder ``./cabs`` in the working directory must not shadow the ``cabs``
+    controller, so only an argument that is spelled as a path is treated as one.
+    """
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return (
+        argument.startswith((".", "~"))
+        or argument.endswith(".zip")  # an rl-zoo3 model file
+        or any(sep in argument for sep in separators)
+    )
+
+
 def _require(module: str, purpose: str) -> Any:
     try:
         return importlib.import_module(module)
@@ -792,6 +839,8 @@ def _logged_run(
     run_dir = args.run_dir or make_run_dir(job)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with (
+        # One writer per run folder: a second command on the same --run-dir stops here.
+        RunFolderLock(run_dir, command=f"arbiter {config.get('command', job)}"),
         RunLogger(
             run_dir, config, wandb_mode=args.wandb, group=args.group, job_type=job, tags=args.tag
         ) as log,

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import io
 import json
 import math
 import os
@@ -57,6 +58,13 @@ import yaml
 from arbiter_env.config import ConfigError, load_yaml, save_yaml, to_dict
 from arbiter_env.logging import INTERVALS_FILE, RunLogger
 from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
+from arbiter_env.runfolder import (
+    RunFolderBusy,
+    RunFolderLock,
+    atomic_write_text,
+    count_log_rows,
+    file_digest,
+)
 from arbiter_env.user_code import add_import_option
 
 EngineName = Literal["local", "ray"]
@@ -359,6 +367,10 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         result["error"] = f"{type(error).__name__}: {error}"
         result["traceback"] = traceback.format_exc()
     result["run_seconds"] = time.perf_counter() - started
+    # What the logs held when the run finished: resume trusts the run only while they still
+    # match (a second writer, a crash mid-append or an edit would change them).
+    result["log_rows"] = count_log_rows(spec.log_path)
+    result["log_sha256"] = file_digest(spec.log_path)
     _write_json(spec.result_path, result)
     return result
 
@@ -570,8 +582,10 @@ def _evaluate(spec: RunSpec) -> dict[str, Any]:
         controller = _make_controller(spec, env)
     else:
         train_result = _read_json(Path(spec.model_path).parent / RESULT_FILE)
-        if train_result is None or train_result.get("status") != "ok":
-            error = (train_result or {}).get("error", "no result")
+        if not isinstance(train_result, dict) or train_result.get("status") != "ok":
+            error = (train_result if isinstance(train_result, dict) else {}).get(
+                "error", "no result"
+            )
             raise RuntimeError(f"training of {spec.label!r} on {spec.task} failed: {error}")
         controller = _load_trained(spec, env)
 
@@ -660,7 +674,16 @@ class _LocalEngine:
         # fast, and a second comparison in the same process (a resume) reuses the server.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(_PRELOAD))
-        self.pool = ProcessPoolExecutor(max_workers=max_workers, mp_context=context)
+        from arbiter_env.workers import die_with_driver
+
+        # Workers end when this driver ends, however it ends (SIGKILL included): orphans would
+        # keep writing into the folder while a resumed driver plans it.
+        self.pool = ProcessPoolExecutor(
+            max_workers=max_workers,
+            mp_context=context,
+            initializer=die_with_driver,
+            initargs=(os.getpid(),),
+        )
 
     def submit(self, spec: RunSpec) -> Any:
         return self.pool.submit(execute_run, spec)
@@ -809,6 +832,18 @@ def run_comparison(
     if engine_config.name not in ("local", "ray"):
         raise ConfigError(f"engine: {engine_config.name!r} is not 'local' or 'ray'.")
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    # One writer per folder: a second comparison on it fails here, naming this one.
+    with RunFolderLock(run_dir, command=f"arbiter compare ({config.name})"):
+        return _run_locked(config, run_dir, engine_config, progress, started)
+
+
+def _run_locked(
+    config: ExperimentConfig,
+    run_dir: Path,
+    engine_config: EngineConfig,
+    progress: bool,
+    started: float,
+) -> ComparisonResult:
     config = _resolve(config, run_dir, engine_config)
     validate_names(config)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -860,7 +895,8 @@ def run_comparison(
             display.close()
             runner.close()
 
-    results = [_read_json(spec.result_path) or {} for spec in eval_specs]
+    results = [_read_json(spec.result_path) for spec in eval_specs]
+    results = [result if isinstance(result, dict) else {} for result in results]
     report = rebuild_report(run_dir)
     wall_time = time.perf_counter() - started
     failed = sum(1 for r in results if r.get("status") != "ok")
@@ -902,12 +938,56 @@ _RESULT_KEYS = (
 
 
 def _finished_result(spec: RunSpec) -> dict[str, Any] | None:
-    result = _read_json(spec.result_path)
-    if result is None or result.get("status") != "ok":
+    """The run's result if it finished and its record is intact; ``None`` to (re)run it.
+
+    A record that is not what this run would write (not a mapping, another task, label or seed,
+    a string seed), or whose interval log no longer matches what the result recorded, is damaged:
+    it is re-run with a warning rather than trusted or allowed to crash the resume.
+    """
+    if not spec.result_path.exists():
         return None
-    if spec.kind == "evaluate" and not spec.log_path.is_file():
+    result = _read_json(spec.result_path)
+    problem = _record_problem(result, spec)
+    if problem is None and result.get("status") != "ok":
+        return None  # a failed run: simply run it again
+    if problem is None and spec.kind == "evaluate":
+        problem = _log_problem(result, spec)
+    trained = spec.model_path
+    if problem is None and spec.kind == "train" and trained and not Path(trained).exists():
+        problem = f"its trained model {trained} is missing"
+    if problem is not None:
+        warnings.warn(
+            f"{spec.folder}: damaged run record ({problem}); running it again.", stacklevel=2
+        )
         return None
     return result
+
+
+def _record_problem(result: Any, spec: RunSpec) -> str | None:
+    if not isinstance(result, dict):
+        return f"{RESULT_FILE} is not a JSON object"
+    expected = {"kind": spec.kind, "task": spec.task, "label": spec.label, "seed": spec.seed}
+    for key, value in expected.items():
+        if key not in result:
+            return f"{RESULT_FILE} lacks {key!r}"
+        if type(result[key]) is not type(value) or result[key] != value:
+            return f"{RESULT_FILE} has {key}={result[key]!r}, expected {value!r}"
+    return None
+
+
+def _log_problem(result: dict[str, Any], spec: RunSpec) -> str | None:
+    rows = count_log_rows(spec.log_path)
+    if not spec.log_path.is_file():
+        return f"{INTERVALS_FILE} is missing"
+    if rows is None:
+        return f"{INTERVALS_FILE} has a line that is not valid JSON"
+    expected = result.get("log_rows", result.get("intervals"))
+    if expected is not None and rows != expected:
+        return f"{INTERVALS_FILE} has {rows} rows, the result recorded {expected}"
+    digest = result.get("log_sha256")
+    if digest is not None and digest != file_digest(spec.log_path):
+        return f"{INTERVALS_FILE} changed after the result was written"
+    return None
 
 
 def _as_result(spec: RunSpec, outcome: dict[str, Any] | BaseException) -> dict[str, Any]:
@@ -991,8 +1071,11 @@ def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dic
     results = []
     for path in sorted((run_dir / "runs").glob(f"*/*/seed-*/{RESULT_FILE}")):
         result = _read_json(path)
-        if result is None:
+        problem = _report_problem(result)
+        if problem is not None:
+            warnings.warn(f"{path}: skipped, {problem}.", stacklevel=2)
             continue
+        assert isinstance(result, dict)
         result["log"] = _read_jsonl(path.parent / INTERVALS_FILE)
         results.append(result)
     if config is not None:
@@ -1032,7 +1115,7 @@ def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
     if config is not None and config.description:
         markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
     _write_csv(run_dir / RESULTS_CSV, rows)
-    (run_dir / RESULTS_MD).write_text(markdown)
+    atomic_write_text(run_dir / RESULTS_MD, markdown)
     _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
     (run_dir / AGGREGATES_JSON).write_text(dumps_strict(aggregates, indent=2) + "\n")
     plot_paths = plots.plot_comparison(results, run_dir / "plots")
@@ -1097,11 +1180,12 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     import csv
 
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _csv_cell(value: Any) -> Any:
@@ -1171,30 +1255,50 @@ def _number(value: Any) -> float:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    # Write then rename, so a run interrupted mid-write never leaves a result that looks finished.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".partial")
-    # Strict JSON: a non-finite number (a diverged run's loss) is written as null, not NaN.
-    partial.write_text(dumps_strict(data, indent=2))
-    partial.replace(path)
+    # Temp file, fsync, rename: a run interrupted mid-write never leaves a result that looks
+    # finished, and a reader never sees half a file. Strict JSON: a non-finite number (a
+    # diverged run's loss) is written as null, not NaN.
+    atomic_write_text(path, dumps_strict(data, indent=2))
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def _read_json(path: Path) -> Any:
+    """The parsed file (any JSON value), or ``None`` if it is missing or not valid JSON."""
     try:
         return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
+
+
+def _report_problem(result: Any) -> str | None:
+    """Why a saved result cannot go into a report (``None`` if it can)."""
+    if not isinstance(result, dict):
+        return f"{RESULT_FILE} is not a JSON object"
+    for key, kind in (("task", str), ("label", str), ("seed", int), ("status", str)):
+        if not isinstance(result.get(key), kind) or isinstance(result.get(key), bool):
+            return f"its {key!r} is missing or not a {kind.__name__}"
+    return None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
-    rows = []
-    for line in path.read_text().splitlines():
+    rows, bad = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
-            break  # a line cut by an interruption ends the log
+            bad.append(number)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(number)
+    if bad:
+        warnings.warn(
+            f"{path}: skipped {len(bad)} damaged line(s) ({', '.join(map(str, bad[:5]))}"
+            f"{', ...' if len(bad) > 5 else ''}); rerun the run to repair it.",
+            stacklevel=2,
+        )
     return rows
 
 
@@ -1238,23 +1342,34 @@ def compare_command(args: argparse.Namespace) -> int:
     overrides = list(getattr(args, "overrides", None) or [])
     if getattr(args, "wandb", None):
         overrides.append(f"wandb.mode={args.wandb}")
-    if getattr(args, "max_workers", None):
+    if getattr(args, "max_workers", None) is not None:  # 0 is an error, not "the default"
         overrides.append(f"engine.max_workers={args.max_workers}")
+    run_dir = args.run_dir
     try:
         config = load_experiment(args.config, overrides)
         extra = [m for m in getattr(args, "imports", None) or [] if m not in config.imports]
         if extra:  # --import on the command line: the workers import them as well
             config = dataclasses.replace(config, imports=[*config.imports, *extra])
+        if run_dir is None:
+            # Fixed here, so that an interruption can print the folder and the resume command.
+            run_dir = str(default_run_dir(config))
         result = run_comparison(
             config,
-            run_dir=args.run_dir,
+            run_dir=run_dir,
             engine=args.engine,
             ray_address=args.ray_address,
             progress=not getattr(args, "no_progress", False),
         )
-    except (ConfigError, FileNotFoundError) as error:
+    except (ConfigError, FileNotFoundError, RunFolderBusy) as error:
         print(f"arbiter compare: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"arbiter compare: interrupted. Finished runs are kept in {run_dir}; resume with:\n"
+            f"  {_resume_command(args, run_dir)}",
+            file=sys.stderr,
+        )
+        return 130
     print(result.report["markdown"])
     print(
         f"{len(result.results)} evaluation runs, {result.failed} failed; {result.executed} "
@@ -1262,6 +1377,22 @@ def compare_command(args: argparse.Namespace) -> int:
         f"{result.wall_time:.1f} s. Report: {result.run_dir}"
     )
     return 1 if result.failed else 0
+
+
+def _resume_command(args: argparse.Namespace, run_dir: str) -> str:
+    import shlex
+
+    parts = ["arbiter", "compare", "--config", str(args.config), "--run-dir", str(run_dir)]
+    if args.engine:
+        parts += ["--engine", args.engine]
+    if args.ray_address:
+        parts += ["--ray-address", args.ray_address]
+    if getattr(args, "wandb", None):
+        parts += ["--wandb", args.wandb]
+    if getattr(args, "max_workers", None) is not None:
+        parts += ["--max-workers", str(args.max_workers)]
+    parts += list(getattr(args, "overrides", None) or [])
+    return shlex.join(parts)
 
 
 def plot_command(args: argparse.Namespace) -> int:

@@ -53,11 +53,36 @@ def load_yaml(cls: type[T], file: str | Path, overrides: list[str] | None = None
     file = Path(file)
     if not file.is_file():
         raise ConfigError(f"Config file {file} does not exist.")
-    with file.open() as handle:
-        data = yaml.safe_load(handle) or {}
+    data = read_yaml_file(file) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of keys to values.")
     return from_dict(cls, apply_overrides(data, overrides or []), path="")
+
+
+def read_yaml_file(file: str | Path) -> Any:
+    """Parses a YAML file; a syntax error becomes one ``ConfigError`` line ``FILE:LINE:COLUMN: ...``.
+
+    ``yaml.safe_load`` builds plain data only (python tags such as ``!!python/object`` are
+    refused as a syntax error), so a config file can never run code.
+    """
+    file = Path(file)
+    try:
+        with file.open(encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except yaml.YAMLError as error:
+        raise ConfigError(_yaml_error_line(str(file), error)) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{file}: not a text (UTF-8) file: {error}.") from None
+
+
+def _yaml_error_line(where: str, error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    if context:
+        problem = f"{problem} ({context})"
+    position = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    return f"{where}{position}: invalid YAML: {problem}"
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -73,7 +98,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise ConfigError(f"Override {item!r}: {part!r} is not a mapping.")
-        target[parts[-1]] = yaml.safe_load(raw)
+        try:
+            target[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(_yaml_error_line(f"override {item!r}", error)) from None
     return result
 
 
@@ -84,7 +112,9 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def save_yaml(config: Any, file: str | Path) -> None:
     """Writes the resolved config, so a run folder records exactly what ran."""
-    Path(file).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    from arbiter_env.runfolder import atomic_write_text
+
+    atomic_write_text(file, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:

@@ -14,6 +14,7 @@ from gymnasium import spaces
 from torch.utils.hooks import RemovableHandle
 
 from arbiter_env.actions import ActionEncoding, ActionEncodingName
+from arbiter_env.checks import check_int
 from arbiter_env.divergence import DivergenceRule
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
@@ -187,6 +188,18 @@ class BatchSizeEnv(gym.Env):
             )
         self.render_mode = render_mode
         self._renderer: FrameRenderer | None = None
+        if num_intervals is not None:
+            check_int("num_intervals", num_intervals, minimum=1)
+        if ladder_size is not None:
+            check_int("ladder_size", ladder_size, minimum=1)
+        if base_batch_size is not None:
+            check_int("base_batch_size", base_batch_size, minimum=1)
+        if not isinstance(record_wall_time, bool):
+            raise ValueError(f"record_wall_time must be True or False, got {record_wall_time!r}.")
+        if task_kwargs is not None and not isinstance(task_kwargs, dict):
+            raise ValueError(
+                f"task_kwargs must be a dict of task arguments, got {type(task_kwargs).__name__}."
+            )
         # Task families: the first instance of the split stands in until the first reset (it
         # fixes the spaces, which every instance shares); reset() then draws the real one.
         self.family: TaskFamily | None = None
@@ -490,7 +503,7 @@ class BatchSizeEnv(gym.Env):
     def _switch_family_instance(self, options: dict[str, Any] | None) -> None:
         assert self.family is not None
         if options and "family_instance" in options:
-            index = int(options["family_instance"])
+            index = check_int("options['family_instance']", options["family_instance"])
             by_index = {instance.index: instance for instance in self.family_instances}
             if index not in by_index:
                 raise ValueError(

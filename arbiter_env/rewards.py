@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from arbiter_env.checks import check_real
+
 MIN_LOSS = 1e-12
 """Losses below this count as this in the log-loss reward (a float32 loss can underflow to 0)."""
 
@@ -43,7 +45,7 @@ class RewardConfig:
         if self.cost not in REWARD_COSTS:
             raise ValueError(f"Unknown reward cost {self.cost!r}; choose one of {REWARD_COSTS}.")
         for name in ("divergence_penalty", "final_accuracy_weight", "cost_weight"):
-            value = getattr(self, name)
+            value = check_real(f"reward.{name}", getattr(self, name))
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"RewardConfig.{name} must be finite and >= 0, got {value}.")
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from arbiter_env.checks import check_device, check_int
 from arbiter_env.stats import GradientStatistics, gradient_statistics
 from arbiter_env.tasks.datasets import ClassificationData
 from arbiter_env.tasks.spec import Task
@@ -193,12 +194,15 @@ class InnerTrainer:
                 f"Unknown lr_scaling {lr_scaling!r}; choose one of {sorted(LR_SCALING_RULES)}."
             )
         self.task = task
-        self.device = torch.device(task.device)
+        self.device = check_device(task.device, "device")
         self.data = split_task_data(task)
         self.lr_scaling: LrScaling = lr_scaling
-        self.base_batch_size = base_batch_size or task.batch_start
-        if self.base_batch_size < 1:
-            raise ValueError(f"base_batch_size must be >= 1, got {self.base_batch_size}.")
+        # `None` means the task's starting size; 0 is an error, not a request for the default.
+        self.base_batch_size = (
+            task.batch_start
+            if base_batch_size is None
+            else check_int("base_batch_size", base_batch_size, minimum=1)
+        )
         self.budget = int(round(task.epochs * self.data.x_train.shape[0]))
         self._step_hooks: OrderedDict[int, StepHook] = OrderedDict()
         self.model: nn.Module | None = None

@@ -144,6 +144,18 @@ def needs_data_files(name: str) -> bool:
     return "data_dir" in inspect.signature(_REGISTRY[name]).parameters
 
 
+def builder_arguments(name: str) -> set[str]:
+    """Keyword arguments the builder of task ``name`` takes (``data_dir``, ...); empty if unknown."""
+    builder = _REGISTRY.get(name)
+    if builder is None:
+        return set()
+    return {
+        parameter.name
+        for parameter in inspect.signature(builder).parameters.values()
+        if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+    }
+
+
 def list_tasks() -> list[str]:
     """Names of all registered tasks, sorted."""
     return sorted(_REGISTRY)

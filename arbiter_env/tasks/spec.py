@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from arbiter_env import hypergradient
+from arbiter_env.checks import check_int, check_real
 from arbiter_env.tasks.datasets import ClassificationData
 
 DataFactory = Callable[[], ClassificationData]
@@ -59,6 +60,12 @@ class OptimizerConfig:
     hypergradient_lr: float | None = None
 
     def __post_init__(self) -> None:
+        for name in ("lr", "momentum", "weight_decay"):
+            check_real(f"optimizer.{name}", getattr(self, name))
+        if self.hypergradient_lr is not None:
+            check_real("optimizer.hypergradient_lr", self.hypergradient_lr)
+        if not isinstance(self.nesterov, bool):
+            raise ValueError(f"optimizer.nesterov must be true or false, got {self.nesterov!r}.")
         if self.name not in ("sgd", "adam", "sgd-hd", "adam-hd", "custom"):
             raise ValueError(
                 f"Unknown optimizer {self.name!r}: use 'sgd', 'adam', 'sgd-hd', 'adam-hd', or "
@@ -160,6 +167,22 @@ class Task:
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "A task needs a non-empty name.")
+        # Types first, so that "1" or 8.5 is named here rather than failing (or being
+        # truncated) somewhere inside the trainer.
+        check_real("epochs", self.epochs)
+        check_real("validation_fraction", self.validation_fraction)
+        for name in (
+            "num_intervals",
+            "batch_min",
+            "batch_max",
+            "batch_start",
+            "split_seed",
+            "probe_size",
+            "eval_batch_size",
+        ):
+            check_int(name, getattr(self, name))
+        if not isinstance(self.device, str | torch.device):
+            raise ValueError(f"device must be a string such as 'cpu', got {self.device!r}.")
         _require(callable(self.data), "Task.data must be a callable returning ClassificationData.")
         _require(callable(self.model), "Task.model must be a callable (input_shape, classes).")
         _require(

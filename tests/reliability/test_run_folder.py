@@ -1,0 +1,166 @@
+"""One writer per run folder; results files are whole or absent; damaged records are re-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from arbiter_env import comparison
+from arbiter_env.cli import main
+from arbiter_env.comparison import load_experiment, rebuild_report, run_comparison
+from arbiter_env.runfolder import RunFolderBusy, RunFolderLock, atomic_write_text
+
+HOLD_LOCK = textwrap.dedent(
+    """
+    import sys, time
+    from arbiter_env.runfolder import RunFolderLock
+    lock = RunFolderLock(sys.argv[1], command="test holder").acquire()
+    print("locked", flush=True)
+    time.sleep(60)
+    """
+)
+
+EXPERIMENT = {
+    "name": "reliability",
+    "tasks": ["digits-mlp"],
+    "controllers": [{"name": "b64", "controller": "fixed", "kwargs": {"batch_size": 64}}],
+    "seeds": [0, 1, 2],
+    "task_overrides": {"epochs": 0.25, "num_intervals": 2},
+    "engine": {"max_workers": 1},
+    "wandb": {"mode": "disabled"},
+}
+
+
+def _write_experiment(folder: Path, **changes) -> Path:
+    file = folder / "experiment.yaml"
+    file.write_text(yaml.safe_dump({**EXPERIMENT, **changes}))
+    return file
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_second_writer_exits_with_code_2_naming_the_holder(tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    holder = _hold_lock(run_dir)
+    try:
+        with pytest.raises(RunFolderBusy, match=f"process {holder.pid} .*test holder"):
+            RunFolderLock(run_dir).acquire()
+        config = _write_experiment(tmp_path)
+        started = time.perf_counter()
+        argv = ["compare", "--config", str(config), "--run-dir", str(run_dir), "--no-progress"]
+        assert main(argv) == 2
+        assert time.perf_counter() - started < 5  # at once: before any run starts
+        assert f"in use by process {holder.pid}" in capsys.readouterr().err
+        assert not (run_dir / "runs").exists()  # it wrote nothing
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The operating system released the dead holder's lock; the stale file blocks nobody.
+    with RunFolderLock(run_dir):
+        pass
+
+
+def test_lock_is_reentrant_within_one_process(tmp_path: Path) -> None:
+    with RunFolderLock(tmp_path), RunFolderLock(tmp_path):
+        pass
+    with RunFolderLock(tmp_path):
+        pass
+
+
+def test_atomic_write_leaves_the_old_file_whole_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "results.csv"
+    atomic_write_text(target, "a,b\n1,2\n3,4\n")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_text(target, "a,b\n" + "5,6\n" * 1000)
+    assert target.read_text() == "a,b\n1,2\n3,4\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.csv"]  # no temp file left
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    folder = tmp_path_factory.mktemp("finished")
+    config = load_experiment(_write_experiment(folder))
+    result = run_comparison(config, folder / "run", progress=False)
+    assert result.failed == 0 and result.executed == 3
+    rows = {p.parent.name: p.read_text() for p in folder.glob("run/runs/*/*/*/intervals.jsonl")}
+    return folder, rows
+
+
+def test_report_tables_are_replaced_atomically(finished, monkeypatch) -> None:
+    folder, _ = finished
+    run_dir = folder / "run"
+    before = {name: (run_dir / name).read_text() for name in ("results.csv", "runs.csv")}
+    written = []
+    real = comparison.atomic_write_text
+
+    def recording(path, text):
+        written.append(Path(path).name)
+        real(path, text)
+
+    monkeypatch.setattr(comparison, "atomic_write_text", recording)
+    rebuild_report(run_dir)
+    assert {"results.csv", "results.md", "runs.csv"} <= set(written)
+    assert {name: (run_dir / name).read_text() for name in before} == before
+    assert len((run_dir / "runs.csv").read_text().splitlines()) == 4  # header + 3 runs
+
+
+def test_damaged_run_records_are_rerun_with_a_warning_and_match(finished) -> None:
+    folder, rows = finished
+    run_dir = folder / "run"
+    seed = {s: run_dir / "runs" / "digits-mlp" / "b64" / f"seed-{s}" for s in (0, 1, 2)}
+    (seed[0] / "result.json").write_text("[]")  # not an object
+    record = json.loads((seed[1] / "result.json").read_text())
+    record["seed"] = "1"  # a string seed
+    (seed[1] / "result.json").write_text(json.dumps(record))
+    log = (seed[2] / "intervals.jsonl").read_text()
+    (seed[2] / "intervals.jsonl").write_text(log + log)  # a second writer's rows
+
+    # Reports skip the damaged records with a warning instead of a traceback.
+    with pytest.warns(UserWarning, match="skipped"):
+        report = rebuild_report(run_dir)
+    assert len(report["rows"]) == 1
+
+    config = load_experiment(run_dir / "config.yaml")
+    with pytest.warns(UserWarning, match="damaged run record") as caught:
+        result = run_comparison(config, run_dir, progress=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "not a JSON object" in messages and "seed='1'" in messages
+    assert "has 4 rows, the result recorded 2" in messages
+    assert result.executed == 3 and result.failed == 0
+    for name, text in rows.items():
+        again = (run_dir / "runs" / "digits-mlp" / "b64" / name / "intervals.jsonl").read_text()
+        strip = lambda t: [  # noqa: E731 - wall-clock fields differ between any two runs
+            {k: v for k, v in json.loads(line).items() if "time" not in k and k != "elapsed"}
+            for line in t.splitlines()
+        ]
+        assert strip(again) == strip(text)
+
+
+def test_bad_middle_line_of_a_log_is_reported_not_silently_truncating(tmp_path: Path) -> None:
+    log = tmp_path / "intervals.jsonl"
+    log.write_text('{"a": 1}\n{"a": 2\n{"a": 3}\n')
+    with pytest.warns(UserWarning, match=r"skipped 1 damaged line\(s\) \(2\)"):
+        rows = comparison._read_jsonl(log)
+    assert rows == [{"a": 1}, {"a": 3}]
