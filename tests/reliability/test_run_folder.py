@@ -164,3 +164,92 @@ def test_bad_middle_line_of_a_log_is_reported_not_silently_truncating(tmp_path: 
     with pytest.warns(UserWarning, match=r"skipped 1 damaged line\(s\) \(2\)"):
         rows = comparison._read_jsonl(log)
     assert rows == [{"a": 1}, {"a": 3}]
+
+
+def _tagged_processes(tag: str) -> list[int]:
+    """Live processes whose environment carries ``tag`` (the driver and everything it started)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"ARBITER_TEST_TAG={tag}".encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _interval_rows(run_dir: Path) -> dict[str, list[dict]]:
+    rows = {}
+    for log in sorted(run_dir.glob("runs/*/*/*/intervals.jsonl")):
+        rows[log.parent.name] = [
+            {k: v for k, v in json.loads(line).items() if "time" not in k and k != "elapsed"}
+            for line in log.read_text().splitlines()
+        ]
+    return rows
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc (Linux)")
+def test_sigkill_of_the_driver_kills_its_workers_and_resume_matches_row_by_row(
+    tmp_path: Path,
+) -> None:
+    # About 3 s per run, so that the kill lands while runs are in flight.
+    changes = {"seeds": [0, 1, 2, 3, 4, 5], "task_overrides": {"epochs": 6, "num_intervals": 4}}
+    config_file = _write_experiment(tmp_path, engine={"max_workers": 2}, **changes)
+    run_dir = tmp_path / "killed"
+    tag = f"{os.getpid()}-{time.time_ns()}"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "arbiter_env.cli", "compare", "--config", str(config_file)]
+        + ["--run-dir", str(run_dir), "--no-progress"],
+        env={**os.environ, "ARBITER_TEST_TAG": tag, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not list(run_dir.glob("runs/*/*/*/result.json")):
+        assert driver.poll() is None and time.time() < deadline, "no run finished in time"
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    finished = len(list(run_dir.glob("runs/*/*/*/result.json")))
+    assert finished < 6, "the driver was killed too late to test anything"
+    deadline = time.time() + 5  # the workers poll their driver every second
+    while _tagged_processes(tag) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _tagged_processes(tag) == [], "workers outlived their driver"
+    # Nothing was written after the kill: the workers died mid-run.
+    assert len(list(run_dir.glob("runs/*/*/*/result.json"))) == finished
+
+    config = load_experiment(config_file)
+    resumed = run_comparison(config, run_dir, progress=False)
+    assert resumed.failed == 0 and resumed.executed == 6 - finished
+    reference = run_comparison(config, tmp_path / "uninterrupted", progress=False)
+    assert reference.failed == 0
+    killed_rows, reference_rows = _interval_rows(run_dir), _interval_rows(tmp_path / "reference")
+    reference_rows = _interval_rows(tmp_path / "uninterrupted")
+    assert list(killed_rows) == list(reference_rows)
+    for seed, rows in reference_rows.items():
+        assert killed_rows[seed] == rows, seed  # row by row, no duplicates, nothing missing
+
+
+@pytest.mark.slow
+def test_two_concurrent_compares_one_runs_the_other_exits_2(tmp_path: Path) -> None:
+    config_file = _write_experiment(tmp_path)
+    run_dir = tmp_path / "shared"
+    command = [sys.executable, "-m", "arbiter_env.cli", "compare", "--config", str(config_file)]
+    command += ["--run-dir", str(run_dir), "--no-progress"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / ".arbiter.lock").exists() or not (run_dir / "config.yaml").exists():
+        assert time.time() < deadline
+        time.sleep(0.1)
+    second = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and f"process {first.pid}" in second.stderr
+    assert first.wait(timeout=300) == 0
+    result = json.loads((run_dir / "runs/digits-mlp/b64/seed-0/result.json").read_text())
+    assert result["status"] == "ok" and result["log_rows"] == 2
