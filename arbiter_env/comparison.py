@@ -515,8 +515,25 @@ _SB3_ENV_KEYS = (
 
 
 def _train_sb3(spec: RunSpec) -> None:
-    from arbiter_env.agents.sb3 import load_agent_config, train_rl_agent
+    from arbiter_env.agents.sb3 import train_rl_agent
     from arbiter_env.logging import IntervalLoggingCallback
+
+    config = sb3_training_config(spec)
+    with _run_logger(spec, job_type="train") as log:
+        final = train_rl_agent(
+            config, spec.folder, callbacks=[IntervalLoggingCallback(log, controller=spec.label)]
+        )
+        log.set_summary({"train_timesteps": spec.train_timesteps, "checkpoint": str(final)})
+    assert spec.model_path is not None and Path(final) == Path(spec.model_path)
+
+
+def sb3_training_config(spec: RunSpec) -> Any:
+    """The resolved ``AgentConfig`` a training run of an SB3 controller uses (checked, not run).
+
+    Raises:
+        ConfigError: settings the RL training cannot take, or a bad agent config.
+    """
+    from arbiter_env.agents.sb3 import load_agent_config
 
     unsupported = sorted(set(spec.env) - set(_SB3_ENV_KEYS))
     if unsupported:
@@ -539,17 +556,11 @@ def _train_sb3(spec: RunSpec) -> None:
         **{f"env.{key}": value for key, value in spec.env.items()},
     }
     overrides = [f"{key}={_yaml_inline(value)}" for key, value in settings.items()]
-    config = load_agent_config(
+    return load_agent_config(
         spec.kwargs.get("config", spec.controller),
         task=spec.task,
         overrides=[*overrides, *spec.kwargs.get("overrides", [])],
     )
-    with _run_logger(spec, job_type="train") as log:
-        final = train_rl_agent(
-            config, spec.folder, callbacks=[IntervalLoggingCallback(log, controller=spec.label)]
-        )
-        log.set_summary({"train_timesteps": spec.train_timesteps, "checkpoint": str(final)})
-    assert spec.model_path is not None and Path(final) == Path(spec.model_path)
 
 
 def _yaml_inline(value: Any) -> str:
@@ -832,9 +843,15 @@ def run_comparison(
     if engine_config.name not in ("local", "ray"):
         raise ConfigError(f"engine: {engine_config.name!r} is not 'local' or 'ray'.")
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+    fresh = not run_dir.exists()
     # One writer per folder: a second comparison on it fails here, naming this one.
-    with RunFolderLock(run_dir, command=f"arbiter compare ({config.name})"):
-        return _run_locked(config, run_dir, engine_config, progress, started)
+    try:
+        with RunFolderLock(run_dir, command=f"arbiter compare ({config.name})"):
+            return _run_locked(config, run_dir, engine_config, progress, started)
+    except ConfigError:
+        if fresh:  # a plan that never ran leaves no folder behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def _run_locked(
@@ -845,7 +862,10 @@ def _run_locked(
     started: float,
 ) -> ComparisonResult:
     config = _resolve(config, run_dir, engine_config)
-    validate_names(config)
+    from arbiter_env.plan_check import check_plan
+
+    # The whole plan, before anything runs: every problem at once, in seconds.
+    check_plan(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_yaml(config, run_dir / CONFIG_FILE)
 

@@ -1,0 +1,194 @@
+"""Checks a whole comparison before any run starts, and reports every problem at once.
+
+``arbiter compare`` used to check only task and controller names up front; a typo in a controller
+kwarg, an env setting or a task override, an impossible seed or an encoding the agent cannot use
+then failed every run separately, minutes later (or, for RL agents, after training). Here the
+driver builds what the runs will build, in seconds and without training anything:
+
+* every task with the experiment's ``task_overrides`` (names, types, ranges);
+* one environment per task and distinct ``env`` setting, which loads the task's data, so a
+  missing or damaged data file is reported here;
+* every controller with its kwargs in that environment (an RL agent that will be trained: its
+  resolved agent config, and whether the algorithm can act in the encoding);
+* the seeds (integers in ``[0, 2**63)``).
+
+Each problem is one line naming where it is (``tasks[0] cifar10-cnn: ...``,
+``controllers[1] (label): ...``). :class:`PlanError` carries them all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from arbiter_env.config import ConfigError
+
+__all__ = ["PlanError", "check_plan"]
+
+_MAX_SEED = 2**63
+
+
+class PlanError(ConfigError):
+    """The plan has problems; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(
+            f"{count} in the experiment, nothing was run:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1:
+        # Multi-line messages (a missing data set lists every folder searched) are folded into
+        # one line; the first line says what is wrong, the rest is detail.
+        text = lines[0].rstrip(":.") + ": " + "; ".join(lines[1:])
+    prefix = (
+        "" if isinstance(error, ValueError | FileNotFoundError) else f"{type(error).__name__}: "
+    )
+    return prefix + text
+
+
+def check_plan(config: Any) -> None:
+    """Raises :class:`PlanError` listing every problem of ``config`` (an ``ExperimentConfig``)."""
+    from arbiter_env.comparison import RunSpec, _import_modules, _is_sb3, sb3_training_config
+    from arbiter_env.controller_registry import list_controllers, make_controller
+    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.tasks import list_tasks, make_task
+
+    problems: list[str] = []
+    try:
+        _import_modules(config.imports)
+    except ConfigError as error:
+        raise PlanError([str(error)]) from None
+
+    for index, seed in enumerate(config.seeds):
+        if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < _MAX_SEED):
+            problems.append(f"seeds[{index}]: {seed!r} must be an integer in [0, 2**63).")
+    known_tasks, known_controllers = set(list_tasks()), set(list_controllers())
+    for index, spec in enumerate(config.controllers):
+        where = f"controllers[{index}] ({spec.name})"
+        if spec.controller not in known_controllers:
+            problems.append(
+                f"{where}: unknown controller {spec.controller!r}; known: "
+                f"{', '.join(sorted(known_controllers))}."
+            )
+        if spec.train_timesteps > 0 and not 0 <= spec.train_seed < _MAX_SEED:
+            problems.append(f"{where}: train_seed {spec.train_seed} must be in [0, 2**63).")
+
+    for task_index, task_name in enumerate(config.tasks):
+        task_where = f"tasks[{task_index}] {task_name}"
+        if task_name not in known_tasks:
+            problems.append(f"{task_where}: unknown task; known: {', '.join(sorted(known_tasks))}.")
+            continue
+        try:
+            task = make_task(task_name, **config.task_overrides)
+        except (ValueError, TypeError) as error:
+            problems.append(f"{task_where}: task_overrides: {_one_line(error)}")
+            continue
+        envs: dict[str, Any] = {}
+        for index, spec in enumerate(config.controllers):
+            where = f"{task_where}, controllers[{index}] ({spec.name})"
+            if spec.controller not in known_controllers:
+                continue  # reported above
+            env_kwargs = dict(config.env) | dict(spec.env)
+            key = json.dumps(env_kwargs, sort_keys=True, default=str)
+            if key not in envs:
+                try:
+                    envs[key] = BatchSizeEnv(task, **env_kwargs)
+                except TypeError as error:  # an unknown keyword argument
+                    envs[key] = None
+                    problems.append(f"{task_where}: env: {_one_line(error)}")
+                except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
+                    envs[key] = None
+                    problems.append(f"{task_where}: env: {_one_line(error)}")
+            env = envs[key]
+            if env is None:
+                continue
+            try:
+                if _is_sb3(spec.controller):
+                    _check_sb3(spec, task_name, config, env, RunSpec, sb3_training_config)
+                else:
+                    controller = make_controller(spec.controller, env, **spec.kwargs)
+                    if spec.train_timesteps > 0 and not (
+                        hasattr(controller, "learn") and hasattr(controller, "save")
+                    ):
+                        raise ConfigError(
+                            f"train_timesteps is {spec.train_timesteps} but {spec.controller!r} "
+                            "has no learn()/save(); set train_timesteps: 0."
+                        )
+            except (ValueError, TypeError, FileNotFoundError) as error:
+                problems.append(f"{where}: {_one_line(error)}")
+    if problems:
+        raise PlanError(list(dict.fromkeys(problems)))  # the same problem once, in order
+
+
+def _check_sb3(
+    spec: Any, task: str, config: Any, env: Any, run_spec: type, training_config: Any
+) -> None:
+    """An RL contestant: its training config (if trained here) or its checkpoint and kwargs."""
+    from arbiter_env.agents.sb3 import check_action_space
+
+    if spec.train_timesteps > 0:
+        planned = run_spec(
+            kind="train",
+            label=spec.name,
+            controller=spec.controller,
+            kwargs=dict(spec.kwargs),
+            task=task,
+            seed=spec.train_seed,
+            task_overrides=dict(config.task_overrides),
+            env=dict(config.env) | dict(spec.env),
+            imports=list(config.imports),
+            target_accuracy=config.target_accuracy,
+            folder="",
+            model_path=None,
+            train_timesteps=spec.train_timesteps,
+            wandb={},
+            experiment=config.name,
+        )
+        agent = training_config(planned)
+        if agent.env.action_encoding != env.action_encoding.name:
+            raise ConfigError(
+                f"the agent trains with action_encoding={agent.env.action_encoding!r} but is "
+                f"evaluated with {env.action_encoding.name!r}; set it in the controller's env."
+            )
+        check_action_space(agent.algo, env.action_space)
+        return
+    allowed = {"checkpoint", "config", "overrides", "total_timesteps"}
+    unknown = sorted(set(spec.kwargs) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"kwargs {unknown} are not used by {spec.controller!r} here (allowed: "
+            f"{', '.join(sorted(allowed))}; set train_timesteps to train it)."
+        )
+    checkpoint = spec.kwargs.get("checkpoint")
+    if checkpoint is None and spec.kwargs.get("total_timesteps", 0) > 0:
+        # Trained inside each evaluation run: check its config and the encoding.
+        from arbiter_env.agents.sb3 import load_agent_config
+
+        agent = load_agent_config(
+            spec.kwargs.get("config") or spec.controller,
+            task=task,
+            overrides=[
+                f"env.action_encoding={env.action_encoding.name}",
+                *spec.kwargs.get("overrides", []),
+            ],
+        )
+        check_action_space(agent.algo, env.action_space)
+        return
+    if checkpoint is None:
+        raise ConfigError(
+            f"{spec.controller!r} has neither train_timesteps > 0 nor a checkpoint (nor "
+            "kwargs.total_timesteps): it would be evaluated untrained. Set train_timesteps or "
+            "kwargs.checkpoint."
+        )
+    from arbiter_env.agents.sb3 import load_checkpoint_config
+
+    saved = load_checkpoint_config(checkpoint)
+    if saved.algo != spec.controller:
+        raise ConfigError(f"checkpoint {checkpoint} holds a {saved.algo!r} agent.")
+    check_action_space(saved.algo, env.action_space)
