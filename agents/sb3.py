@@ -58,6 +58,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
 from torch import nn
 
@@ -757,6 +758,31 @@ def save_checkpoint(
     return folder
 
 
+def checkpoint_timesteps(checkpoint: str | Path) -> int:
+    """The timestep count saved in a checkpoint, read from ``model.zip``'s JSON (no unpickling)."""
+    import json
+    import zipfile
+
+    folder = _checkpoint_folder(checkpoint)
+    try:
+        with zipfile.ZipFile(folder / MODEL_FILE) as archive:
+            return int(json.loads(archive.read("data"))["num_timesteps"])
+    except (KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{folder / MODEL_FILE} is damaged: {error}.") from None
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a training run folder (``final`` wins), if any."""
+    run_dir = Path(run_dir)
+    candidates = [run_dir / "final"] + sorted(
+        (run_dir / "checkpoints").glob("step_*"), reverse=True
+    )
+    for folder in candidates:
+        if (folder / MODEL_FILE).is_file() and (folder / CONFIG_FILE).is_file():
+            return folder
+    return None
+
+
 def load_checkpoint_config(checkpoint: str | Path) -> AgentConfig:
     """The resolved config saved in ``checkpoint``."""
     folder = _checkpoint_folder(checkpoint)
@@ -764,7 +790,15 @@ def load_checkpoint_config(checkpoint: str | Path) -> AgentConfig:
 
 
 class CheckpointEveryCallback(BaseCallback):
-    """Saves a checkpoint to ``<run_dir>/checkpoints/step_<timesteps>`` every ``every`` steps."""
+    """Saves a checkpoint to ``<run_dir>/checkpoints/step_<timesteps>`` every ``every`` steps.
+
+    On-policy algorithms (PPO, A2C) are saved only at the start of a rollout, that is after the
+    previous rollout has been trained on: a checkpoint taken in the middle of collection (or at
+    its last step, before ``train()``) would hold timesteps whose rollout is then lost on resume,
+    so a resumed run would make fewer gradient updates than an uninterrupted one. The step of a
+    saved checkpoint is therefore the first rollout boundary at or after each ``every`` steps.
+    Off-policy algorithms train as they collect and are saved at the step itself.
+    """
 
     def __init__(
         self,
@@ -784,11 +818,19 @@ class CheckpointEveryCallback(BaseCallback):
         self._last_saved = self.num_timesteps
 
     def _on_step(self) -> bool:
+        if not isinstance(self.model, OnPolicyAlgorithm):
+            self._maybe_save()
+        return True
+
+    def _on_rollout_start(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self._maybe_save()
+
+    def _maybe_save(self) -> None:
         if self.every and self.num_timesteps - self._last_saved >= self.every:
             self._last_saved = self.num_timesteps
             folder = self.run_dir / "checkpoints" / f"step_{self.num_timesteps:09d}"
             save_checkpoint(self.model, folder, self.config, self.vec_normalize)
-        return True
 
 
 # --- training -----------------------------------------------------------------------------------

@@ -493,6 +493,16 @@ def _train_rl(args: argparse.Namespace) -> int:
         log,
         progress,
     ):
+        if args.resume is not None and _inside(args.resume, log.run_dir):
+            # Resuming in the run's own folder: drop what the interrupted run logged after the
+            # checkpoint (it is trained again) and keep counting samples and episodes.
+            kept = log.continue_from(sb3.checkpoint_timesteps(args.resume))
+            if kept["dropped"]:
+                print(
+                    f"Resuming in {log.run_dir}: dropped {kept['dropped']} interval rows logged "
+                    f"after the checkpoint; {kept['kept']} kept.",
+                    file=sys.stderr,
+                )
         bar = progress.add_task(
             f"{args.agent}: training on {config.env.task} (env steps)",
             total=config.total_timesteps,
@@ -503,9 +513,13 @@ def _train_rl(args: argparse.Namespace) -> int:
             forward_sb3_logger=True,
             progress=lambda steps: progress.update(bar, completed=steps),
         )
-        checkpoint = sb3.train_rl_agent(
-            config, log.run_dir, callbacks=[callback], resume_from=args.resume
-        )
+        try:
+            checkpoint = sb3.train_rl_agent(
+                config, log.run_dir, callbacks=[callback], resume_from=args.resume
+            )
+        except KeyboardInterrupt:
+            _print_resume_hint(args, log.run_dir, sb3.latest_checkpoint(log.run_dir))
+            raise
         progress.update(bar, visible=False)
         training = list(log.episodes)
         records = []
@@ -528,6 +542,53 @@ def _train_rl(args: argparse.Namespace) -> int:
         _print_summary(records, title=f"{args.agent} on {config.env.task}, {held_out}")
     _print_run_folder(log.run_dir)
     return 0
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _print_resume_hint(args: argparse.Namespace, run_dir: Path, checkpoint: Path | None) -> None:
+    """After an interruption: where the run is and the exact command that continues it."""
+    import shlex
+
+    if checkpoint is None:
+        print(
+            f"Interrupted before the first checkpoint; nothing to resume in {run_dir}. Set "
+            "checkpoint_every=N to save checkpoints during training.",
+            file=sys.stderr,
+        )
+        return
+    command = ["arbiter", "train", "--agent", args.agent]
+    if args.task:
+        command += ["--task", args.task]
+    if args.config is not None:
+        command += ["--config", str(args.config)]
+    if args.seed is not None:
+        command += ["--seed", str(args.seed)]
+    for item in args.task_override:
+        command += ["-t", item]
+    for key, value in (getattr(args, "env_args", None) or {}).items():
+        command += ["-e", f"{key}={_inline(value)}"]
+    for module in getattr(args, "imports", None) or []:
+        command += ["--import", module]
+    if getattr(args, "threads", None) is not None:
+        command += ["--threads", str(args.threads)]
+    command += ["--run-dir", str(run_dir), "--resume", str(checkpoint)]
+    if args.no_eval:
+        command.append("--no-eval")
+    if args.wandb:
+        command += ["--wandb", args.wandb]
+    command += list(args.overrides)
+    print(
+        f"Interrupted. The run folder is {run_dir}; its latest checkpoint is {checkpoint}. "
+        f"Resume with:\n  {shlex.join(command)}",
+        file=sys.stderr,
+    )
 
 
 def _train_arbiter(args: argparse.Namespace) -> int:

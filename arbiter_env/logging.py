@@ -648,6 +648,72 @@ class RunLogger:
         )
         self.wandb_run.log({SCHEDULE_TABLE_KEY: table, SCHEDULE_PLOT_KEY: plot})
 
+    def continue_from(self, timesteps: int) -> dict[str, int]:
+        """Prepares this folder's logs for training resumed from a checkpoint at ``timesteps``.
+
+        Rows logged after the checkpoint (an interrupted run went on past it) would be logged
+        again by the resumed training, so they are dropped: interval rows whose ``timesteps`` is
+        above it, SB3 metrics whose ``step`` is, and the summaries of the episodes they belong to.
+        An episode in progress at the checkpoint keeps its rows up to it and gets a summary with
+        ``complete: false`` (the resumed run starts fresh episodes). ``samples`` and episode
+        numbers then continue from the kept rows, so the x-axis and the ids keep counting.
+
+        Call it before logging anything. Returns how many interval rows were kept and dropped.
+        """
+        from arbiter_env.runfolder import atomic_write_text
+
+        def rows(name: str) -> list[dict[str, Any]]:
+            path = self.run_dir / name
+            if not path.is_file():
+                return []
+            parsed = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by the interruption
+                if isinstance(row, dict):
+                    parsed.append(row)
+            return parsed
+
+        intervals = rows(INTERVALS_FILE)
+        kept = [r for r in intervals if int(r.get("timesteps", 0)) <= timesteps]
+        cut = {r.get("episode") for r in intervals if int(r.get("timesteps", 0)) > timesteps}
+        episodes = [e for e in rows(EPISODES_FILE) if e.get("episode") not in cut]
+        # Episodes whose summary was never written (killed) or covered dropped rows: summarise
+        # what is kept, marked incomplete.
+        summarised = {e.get("episode") for e in episodes}
+        open_rows: dict[Any, list[dict[str, Any]]] = {}
+        for row in kept:
+            if row.get("episode") not in summarised:
+                open_rows.setdefault(row.get("episode"), []).append(row)
+        for episode_id, episode_rows in open_rows.items():
+            partial = _Episode(int(episode_id), int(episode_rows[0].get("env_index", 0)))
+            partial.intervals = episode_rows
+            summary = _summarise(partial, seed=None, controller=None, record=None)
+            summary["complete"] = False
+            episodes.append(summary)
+        episodes.sort(key=lambda e: int(e.get("episode", 0)))
+        metrics = [m for m in rows(METRICS_FILE) if int(m.get("step", 0)) <= timesteps]
+
+        for name, records in (
+            (INTERVALS_FILE, kept),
+            (EPISODES_FILE, episodes),
+            (METRICS_FILE, metrics),
+        ):
+            self._files[name].close()
+            atomic_write_text(
+                self.run_dir / name,
+                "".join(json.dumps(_json_safe(r), allow_nan=False) + "\n" for r in records),
+            )
+            self._files[name] = (self.run_dir / name).open("a", buffering=1, encoding="utf-8")
+        self.samples = max((int(r.get("samples", 0)) for r in kept), default=0)
+        ids = [int(r["episode"]) for r in [*kept, *episodes] if r.get("episode") is not None]
+        self._next_episode = max(ids, default=-1) + 1
+        self.episodes = episodes
+        self._intervals_logged = len(kept)
+        return {"kept": len(kept), "dropped": len(intervals) - len(kept)}
+
     def _write_local(self, name: str, record: Mapping[str, Any]) -> None:
         handle = self._files[name]
         handle.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")

@@ -1,0 +1,94 @@
+"""A PPO run resumed after an interruption makes exactly the gradient updates of an uninterrupted one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from arbiter_env.agents.sb3 import load_agent_config, train_rl_agent
+
+TINY = [
+    "env.task_kwargs={epochs: 0.5, num_intervals: 4}",
+    "n_envs=2",
+    "hyperparams.n_steps=16",
+    "hyperparams.batch_size=16",
+    "hyperparams.n_epochs=2",
+    "total_timesteps=160",
+    # Not a multiple of the 32-step rollout: the old callback saved in mid-collection.
+    "checkpoint_every=48",
+]
+
+
+class _InterruptAt(BaseCallback):
+    def __init__(self, timesteps: int):
+        super().__init__()
+        self.timesteps = timesteps
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.timesteps:
+            raise KeyboardInterrupt
+        return True
+
+
+def _updates(checkpoint: Path) -> tuple[int, int]:
+    model = PPO.load(checkpoint / "model.zip")
+    return model.num_timesteps, model._n_updates
+
+
+def test_ppo_resumed_after_interruption_does_the_same_gradient_updates(tmp_path: Path) -> None:
+    config = load_agent_config("ppo", overrides=TINY)
+    uninterrupted = train_rl_agent(config, tmp_path / "whole")
+    assert _updates(uninterrupted) == (160, 5 * 2)  # 5 rollouts of 32 steps, 2 epochs each
+
+    with pytest.raises(KeyboardInterrupt):
+        train_rl_agent(config, tmp_path / "cut", callbacks=[_InterruptAt(120)])
+    checkpoints = sorted((tmp_path / "cut" / "checkpoints").iterdir())
+    timesteps, updates = _updates(checkpoints[-1])
+    assert updates == (timesteps // 32) * 2  # every collected rollout was trained on
+    resumed = train_rl_agent(config, tmp_path / "cut", resume_from=checkpoints[-1])
+    assert _updates(resumed) == _updates(uninterrupted)
+    # Saved only at rollout boundaries: the first one past 48 steps is 64; the next would be
+    # due at 64 + 48 = 112, i.e. at 128, after the interruption at 120.
+    assert [c.name for c in checkpoints] == ["step_000000064"]
+
+
+def test_interrupted_train_prints_its_resume_command_and_logs_continue_without_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import collections
+    import json
+    import shlex
+
+    from arbiter_env.cli import main
+    from arbiter_env.logging import IntervalLoggingCallback
+
+    monkeypatch.chdir(tmp_path)
+    original = IntervalLoggingCallback._on_step
+
+    def interrupt_at_120(self) -> bool:
+        if self.num_timesteps >= 120:
+            raise KeyboardInterrupt
+        return original(self)
+
+    run_dir = tmp_path / "run"
+    argv = ["train", "--agent", "ppo", "--run-dir", str(run_dir), "--wandb", "disabled"]
+    argv += ["--no-eval", *TINY]
+    monkeypatch.setattr(IntervalLoggingCallback, "_on_step", interrupt_at_120)
+    assert main(argv) == 130
+    error = capsys.readouterr().err
+    assert f"The run folder is {run_dir}" in error
+    command = shlex.split(error.split("Resume with:")[1].strip().splitlines()[0])
+    assert command[:2] == ["arbiter", "train"] and "--resume" in command
+
+    monkeypatch.setattr(IntervalLoggingCallback, "_on_step", original)
+    assert main(command[1:]) == 0
+    rows = [json.loads(line) for line in (run_dir / "intervals.jsonl").read_text().splitlines()]
+    # Every timestep of the 160 logged exactly once per environment: nothing duplicated.
+    assert collections.Counter(r["timesteps"] for r in rows) == {t: 2 for t in range(2, 161, 2)}
+    samples = [r["samples"] for r in rows]
+    assert samples == sorted(samples)  # the run's sample axis keeps counting
+    episodes = sorted({r["episode"] for r in rows})
+    assert episodes == list(range(len(episodes)))  # ids continue, none reused
