@@ -56,7 +56,7 @@ import numpy as np
 import yaml
 
 from arbiter_env.config import ConfigError, load_yaml, save_yaml, to_dict
-from arbiter_env.logging import INTERVALS_FILE, RunLogger
+from arbiter_env.logging import INTERVALS_FILE, RunLogger, wandb_init_timeout
 from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
 from arbiter_env.runfolder import (
     RunFolderBusy,
@@ -747,6 +747,7 @@ class _RayEngine:
         if ray.is_initialized():
             pass  # the caller's Ray session; use it and leave it running
         elif address:
+            _check_ray_address(address)
             ray.init(address=address, log_to_driver=False)
         else:
             ray.init(
@@ -779,6 +780,36 @@ class _RayEngine:
                 os.environ.pop("RAY_AUTH_MODE", None)
             else:
                 os.environ["RAY_AUTH_MODE"] = self._saved_auth_mode
+
+
+RAY_CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a TCP connection to a Ray address before giving up on it."""
+
+
+def _check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
+    """Fails fast when a ``host:port`` Ray address does not accept connections.
+
+    ``ray.init(address=...)`` keeps retrying an unreachable address for minutes; a plain TCP
+    connection with a time-out tells the same in seconds. ``auto`` and ``local`` are left to Ray.
+    """
+    import socket
+
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local") or ":" not in target:
+        return
+    host, _, port_text = target.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"engine.ray_address: {address!r} is not host:port.") from None
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"engine.ray_address: cannot reach a Ray cluster at {address} within {timeout:g} s "
+            f"({error}). Start it (ray start --head) or drop --ray-address to start a local Ray."
+        ) from None
 
 
 def _python_path() -> str:
@@ -1245,7 +1276,11 @@ def _log_wandb_summary(
             config=to_dict(config),
             reinit="finish_previous",
             settings=wandb.Settings(
-                silent=True, console="off", x_disable_stats=True, disable_git=True
+                silent=True,
+                console="off",
+                x_disable_stats=True,
+                disable_git=True,
+                init_timeout=wandb_init_timeout(),
             ),
         )
         rows = report["rows"]

@@ -140,6 +140,28 @@ class _Episode:
     intervals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
+WANDB_INIT_TIMEOUT_ENV = "ARBITER_WANDB_INIT_TIMEOUT"
+DEFAULT_WANDB_INIT_TIMEOUT = 10.0
+
+
+def wandb_init_timeout() -> float:
+    """Seconds ``wandb.init`` may take before W&B is given up for the run (local logs go on).
+
+    ``$ARBITER_WANDB_INIT_TIMEOUT`` if set, else 10 s (wandb's own default is 90 s, paid by every
+    run of a comparison when the server is unreachable).
+    """
+    raw = os.environ.get(WANDB_INIT_TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_WANDB_INIT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"${WANDB_INIT_TIMEOUT_ENV}={raw!r} must be a positive number of seconds.")
+    return value
+
+
 class RunLogger:
     """Writes a run's metrics to local JSONL files and, when it works, to Weights & Biases.
 
@@ -598,7 +620,10 @@ class RunLogger:
                 # Console capture would record every progress-bar redraw, and the end-of-run
                 # history dump would bury the caller's own summary; the local files and the
                 # terminal already have both.
-                settings=wandb.Settings(console="off", quiet=True),
+                # An unreachable server must cost seconds, not wandb's default 90 s per run.
+                settings=wandb.Settings(
+                    console="off", quiet=True, init_timeout=wandb_init_timeout()
+                ),
                 **init_kwargs,
             )
             run.define_metric("samples")
