@@ -77,6 +77,9 @@ RESULTS_MD = "results.md"
 RUNS_CSV = "runs.csv"
 AGGREGATES_JSON = "aggregates.json"
 
+EXIT_IO_ERROR = 74
+"""Exit status when the run folder cannot be written (``EX_IOERR`` of ``sysexits.h``)."""
+
 _LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -1418,6 +1421,14 @@ def compare_command(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError, RunFolderBusy) as error:
         print(f"arbiter compare: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a full disk, a read-only folder: the environment, not the runs
+        print(
+            f"arbiter compare: error: {error}. Finished runs are kept in {run_dir}; fix the "
+            f"cause (free space, permissions) and resume with:\n"
+            f"  {_resume_command(args, run_dir)}",
+            file=sys.stderr,
+        )
+        return EXIT_IO_ERROR
     except KeyboardInterrupt:
         print(
             f"arbiter compare: interrupted. Finished runs are kept in {run_dir}; resume with:\n"

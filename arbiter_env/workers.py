@@ -39,7 +39,7 @@ def driver_alive(pid: int) -> bool:
     return True
 
 
-def die_with_driver(driver_pid: int, poll_seconds: float = 1.0) -> None:
+def die_with_driver(driver_pid: int, poll_seconds: float = 0.2) -> None:
     """Makes the calling worker end when ``driver_pid`` ends (see the module docstring)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):

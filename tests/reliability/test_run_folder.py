@@ -197,8 +197,8 @@ def _interval_rows(run_dir: Path) -> dict[str, list[dict]]:
 def test_sigkill_of_the_driver_kills_its_workers_and_resume_matches_row_by_row(
     tmp_path: Path,
 ) -> None:
-    # About 3 s per run, so that the kill lands while runs are in flight.
-    changes = {"seeds": [0, 1, 2, 3, 4, 5], "task_overrides": {"epochs": 6, "num_intervals": 4}}
+    # Seconds per run, so that the kill lands while runs are in flight.
+    changes = {"seeds": [0, 1, 2, 3, 4, 5], "task_overrides": {"epochs": 30, "num_intervals": 4}}
     config_file = _write_experiment(tmp_path, engine={"max_workers": 2}, **changes)
     run_dir = tmp_path / "killed"
     tag = f"{os.getpid()}-{time.time_ns()}"
@@ -217,7 +217,7 @@ def test_sigkill_of_the_driver_kills_its_workers_and_resume_matches_row_by_row(
     driver.wait()
     finished = len(list(run_dir.glob("runs/*/*/*/result.json")))
     assert finished < 6, "the driver was killed too late to test anything"
-    deadline = time.time() + 5  # the workers poll their driver every second
+    deadline = time.time() + 5  # the workers poll their driver 5 times a second
     while _tagged_processes(tag) and time.time() < deadline:
         time.sleep(0.1)
     assert _tagged_processes(tag) == [], "workers outlived their driver"
@@ -253,3 +253,21 @@ def test_two_concurrent_compares_one_runs_the_other_exits_2(tmp_path: Path) -> N
     assert first.wait(timeout=300) == 0
     result = json.loads((run_dir / "runs/digits-mlp/b64/seed-0/result.json").read_text())
     assert result["status"] == "ok" and result["log_rows"] == 2
+
+
+def test_full_disk_is_one_message_with_the_resume_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import errno
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(comparison, "save_yaml", disk_full)
+    config = _write_experiment(tmp_path)
+    run_dir = tmp_path / "run"
+    argv = ["compare", "--config", str(config), "--run-dir", str(run_dir), "--no-progress"]
+    assert main(argv) == comparison.EXIT_IO_ERROR
+    error = capsys.readouterr().err
+    assert "No space left on device" in error and "Traceback" not in error
+    assert f"arbiter compare --config {config} --run-dir {run_dir}" in error
