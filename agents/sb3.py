@@ -31,10 +31,12 @@ is enabled; plain arrays, read without pickle, see :mod:`arbiter_env.agents.vecn
 one with the same timestep counter; :func:`load_rl_controller` turns one into a controller for
 :func:`arbiter_env.controllers.run_episode`, normalising observations as in training.
 
-**Trust.** ``model.zip`` is stable-baselines3's format: some of its entries (spaces, schedules) are
-cloudpickle, and ``replay_buffer.pkl`` is a pickle, so loading a checkpoint can run code that its
-author put there. Load only checkpoints you made or trust. The ``VecNormalize`` statistics are
-plain arrays and never unpickled (a legacy ``vecnormalize.pkl`` is read with a warning).
+**Trust.** ``model.zip`` is stable-baselines3's format: some of its entries (spaces, schedules)
+are cloudpickle. :func:`load_rl_controller` rebuilds them from ``config.yaml`` instead of
+unpickling them (:mod:`arbiter_env.agents.safe_load`); resuming training, and
+``load_rl_controller(trusted=True)``, use SB3's loader, which unpickles them (and
+``replay_buffer.pkl``): only for checkpoints you trust. The ``VecNormalize`` statistics are plain
+arrays and never unpickled.
 """
 
 from __future__ import annotations
@@ -975,19 +977,67 @@ class SB3Controller:
 
 
 def load_rl_controller(
-    checkpoint: str | Path, env: gym.Env | None = None, *, device: str = "cpu"
+    checkpoint: str | Path,
+    env: gym.Env | None = None,
+    *,
+    device: str = "cpu",
+    trusted: bool = False,
 ) -> SB3Controller:
     """Loads a checkpoint folder (or its ``model.zip``) as a controller.
 
+    By default nothing in the checkpoint is unpickled (see :mod:`arbiter_env.agents.safe_load`):
+    the pickled entries of ``model.zip`` are rebuilt from its ``config.yaml`` and the
+    environment's spaces, and the ``VecNormalize`` statistics are read from ``vecnormalize.npz``.
+
     Args:
         checkpoint: A folder written by :func:`train_rl_agent` / :func:`save_checkpoint`.
-        env: The environment it will act in; its spaces are checked against the agent's.
+        env: The environment it will act in; its spaces are checked against the agent's. Default:
+            the checkpoint's own ``env`` config (its data is loaded to build it).
         device: Torch device for the agent's networks.
+        trusted: Use SB3's own loader (which unpickles the checkpoint's entries, and a legacy
+            ``vecnormalize.pkl``): only for checkpoints you made or trust.
     """
+    from arbiter_env.agents.safe_load import UnsafeCheckpointError, load_model_safely
+
     folder = _checkpoint_folder(checkpoint)
     config = load_checkpoint_config(folder)
+    legacy_only = (folder / vecnormalize_io.LEGACY_PICKLE_FILE).is_file() and not (
+        folder / vecnormalize_io.STATS_FILE
+    ).is_file()
+    if legacy_only and not trusted:
+        raise UnsafeCheckpointError(
+            f"{folder} keeps its VecNormalize statistics as a pickle "
+            f"({vecnormalize_io.LEGACY_PICKLE_FILE}), which can run code when loaded. Load "
+            "it only if you trust it (trusted=True, or `arbiter evaluate --trust-checkpoint`)."
+        )
     with preserved_global_rngs():  # SB3's load reseeds the global generators
-        model = ALGORITHMS[config.algo].load(folder / MODEL_FILE, device=device)
+        if trusted:
+            model = ALGORITHMS[config.algo].load(folder / MODEL_FILE, device=device)
+        else:
+            spaces_from = env if env is not None else config.env.make()
+            batch_env = spaces_from.unwrapped
+            if (
+                isinstance(batch_env, BatchSizeEnv)
+                and batch_env.action_encoding.name != config.env.action_encoding
+            ):
+                raise ValueError(
+                    f"{folder} was trained with action_encoding="
+                    f"{config.env.action_encoding!r}, the environment uses "
+                    f"{batch_env.action_encoding.name!r}."
+                )
+            try:
+                model = load_model_safely(
+                    folder / MODEL_FILE,
+                    config,
+                    spaces_from.observation_space,
+                    spaces_from.action_space,
+                    device=device,
+                )
+            except RuntimeError as error:  # torch: the weights do not fit the network
+                raise ValueError(
+                    f"{folder}: the saved network does not fit its config and this environment "
+                    f"({str(error).splitlines()[0]})."
+                ) from None
     vec_normalize: VecNormalize | None = None
     if vecnormalize_io.stats_present(folder):
         vec_normalize = vecnormalize_io.load_vecnormalize(

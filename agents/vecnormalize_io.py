@@ -7,8 +7,8 @@ are written to ``vecnormalize.npz`` and read back with ``numpy.load(allow_pickle
 cannot execute code; a fresh ``VecNormalize`` is then built around the caller's environment and
 given those statistics.
 
-``model.zip`` itself is still SB3's format, which keeps some entries (the spaces, the learning-rate
-schedule) as cloudpickle: loading a checkpoint from someone else can still run their code there.
+``model.zip`` itself is SB3's format, which keeps some entries (the spaces, the learning-rate
+schedule) as cloudpickle; :mod:`arbiter_env.agents.safe_load` loads it without unpickling them.
 """
 
 from __future__ import annotations

@@ -131,10 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         metavar="NAME_OR_CHECKPOINT",
         help="a registered controller name, an RL checkpoint folder (arbiter train, or an "
-        "rl-zoo3 model .zip or its folder), or an Arbiter checkpoint folder (a path: ./x, /x or "
-        "a/b; a bare name is always a controller). Loading a checkpoint can run code its author "
-        "put in model.zip (SB3 stores parts of it with cloudpickle): load only checkpoints you "
-        "trust",
+        "rl-zoo3 model .zip or its folder), or an Arbiter checkpoint folder (a path: ./x, /x, "
+        "a/b or x.zip; a bare name is always a controller). An arbiter train checkpoint is "
+        "loaded without unpickling anything from it (its pickled entries are rebuilt from its "
+        "config.yaml); an rl-zoo3 model is read with stable-baselines3's loader and its "
+        "vecnormalize.pkl with pickle, which can run code: use only zoo models you trust",
+    )
+    evaluate.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load an arbiter train checkpoint with stable-baselines3's own loader, which "
+        "unpickles parts of model.zip (and a legacy vecnormalize.pkl) and so can run code its "
+        "author put there: only for checkpoints you made or trust",
     )
     _add_task_options(evaluate, default=None)
     evaluate.add_argument(
@@ -367,7 +375,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "named without one, see `arbiter controllers`)."
             )
         build_env, load, task = _checkpoint_controller(
-            checkpoint, args.task, task_overrides, args.split, controller_kwargs, env_args
+            checkpoint,
+            args.task,
+            task_overrides,
+            args.split,
+            controller_kwargs,
+            env_args,
+            trusted=args.trust_checkpoint,
         )
         name = checkpoint.name if checkpoint.name not in ("final", "") else str(checkpoint)
     else:
@@ -782,6 +796,8 @@ def _checkpoint_controller(
     split: str,
     kwargs: dict[str, Any],
     env_args: dict[str, Any],
+    *,
+    trusted: bool = False,
 ) -> tuple[Any, Any, str]:
     """A saved agent: ``(build_env, load, task)``, the env built like its training env.
 
@@ -841,7 +857,7 @@ def _checkpoint_controller(
     )
     return (
         lambda: env_config.make(split),
-        lambda env: sb3.load_rl_controller(checkpoint, env, device=saved.device),
+        lambda env: sb3.load_rl_controller(checkpoint, env, device=saved.device, trusted=trusted),
         env_config.task,
     )
 
