@@ -137,3 +137,24 @@ def _write(folder: Path, data: dict) -> Path:
     file = folder / "experiment.yaml"
     file.write_text(yaml.safe_dump(data))
     return file
+
+
+def test_plan_check_leaves_no_data_set_in_the_driver(in_tmp: Path) -> None:
+    from arbiter_env import trainer
+    from arbiter_env.plan_check import check_plan
+    from arbiter_env.tasks import make_task
+
+    trainer._DATA_CACHE.pop(make_task("synthetic-teacher").data, None)
+    before = set(trainer._DATA_CACHE)
+    config = load_experiment(
+        _write(
+            in_tmp,
+            {
+                "name": "x",
+                "tasks": ["synthetic-teacher"],
+                "controllers": [{"name": "f", "controller": "fixed"}],
+            },
+        )
+    )
+    check_plan(config)
+    assert set(trainer._DATA_CACHE) == before
