@@ -500,8 +500,7 @@ def _train_rl(args: argparse.Namespace) -> int:
         config = sb3.load_agent_config(
             args.agent, task=args.task, overrides=[*overrides, *args.overrides]
         )
-    if args.resume is not None and not args.resume.exists():
-        raise FileNotFoundError(f"Checkpoint {args.resume} does not exist.")
+    _preflight_rl(sb3, config, args.resume)
     logged = sb3.agent_config_dict(config) | {"imports": args.imports, "threads": args.threads}
     with _logged_run(args, logged, job=f"train-{args.agent}") as (
         log,
@@ -556,6 +555,46 @@ def _train_rl(args: argparse.Namespace) -> int:
         _print_summary(records, title=f"{args.agent} on {config.env.task}, {held_out}")
     _print_run_folder(log.run_dir)
     return 0
+
+
+def _preflight_rl(sb3: Any, config: Any, resume: Path | None) -> None:
+    """Everything ``arbiter train`` can check before it creates a run folder, all at once.
+
+    The training and evaluation environments are built (task overrides, env settings, data
+    files), the algorithm is checked against their action spaces, and the checkpoint to resume
+    from must exist and hold the same algorithm. One line per problem, exit status 2.
+    """
+    problems: list[str] = []
+    if resume is not None:
+        try:
+            saved = sb3.load_checkpoint_config(resume)
+            if saved.algo != config.algo:
+                problems.append(f"--resume {resume}: it holds a {saved.algo!r} agent.")
+        except (FileNotFoundError, ValueError) as error:
+            problems.append(f"--resume {resume}: {_first_line(error)}")
+    for split in ("train", "test"):
+        try:
+            env = config.env.make(split)
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            problems.append(f"env ({split}): {_first_line(error)}")
+            continue
+        try:
+            sb3.check_action_space(config.algo, env.action_space)
+        except ValueError as error:
+            problems.append(f"{config.algo}: {_first_line(error)}")
+        if not _is_family(config.env.task):
+            break  # one task: the evaluation env is built the same way
+    problems = list(dict.fromkeys(problems))
+    if problems:
+        raise ConfigError(
+            f"{len(problems)} problem(s), nothing was run:\n"
+            + "\n".join(f"  {problem}" for problem in problems)
+        )
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -158,3 +158,18 @@ def test_plan_check_leaves_no_data_set_in_the_driver(in_tmp: Path) -> None:
     )
     check_plan(config)
     assert set(trainer._DATA_CACHE) == before
+
+
+def test_train_checks_env_data_and_encoding_before_creating_a_run_folder(
+    in_tmp: Path, capsys
+) -> None:
+    run_dir = in_tmp / "run"
+    argv = ["train", "--agent", "dqn", "--run-dir", str(run_dir), "--wandb", "disabled"]
+    assert main([*argv, "env.action_encoding=continuous"]) == 2
+    error = capsys.readouterr().err
+    assert "DQN cannot act in the 'continuous' encoding" in error and not run_dir.exists()
+
+    argv = ["train", "--agent", "ppo", "--task", "mnist-mlp", "--run-dir", str(run_dir)]
+    assert main([*argv, "-t", f"data_dir={in_tmp}", "--wandb", "disabled"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "Could not find the mnist IDX files" in lines[-1] and not run_dir.exists()
