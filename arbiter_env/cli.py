@@ -324,13 +324,7 @@ def cmd_episode(args: argparse.Namespace) -> int:
     task_overrides = _task_overrides(args.task_override + trailing, args.task)
     env_args = _env_args(args.env + env_items)
     env = _make_env(args.task, task_overrides, env_args=env_args)
-    ladder = [int(size) for size in env.ladder]
-    if args.batch_size not in ladder:
-        raise ValueError(
-            f"--batch-size {args.batch_size} is not on the batch-size ladder of {args.task}: "
-            f"choose one of {', '.join(map(str, ladder))} (or change batch_min/batch_max with "
-            "-t, e.g. -t batch_min=100 -t batch_max=100)."
-        )
+    _check_reachable(env, args.batch_size, args.task)
     controller = _make_controller("fixed", env, {"batch_size": args.batch_size})
     config = {
         "command": "episode",
@@ -898,6 +892,30 @@ def _checkpoint_controller(
         lambda: env_config.make(split),
         lambda env: sb3.load_rl_controller(checkpoint, env, device=saved.device, trusted=trusted),
         env_config.task,
+    )
+
+
+def _check_reachable(env: Any, batch_size: int, task: str) -> None:
+    """Refuses a fixed batch size that the env's action encoding cannot select exactly.
+
+    The run would otherwise train at the nearest size it can reach (128 for 100 on the default
+    ladder) while its title and config say ``batch_size``.
+    """
+    encoding = env.unwrapped.action_encoding
+    current, reached = int(env.unwrapped.task.batch_start), None
+    for _ in range(64):  # relative encoding: one halving or doubling per step
+        reached = encoding.decode(encoding.encode(batch_size, current), current)
+        if reached == current:
+            break
+        current = reached
+    if reached == batch_size:
+        return
+    ladder = ", ".join(str(int(size)) for size in encoding.ladder)
+    raise ValueError(
+        f"--batch-size {batch_size} cannot be selected exactly with the {encoding.name!r} "
+        f"encoding of {task} (it would train at {reached}): choose one of {ladder}, use "
+        "-e action_encoding=continuous for any size in "
+        f"[{encoding.batch_min}, {encoding.batch_max}], or change batch_min/batch_max with -t."
     )
 
 

@@ -75,7 +75,8 @@ def test_interrupted_train_prints_its_resume_command_and_logs_continue_without_d
 
     run_dir = tmp_path / "run"
     argv = ["train", "--agent", "ppo", "--run-dir", str(run_dir), "--wandb", "disabled"]
-    argv += ["--no-eval", *TINY]
+    # The CLI takes task fields as -t (a trailing env.KEY=VALUE is an env argument there).
+    argv += ["--no-eval", "-t", "epochs=0.5", "-t", "num_intervals=4", *TINY[1:]]
     monkeypatch.setattr(IntervalLoggingCallback, "_on_step", interrupt_at_30)
     assert main(argv) == 130
     error = capsys.readouterr().err

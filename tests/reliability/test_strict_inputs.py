@@ -75,7 +75,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_episode_batch_size_off_the_ladder_is_refused(in_tmp: Path, capsys) -> None:
     assert main(["episode", "--batch-size", "100", "-t", "epochs=1"]) == 2
     error = capsys.readouterr().err
-    assert "--batch-size 100 is not on the batch-size ladder" in error and "128" in error
+    assert "--batch-size 100 cannot be selected exactly" in error and "train at 128" in error
     assert not (in_tmp / "runs").exists()
 
 
