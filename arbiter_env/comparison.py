@@ -1171,7 +1171,7 @@ def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
     _write_csv(run_dir / RESULTS_CSV, rows)
     atomic_write_text(run_dir / RESULTS_MD, markdown)
     _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
-    (run_dir / AGGREGATES_JSON).write_text(dumps_strict(aggregates, indent=2) + "\n")
+    atomic_write_text(run_dir / AGGREGATES_JSON, dumps_strict(aggregates, indent=2) + "\n")
     plot_paths = plots.plot_comparison(results, run_dir / "plots")
     return {
         "rows": rows,

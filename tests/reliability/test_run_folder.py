@@ -121,7 +121,7 @@ def test_report_tables_are_replaced_atomically(finished, monkeypatch) -> None:
 
     monkeypatch.setattr(comparison, "atomic_write_text", recording)
     rebuild_report(run_dir)
-    assert {"results.csv", "results.md", "runs.csv"} <= set(written)
+    assert {"results.csv", "results.md", "runs.csv", "aggregates.json"} <= set(written)
     assert {name: (run_dir / name).read_text() for name in before} == before
     assert len((run_dir / "runs.csv").read_text().splitlines()) == 4  # header + 3 runs
 
