@@ -110,7 +110,7 @@ def _check_plan(config: Any) -> None:
             where = f"{task_where}, controllers[{index}] ({spec.name})"
             if spec.controller not in known_controllers:
                 continue  # reported above
-            env_kwargs = dict(config.env) | dict(spec.env)
+            env_kwargs = _env_of(spec, config)
             key = json.dumps(env_kwargs, sort_keys=True, default=str)
             if key not in envs:
                 try:
@@ -142,6 +142,13 @@ def _check_plan(config: Any) -> None:
         raise PlanError(list(dict.fromkeys(problems)))  # the same problem once, in order
 
 
+def _env_of(spec: Any, config: Any) -> dict[str, Any]:
+    """Exactly the env arguments the runs of ``spec`` get (see ``comparison.plan_runs``)."""
+    from arbiter_env.controller_registry import controller_env_defaults
+
+    return controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)
+
+
 def _check_sb3(
     spec: Any, task: str, config: Any, env: Any, run_spec: type, training_config: Any
 ) -> None:
@@ -157,7 +164,7 @@ def _check_sb3(
             task=task,
             seed=spec.train_seed,
             task_overrides=dict(config.task_overrides),
-            env=dict(config.env) | dict(spec.env),
+            env=_env_of(spec, config),
             imports=list(config.imports),
             target_accuracy=config.target_accuracy,
             folder="",

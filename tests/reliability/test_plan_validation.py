@@ -173,3 +173,14 @@ def test_train_checks_env_data_and_encoding_before_creating_a_run_folder(
     assert main([*argv, "-t", f"data_dir={in_tmp}", "--wandb", "disabled"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert "Could not find the mnist IDX files" in lines[-1] and not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "experiment",
+    sorted((Path(__file__).resolve().parents[2] / "configs" / "experiments").glob("*.yaml")),
+    ids=lambda path: path.stem,
+)
+def test_shipped_experiments_pass_the_plan_check(experiment: Path) -> None:
+    from arbiter_env.plan_check import check_plan
+
+    check_plan(load_experiment(experiment))
