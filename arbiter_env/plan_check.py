@@ -209,8 +209,12 @@ def _check_sb3(
             "kwargs.total_timesteps): it would be evaluated untrained. Set train_timesteps or "
             "kwargs.checkpoint."
         )
+    from arbiter_env.agents import zoo
     from arbiter_env.agents.sb3 import load_checkpoint_config
 
+    if zoo.is_zoo_model(checkpoint):
+        zoo.find_zoo_files(checkpoint)  # the model file must be there
+        return
     saved = load_checkpoint_config(checkpoint)
     if saved.algo != spec.controller:
         raise ConfigError(f"checkpoint {checkpoint} holds a {saved.algo!r} agent.")

@@ -184,3 +184,43 @@ def test_shipped_experiments_pass_the_plan_check(experiment: Path) -> None:
     from arbiter_env.plan_check import check_plan
 
     check_plan(load_experiment(experiment))
+
+
+def test_plan_accepts_an_rl_zoo3_model_and_names_a_missing_checkpoint(in_tmp: Path) -> None:
+    import shutil
+
+    from arbiter_env.agents.sb3 import load_agent_config, train_rl_agent
+    from arbiter_env.plan_check import check_plan
+
+    agent = load_agent_config(
+        "ppo",
+        overrides=[
+            "env.task_kwargs={epochs: 0.25, num_intervals: 2}",
+            "hyperparams.n_steps=8",
+            "hyperparams.batch_size=8",
+            "total_timesteps=8",
+        ],
+    )
+    final = train_rl_agent(agent, in_tmp / "trained")
+    zoo_run = in_tmp / "zoo-run"
+    zoo_run.mkdir()
+    shutil.copy(final / "model.zip", zoo_run / "model.zip")  # a zoo folder has no config.yaml
+
+    def plan(checkpoint: str) -> object:
+        return load_experiment(
+            _write(
+                in_tmp,
+                {
+                    "name": "x",
+                    "tasks": ["digits-mlp"],
+                    "controllers": [
+                        {"name": "rl", "controller": "ppo", "kwargs": {"checkpoint": checkpoint}}
+                    ],
+                },
+            )
+        )
+
+    check_plan(plan(str(zoo_run)))
+    check_plan(plan(str(final)))
+    with pytest.raises(PlanError, match="controllers\\[0\\] \\(rl\\)"):
+        check_plan(plan(str(in_tmp / "nowhere")))
