@@ -1303,15 +1303,6 @@ def _log_wandb_summary(
         warnings.warn(f"W&B summary not logged ({type(error).__name__}: {error}).", stacklevel=2)
 
 
-def _number(value: Any) -> float:
-    if value is None or isinstance(value, str):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     # Temp file, fsync, rename: a run interrupted mid-write never leaves a result that looks
     # finished, and a reader never sees half a file. Strict JSON: a non-finite number (a
