@@ -24,7 +24,7 @@ from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, 
 from arbiter_env.tasks.families import get_family as _get_family
 from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
-from arbiter_env.trainer import InnerTrainer, LrScaling
+from arbiter_env.trainer import InnerTrainer, LrScaling, StatisticsSource
 
 _NAN_STATS = GradientStatistics(
     grad_sq_norm=math.nan,
@@ -66,7 +66,13 @@ class BatchSizeEnv(gym.Env):
     ## Observation Space
 
     ``Box(low, high, (14,), float32)``; never NaN or infinite. A non-finite or out-of-range value
-    is clipped to its bound and raises entry 13. Gradient statistics are measured after each
+    is clipped to its bound and raises entry 13. By default (``gradient_statistics="training"``)
+    the gradient statistics come from the interval's own training batches, at almost no cost:
+    per-sample gradient norms of every step for ``nn.Linear`` networks, micro-batches of the last
+    full batch for other per-example networks (see :mod:`arbiter_env.training_stats` for the
+    estimators, their bias and variance). Entries 10 and 11 then refer to a probe of
+    ``P = task.probe_size`` examples, derived from |G|² and tr(Σ). The first observation, networks
+    with batch norm or dropout, and ``gradient_statistics="probe"`` measure them after each
     interval on a probe batch of ``task.probe_size`` training examples, in evaluation mode:
     exactly, from per-sample gradients, or with the micro-batch estimator when
     ``task.probe_microbatches`` is set (see :mod:`arbiter_env.stats`).
@@ -150,6 +156,8 @@ class BatchSizeEnv(gym.Env):
     * ``lr_scaling``: ``"none"`` (default), ``"linear"`` or ``"sqrt"`` rescaling of the learning
       rate with the batch size, relative to ``base_batch_size`` (default ``task.batch_start``).
     * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
+    * ``gradient_statistics``: ``"training"`` (default) or ``"probe"``: where the gradient
+      statistics come from (see the observation space above).
     * ``record_wall_time``: put the interval's and the episode's wall-clock seconds in ``info``
       (``wall_time``, ``episode_wall_time``). Off by default: wall time is the one
       non-reproducible output, and ``info`` must be identical across runs of a seed (Gymnasium's
@@ -180,6 +188,7 @@ class BatchSizeEnv(gym.Env):
         base_batch_size: int | None = None,
         ladder_size: int | None = None,
         record_wall_time: bool = False,
+        gradient_statistics: StatisticsSource = "training",
         render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in RENDER_MODES:
@@ -206,7 +215,13 @@ class BatchSizeEnv(gym.Env):
         self._family_info: dict[str, Any] = {}
         if is_family(task):
             task, task_kwargs, num_intervals = self._init_family(
-                task, family_split, task_kwargs, num_intervals, lr_scaling, base_batch_size
+                task,
+                family_split,
+                task_kwargs,
+                num_intervals,
+                lr_scaling,
+                base_batch_size,
+                gradient_statistics,
             )
         elif family_split is not None:
             raise ValueError(
@@ -228,7 +243,12 @@ class BatchSizeEnv(gym.Env):
         self.divergence_rule = DivergenceRule.from_value(divergence)
         self.record_wall_time = record_wall_time
         self.task = task
-        self.trainer = InnerTrainer(task, lr_scaling=lr_scaling, base_batch_size=base_batch_size)
+        self.trainer = InnerTrainer(
+            task,
+            lr_scaling=lr_scaling,
+            base_batch_size=base_batch_size,
+            statistics=gradient_statistics,
+        )
         self.action_encoding = ActionEncoding(
             action_encoding, task.batch_min, task.batch_max, ladder_size
         )
@@ -366,7 +386,7 @@ class BatchSizeEnv(gym.Env):
             val_loss, val_accuracy = self.trainer.evaluate("validation")
             diverged = self.divergence_rule.exceeded(val_loss, self._initial_val_loss)
         if not diverged:
-            stats = self.trainer.gradient_statistics()
+            stats = self.trainer.interval_statistics()
         wall_time = time.perf_counter() - started
         terminated = diverged or self._interval == self.task.num_intervals
         reward = interval_reward(
@@ -485,6 +505,7 @@ class BatchSizeEnv(gym.Env):
         num_intervals: int | None,
         lr_scaling: LrScaling,
         base_batch_size: int | None,
+        statistics: StatisticsSource,
     ) -> tuple[Task, None, None]:
         self.family = family if isinstance(family, TaskFamily) else _get_family(family)
         self.family_split: FamilySplit = split or "train"
@@ -493,7 +514,11 @@ class BatchSizeEnv(gym.Env):
         if num_intervals is not None:
             self._family_overrides["num_intervals"] = num_intervals
         self.family.check_bounds(**self._family_overrides)
-        self._trainer_kwargs = {"lr_scaling": lr_scaling, "base_batch_size": base_batch_size}
+        self._trainer_kwargs = {
+            "lr_scaling": lr_scaling,
+            "base_batch_size": base_batch_size,
+            "statistics": statistics,
+        }
         # One trainer per instance, built on first use: the data is split once per instance and
         # process, not at every reset.
         self._family_trainers: dict[int, InnerTrainer] = {}

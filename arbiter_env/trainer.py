@@ -34,8 +34,17 @@ from arbiter_env.checks import check_device, check_int
 from arbiter_env.stats import GradientStatistics, gradient_statistics
 from arbiter_env.tasks.datasets import ClassificationData
 from arbiter_env.tasks.spec import Task
+from arbiter_env.training_stats import (
+    DEFAULT_MICROBATCHES,
+    LinearStepRecorder,
+    StepSums,
+    linear_layers_of,
+    microbatch_backward,
+    statistics_from_steps,
+)
 
 LrScaling = Literal["none", "linear", "sqrt"]
+StatisticsSource = Literal["training", "probe"]
 LR_SCALING_RULES: dict[str, Callable[[float], float]] = {
     "none": lambda ratio: 1.0,
     "linear": lambda ratio: ratio,
@@ -184,15 +193,30 @@ class InnerTrainer:
         lr_scaling: How the learning rate follows the batch size B: ``"none"`` keeps it,
             ``"linear"`` multiplies it by B/B₀ and ``"sqrt"`` by √(B/B₀).
         base_batch_size: B₀ of the rescaling rule; defaults to ``task.batch_start``.
+        statistics: Where :meth:`interval_statistics` takes the gradient statistics after an
+            interval. ``"training"`` (default): from the interval's own training batches
+            (:mod:`arbiter_env.training_stats`): the last full steps of an ``nn.Linear``
+            network (at least ``task.probe_size`` examples), or the last full batch as
+            micro-batches for other deterministic networks built of known per-example layers;
+            networks with batch norm, other networks with dropout or unknown modules, and
+            intervals without a usable step fall back to the probe. ``"probe"``: always a fresh probe batch (:meth:`gradient_statistics`).
     """
 
     def __init__(
-        self, task: Task, *, lr_scaling: LrScaling = "none", base_batch_size: int | None = None
+        self,
+        task: Task,
+        *,
+        lr_scaling: LrScaling = "none",
+        base_batch_size: int | None = None,
+        statistics: StatisticsSource = "training",
     ):
         if lr_scaling not in LR_SCALING_RULES:
             raise ValueError(
                 f"Unknown lr_scaling {lr_scaling!r}; choose one of {sorted(LR_SCALING_RULES)}."
             )
+        if statistics not in ("training", "probe"):
+            raise ValueError(f"Unknown statistics {statistics!r}; use 'training' or 'probe'.")
+        self.statistics: StatisticsSource = statistics
         self.task = task
         self.device = check_device(task.device, "device")
         self.data = split_task_data(task)
@@ -209,6 +233,7 @@ class InnerTrainer:
         # The batch size before the first interval, so that encodings work before reset().
         self.batch_size = task.batch_start
         self._head_name = check_output_layer(task, self.data)
+        self._last_statistics: GradientStatistics | None = None
 
     # --- episode life cycle ---------------------------------------------------------------------
 
@@ -231,6 +256,18 @@ class InnerTrainer:
         self.head = self.model.get_submodule(self._head_name)
         self._mode_independent = mode_independent(self.model)
         self.optimizer = self.task.optimizer.build(self.model.parameters())
+        self._linear_recorder: LinearStepRecorder | None = None
+        self._microbatch_statistics = False
+        if self.statistics == "training" and not _couples_examples(self.model):
+            layers = linear_layers_of(self.model)
+            if layers is not None:
+                # Per-sample norms hold for any per-example forward, dropout included.
+                self._linear_recorder = LinearStepRecorder(self.model, layers)
+            elif self._mode_independent:
+                # Micro-batches draw dropout masks differently, so only deterministic networks.
+                self._microbatch_statistics = True
+        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self._last_statistics = None
         self.base_lr = self.task.optimizer.lr
         self._applied_lr: float | None = None
         self.sampler = EpochSampler(
@@ -273,13 +310,42 @@ class InnerTrainer:
         )
         if not self._mode_independent:
             model.train()
-        with random_stream:
+        recorder = self._linear_recorder
+        # The statistics come from the last full batches of the interval, at least
+        # task.probe_size examples where the interval has them: the steps closest to the
+        # decision, and never fewer examples than the probe.
+        record_from = record_to = -1
+        if recorder is not None or self._microbatch_statistics:
+            record_to = max(num_samples // batch_size - 1, 0) * batch_size
+            steps = -(-self.task.probe_size // batch_size)
+            record_from = max(record_to - (steps - 1) * batch_size, 0)
+        microbatch_sums: list[StepSums] = []
+        self._last_statistics = None
+        if recorder is not None:
+            recorder.start()
+        with random_stream, contextlib.ExitStack() as cleanup:
+            if recorder is not None:
+                cleanup.callback(recorder.stop)  # hooks never outlive the interval
             while remaining > 0:
                 size = min(batch_size, remaining)
                 inputs, targets = sampler.next_batch(size)
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(model(inputs), targets)
-                loss.backward()
+                offset = num_samples - remaining
+                if not record_from <= offset <= record_to:
+                    loss = F.cross_entropy(model(inputs), targets)
+                    loss.backward()
+                elif recorder is not None:
+                    loss = recorder.record_step(inputs, targets)
+                else:
+                    loss, sums = microbatch_backward(
+                        model,
+                        self._trainable,
+                        inputs,
+                        targets,
+                        self.task.probe_microbatches or DEFAULT_MICROBATCHES,
+                    )
+                    if sums is not None:
+                        microbatch_sums.append(sums)
                 optimizer.step()
                 batch_losses.append(loss.detach())
                 remaining -= size
@@ -289,6 +355,11 @@ class InnerTrainer:
                     info = StepInfo(self, self.updates, size, batch_losses[-1])
                     for hook in list(hooks.values()):
                         hook(info)
+        recorded = recorder.sums() if recorder is not None else None
+        if microbatch_sums:
+            self._last_statistics = statistics_from_steps(
+                StepSums.concatenate(microbatch_sums), self.task.probe_size
+            )
         updates = len(batch_losses)
         if updates == 0:
             return IntervalResult(train_loss=math.nan, updates=0, samples=0, diverged=False)
@@ -300,9 +371,16 @@ class InnerTrainer:
         # One fused multi-tensor norm rather than a check per parameter tensor (hundreds of kernel
         # launches on a WRN): it is non-finite exactly when a parameter is, or overflows.
         parameter_norm = torch.nn.utils.get_total_norm(list(model.parameters()))
-        mean_loss_value, parameter_norm_value = torch.stack(
-            [mean_loss, parameter_norm.to(mean_loss.dtype)]
+        # One host transfer for the loss, the divergence check and the recorded statistics.
+        values = torch.cat(
+            [
+                torch.stack([mean_loss, parameter_norm.to(mean_loss.dtype)]),
+                *([] if recorded is None else [recorded.to(mean_loss.dtype)]),
+            ]
         ).tolist()
+        mean_loss_value, parameter_norm_value = values[:2]
+        if recorder is not None and recorded is not None:
+            self._last_statistics = recorder.statistics(values[2:], self.task.probe_size)
         diverged = not (math.isfinite(mean_loss_value) and math.isfinite(parameter_norm_value))
         return IntervalResult(
             train_loss=mean_loss_value, updates=updates, samples=num_samples, diverged=diverged
@@ -361,6 +439,18 @@ class InnerTrainer:
                 correct += (logits.argmax(1) == batch_targets).sum().double()
         loss, accuracy = (torch.stack([loss_sum, correct]) / inputs.shape[0]).tolist()
         return loss, accuracy
+
+    def interval_statistics(self) -> GradientStatistics:
+        """Gradient statistics of the last interval, from where ``statistics`` says.
+
+        With ``statistics="training"``, the estimates the last :meth:`train` call gathered from
+        its own batches (see :mod:`arbiter_env.training_stats`); the probe when that call could
+        not gather any (before any training, batch norm or dropout networks, or intervals too
+        short for two examples in a step). With ``statistics="probe"``, always the probe.
+        """
+        if self._last_statistics is not None:
+            return self._last_statistics
+        return self.gradient_statistics()
 
     def gradient_statistics(self) -> GradientStatistics:
         """Gradient statistics on a fresh probe batch of ``task.probe_size`` training examples.
@@ -582,6 +672,7 @@ _MODE_INDEPENDENT_TYPES: tuple[type[nn.Module], ...] = (
     nn.Conv1d,
     nn.Conv2d,
     nn.Flatten,
+    nn.Unflatten,
     nn.Identity,
     nn.ReLU,
     nn.Tanh,
@@ -597,6 +688,12 @@ _MODE_INDEPENDENT_TYPES: tuple[type[nn.Module], ...] = (
     nn.AdaptiveAvgPool1d,
     nn.AdaptiveAvgPool2d,
 )
+
+
+def _couples_examples(model: nn.Module) -> bool:
+    """Whether a known module mixes the examples of a batch (batch norm in training mode), so
+    that per-example gradients of a training step are not the per-sample losses' gradients."""
+    return any(isinstance(m, nn.modules.batchnorm._NormBase) for m in model.modules())
 
 
 def mode_independent(model: nn.Module | None) -> bool:

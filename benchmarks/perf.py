@@ -11,6 +11,10 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
   end) written as a plain PyTorch loop on the same tensors (per-epoch ``randperm``, one index
   gather per batch). Target <= 1.05.
 * ``env_with_stats_over_plain``: the same with the statistics included (no target; for the record).
+* ``env_with_stats_over_plain@B``: the same at each batch size B (8, 32, 128, 512 on digits-mlp;
+  32, 128 on mnist1d-cnn; ``--sizes`` to choose), all sizes interleaved in each repeat, median of
+  the per-repeat ratios. Target <= 1.05. The statistics come from the training batches unless
+  ``--statistics probe``.
 * ``stats_over_training``: time of the per-interval gradient statistics divided by the rest of the
   step (the interval's training and validation). Target <= 0.10.
 * ``arbiter_over_fixed``: an episode at a fixed size with Arbiter doing all its work (warm-up to
@@ -55,10 +59,13 @@ from arbiter_env.trainer import EpochSampler
 
 TARGETS = {
     "env_over_plain": 1.05,
+    "env_with_stats_over_plain": 1.05,
     "stats_over_training": 0.10,
     "arbiter_over_fixed": 1.5,
     "sampler_over_dataloader": 1.0,
 }
+# Batch sizes of the env-with-statistics rows, by task.
+DEFAULT_SIZES = {"digits-mlp": [8, 32, 128, 512], "mnist1d-cnn": [32, 128]}
 # Targets that must be beaten, not just reached ("ours is faster").
 STRICT_TARGETS = {"sampler_over_dataloader"}
 
@@ -182,8 +189,10 @@ def env_episode(env: BatchSizeEnv, batch_size: int, seed: int) -> tuple[float, f
     return time.perf_counter() - start, spent[0]
 
 
-def measure_env(task: Task, batch_size: int, repeats: int) -> dict[str, float]:
-    env = BatchSizeEnv(task, record_wall_time=False)
+def measure_env(
+    task: Task, batch_size: int, repeats: int, statistics_source: str = "training"
+) -> dict[str, float]:
+    env = BatchSizeEnv(task, record_wall_time=False, gradient_statistics=statistics_source)
     env_times, stats_times, plain_times = [], [], []
     for repeat in range(repeats + 1):  # the first round warms caches and is discarded
         total, stats = env_episode(env, batch_size, seed=repeat)
@@ -197,6 +206,32 @@ def measure_env(task: Task, batch_size: int, repeats: int) -> dict[str, float]:
         "env_over_plain": (env_s - stats_s) / plain_s,
         "env_with_stats_over_plain": env_s / plain_s,
         "stats_over_training": stats_s / (env_s - stats_s),
+    }
+
+
+def measure_env_sizes(
+    task: Task, batch_sizes: list[int], repeats: int, statistics_source: str
+) -> dict[str, float]:
+    """``env_with_stats_over_plain@B`` at each size: the env with its statistics (from the
+    training batches unless ``statistics_source="probe"``) over the plain loop. Sizes are
+    interleaved inside every repeat, so slow phases of a shared machine hit all of them."""
+    env = BatchSizeEnv(task, record_wall_time=False, gradient_statistics=statistics_source)
+    times: dict[int, tuple[list[float], list[float]]] = {b: ([], []) for b in batch_sizes}
+    for repeat in range(repeats + 1):  # the first round warms caches and is discarded
+        for batch_size in batch_sizes:
+            total, _ = env_episode(env, batch_size, seed=repeat)
+            plain = plain_episode(task, env, batch_size, seed=repeat)
+            if repeat:
+                times[batch_size][0].append(total)
+                times[batch_size][1].append(plain)
+    # The median of the per-repeat ratios: each pair ran back to back, so a slow phase of the
+    # machine cancels within the pair.
+    suffix = "" if statistics_source == "training" else f"[{statistics_source}]"
+    return {
+        f"env_with_stats_over_plain{suffix}@{b}": statistics.median(
+            e / p for e, p in zip(*times[b], strict=True)
+        )
+        for b in batch_sizes
     }
 
 
@@ -301,9 +336,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["env", "sampler", "arbiter", "ppo"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["env", "sizes", "sampler", "arbiter", "ppo"],
     )
     parser.add_argument("--ppo-steps", type=int, default=256)
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=None,
+        help="batch sizes of the env-with-statistics rows (default: 8 32 128 512 on digits-mlp, "
+        "32 128 on mnist1d-cnn, none on the WRN)",
+    )
+    parser.add_argument(
+        "--statistics",
+        choices=["training", "probe"],
+        default="training",
+        help="where the env's gradient statistics come from in the by-size rows",
+    )
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("perf.json"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -317,6 +369,9 @@ def main(argv: list[str] | None = None) -> None:
         interval_samples = BatchSizeEnv(task).interval_boundaries[1]
         if "env" not in args.skip:
             measured |= measure_env(task, batch_size, args.repeats)
+        sizes = args.sizes if args.sizes is not None else DEFAULT_SIZES.get(name, [])
+        if "sizes" not in args.skip and sizes:
+            measured |= measure_env_sizes(task, sizes, args.repeats, args.statistics)
         if "sampler" not in args.skip and name != "wrn-16-4-random":
             measured |= measure_sampler(task, args.repeats)
         # Arbiter on a WRN-16-4 takes many minutes per episode on a CPU: measured on CUDA only.

@@ -1,0 +1,402 @@
+"""Gradient statistics from the interval's own training batches, without a separate probe pass.
+
+The probe of :mod:`arbiter_env.stats` costs about one extra update per interval, which is a large
+share of a short interval at a large batch size (an interval of 575 samples at B=128 is only 4.5
+updates). The two recorders here take the statistics from the training steps themselves.
+
+**nn.Linear networks** (:class:`LinearStepRecorder`). While training, a forward hook on each
+``nn.Linear`` keeps its input ``a_i`` and a tensor hook on its output keeps the output gradient
+``δ_i`` of the same backward pass. The training loss is the *mean* over the batch, so the hooked
+gradient is ``δ_i/B`` and the per-sample gradient of layer ``l`` is ``g_i = B·δ_i a_iᵀ`` (and
+``B·δ_i`` for its bias), so ``‖g_i‖² = B²‖δ_i‖²(‖a_i‖² + 1)`` without forming ``g_i``
+(Goodfellow, 2015). The step's mean gradient ``ḡ_t`` is the ``.grad`` the backward pass wrote.
+Nothing is computed per update: references are kept, and the reductions run a handful of
+batched kernels at the end of the interval (or whenever the kept tensors pass
+``MAX_PENDING_ELEMENTS``, to bound memory).
+
+Only the last full steps of the interval are recorded, enough for ``task.probe_size`` examples
+(``⌈P/B⌉`` steps: 8 at B=8, 2 at B=32, 1 from B=64 on with the default P=64): the steps closest
+to the decision the observation informs, never fewer examples than the probe had, and a cost
+that stays a small part of the interval at every batch size.
+
+**Other deterministic networks of known per-example layers** (:func:`microbatch_backward`, for
+example the small CNN). Each recorded step is back-propagated as ``M`` equal micro-batches
+(``DEFAULT_MICROBATCHES`` = 2, or ``task.probe_microbatches``; ``torch.autograd.grad`` each,
+summed into ``.grad``), which is the same gradient up to float rounding and the same arithmetic
+on smaller pieces, and gives the micro-batch estimator of :mod:`arbiter_env.stats`. Networks with
+batch norm keep the probe (a micro-batch of a training-mode batch norm is a different
+computation), and so do networks with dropout that are not made of ``nn.Linear`` layers only
+(micro-batches would draw other dropout masks).
+
+**Estimators.** Step ``t`` has ``n_t`` examples in ``U_t`` units of ``u_t`` examples (single
+examples, or micro-batches), with unit gradient sums ``s_j`` and mean gradient ``ḡ_t``:
+
+* ``S_t = u_t·U_t/(U_t−1) · (mean_j ‖s_j/u_t‖² − ‖ḡ_t‖²)`` is unbiased for tr(Σ) at the step's
+  parameters, and ``G_t = ‖ḡ_t‖² − S_t/n_t`` is unbiased for |G|²;
+* the interval's ``S`` and ``|G|²`` are their averages with fixed weights ``U_t − 1`` (inverse to
+  the variance of ``S_t``); steps with a single unit are skipped. Averages of unbiased estimates
+  stay unbiased.
+
+**Bias.** These estimate tr(Σ) and |G|² averaged over the recorded steps, while the probe
+estimates them after the last update: the training estimates lag by ``⌈P/B⌉`` updates at most
+(about half an update at the large sizes), which matters only where they drift fast. Batches are drawn without replacement within
+an epoch, so the per-step estimates carry the finite-population factor ``(N−n_t)/(N−1)`` on the
+covariance of the batch mean, which is at most ``n_t/N`` (under 1% at B ≤ 8 on digits, about
+40% at B=512 on the digits training part of 1,149 examples, where S_t is then biased low by
+about that fraction of its ``‖ḡ_t‖²`` term); the probe has the same factor at its size.
+
+**Variance.** The Linear recorder uses per-sample gradients of at least ``P`` examples, so
+``S`` and ``|G|²`` have about the probe's variance (less when ``B`` does not divide ``P``: a whole
+last batch is used). The micro-batch path has ``M − 1`` degrees of freedom per recorded step (``⌈P/B⌉``
+in all with the default ``M = 2``: 2 at B=32, 1 at B=128), so its ``S`` is far noisier than the
+probe's 63; ask for more with ``task.probe_microbatches``, at the cost above.
+
+**Derived entries.** The cosine and the mean-gradient norm of the observation refer to a probe of
+``P = task.probe_size`` examples, so that their meaning does not change with the batch size. They
+are formed from the estimates above under the noise model the baselines use
+(``arbiter_env.baselines.adaptive``): ``E[g_A·g_B] = |G|²`` and ``E‖g_A‖² = |G|² + tr(Σ)/(P/2)`` for
+two independent halves, so ``half_batch_cosine = G/(G + 2S/P)`` (a ratio of unbiased estimates),
+and ``mean_grad_norm = sqrt(G + S/P)`` (the root of an unbiased estimate of ``E‖ḡ_P‖²``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arbiter_env.stats import MIN_GRAD_SQ_NORM, GradientStatistics
+
+MAX_PENDING_ELEMENTS = 1 << 22
+"""Kept activations, output gradients and ``.grad`` references (in elements) above which the
+Linear recorder reduces what it holds, so memory stays bounded on long intervals."""
+
+DEFAULT_MICROBATCHES = 2
+"""Micro-batches per recorded step for networks that are not made of ``nn.Linear`` only (unless
+``task.probe_microbatches`` says otherwise). Two keep the cost low: on mnist1d-cnn at B=128 a step
+split in two costs about a third more than one backward pass, split in four about 70% more,
+because the convolutions run less efficiently on small batches."""
+
+
+@dataclass
+class StepSums:
+    """Per-step sums of one interval, as host floats (see the module docstring)."""
+
+    examples: list[int]
+    """``n_t``, the examples in the step's estimator."""
+    units: list[int]
+    """``U_t``, the units (examples or micro-batches) of the step."""
+    unit_sq_norm_sums: list[float]
+    """``Σ_j ‖s_j‖²``, the squared norms of the unit gradient sums."""
+    mean_grad_sq_norms: list[float]
+    """``‖ḡ_t‖²``, the squared norm of the step's mean gradient."""
+
+    @classmethod
+    def concatenate(cls, parts: list[StepSums]) -> StepSums:
+        """The steps of several :class:`StepSums`, in order."""
+        return cls(
+            [n for p in parts for n in p.examples],
+            [u for p in parts for u in p.units],
+            [q for p in parts for q in p.unit_sq_norm_sums],
+            [m for p in parts for m in p.mean_grad_sq_norms],
+        )
+
+
+def statistics_from_steps(sums: StepSums, reference_size: int) -> GradientStatistics | None:
+    """The interval's :class:`GradientStatistics` from per-step sums, or ``None`` without any step
+    of two units or more. ``reference_size`` is the ``P`` of the derived entries."""
+    weight_total = trace_sum = grad_sum = 0.0
+    examples = 0
+    for n, units, unit_sq, mean_sq in zip(
+        sums.examples, sums.units, sums.unit_sq_norm_sums, sums.mean_grad_sq_norms, strict=True
+    ):
+        if units < 2:
+            continue
+        unit = n // units
+        trace = unit * units / (units - 1) * (unit_sq / (unit**2 * units) - mean_sq)
+        weight = units - 1
+        weight_total += weight
+        trace_sum += weight * trace
+        grad_sum += weight * (mean_sq - trace / n)
+        examples += n
+    if weight_total == 0:
+        return None
+    trace = trace_sum / weight_total
+    grad_sq = grad_sum / weight_total
+    clamped = max(grad_sq, MIN_GRAD_SQ_NORM)
+    positive_trace = max(trace, 0.0)
+    half = reference_size / 2
+    return GradientStatistics(
+        grad_sq_norm=clamped,
+        trace_covariance=positive_trace,
+        noise_scale=positive_trace / clamped,
+        half_batch_cosine=grad_sq / max(grad_sq + positive_trace / half, 1e-30)
+        if grad_sq > 0
+        else 0.0,
+        mean_grad_norm=math.sqrt(max(grad_sq + positive_trace / reference_size, 0.0)),
+        probe_size=reference_size,
+    )
+
+
+def linear_layers_of(model: nn.Module) -> list[nn.Linear] | None:
+    """The ``nn.Linear`` layers when they hold every trainable parameter, else ``None``."""
+    layers = []
+    for module in model.modules():
+        if any(p.requires_grad for p in module.parameters(recurse=False)):
+            if not isinstance(module, nn.Linear):
+                return None
+            layers.append(module)
+    return layers or None
+
+
+class LinearStepRecorder:
+    """Per-sample gradient norms of an ``nn.Linear`` network from its training steps.
+
+    Use: :meth:`start` before the interval; :meth:`record_step` in place of the forward and
+    backward pass of each step to be measured (it writes ``.grad`` as ``loss.backward()`` does);
+    :meth:`stop` and :meth:`result` at the end. Forward hooks are attached at the first recorded
+    step and removed by :meth:`stop`, so unrecorded steps and other code's forwards (Arbiter's
+    meta-steps) run without them. The ``.grad`` tensors are only referenced, so the optimizer
+    must not modify them in place (torch's built-in optimizers don't); a modified one is detected
+    through its version counter and the interval's result is then ``None``.
+    """
+
+    def __init__(self, model: nn.Module, layers: list[nn.Linear]):
+        self.model = model
+        self.layers = layers
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._recording = False
+        children = list(model.children()) if type(model) is nn.Sequential else []
+        self._chain: dict[nn.Module, int] | None = (
+            {layer: index for index, layer in enumerate(layers)}
+            if children
+            and all(any(layer is c for c in children) for layer in layers)
+            and type(model).forward is nn.Sequential.forward
+            and not (model._forward_hooks or model._forward_pre_hooks)
+            else None
+        )
+        self._width = sum(layer.in_features + layer.out_features for layer in layers)
+        self._numel = sum(p.numel() for p in self.params)
+        self._reset()
+
+    def _reset(self) -> None:
+        self._inputs: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        self._outputs: list[tuple[int, torch.Tensor]] = []
+        self._deltas: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        self._grads: list[tuple[list[torch.Tensor], list[int]]] = []
+        self._sizes: list[int] = []
+        self._pending = 0
+        self._reduced: list[torch.Tensor] = []  # per flush: (2, steps) unit sums and ‖ḡ‖²
+        self._reduced_sizes: list[list[int]] = []
+        self._valid = True
+
+    def start(self) -> None:
+        """Starts a new interval."""
+        self._reset()
+
+    def _capture(self, index: int):
+        def capture(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor):
+            if self._recording:  # not the forwards of step hooks between recorded steps
+                self._inputs[index].append(args[0].detach())
+                self._outputs.append((index, output))
+
+        return capture
+
+    def record_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Forward and backward pass of one training step, recorded; returns the mean loss."""
+        if self._chain is not None:
+            # A plain nn.Sequential (the built-in MLP): walk it here instead of hooking it, which
+            # spares the hooked modules' slow call path. The children's own hooks still run.
+            outputs = []
+            z = inputs
+            for module in self.model:
+                index = self._chain.get(module)
+                if index is not None:
+                    self._inputs[index].append(z.detach())
+                    z = module(z)
+                    outputs.append((index, z))
+                else:
+                    z = module(z)
+            loss = F.cross_entropy(z, targets)
+        else:
+            if not self._handles:
+                self._handles = [
+                    layer.register_forward_hook(self._capture(index))
+                    for index, layer in enumerate(self.layers)
+                ]
+            self._outputs = []
+            self._recording = True
+            try:
+                loss = F.cross_entropy(self.model(inputs), targets)
+            finally:
+                self._recording = False
+            outputs = self._outputs
+        if len(outputs) != len(self.layers) or len({i for i, _ in outputs}) != len(self.layers):
+            # A layer was skipped or called twice: per-sample norms are not ‖δ‖²‖a‖² there.
+            self._valid = False
+            loss.backward()
+            return loss
+        # One backward pass gives the parameter gradients and the layers' output gradients δ.
+        grads = torch.autograd.grad(loss, self.params + [output for _, output in outputs])
+        count = len(self.params)
+        for p, g in zip(self.params, grads[:count], strict=True):
+            p.grad = g
+        for (index, _), delta in zip(outputs, grads[count:], strict=True):
+            self._deltas[index].append(delta)
+        self._grads.append((list(grads[:count]), [g._version for g in grads[:count]]))
+        size = inputs.shape[0]
+        self._sizes.append(size)
+        self._pending += size * self._width + self._numel
+        if self._pending > MAX_PENDING_ELEMENTS:
+            self._flush()
+        return loss
+
+    def stop(self) -> None:
+        """Removes the hooks (the recorded tensors stay until :meth:`result`)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self._outputs = []
+
+    def _flush(self) -> None:
+        """Reduces the kept tensors to per-step sums (a few batched kernels for all steps)."""
+        steps = len(self._sizes)
+        if not steps or not self._valid:
+            return
+        if any(len(x) != steps for x in self._inputs) or any(
+            x.dim() != 2 for inputs in self._inputs for x in inputs
+        ):
+            self._valid = False  # a layer fed sequences, or called out of order
+            return
+        if any(
+            g._version != v
+            for grads, versions in self._grads
+            for g, v in zip(grads, versions, strict=True)
+        ):
+            self._valid = False  # the optimizer changed .grad in place
+            return
+        if len(set(self._sizes)) == 1:
+            unit_sums = self._per_sample_sums(self._inputs, self._deltas, steps)
+        else:  # steps of different sizes: one at a time
+            unit_sums = torch.cat(
+                [
+                    self._per_sample_sums(
+                        [x[t : t + 1] for x in self._inputs],
+                        [d[t : t + 1] for d in self._deltas],
+                        1,
+                    )
+                    for t in range(steps)
+                ]
+            )
+        flat = torch.cat([g.reshape(-1) for grads, _ in self._grads for g in grads])
+        flat = flat.view(steps, -1)
+        mean_sq = torch.linalg.vecdot(flat, flat)
+        self._reduced.append(torch.cat([unit_sums, mean_sq.to(unit_sums.dtype)]))
+        self._reduced_sizes.append(list(self._sizes))
+        self._inputs = [[] for _ in self.layers]
+        self._deltas = [[] for _ in self.layers]
+        self._grads = []
+        self._sizes = []
+        self._pending = 0
+
+    def _per_sample_sums(
+        self, inputs: list[list[torch.Tensor]], deltas: list[list[torch.Tensor]], steps: int
+    ) -> torch.Tensor:
+        """``Σ_i ‖g_i‖²/B²`` of each of ``steps`` equal-size steps, as a ``(steps,)`` tensor."""
+        total = None
+        for layer, a_list, d_list in zip(self.layers, inputs, deltas, strict=True):
+            a = a_list[0].unsqueeze(0) if steps == 1 else torch.stack(a_list)
+            d = d_list[0].unsqueeze(0) if steps == 1 else torch.stack(d_list)
+            d_sq = torch.linalg.vecdot(d, d)  # (steps, B): ‖δ_i‖²
+            weight = layer.weight.requires_grad
+            bias = layer.bias is not None and layer.bias.requires_grad
+            # Σ_i ‖δ_i‖²‖a_i‖² for the weight, Σ_i ‖δ_i‖² for the bias.
+            term = torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a)) if weight else None
+            if bias:
+                term = d_sq.sum(-1) if term is None else term + d_sq.sum(-1)
+            if term is not None:
+                total = term if total is None else total + term
+        assert total is not None
+        return total
+
+    def sums(self) -> torch.Tensor | None:
+        """The interval's per-step sums as one device tensor (to be read with the caller's own
+        host transfer), or ``None`` when this network or optimizer did not allow them."""
+        self._flush()
+        if not self._valid or not self._reduced:
+            return None
+        return self._reduced[0] if len(self._reduced) == 1 else torch.cat(self._reduced)
+
+    def statistics(self, values: list[float], reference_size: int) -> GradientStatistics | None:
+        """:class:`GradientStatistics` from the host copy of :meth:`sums`."""
+        examples, unit_sums, mean_sq = [], [], []
+        offset = 0
+        for sizes in self._reduced_sizes:
+            k = len(sizes)
+            # The δ are gradients of the batch *mean*: per-sample gradients are B times them.
+            unit_sums += [
+                v * n * n for v, n in zip(values[offset : offset + k], sizes, strict=True)
+            ]
+            mean_sq += values[offset + k : offset + 2 * k]
+            examples += sizes
+            offset += 2 * k
+        self._reduced = []
+        self._reduced_sizes = []
+        return statistics_from_steps(
+            StepSums(examples, examples, unit_sums, mean_sq), reference_size
+        )
+
+    def result(self, reference_size: int) -> GradientStatistics | None:
+        """The interval's statistics, or ``None`` when this network or optimizer did not allow
+        them (the caller then falls back to the probe)."""
+        sums = self.sums()
+        return None if sums is None else self.statistics(sums.tolist(), reference_size)
+
+
+def microbatch_backward(
+    model: nn.Module,
+    params: list[torch.Tensor],
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    num_microbatches: int,
+) -> tuple[torch.Tensor, StepSums | None]:
+    """Back-propagates the mean loss of a batch as ``num_microbatches`` micro-batches.
+
+    Writes the batch's mean gradient to ``.grad`` (as ``loss.backward()`` would, up to rounding)
+    and returns the detached mean loss with the step's :class:`StepSums` (``None`` when the batch
+    is too small for two micro-batches). Rows beyond ``M·⌊B/M⌋`` are back-propagated as one more
+    part that counts in ``.grad`` but not in the estimator.
+    """
+    batch = inputs.shape[0]
+    units = min(num_microbatches, batch)
+    size = batch // units
+    if units < 2:
+        loss = F.cross_entropy(model(inputs), targets)
+        loss.backward()
+        return loss.detach(), None
+    bounds = [(j * size, (j + 1) * size) for j in range(units)]
+    if units * size < batch:
+        bounds.append((units * size, batch))
+    total: list[torch.Tensor] | None = None
+    losses = []
+    unit_flats = []
+    for j, (lo, hi) in enumerate(bounds):
+        loss = F.cross_entropy(model(inputs[lo:hi]), targets[lo:hi], reduction="sum") / batch
+        grads = torch.autograd.grad(loss, params)
+        losses.append(loss.detach())
+        if j < units:
+            unit_flats.append(torch.cat([g.reshape(-1) for g in grads]))
+        total = list(grads) if total is None else torch._foreach_add(total, grads)
+    assert total is not None
+    for p, g in zip(params, total, strict=True):
+        p.grad = g
+    # Unit sums are batch × the mean-loss gradients; ḡ is the mean over the estimator's rows.
+    stacked = torch.stack(unit_flats) * batch
+    mean = stacked.sum(0) / (units * size)
+    unit_sq, mean_sq = torch.stack([stacked.square().sum(), mean.square().sum()]).tolist()
+    sums = StepSums([units * size], [units], [unit_sq], [mean_sq])
+    return torch.stack(losses).sum(), sums
