@@ -25,7 +25,13 @@ __version__ = "0.1.0"
 
 ENV_ID = "arbiter_env/BatchSize-v0"
 
-register(id=ENV_ID, entry_point="arbiter_env.env:BatchSizeEnv")
+register(
+    id=ENV_ID,
+    entry_point="arbiter_env.env:BatchSizeEnv",
+    # gymnasium.make_vec(ENV_ID, num_envs=N, vectorization_mode="vector_entry_point"): N inner
+    # networks trained in lockstep (arbiter_env.population).
+    vector_entry_point="arbiter_env.population:PopulationVectorEnv",
+)
 
 
 def _preload_in_forkserver() -> None:

@@ -1,0 +1,180 @@
+"""Env steps per second of the population env against N single envs, measured in one run.
+
+    python benchmarks/population_throughput.py                       # CPU: N=16, both workloads
+    python benchmarks/population_throughput.py --device cuda --n-envs 256 --baseline single
+
+Workloads (the same pre-drawn actions for every contender):
+
+* ``mixed``: a random ladder action for every member at every step (members at different sizes);
+* ``fixed``: every member at the same batch size (``--batch-size``, 32 by default).
+
+Contenders, timed in alternation (``--repeats`` rounds, median of each):
+
+* ``population``: :class:`arbiter_env.population.PopulationEnv` with N members, for each batched
+  path asked for (``--paths``: ``mlp`` is the hand-written batched MLP, ``func`` the general
+  ``torch.func`` path);
+* ``dummy``: SB3's ``DummyVecEnv`` of N ``BatchSizeEnv`` (the CPU baseline of issue 16), or
+  ``single``: one ``BatchSizeEnv`` stepping alone, scaled to N·(its steps/s) (the GPU baseline:
+  the target there is population ≥ 0.5·N × single).
+
+Episode ends and resets happen inside the timed steps, as they do in training. Targets (issue 16,
+2-core CPU, N=16, one thread): population/dummy ≥ 3 on ``mixed`` and ≥ 5 on ``fixed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from arbiter_env.env import BatchSizeEnv
+from arbiter_env.population import PopulationEnv
+
+
+def _actions(env: BatchSizeEnv, n_envs: int, steps: int, workload: str, batch_size: int, seed: int):
+    rng = np.random.default_rng(seed)
+    if workload == "fixed":
+        return np.full((steps, n_envs), env.encode(batch_size))
+    return rng.integers(0, env.action_space.n, size=(steps, n_envs))
+
+
+def _time_vec(env, actions: np.ndarray) -> float:
+    """Env steps per second of ``len(actions)`` vector steps of ``env`` (already reset)."""
+    _sync(env)
+    start = time.perf_counter()
+    for row in actions:
+        env.step(row)
+    _sync(env)
+    return actions.size / (time.perf_counter() - start)
+
+
+def _time_single(env: BatchSizeEnv, actions: np.ndarray) -> float:
+    """Env steps per second of one env stepping alone (column 0 of ``actions``)."""
+    _sync(env)
+    start = time.perf_counter()
+    for action in actions[:, 0]:
+        _, _, terminated, _, _ = env.step(action)
+        if terminated:
+            env.reset()
+    _sync(env)
+    return len(actions) / (time.perf_counter() - start)
+
+
+def _sync(env) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def measure(
+    task: str,
+    n_envs: int,
+    workloads: list[str],
+    paths: list[str],
+    baseline: str,
+    steps: int,
+    repeats: int,
+    batch_size: int,
+    device: str,
+) -> list[dict]:
+    kwargs = {"task_kwargs": {"device": device}, "record_wall_time": False}
+    populations = {path: PopulationEnv(task, n_envs, path=path, **kwargs) for path in paths}
+    if baseline == "dummy":
+        reference = DummyVecEnv([lambda: BatchSizeEnv(task, **kwargs) for _ in range(n_envs)])
+    else:
+        reference = BatchSizeEnv(task, **kwargs)
+    probe_env = BatchSizeEnv(task, **kwargs)
+    probe_env.reset(seed=0)  # encode() needs a current batch size
+    rows = []
+    for workload in workloads:
+        rates: dict[str, list[float]] = {name: [] for name in [*populations, baseline]}
+        for repeat in range(repeats + 1):  # the first round warms up and is discarded
+            actions = _actions(probe_env, n_envs, steps, workload, batch_size, seed=repeat)
+            for path, env in populations.items():
+                env.seed(repeat)
+                env.reset()
+                rate = _time_vec(env, actions)
+                if repeat:
+                    rates[path].append(rate)
+            if baseline == "dummy":
+                reference.seed(repeat)
+                reference.reset()
+                rate = _time_vec(reference, actions)
+            else:
+                reference.reset(seed=repeat)
+                rate = _time_single(reference, actions) * n_envs
+            if repeat:
+                rates[baseline].append(rate)
+        base = statistics.median(rates[baseline])
+        for path in populations:
+            value = statistics.median(rates[path])
+            rows.append(
+                {
+                    "task": task,
+                    "device": device,
+                    "n_envs": n_envs,
+                    "workload": workload,
+                    "path": path,
+                    "population_steps_per_s": value,
+                    "baseline": baseline,
+                    # For "single": N × one env's rate, so the GPU target is ratio >= 0.5.
+                    "baseline_steps_per_s": base,
+                    "ratio": value / base,
+                }
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task", default="digits-mlp")
+    parser.add_argument("--n-envs", type=int, default=16)
+    parser.add_argument("--workloads", nargs="+", default=["mixed", "fixed"])
+    parser.add_argument("--paths", nargs="+", default=["mlp", "func"])
+    parser.add_argument("--baseline", choices=["dummy", "single"], default="dummy")
+    parser.add_argument("--steps", type=int, default=40, help="vector steps per timing")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (0: default)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = measure(
+        args.task,
+        args.n_envs,
+        args.workloads,
+        args.paths,
+        args.baseline,
+        args.steps,
+        args.repeats,
+        args.batch_size,
+        args.device,
+    )
+    target = (
+        {"mixed": 3.0, "fixed": 5.0} if args.baseline == "dummy" else {"mixed": 0.5, "fixed": 0.5}
+    )
+    print(
+        f"\n{'workload':<8} {'path':<5} {'population/s':>13} {args.baseline + '/s':>12} {'ratio':>7}"
+    )
+    for row in rows:
+        goal = target.get(row["workload"])
+        print(
+            f"{row['workload']:<8} {row['path']:<5} {row['population_steps_per_s']:>13.1f} "
+            f"{row['baseline_steps_per_s']:>12.1f} {row['ratio']:>7.2f}"
+            + ("" if goal is None else f"  (target >= {goal})")
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""The population env: N inner networks trained in lockstep (arbiter_env.population)."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import arbiter_env
+from arbiter_env.env import BatchSizeEnv
+from arbiter_env.population import (
+    Population,
+    PopulationEnv,
+    PopulationVectorEnv,
+    _cascade_sum,
+    make_population_env,
+)
+
+
+def _relu_mlp(shape, classes):  # the built-in MLP's layer pattern: the batched "mlp" path
+    return nn.Sequential(nn.Flatten(), nn.Linear(shape[0], 16), nn.ReLU(), nn.Linear(16, classes))
+
+
+@pytest.fixture
+def relu_task(tiny_task):
+    return tiny_task.replace(model=_relu_mlp, num_intervals=5)
+
+
+def _cnn(shape, classes):
+    return nn.Sequential(
+        nn.Unflatten(1, (1, shape[0])),
+        nn.Conv1d(1, 4, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * (shape[0] - 2), classes),
+    )
+
+
+def _compare(task, path, statistics, steps, *, exact, resets=()):
+    """Steps a population and single envs with the same seeds and actions side by side."""
+    n = 3
+    population = Population(task, n, path=path, gradient_statistics=statistics)
+    singles = [BatchSizeEnv(task, gradient_statistics=statistics) for _ in range(n)]
+    ladder = singles[0].action_space.n
+    actions = np.random.default_rng(0).integers(0, ladder, size=(steps, n))
+    pairs = []
+    for i, env in enumerate(singles):
+        pairs.append((env.reset(seed=40 + i)[0], population.reset_member(i, 40 + i)[0]))
+    for t in range(steps):
+        for member in (m for step, m in resets if step == t):
+            pairs.append(
+                (singles[member].reset(seed=90)[0], population.reset_member(member, 90)[0])
+            )
+        outcomes = population.step(list(actions[t]))
+        for env, action, outcome in zip(singles, actions[t], outcomes, strict=True):
+            single = env.step(action)
+            pairs.append((single[0], outcome[0]))
+            if exact:
+                assert single[1:4] == outcome[1:4], (t, single[1:4], outcome[1:4])
+    for single, batched in pairs:
+        if exact:
+            assert single.tobytes() == batched.tobytes()
+        else:
+            # 1e-5 relative; entries near zero that are differences (the log loss change, a
+            # cosine of cancelling terms) get the same bound in absolute terms.
+            np.testing.assert_allclose(batched, single, rtol=1e-5, atol=1e-5)
+    return population
+
+
+@pytest.mark.parametrize("statistics", ["training", "probe"])
+def test_mlp_members_follow_single_envs_bit_for_bit(relu_task, statistics):
+    population = _compare(relu_task, "mlp", statistics, 5, exact=True)
+    assert population.path == "mlp"
+
+
+def test_members_reset_at_different_times_keep_their_own_optimizer_state(relu_task):
+    # Member 1 restarts after two intervals while the others go on: its fresh momentum buffer
+    # and the others' running ones are updated in the same batched step.
+    _compare(relu_task, "mlp", "training", 4, exact=True, resets=[(2, 1)])
+
+
+def test_the_general_path_matches_single_envs_on_the_first_intervals(tiny_task):
+    # torch.func batches the products (bmm rounds small ones differently from mm), and sums the
+    # per-sample statistics in another order (vmap of per-sample gradients, not ‖δ‖²‖a‖²).
+    population = _compare(tiny_task, "func", "training", 3, exact=False)
+    assert population.path == "func"
+
+
+def test_the_general_path_trains_a_cnn_like_single_envs(tiny_task):
+    # Micro-batch statistics: the single env sums micro-batch gradients on the recorded steps.
+    _compare(tiny_task.replace(model=_cnn), "auto", "training", 2, exact=False)
+
+
+def test_nll_cascade_sum_reproduces_torch_exactly():
+    generator = torch.Generator().manual_seed(0)
+    for n in (1, 2, 16, 17, 33, 256, 257, 300, 513):
+        log_probs = torch.log_softmax(torch.randn(4, n, 5, generator=generator) * 3, 2)
+        targets = torch.randint(5, (4, n), generator=generator)
+        picked = log_probs.gather(2, targets.unsqueeze(2)).squeeze(2)
+        expected = torch.stack([nn.functional.nll_loss(log_probs[k], targets[k]) for k in range(4)])
+        assert torch.equal(_cascade_sum(-picked) / n, expected), n
+
+
+def test_sb3_ppo_trains_on_the_population_and_episodes_restart(relu_task):
+    from stable_baselines3 import PPO
+
+    env = make_population_env(relu_task, n_envs=4, seed=0)
+    assert isinstance(env, PopulationEnv)
+    model = PPO("MlpPolicy", env, n_steps=8, batch_size=16, n_epochs=1, seed=0)
+    model.learn(32)
+    env.reset()
+    for _ in range(relu_task.num_intervals - 1):
+        _, _, dones, _ = env.step(np.zeros(4, dtype=np.int64))
+        assert not dones.any()
+    observations, rewards, dones, infos = env.step(np.zeros(4, dtype=np.int64))
+    assert dones.all() and rewards.shape == (4,)
+    assert all("terminal_observation" in info and "test_accuracy" in info for info in infos)
+    assert observations[:, 0].max() == 0.0  # restarted: progress is back to zero
+
+
+def test_gymnasium_make_vec_builds_the_population(relu_task):
+    envs = gym.make_vec(
+        arbiter_env.ENV_ID, num_envs=2, vectorization_mode="vector_entry_point", task=relu_task
+    )
+    assert isinstance(envs.unwrapped, PopulationVectorEnv)
+    observations, _ = envs.reset(seed=7)
+    single = BatchSizeEnv(relu_task)
+    assert observations[1].tobytes() == single.reset(seed=8)[0].tobytes()
+    for _ in range(relu_task.num_intervals):
+        observations, rewards, terminations, truncations, infos = envs.step(np.array([1, 2]))
+    assert terminations.all() and not truncations.any()
+    observations, rewards, terminations, _, _ = envs.step(np.array([1, 2]))  # autoreset
+    assert not terminations.any() and rewards.tolist() == [0.0, 0.0]
+    assert observations[:, 0].max() == 0.0
+
+
+def test_unsupported_tasks_are_rejected_with_the_reason(relu_task, dropout_task):
+    with pytest.raises(ValueError, match="batched SGD"):
+        Population(relu_task.replace(optimizer={"name": "adam", "lr": 0.01}), 2)
+    population = Population(dropout_task, 2)
+    with pytest.raises(ValueError, match="no batch norm, dropout"):
+        population.reset_member(0, 0)
+    with pytest.raises(ValueError, match="task families"):
+        Population("digits-mlp-family", 2)
+    with pytest.raises(ValueError, match="path='mlp' needs"):
+        Population(dropout_task, 2, path="mlp")
