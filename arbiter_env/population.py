@@ -73,8 +73,11 @@ from arbiter_env.stats import GradientStatistics
 from arbiter_env.trainer import InnerTrainer, IntervalResult, mode_independent
 from arbiter_env.training_stats import (
     DEFAULT_MICROBATCHES,
+    SMALL_PRODUCT,
     StepSums,
+    batched_matmul,
     linear_layers_of,
+    relu_mlp_layers,
     statistics_from_steps,
 )
 
@@ -121,7 +124,7 @@ class Population:
         self._check_supported(first.trainer)
         model = _build_reference_model(first.trainer)
         self.path: Literal["mlp", "func"] = (
-            "mlp" if path in ("auto", "mlp") and _mlp_layers(model) is not None else "func"
+            "mlp" if path in ("auto", "mlp") and relu_mlp_layers(model) is not None else "func"
         )
         if path == "mlp" and self.path != "mlp":
             raise ValueError(
@@ -361,42 +364,11 @@ class Population:
 # --- the batched MLP --------------------------------------------------------------------------
 
 
-def _mlp_layers(model: nn.Module) -> list[nn.Linear] | None:
-    """The Linear layers of ``[Flatten,] (Linear, ReLU)*, Linear``, else ``None``."""
-    if type(model) is not nn.Sequential:
-        return None
-    modules = list(model)
-    if modules and type(modules[0]) is nn.Flatten:
-        if (modules[0].start_dim, modules[0].end_dim) != (1, -1):
-            return None
-        modules = modules[1:]
-    if not modules or len(modules) % 2 != 1:
-        return None
-    layers = modules[0::2]
-    if not all(type(m) is nn.Linear and m.bias is not None for m in layers):
-        return None
-    if not all(type(m) is nn.ReLU for m in modules[1::2]):
-        return None
-    return layers
-
-
-_SMALL_PRODUCT = 400
-"""ATen's CPU ``bmm``/``baddbmm`` use a plain loop, not BLAS, when ``rows·cols·inner < 400``,
-and so round differently from ``mm``; such small products are done member by member."""
-
-
 def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``F.linear`` of each member: ``(N, B, in)``, ``(N, out, in)``, ``(N, out)``."""
-    if h.shape[1] * h.shape[2] * w.shape[1] < _SMALL_PRODUCT:
+    if h.shape[1] * h.shape[2] * w.shape[1] < SMALL_PRODUCT and not h.is_cuda:
         return torch.stack([torch.addmm(b[k], h[k], w[k].T) for k in range(h.shape[0])])
     return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-
-
-def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``a[k] @ b[k]`` for every member, rounded as ``torch.mm`` rounds."""
-    if a.shape[1] * a.shape[2] * b.shape[2] < _SMALL_PRODUCT:
-        return torch.stack([torch.mm(a[k], b[k]) for k in range(a.shape[0])])
-    return torch.bmm(a, b)
 
 
 def _mlp_loss_and_grads(
@@ -429,13 +401,13 @@ def _mlp_loss_and_grads(
     terms = []
     for index in range(len(weights) - 1, -1, -1):
         a = activations[index]
-        grads[2 * index] = _matmul(delta.transpose(1, 2), a)
+        grads[2 * index] = batched_matmul(delta.transpose(1, 2), a)
         grads[2 * index + 1] = delta.sum(1)
         if record:  # the same reductions as training_stats.LinearStepRecorder
             d_sq = torch.linalg.vecdot(delta, delta)
-            terms.append(torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a)) + d_sq.sum(-1))
+            terms.append(torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a) + 1))
         if index:
-            delta = torch.ops.aten.threshold_backward(_matmul(delta, weights[index]), a, 0)
+            delta = torch.ops.aten.threshold_backward(batched_matmul(delta, weights[index]), a, 0)
     sums = None
     if record:
         unit_sq = terms[-1]
@@ -544,11 +516,9 @@ def _stack_buffers(trainers: list[InnerTrainer], params: list[list[torch.Tensor]
         [t.optimizer.state.get(p, {}).get("momentum_buffer") for p in own]
         for t, own in zip(trainers, params, strict=True)
     ]
+    # Members whose episode just started have no buffer yet: they start from zeros, which their
+    # first update replaces by the gradient itself, as torch.optim.SGD creates its buffers.
     have = [all(b is not None for b in s) for s in states]
-    if any(have) and not all(have):
-        # Members at different points of their episode: fresh ones start from zero buffers,
-        # which the first update overwrites (below) exactly as torch.optim.SGD creates them.
-        pass
     stacked = [
         torch.stack(
             [
@@ -558,8 +528,9 @@ def _stack_buffers(trainers: list[InnerTrainer], params: list[list[torch.Tensor]
         )
         for k in range(len(params[0]))
     ]
-    fresh = torch.tensor([not h for h in have])
-    return stacked, fresh if fresh.any() else False
+    if all(have):
+        return stacked, False
+    return stacked, torch.tensor([not h for h in have], device=params[0][0].device)
 
 
 def _sgd(params, grads, buffers, fresh, *, lr, momentum, dampening, weight_decay, nesterov):

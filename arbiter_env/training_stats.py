@@ -152,6 +152,63 @@ def linear_layers_of(model: nn.Module) -> list[nn.Linear] | None:
     return layers or None
 
 
+def relu_mlp_layers(model: nn.Module) -> list[nn.Linear] | None:
+    """The Linear layers of an ``nn.Sequential`` of ``[Flatten,] (Linear, ReLU)*, Linear`` (the
+    built-in MLP), else ``None``."""
+    if type(model) is not nn.Sequential or model._forward_hooks or model._forward_pre_hooks:
+        return None
+    modules = list(model)
+    if modules and type(modules[0]) is nn.Flatten:
+        if (modules[0].start_dim, modules[0].end_dim) != (1, -1):
+            return None
+        modules = modules[1:]
+    if not modules or len(modules) % 2 != 1:
+        return None
+    layers = modules[0::2]
+    if not all(type(m) is nn.Linear and m.bias is not None for m in layers):
+        return None
+    if not all(type(m) is nn.ReLU for m in modules[1::2]):
+        return None
+    return layers
+
+
+SMALL_PRODUCT = 400
+"""ATen's CPU ``bmm``/``baddbmm`` use a plain loop, not BLAS, when ``rows·cols·inner < 400``,
+and so round differently from ``mm``; such small products are done matrix by matrix."""
+
+
+def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a[k] @ b[k]`` for each k, rounded as ``torch.mm`` rounds each product."""
+    if a.shape[1] * a.shape[2] * b.shape[2] < SMALL_PRODUCT and not a.is_cuda:
+        return torch.stack([torch.mm(a[k], b[k]) for k in range(a.shape[0])])
+    return torch.bmm(a, b)
+
+
+def mean_loss_output_gradient(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Gradient of the batch-mean cross-entropy at the logits, for ``(..., B, C)`` log-probabilities,
+    computed with the kernels autograd runs (``nll_loss`` then ``log_softmax`` backward)."""
+    index = targets.unsqueeze(-1)
+    fill = _minus_one_over(log_probs.shape[-2], log_probs.dtype, log_probs.device)
+    nll_grad = torch.zeros_like(log_probs).scatter_(-1, index, fill.expand(index.shape))
+    return torch.ops.aten._log_softmax_backward_data(
+        nll_grad, log_probs, log_probs.dim() - 1, log_probs.dtype
+    )
+
+
+_FILLS: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _minus_one_over(batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``-1/B`` as ``nll_loss``'s backward forms it (a division in ``dtype``), cached."""
+    key = (batch, dtype, device)
+    value = _FILLS.get(key)
+    if value is None:
+        if len(_FILLS) > 1024:
+            _FILLS.clear()
+        value = _FILLS[key] = -(torch.ones((), dtype=dtype, device=device) / batch)
+    return value
+
+
 class LinearStepRecorder:
     """Per-sample gradient norms of an ``nn.Linear`` network from its training steps.
 
@@ -179,6 +236,10 @@ class LinearStepRecorder:
             and not (model._forward_hooks or model._forward_pre_hooks)
             else None
         )
+        # The built-in MLP: its output gradients δ are recomputed at the end of the interval
+        # with the kernels autograd uses, from the log-probabilities and weights of each
+        # recorded step, which costs less than having autograd hand them out.
+        self._relu_mlp = self._chain is not None and relu_mlp_layers(model) == layers
         self._width = sum(layer.in_features + layer.out_features for layer in layers)
         self._numel = sum(p.numel() for p in self.params)
         self._reset()
@@ -187,6 +248,9 @@ class LinearStepRecorder:
         self._inputs: list[list[torch.Tensor]] = [[] for _ in self.layers]
         self._outputs: list[tuple[int, torch.Tensor]] = []
         self._deltas: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        self._log_probs: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+        self._weights: list[list[torch.Tensor]] = []  # of the layers after the first, per step
         self._grads: list[tuple[list[torch.Tensor], list[int]]] = []
         self._sizes: list[int] = []
         self._pending = 0
@@ -208,6 +272,22 @@ class LinearStepRecorder:
 
     def record_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Forward and backward pass of one training step, recorded; returns the mean loss."""
+        if self._relu_mlp:
+            z = inputs
+            index = 0
+            for module in self.model:
+                if type(module) is nn.Linear:
+                    self._inputs[index].append(z.detach() if z.requires_grad else z)
+                    index += 1
+                z = module(z)
+            log_probs = F.log_softmax(z, 1)  # F.cross_entropy's own two steps
+            loss = F.nll_loss(log_probs, targets)
+            loss.backward()
+            self._log_probs.append(log_probs.detach())
+            self._targets.append(targets)
+            # Copies: the optimizer step that follows changes the weights in place.
+            self._weights.append([layer.weight.detach().clone() for layer in self.layers[1:]])
+            return self._finish_step(inputs.shape[0], loss)
         if self._chain is not None:
             # A plain nn.Sequential (the built-in MLP): walk it here instead of hooking it, which
             # spares the hooked modules' slow call path. The children's own hooks still run.
@@ -240,15 +320,16 @@ class LinearStepRecorder:
             self._valid = False
             loss.backward()
             return loss
-        # One backward pass gives the parameter gradients and the layers' output gradients δ.
-        grads = torch.autograd.grad(loss, self.params + [output for _, output in outputs])
-        count = len(self.params)
-        for p, g in zip(self.params, grads[:count], strict=True):
-            p.grad = g
-        for (index, _), delta in zip(outputs, grads[count:], strict=True):
-            self._deltas[index].append(delta)
-        self._grads.append((list(grads[:count]), [g._version for g in grads[:count]]))
-        size = inputs.shape[0]
+        # One backward pass writes the parameters' .grad, as loss.backward() does, and the
+        # layers' output gradients δ into the outputs' .grad.
+        torch.autograd.backward(loss, inputs=self.params + [output for _, output in outputs])
+        for index, output in outputs:
+            self._deltas[index].append(output.grad)
+        return self._finish_step(inputs.shape[0], loss)
+
+    def _finish_step(self, size: int, loss: torch.Tensor) -> torch.Tensor:
+        grads = [p.grad for p in self.params]
+        self._grads.append((grads, [g._version for g in grads]))
         self._sizes.append(size)
         self._pending += size * self._width + self._numel
         if self._pending > MAX_PENDING_ELEMENTS:
@@ -279,19 +360,11 @@ class LinearStepRecorder:
         ):
             self._valid = False  # the optimizer changed .grad in place
             return
-        if len(set(self._sizes)) == 1:
-            unit_sums = self._per_sample_sums(self._inputs, self._deltas, steps)
-        else:  # steps of different sizes: one at a time
-            unit_sums = torch.cat(
-                [
-                    self._per_sample_sums(
-                        [x[t : t + 1] for x in self._inputs],
-                        [d[t : t + 1] for d in self._deltas],
-                        1,
-                    )
-                    for t in range(steps)
-                ]
-            )
+        with torch.no_grad():
+            if len(set(self._sizes)) == 1:
+                unit_sums = self._per_sample_sums(range(steps))
+            else:  # steps of different sizes: one at a time
+                unit_sums = torch.cat([self._per_sample_sums([t]) for t in range(steps)])
         flat = torch.cat([g.reshape(-1) for grads, _ in self._grads for g in grads])
         flat = flat.view(steps, -1)
         mean_sq = torch.linalg.vecdot(flat, flat)
@@ -299,25 +372,44 @@ class LinearStepRecorder:
         self._reduced_sizes.append(list(self._sizes))
         self._inputs = [[] for _ in self.layers]
         self._deltas = [[] for _ in self.layers]
+        self._log_probs, self._targets, self._weights = [], [], []
         self._grads = []
         self._sizes = []
         self._pending = 0
 
-    def _per_sample_sums(
-        self, inputs: list[list[torch.Tensor]], deltas: list[list[torch.Tensor]], steps: int
-    ) -> torch.Tensor:
-        """``Σ_i ‖g_i‖²/B²`` of each of ``steps`` equal-size steps, as a ``(steps,)`` tensor."""
+    def _per_sample_sums(self, steps: range | list[int]) -> torch.Tensor:
+        """``Σ_i ‖g_i‖²/B²`` of each of the given equal-size steps, as a ``(steps,)`` tensor."""
+
+        def stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
+            if len(steps) == 1:
+                return tensors[steps[0]].unsqueeze(0)
+            return torch.stack([tensors[t] for t in steps])
+
+        count = len(self.layers)
+        inputs = [stacked(x) for x in self._inputs]
+        if self._relu_mlp:
+            delta = mean_loss_output_gradient(stacked(self._log_probs), stacked(self._targets))
+            deltas: list[torch.Tensor] = [delta] * count
+            for index in range(count - 1, 0, -1):  # back through the ReLUs, as autograd does
+                weight = stacked([w[index - 1] for w in self._weights])
+                delta = torch.ops.aten.threshold_backward(
+                    batched_matmul(delta, weight), inputs[index], 0
+                )
+                deltas[index - 1] = delta
+        else:
+            deltas = [stacked(d) for d in self._deltas]
         total = None
-        for layer, a_list, d_list in zip(self.layers, inputs, deltas, strict=True):
-            a = a_list[0].unsqueeze(0) if steps == 1 else torch.stack(a_list)
-            d = d_list[0].unsqueeze(0) if steps == 1 else torch.stack(d_list)
+        for layer, a, d in zip(self.layers, inputs, deltas, strict=True):
             d_sq = torch.linalg.vecdot(d, d)  # (steps, B): ‖δ_i‖²
             weight = layer.weight.requires_grad
             bias = layer.bias is not None and layer.bias.requires_grad
             # Σ_i ‖δ_i‖²‖a_i‖² for the weight, Σ_i ‖δ_i‖² for the bias.
-            term = torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a)) if weight else None
-            if bias:
-                term = d_sq.sum(-1) if term is None else term + d_sq.sum(-1)
+            if weight and bias:
+                term = torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a) + 1)
+            elif weight:
+                term = torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a))
+            else:
+                term = d_sq.sum(-1) if bias else None
             if term is not None:
                 total = term if total is None else total + term
         assert total is not None
