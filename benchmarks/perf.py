@@ -14,7 +14,8 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
 * ``env_with_stats_over_plain@B``: the same at each batch size B (8, 32, 128, 512 on digits-mlp;
   32, 128 on mnist1d-cnn; ``--sizes`` to choose), all sizes interleaved in each repeat, median of
   the per-repeat ratios. Target <= 1.05. The statistics come from the training batches unless
-  ``--statistics probe``.
+  ``--statistics probe``, which also reports ``env_without_stats_over_plain@B``: the env with
+  the probe's time taken out, the cost of everything but the statistics.
 * ``stats_over_training``: time of the per-interval gradient statistics divided by the rest of the
   step (the interval's training and validation). Target <= 0.10.
 * ``arbiter_over_fixed``: an episode at a fixed size with Arbiter doing all its work (warm-up to
@@ -217,22 +218,30 @@ def measure_env_sizes(
     interleaved inside every repeat, so slow phases of a shared machine hit all of them."""
     env = BatchSizeEnv(task, record_wall_time=False, gradient_statistics=statistics_source)
     times: dict[int, tuple[list[float], list[float]]] = {b: ([], []) for b in batch_sizes}
+    without: dict[int, list[float]] = {b: [] for b in batch_sizes}
     for repeat in range(repeats + 1):  # the first round warms caches and is discarded
         for batch_size in batch_sizes:
-            total, _ = env_episode(env, batch_size, seed=repeat)
+            total, probe = env_episode(env, batch_size, seed=repeat)
             plain = plain_episode(task, env, batch_size, seed=repeat)
             if repeat:
                 times[batch_size][0].append(total)
                 times[batch_size][1].append(plain)
+                without[batch_size].append((total - probe) / plain)
     # The median of the per-repeat ratios: each pair ran back to back, so a slow phase of the
     # machine cancels within the pair.
     suffix = "" if statistics_source == "training" else f"[{statistics_source}]"
-    return {
+    rows = {
         f"env_with_stats_over_plain{suffix}@{b}": statistics.median(
             e / p for e, p in zip(*times[b], strict=True)
         )
         for b in batch_sizes
     }
+    if statistics_source == "probe":
+        # The env's own cost beside the plain loop: the probe's time taken out.
+        rows |= {
+            f"env_without_stats_over_plain@{b}": statistics.median(without[b]) for b in batch_sizes
+        }
+    return rows
 
 
 def measure_sampler(task: Task, repeats: int) -> dict[str, float]:

@@ -107,3 +107,22 @@ def test_arbiter_meta_steps_do_not_synchronise_with_the_gpu():
         for _ in range(3):
             agent.meta_step()
     assert agent.meta_steps == 4
+
+
+@pytest.mark.parametrize("path", ["mlp", "func"])
+def test_population_on_cuda_follows_single_cuda_envs(path):
+    from arbiter_env.population import Population
+
+    population = Population("digits-mlp", 3, path=path, task_kwargs=DIGITS_CUDA)
+    singles = [BatchSizeEnv("digits-mlp", task_kwargs=DIGITS_CUDA) for _ in range(3)]
+    for i, env in enumerate(singles):
+        np.testing.assert_allclose(
+            population.reset_member(i, i)[0], env.reset(seed=i)[0], rtol=1e-5, atol=1e-5
+        )
+    for actions in ([0, 3, 6], [2, 2, 5], [6, 1, 0]):
+        outcomes = population.step(actions)
+        for env, action, outcome in zip(singles, actions, outcomes, strict=True):
+            observation = env.step(action)[0]
+            assert np.isfinite(outcome[0]).all()
+            # cuBLAS batched and single products may round differently: float32 closeness.
+            np.testing.assert_allclose(outcome[0], observation, rtol=1e-3, atol=1e-3)
