@@ -39,6 +39,10 @@ def test_perf_writes_the_documented_json_format(tmp_path):
         "env_over_plain",
         "env_with_stats_over_plain",
         "stats_over_training",
+        "env_total_over_plain@8",
+        "env_total_over_plain@32",
+        "env_total_over_plain@128",
+        "env_total_over_plain@512",
     ]
     assert {row["interval_samples"] for row in report["results"]} == {575}
 
@@ -56,3 +60,11 @@ def test_table_marks_targets_met_strictly_only_where_ours_must_be_faster():
     assert perf.meets_target("sampler_over_dataloader@64", 0.99) is True
     assert perf.meets_target("sampler_over_dataloader@64", 1.0) is False
     assert perf.meets_target("env_with_stats_over_plain", 3.0) is None
+
+
+def test_the_env_with_its_statistics_is_held_to_1_05_at_every_batch_size():
+    assert perf.meets_target("env_total_over_plain@512", 1.05) is True
+    assert perf.meets_target("env_total_over_plain@8", 1.051) is False
+    assert perf.meets_target("env_total_over_plain[probe]@128", 2.0) is None
+    assert perf.meets_target("env_without_stats_over_plain@128", 2.0) is None
+    assert perf.DEFAULT_SIZES == {"digits-mlp": [8, 32, 128, 512], "mnist1d-cnn": [32, 128]}
