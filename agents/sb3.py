@@ -61,7 +61,13 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecMonitor,
+    VecNormalize,
+)
 from torch import nn
 
 from arbiter_env.agents import vecnormalize_io
@@ -434,7 +440,9 @@ class AgentConfig:
         total_timesteps: Environment steps (scheduling intervals) to train in total; a resumed run
             continues up to this count.
         n_envs: Parallel training environments.
-        vec_env: ``"dummy"`` (in-process, sequential) or ``"subproc"`` (one process per env).
+        vec_env: ``"dummy"`` (in-process, sequential), ``"subproc"`` (one process per env) or
+            ``"population"`` (the ``n_envs`` inner networks trained in lockstep, in one batched
+            step: :mod:`arbiter_env.population`; single SGD tasks without batch norm or dropout).
         start_method: multiprocessing start method for ``subproc`` (``None``: the platform's
             default, ``fork`` on Linux); ``spawn`` / ``forkserver`` need the caller's script to be
             importable, guarded by ``if __name__ == "__main__":``.
@@ -460,7 +468,7 @@ class AgentConfig:
     algo: Algo = "ppo"
     total_timesteps: int = 20_000
     n_envs: int = 1
-    vec_env: Literal["dummy", "subproc"] = "dummy"
+    vec_env: Literal["dummy", "subproc", "population"] = "dummy"
     start_method: Literal["fork", "spawn", "forkserver"] | None = None
     seed: int = 0
     device: str = "cpu"
@@ -657,6 +665,22 @@ def make_vec_env(
                 "level of an importable module and name it 'your_module:task-name', or set "
                 "vec_env: dummy."
             ) from error
+    elif config.vec_env == "population":
+        from arbiter_env.population import PopulationEnv  # imports torch.func only when used
+
+        env = config.env
+        population = PopulationEnv(
+            env.task,
+            n_envs,
+            task_kwargs=copy.deepcopy(env.task_kwargs),
+            action_encoding=env.action_encoding,
+            num_intervals=env.num_intervals,
+            reward=dict(env.reward) or None,
+            lr_scaling=env.lr_scaling,
+            ladder_size=env.ladder_size,
+            record_wall_time=True,
+        )
+        venv = VecMonitor(population)  # episode returns reach SB3's logger, as Monitor does
     else:
         venv = DummyVecEnv([EnvFactory(config.env, family_split)] * n_envs)
     venv.seed(config.seed if seed is None else seed)

@@ -11,6 +11,10 @@ Held-out episodes: seeds 1000000+i for a task; for a family, the first ``--insta
 *test* instances (never seen in training), one seed each.
 
     python benchmarks/ppo_vs_fixed.py --tasks digits-mlp digits-mlp-family --minutes 5
+    python benchmarks/ppo_vs_fixed.py --tasks digits-mlp --vec-env population --n-envs 16
+
+``--vec-env population`` trains on :mod:`arbiter_env.population` (single tasks only: families are
+not supported by the population env yet).
 """
 
 import argparse
@@ -80,7 +84,12 @@ def episodes(env: BatchSizeEnv, controller_for, cases) -> list[float]:
 
 
 def evaluate_task(task: str, args) -> dict:
-    config = load_agent_config("ppo", task=task, overrides=["total_timesteps=500000"])
+    overrides = ["total_timesteps=500000"]
+    if args.vec_env:
+        overrides.append(f"vec_env={args.vec_env}")
+    if args.n_envs:
+        overrides.append(f"n_envs={args.n_envs}")
+    config = load_agent_config("ppo", task=task, overrides=overrides)
     is_family = task.endswith("-family")
     env = config.env.make("test")
     if is_family:
@@ -137,6 +146,13 @@ def main() -> None:
     parser.add_argument("--snapshot-every", type=int, default=1024)
     parser.add_argument("--instances", type=int, default=8, help="test instances of a family")
     parser.add_argument("--out", default="runs/ppo_vs_fixed")
+    parser.add_argument(
+        "--vec-env",
+        choices=["dummy", "subproc", "population"],
+        default=None,
+        help="training envs (default: the PPO config's); population needs a single task",
+    )
+    parser.add_argument("--n-envs", type=int, default=None, help="training envs (default: config)")
     args = parser.parse_args()
     started = time.perf_counter()
     for task in args.tasks:

@@ -274,3 +274,16 @@ def test_subproc_worker_that_cannot_build_its_env_fails_in_the_parent_with_the_f
     config = tiny_config("vec_env=subproc", "env.task=registered-in-parent-only")
     with pytest.raises(RuntimeError, match="your_module:task-name.*vec_env: dummy"):
         make_vec_env(config)
+
+
+def test_population_vec_env_trains_ppo_and_reports_episodes_to_sb3():
+    config = tiny_config("vec_env=population")
+    venv = make_vec_env(config)
+    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0)
+    model.learn(16)
+    venv.reset()
+    episodes = []
+    for _ in range(venv.get_attr("task")[0].num_intervals):
+        _, _, dones, infos = venv.step(np.array([1, 5]))
+        episodes += [info["episode"] for info in infos if "episode" in info]
+    assert dones.all() and len(episodes) == 2  # VecMonitor, as Monitor does for single envs
