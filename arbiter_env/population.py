@@ -144,8 +144,6 @@ class Population:
                 f"The population env trains with batched SGD; task {self.task.name!r} uses "
                 f"{optimizer.name!r}. Use single envs (DummyVecEnv) for other optimizers."
             )
-        if trainer.statistics == "training" and self.task.probe_microbatches is not None:
-            pass  # honoured by the func path's micro-batch statistics
 
     def reset_member(self, index: int, seed: int | None, options: dict | None = None):
         env = self.envs[index]
