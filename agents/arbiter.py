@@ -53,7 +53,7 @@ from arbiter_env.agents.arbiter_network import (
     logit_to_batch_size,
 )
 from arbiter_env.config import from_dict, to_dict
-from arbiter_env.controllers import BatchSizeController
+from arbiter_env.controllers import BatchSizeController, run_episode
 from arbiter_env.trainer import InnerTrainer, StepInfo
 
 __all__ = [
@@ -244,8 +244,6 @@ class Arbiter(BatchSizeController):
         meta-trained (the warm-up re-centres it on the starting size). Episode seeds are drawn
         from the agent's generator.
         """
-        from arbiter_env.controllers import run_episode  # local: avoid an import cycle
-
         steps = 0
         while steps < total_timesteps:
             seed = int(torch.randint(2**31 - 1, (), generator=self.generator))

@@ -124,12 +124,12 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for option in (a for a in args if a is not type(None)):
+            # contextlib.suppress would hide that the loop returns on the first match.
             try:
                 return _coerce(option, value, key)
-            except ConfigError as error:
-                errors.append(str(error))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: {value!r} matches none of {_name(hint)}.")
     if origin is Literal:
         if value not in args:
