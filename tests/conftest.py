@@ -13,6 +13,16 @@ torch.set_num_threads(1)
 from arbiter_env.tasks import OptimizerConfig, Task, from_tensors  # noqa: E402
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skips the tests marked ``gpu`` on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 def make_blobs(
     num_train: int = 200, num_test: int = 50, dim: int = 6, classes: int = 3, seed: int = 0
 ):

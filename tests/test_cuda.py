@@ -14,7 +14,7 @@ import torch
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.stats import gradient_statistics
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = pytest.mark.gpu
 
 DIGITS_CUDA = {"device": "cuda", "epochs": 1, "num_intervals": 4}
 

@@ -159,7 +159,7 @@ def test_adam_and_custom_optimizer_factories_are_used(tiny_task):
     assert not custom.train(batch_size=8, num_samples=32).diverged
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
 def test_training_and_statistics_run_on_cuda(tiny_task):
     trainer = InnerTrainer(tiny_task.replace(device="cuda"))
     trainer.reset(seed=0)
