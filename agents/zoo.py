@@ -30,7 +30,7 @@ from arbiter_env.agents.sb3 import (
     ALGORITHMS,
     CONFIG_FILE,
     SB3Controller,
-    _check_spaces,
+    check_spaces,
     make_sb3_controller,
     preserved_global_rngs,
 )
@@ -124,7 +124,7 @@ def load_zoo_controller(
         vec_normalize.training = False
         vec_normalize.norm_reward = False
     if env is not None:
-        _check_spaces(model, env.observation_space, env.action_space, model_file.parent)
+        check_spaces(model, env.observation_space, env.action_space, model_file.parent)
     return SB3Controller(model, vec_normalize, None)
 
 
