@@ -1,6 +1,10 @@
 """Reinforcement-learning agents from stable-baselines3: configs, training, checkpoints, controllers.
 
-Everything an RL agent needs, in one place::
+The package's modules: :mod:`~arbiter_env.agents.sb3.algorithms` (the algorithm table, the one
+place that knows each algorithm), ``hyperparams`` and ``config`` (typed configs and their
+loading), ``envs`` (vectorised training envs), ``training`` (creating, training and resuming an
+agent), ``checkpoints``, ``callbacks`` and ``controller`` (a trained agent as a controller). Every
+public name is re-exported here::
 
     from arbiter_env.agents.sb3 import load_agent_config, train_rl_agent, evaluate_rl_agent
 
