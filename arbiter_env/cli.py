@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    from arbiter_env.comparison import add_comparison_subcommands  # compare, plot
+    from arbiter_env.experiments.commands import add_comparison_subcommands  # compare, plot
 
     add_comparison_subcommands(commands)
     return parser

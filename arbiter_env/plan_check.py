@@ -70,14 +70,16 @@ def check_plan(config: Any) -> None:
 
 
 def _check_plan(config: Any) -> None:
-    from arbiter_env.comparison import RunSpec, _import_modules, _is_sb3, sb3_training_config
     from arbiter_env.controller_registry import list_controllers, make_controller
     from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.experiments.config import import_modules
+    from arbiter_env.experiments.plan import RunSpec
+    from arbiter_env.experiments.worker import is_sb3, sb3_training_config
     from arbiter_env.tasks import list_tasks, make_task
 
     problems: list[str] = []
     try:
-        _import_modules(config.imports)
+        import_modules(config.imports)
     except ConfigError as error:
         raise PlanError([str(error)]) from None
 
@@ -125,7 +127,7 @@ def _check_plan(config: Any) -> None:
             if env is None:
                 continue
             try:
-                if _is_sb3(spec.controller):
+                if is_sb3(spec.controller):
                     _check_sb3(spec, task_name, config, env, RunSpec, sb3_training_config)
                 else:
                     controller = make_controller(spec.controller, env, **spec.kwargs)
@@ -143,7 +145,7 @@ def _check_plan(config: Any) -> None:
 
 
 def _env_of(spec: Any, config: Any) -> dict[str, Any]:
-    """Exactly the env arguments the runs of ``spec`` get (see ``comparison.plan_runs``)."""
+    """Exactly the env arguments the runs of ``spec`` get (see ``experiments.plan.plan_runs``)."""
     from arbiter_env.controller_registry import controller_env_defaults
 
     return controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)

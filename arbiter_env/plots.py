@@ -18,7 +18,7 @@ orange, HPO purple, RL agents red, Arbiter blue, other controllers brown), shade
 styles within it. With more than :data:`CROWDED` controllers the curves are split into small
 multiples, one panel per kind, on shared axes.
 
-The inputs are result dicts as :func:`arbiter_env.comparison.load_results` returns them (with
+The inputs are result dicts as :func:`arbiter_env.experiments.results.load_results` returns them (with
 ``"log"``: the interval rows of the run), so plots can be redrawn without rerunning anything.
 """
 

@@ -11,7 +11,7 @@
   old file or the new one, never half of one.
 * :func:`count_log_rows` and :func:`file_digest` let a run's ``result.json`` record what its logs
   held when it was written; resume trusts a run only if the logs still match (see
-  :mod:`arbiter_env.comparison`).
+  :mod:`arbiter_env.experiments.runner`).
 """
 
 from __future__ import annotations

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arbiter_env.comparison import (
+from arbiter_env.config import ConfigError, from_dict
+from arbiter_env.experiments import (
     ExperimentConfig,
     add_comparison_subcommands,
     load_experiment,
     rebuild_report,
     run_comparison,
 )
-from arbiter_env.config import ConfigError, from_dict
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 
@@ -301,21 +301,21 @@ def test_unknown_controller_fails_before_anything_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
 def test_shipped_experiment_configs_load_and_name_existing_things(name: str) -> None:
-    from arbiter_env.comparison import validate_names
+    from arbiter_env.experiments import validate_names
 
     config = load_experiment(CONFIG_DIR / f"{name}.yaml")
     validate_names(config)
 
 
 def test_a_rerun_logs_to_the_same_wandb_summary_run(tmp_path, monkeypatch):
-    from arbiter_env.comparison import _log_wandb_summary
+    from arbiter_env.experiments.results import log_wandb_summary
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     config = from_dict(ExperimentConfig, {**EXPERIMENT, "imports": []})
     report = {"rows": [{"controller": "b32", "test_accuracy": 0.9}], "plots": []}
     for attempt in ("first", "second"):
         (tmp_path / attempt).mkdir()
-        _log_wandb_summary(config, tmp_path / attempt, report, wall_time=1.0)
+        log_wandb_summary(config, tmp_path / attempt, report, wall_time=1.0)
     run_ids = [
         next((tmp_path / attempt / "wandb").glob("offline-run-*")).name.split("-", 3)[-1]
         for attempt in ("first", "second")
@@ -327,7 +327,7 @@ def test_a_rerun_logs_to_the_same_wandb_summary_run(tmp_path, monkeypatch):
 def test_progress_names_the_runs_in_progress_not_the_last_finished() -> None:
     from types import SimpleNamespace
 
-    from arbiter_env.comparison import _Progress
+    from arbiter_env.experiments.runner import _Progress
 
     specs = [
         SimpleNamespace(kind="train", label="ppo", task="digits-mlp", seed=12345),
@@ -346,7 +346,7 @@ def test_progress_names_the_runs_in_progress_not_the_last_finished() -> None:
 
 
 def test_a_controller_s_env_defaults_apply_unless_the_experiment_sets_them(tmp_path) -> None:
-    from arbiter_env.comparison import plan_runs
+    from arbiter_env.experiments import plan_runs
 
     config = from_dict(
         ExperimentConfig,

@@ -472,7 +472,7 @@ def test_invalid_response_settings_are_rejected_with_the_field_name():
 
 
 def test_null_control_experiment_builds_every_contestant():
-    from arbiter_env.comparison import load_experiment, validate_names
+    from arbiter_env.experiments import load_experiment, validate_names
 
     config = load_experiment(REPO / "configs/experiments/arbiter-null-controls.yaml")
     validate_names(config)

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from arbiter_env.cli import main
-from arbiter_env.comparison import load_experiment, run_comparison
 from arbiter_env.config import ConfigError
+from arbiter_env.experiments import load_experiment, run_comparison
 from arbiter_env.plan_check import PlanError
 
 

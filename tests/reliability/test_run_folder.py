@@ -14,9 +14,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arbiter_env import comparison
 from arbiter_env.cli import main
-from arbiter_env.comparison import load_experiment, rebuild_report, run_comparison
+from arbiter_env.experiments import (
+    commands,
+    files,
+    load_experiment,
+    rebuild_report,
+    results,
+    run_comparison,
+    runner,
+)
 from arbiter_env.runfolder import RunFolderBusy, RunFolderLock, atomic_write_text
 
 HOLD_LOCK = textwrap.dedent(
@@ -113,13 +120,13 @@ def test_report_tables_are_replaced_atomically(finished, monkeypatch) -> None:
     run_dir = folder / "run"
     before = {name: (run_dir / name).read_text() for name in ("results.csv", "runs.csv")}
     written = []
-    real = comparison.atomic_write_text
+    real = results.atomic_write_text
 
     def recording(path, text):
         written.append(Path(path).name)
         real(path, text)
 
-    monkeypatch.setattr(comparison, "atomic_write_text", recording)
+    monkeypatch.setattr(results, "atomic_write_text", recording)
     rebuild_report(run_dir)
     assert {"results.csv", "results.md", "runs.csv", "aggregates.json"} <= set(written)
     assert {name: (run_dir / name).read_text() for name in before} == before
@@ -162,7 +169,7 @@ def test_bad_middle_line_of_a_log_is_reported_not_silently_truncating(tmp_path: 
     log = tmp_path / "intervals.jsonl"
     log.write_text('{"a": 1}\n{"a": 2\n{"a": 3}\n')
     with pytest.warns(UserWarning, match=r"skipped 1 damaged line\(s\) \(2\)"):
-        rows = comparison._read_jsonl(log)
+        rows = files.read_jsonl(log)
     assert rows == [{"a": 1}, {"a": 3}]
 
 
@@ -263,11 +270,11 @@ def test_full_disk_is_one_message_with_the_resume_command(
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(comparison, "save_yaml", disk_full)
+    monkeypatch.setattr(runner, "save_yaml", disk_full)
     config = _write_experiment(tmp_path)
     run_dir = tmp_path / "run"
     argv = ["compare", "--config", str(config), "--run-dir", str(run_dir), "--no-progress"]
-    assert main(argv) == comparison.EXIT_IO_ERROR
+    assert main(argv) == commands.EXIT_IO_ERROR
     error = capsys.readouterr().err
     assert "No space left on device" in error and "Traceback" not in error
     assert f"arbiter compare --config {config} --run-dir {run_dir}" in error

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from arbiter_env.comparison import _check_ray_address
 from arbiter_env.config import ConfigError
+from arbiter_env.experiments.engines import _check_ray_address
 from arbiter_env.logging import RunLogger
 
 

@@ -1,0 +1,109 @@
+"""The plan of a comparison: its runs (training and evaluation), a pure function of the config.
+
+:func:`plan_runs` reads nothing from disk and starts nothing; the runner decides which planned runs
+still have to execute (resume) and the worker executes one :class:`RunSpec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from arbiter_env.experiments.config import ExperimentConfig
+from arbiter_env.experiments.files import RESULT_FILE
+from arbiter_env.logging import INTERVALS_FILE
+
+
+@dataclass
+class RunSpec:
+    """One unit of work: train a controller (``kind="train"``) or evaluate it on one seed.
+
+    Plain data, so that it pickles into a worker process or a Ray task unchanged.
+    """
+
+    kind: Literal["train", "evaluate"]
+    label: str
+    controller: str
+    kwargs: dict[str, Any]
+    task: str
+    seed: int
+    task_overrides: dict[str, Any]
+    env: dict[str, Any]
+    imports: list[str]
+    target_accuracy: float | None
+    folder: str
+    """The run's own folder (result.json and the logger's files)."""
+    model_path: str | None
+    """Where the trained controller is saved (training) or loaded from (evaluation)."""
+    train_timesteps: int
+    wandb: dict[str, Any]
+    experiment: str
+
+    @property
+    def result_path(self) -> Path:
+        return Path(self.folder) / RESULT_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.folder) / INTERVALS_FILE
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/{self.label}/{self.kind}/{self.seed}"
+
+
+def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSpec], list[RunSpec]]:
+    """Expands the experiment into training runs and evaluation runs (in config order)."""
+    from arbiter_env.controller_registry import controller_env_defaults
+
+    run_dir = Path(run_dir).resolve()
+    wandb_settings = dataclasses.asdict(config.wandb) | {"dir": str(run_dir)}
+    train, evaluate = [], []
+    for task in config.tasks:
+        for spec in config.controllers:
+            kwargs = dict(spec.kwargs)
+            if isinstance(kwargs.get("checkpoint"), str):
+                # Absolute, so that a worker whose folder differs (a Ray worker) finds it.
+                kwargs["checkpoint"] = str(Path(kwargs["checkpoint"]).expanduser().resolve())
+            common = dict(
+                label=spec.name,
+                controller=spec.controller,
+                kwargs=kwargs,
+                task=task,
+                task_overrides=dict(config.task_overrides),
+                # The controller's own env defaults (Arbiter: continuous actions), then the
+                # experiment's env, then the entry's.
+                env=controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env),
+                imports=list(config.imports),
+                target_accuracy=config.target_accuracy,
+                train_timesteps=spec.train_timesteps,
+                wandb=wandb_settings,
+                experiment=config.name,
+            )
+            model_path = None
+            if spec.train_timesteps > 0:
+                model_dir = run_dir / "models" / task / spec.name
+                # train_rl_agent saves its final checkpoint folder as RUN_FOLDER/final.
+                model_path = str(model_dir / "final")
+                train.append(
+                    RunSpec(
+                        kind="train",
+                        seed=spec.train_seed,
+                        folder=str(model_dir),
+                        model_path=model_path,
+                        **common,
+                    )
+                )
+            for seed in config.seeds:
+                evaluate.append(
+                    RunSpec(
+                        kind="evaluate",
+                        seed=seed,
+                        folder=str(run_dir / "runs" / task / spec.name / f"seed-{seed}"),
+                        model_path=model_path,
+                        **common,
+                    )
+                )
+    return train, evaluate

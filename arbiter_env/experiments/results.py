@@ -1,0 +1,214 @@
+"""A comparison's report from its saved files: tables, plots and the W&B summary run.
+
+The numbers come from :mod:`arbiter_env.report` (pure functions of the result records) and the
+figures from :mod:`arbiter_env.plots`; this module reads the run folder and writes the files.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+from arbiter_env.config import to_dict
+from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
+from arbiter_env.experiments.files import (
+    AGGREGATES_JSON,
+    CONFIG_FILE,
+    RESULT_FILE,
+    RESULTS_CSV,
+    RESULTS_MD,
+    RUNS_CSV,
+    read_json,
+    read_jsonl,
+)
+from arbiter_env.logging import INTERVALS_FILE, wandb_init_timeout
+from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
+from arbiter_env.runfolder import atomic_write_text
+
+
+def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dict[str, Any]]]:
+    """The saved config (if any) and every evaluation result under ``run_dir/runs``.
+
+    Each result gets ``"log"``: its interval rows from the JSONL file (empty if missing).
+    """
+    run_dir = Path(run_dir)
+    config = load_experiment(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).is_file() else None
+    results = []
+    for path in sorted((run_dir / "runs").glob(f"*/*/seed-*/{RESULT_FILE}")):
+        result = read_json(path)
+        problem = _report_problem(result)
+        if problem is not None:
+            warnings.warn(f"{path}: skipped, {problem}.", stacklevel=2)
+            continue
+        assert isinstance(result, dict)
+        result["log"] = read_jsonl(path.parent / INTERVALS_FILE)
+        results.append(result)
+    if config is not None:
+        # Table order follows the config; results of other labels or seeds (a folder edited by
+        # hand) are kept after them.
+        order = {(t, c.name): i for i, (t, c) in enumerate(_pairs(config))}
+        results.sort(key=lambda r: (order.get((r["task"], r["label"]), len(order)), r["seed"]))
+    return config, results
+
+
+def _pairs(config: ExperimentConfig) -> list[tuple[str, ControllerSpec]]:
+    return [(task, spec) for task in config.tasks for spec in config.controllers]
+
+
+def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
+    """Writes the tables (CSV, Markdown) and the plots of ``run_dir`` from its saved files.
+
+    Reruns nothing; used at the end of every comparison and by ``arbiter plot RUN_DIR``.
+
+    Returns:
+        ``{"rows": summary rows, "aggregates": rows across tasks, "results_csv": path,
+        "results_md": path, "runs_csv": path, "plots": [paths], "markdown": text}``.
+    """
+    from arbiter_env import plots
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"Run folder {run_dir} does not exist.")
+    config, results = load_results(run_dir)
+    if not results:
+        raise FileNotFoundError(f"No results under {run_dir / 'runs'}; is it a comparison folder?")
+    target = config.target_accuracy if config is not None else _first_target(results)
+    rows = summarize(results, target)
+    aggregates = aggregate(results)
+    title = config.name if config is not None else run_dir.name
+    markdown = markdown_table(rows, target, title=title, aggregates=aggregates)
+    if config is not None and config.description:
+        markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
+    _write_csv(run_dir / RESULTS_CSV, rows)
+    atomic_write_text(run_dir / RESULTS_MD, markdown)
+    _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
+    atomic_write_text(run_dir / AGGREGATES_JSON, dumps_strict(aggregates, indent=2) + "\n")
+    plot_paths = plots.plot_comparison(results, run_dir / "plots")
+    return {
+        "rows": rows,
+        "aggregates": aggregates,
+        "results_csv": run_dir / RESULTS_CSV,
+        "results_md": run_dir / RESULTS_MD,
+        "runs_csv": run_dir / RUNS_CSV,
+        "plots": plot_paths,
+        "markdown": markdown,
+    }
+
+
+def _first_target(results: list[dict[str, Any]]) -> float | None:
+    for result in results:
+        if result.get("target_accuracy") is not None:
+            return float(result["target_accuracy"])
+    return None
+
+
+_RUN_COLUMNS = (
+    "task",
+    "label",
+    "controller",
+    "seed",
+    "status",
+    "final_val_loss",
+    "final_val_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "samples",
+    "updates",
+    "mean_batch_size",
+    "wall_time",
+    "samples_to_target",
+    "seconds_to_target",
+    "hypergradient_var",
+    "diverged",
+    "error",
+)
+
+
+def _run_row(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: result.get(key) for key in _RUN_COLUMNS}
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return "" if value is None else value
+
+
+def log_wandb_summary(
+    config: ExperimentConfig, run_dir: Path, report: dict[str, Any], wall_time: float
+) -> None:
+    """Adds a summary run to the comparison's W&B group: the results table and the plots.
+
+    The run's id is fixed by the project, group and name, and it resumes if it exists, so a
+    rerun of the comparison updates its one summary run instead of adding another.
+    """
+    if config.wandb.mode == "disabled":
+        return
+    try:
+        import wandb
+
+        from arbiter_env.wandb_utils import prepare_wandb, summary_run_id
+
+        name = f"{config.name}-summary"
+        prepare_wandb(config.wandb.mode)
+        run = wandb.init(
+            project=config.wandb.project,
+            entity=config.wandb.entity,
+            group=config.wandb.group,
+            job_type="summary",
+            name=name,
+            id=summary_run_id(config.wandb.project, config.wandb.entity, config.wandb.group, name),
+            resume="allow",
+            tags=["summary"],
+            dir=str(run_dir.resolve()),
+            mode=config.wandb.mode,
+            config=to_dict(config),
+            reinit="finish_previous",
+            settings=wandb.Settings(
+                silent=True,
+                console="off",
+                x_disable_stats=True,
+                disable_git=True,
+                init_timeout=wandb_init_timeout(),
+            ),
+        )
+        rows = report["rows"]
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
+        images = {
+            # plots/TASK/NAME, and plots/NAME for the plots across tasks.
+            "plots/" + Path(p).relative_to(run_dir / "plots").with_suffix("").as_posix(): (
+                wandb.Image(str(p))
+            )
+            for p in report["plots"]
+        }
+        run.log({"results": table, **images})
+        run.summary["wall_time"] = wall_time
+        run.finish()
+    except Exception as error:  # noqa: BLE001 - the local report is already written
+        warnings.warn(f"W&B summary not logged ({type(error).__name__}: {error}).", stacklevel=2)
+
+
+def _report_problem(result: Any) -> str | None:
+    """Why a saved result cannot go into a report (``None`` if it can)."""
+    if not isinstance(result, dict):
+        return f"{RESULT_FILE} is not a JSON object"
+    for key, kind in (("task", str), ("label", str), ("seed", int), ("status", str)):
+        if not isinstance(result.get(key), kind) or isinstance(result.get(key), bool):
+            return f"its {key!r} is missing or not a {kind.__name__}"
+    return None
