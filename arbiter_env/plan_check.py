@@ -73,8 +73,7 @@ def _check_plan(config: Any) -> None:
     from arbiter_env.controller_registry import list_controllers, make_controller
     from arbiter_env.env import BatchSizeEnv
     from arbiter_env.experiments.config import import_modules
-    from arbiter_env.experiments.plan import RunSpec
-    from arbiter_env.experiments.worker import is_sb3, sb3_training_config
+    from arbiter_env.experiments.worker import is_sb3
     from arbiter_env.tasks import list_tasks, make_task
 
     problems: list[str] = []
@@ -128,7 +127,7 @@ def _check_plan(config: Any) -> None:
                 continue
             try:
                 if is_sb3(spec.controller):
-                    _check_sb3(spec, task_name, config, env, RunSpec, sb3_training_config)
+                    _check_sb3(spec, task_name, config, env)
                 else:
                     controller = make_controller(spec.controller, env, **spec.kwargs)
                     if spec.train_timesteps > 0 and not (
@@ -151,31 +150,17 @@ def _env_of(spec: Any, config: Any) -> dict[str, Any]:
     return controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)
 
 
-def _check_sb3(
-    spec: Any, task: str, config: Any, env: Any, run_spec: type, training_config: Any
-) -> None:
+def _check_sb3(spec: Any, task: str, config: Any, env: Any) -> None:
     """An RL contestant: its training config (if trained here) or its checkpoint and kwargs."""
     from arbiter_env.agents.sb3 import check_action_space
+    from arbiter_env.experiments.plan import plan_runs
+    from arbiter_env.experiments.worker import sb3_training_config
 
     if spec.train_timesteps > 0:
-        planned = run_spec(
-            kind="train",
-            label=spec.name,
-            controller=spec.controller,
-            kwargs=dict(spec.kwargs),
-            task=task,
-            seed=spec.train_seed,
-            task_overrides=dict(config.task_overrides),
-            env=_env_of(spec, config),
-            imports=list(config.imports),
-            target_accuracy=config.target_accuracy,
-            folder="",
-            model_path=None,
-            train_timesteps=spec.train_timesteps,
-            wandb={},
-            experiment=config.name,
-        )
-        agent = training_config(planned)
+        # Exactly the training run the comparison plans (plan_runs is pure: nothing is written).
+        train, _ = plan_runs(config, ".")
+        planned = next(run for run in train if run.task == task and run.label == spec.name)
+        agent = sb3_training_config(planned)
         if agent.env.action_encoding != env.action_encoding.name:
             raise ConfigError(
                 f"the agent trains with action_encoding={agent.env.action_encoding!r} but is "

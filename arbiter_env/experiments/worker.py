@@ -14,7 +14,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import yaml
@@ -154,17 +154,45 @@ def _run_logger(spec: RunSpec, job_type: str) -> RunLogger:
 
 
 def _train(spec: RunSpec) -> dict[str, Any]:
-    """Trains a controller once per task (PPO) and saves it for the evaluation runs.
-
-    stable-baselines3 agents train with the RL package's own ``train_rl_agent`` on the same task,
-    task overrides and environment settings as the evaluation; any other controller is trained
-    with its ``learn(total_timesteps=...)`` and saved with its ``save``.
-    """
+    """Trains a controller once per task (PPO) and saves it for the evaluation runs."""
     assert spec.model_path is not None
     started = time.perf_counter()
-    if is_sb3(spec.controller):
-        _train_sb3(spec)
-    else:
+    _training_of(spec.controller).train(spec)
+    return {"train_timesteps": spec.train_timesteps, "train_seconds": time.perf_counter() - started}
+
+
+def _load_trained(spec: RunSpec, env: Any) -> Any:
+    """The controller trained by this comparison's training run, ready to evaluate."""
+    assert spec.model_path is not None
+    return _training_of(spec.controller).load(spec, env)
+
+
+class _Training(Protocol):
+    """How a controller with ``train_timesteps > 0`` is trained, saved and loaded back."""
+
+    def train(self, spec: RunSpec) -> None:
+        """Trains the controller of ``spec`` and saves it at ``spec.model_path``."""
+        ...
+
+    def load(self, spec: RunSpec, env: Any) -> Any:
+        """The controller saved at ``spec.model_path``, for ``env``."""
+        ...
+
+
+def _training_of(controller: str) -> _Training:
+    """The one place that picks how a registered controller trains.
+
+    stable-baselines3 agents train with the RL package's own ``train_rl_agent``; any other
+    controller with its ``learn(total_timesteps=...)``, ``save`` and ``load``.
+    """
+    return _SB3Training() if is_sb3(controller) else _LearnerTraining()
+
+
+class _LearnerTraining:
+    """A controller that trains itself: ``learn``, ``save``, and a classmethod ``load``."""
+
+    def train(self, spec: RunSpec) -> None:
+        assert spec.model_path is not None
         env = _make_env(spec)
         env.reset(seed=spec.seed)
         controller = _make_controller(spec, env)
@@ -181,7 +209,37 @@ def _train(spec: RunSpec) -> dict[str, Any]:
             controller.learn(total_timesteps=spec.train_timesteps)
             controller.save(spec.model_path)
             log.set_summary({"train_timesteps": spec.train_timesteps})
-    return {"train_timesteps": spec.train_timesteps, "train_seconds": time.perf_counter() - started}
+
+    def load(self, spec: RunSpec, env: Any) -> Any:
+        controller = _make_controller(spec, env)
+        load = getattr(type(controller), "load", None)
+        if load is None:
+            raise TypeError(
+                f"Controller {spec.controller!r} was trained but cannot load {spec.model_path}."
+            )
+        return load(spec.model_path, env=env)
+
+
+class _SB3Training:
+    """A stable-baselines3 agent, trained on the same task, overrides and env as the evaluation."""
+
+    def train(self, spec: RunSpec) -> None:
+        from arbiter_env.agents.sb3 import train_rl_agent
+        from arbiter_env.logging import IntervalLoggingCallback
+
+        config = sb3_training_config(spec)
+        with _run_logger(spec, job_type="train") as log:
+            final = train_rl_agent(
+                config, spec.folder, callbacks=[IntervalLoggingCallback(log, controller=spec.label)]
+            )
+            log.set_summary({"train_timesteps": spec.train_timesteps, "checkpoint": str(final)})
+        assert spec.model_path is not None and Path(final) == Path(spec.model_path)
+
+    def load(self, spec: RunSpec, env: Any) -> Any:
+        from arbiter_env.controller_registry import make_controller
+
+        kwargs = {k: v for k, v in spec.kwargs.items() if k not in ("config", "overrides")}
+        return make_controller(spec.controller, env, checkpoint=spec.model_path, **kwargs)
 
 
 def is_sb3(controller: str) -> bool:
@@ -202,19 +260,6 @@ _SB3_ENV_KEYS = (
     "lr_scaling",
     "ladder_size",
 )
-
-
-def _train_sb3(spec: RunSpec) -> None:
-    from arbiter_env.agents.sb3 import train_rl_agent
-    from arbiter_env.logging import IntervalLoggingCallback
-
-    config = sb3_training_config(spec)
-    with _run_logger(spec, job_type="train") as log:
-        final = train_rl_agent(
-            config, spec.folder, callbacks=[IntervalLoggingCallback(log, controller=spec.label)]
-        )
-        log.set_summary({"train_timesteps": spec.train_timesteps, "checkpoint": str(final)})
-    assert spec.model_path is not None and Path(final) == Path(spec.model_path)
 
 
 def sb3_training_config(spec: RunSpec) -> Any:
@@ -255,23 +300,6 @@ def sb3_training_config(spec: RunSpec) -> Any:
 
 def _yaml_inline(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...")
-
-
-def _load_trained(spec: RunSpec, env: Any) -> Any:
-    """The controller trained by this comparison's training run, ready to evaluate."""
-    assert spec.model_path is not None
-    if is_sb3(spec.controller):
-        from arbiter_env.controller_registry import make_controller
-
-        kwargs = {k: v for k, v in spec.kwargs.items() if k not in ("config", "overrides")}
-        return make_controller(spec.controller, env, checkpoint=spec.model_path, **kwargs)
-    controller = _make_controller(spec, env)
-    load = getattr(type(controller), "load", None)
-    if load is None:
-        raise TypeError(
-            f"Controller {spec.controller!r} was trained but cannot load {spec.model_path}."
-        )
-    return load(spec.model_path, env=env)
 
 
 def _evaluate(spec: RunSpec) -> dict[str, Any]:

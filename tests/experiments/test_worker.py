@@ -1,0 +1,56 @@
+"""One run in this process: an RL agent is trained by its package, saved, and loaded back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from arbiter_env.config import from_dict
+from arbiter_env.experiments import ExperimentConfig, execute_run, plan_runs
+
+EXPERIMENT = {
+    "name": "worker",
+    "tasks": ["digits-mlp"],
+    "controllers": [
+        {
+            "name": "ppo",
+            "controller": "ppo",
+            "train_timesteps": 8,
+            "kwargs": {
+                "overrides": [
+                    "n_envs=1",
+                    "hyperparams.n_steps=8",
+                    "hyperparams.batch_size=8",
+                    "hyperparams.n_epochs=1",
+                ]
+            },
+        }
+    ],
+    "seeds": [0],
+    "task_overrides": {"epochs": 0.5, "num_intervals": 3},
+    "wandb": {"mode": "disabled"},
+}
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    # execute_run pins torch to one thread and silences W&B, as in a worker process.
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow  # about 5 s: a real (tiny) PPO training
+def test_an_sb3_agent_is_trained_by_its_package_then_evaluated_from_its_saved_model(
+    tmp_path, restore_threads
+) -> None:
+    (train,), (evaluate,) = plan_runs(from_dict(ExperimentConfig, EXPERIMENT), tmp_path)
+    trained = execute_run(train)
+    assert trained["status"] == "ok", trained["traceback"]
+    assert trained["train_timesteps"] == 8 and Path(str(train.model_path)).exists()
+    result = execute_run(evaluate)
+    assert result["status"] == "ok", result["traceback"]
+    assert result["intervals"] == 3 and evaluate.model_path == train.model_path
