@@ -11,7 +11,7 @@
 Every command that runs training writes a run folder (default ``runs/<timestamp>-<job>``) with the
 resolved config, local JSONL logs and the W&B run (offline unless an API key is configured); see
 ``docs/logging_and_cli.md``. This module only parses and dispatches: the work happens in
-:mod:`arbiter_env.logging`, the environment, the controller registry and the agents' own
+:mod:`arbiter_env.runlog`, the environment, the controller registry and the agents' own
 training functions.
 """
 
@@ -407,7 +407,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             getattr(probe, "config", None), "run_dir"
         ):
             # A search keeps its study in the run folder, beside the logs of the same run.
-            from arbiter_env.logging import make_run_dir
+            from arbiter_env.runlog import make_run_dir
 
             args.run_dir = Path(args.run_dir or make_run_dir("evaluate"))
             controller_kwargs["run_dir"] = str(args.run_dir / "hpo")
@@ -479,7 +479,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_rl(args: argparse.Namespace) -> int:
     """PPO and friends, through ``arbiter_env.agents.sb3``."""
     sb3 = _require("arbiter_env.agents.sb3", "training RL agents")
-    from arbiter_env.logging import IntervalLoggingCallback
+    from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
 
     overrides = [f"env.task_kwargs.{item}" for item in args.task_override]
     overrides += [f"env.{key}={_inline(value)}" for key, value in args.env_args.items()]
@@ -937,6 +937,11 @@ def _require(module: str, purpose: str) -> Any:
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] == "stable_baselines3":
+            raise ValueError(
+                f"{purpose} needs stable-baselines3, which is not installed; install the RL "
+                "extra: pip install 'arbiter-env[rl]'"
+            ) from None
         if error.name != module:
             raise
         raise ValueError(f"{purpose} is not available: {module} is not installed.") from None
@@ -968,7 +973,7 @@ def _logged_run(
     """A :class:`RunLogger` for the command's run folder and a progress display on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from arbiter_env.logging import RunLogger, make_run_dir
+    from arbiter_env.runlog import RunLogger, make_run_dir
 
     run_dir = args.run_dir or make_run_dir(job)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())

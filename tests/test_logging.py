@@ -14,16 +14,14 @@ import pytest
 import wandb
 from stable_baselines3.common.logger import Logger
 
-from arbiter_env.controllers import BatchSizeController, run_episode
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.logging import (
+from arbiter_env.agents.sb3_logging import (
     IntervalLoggingCallback,
-    RunLogger,
     WandbKVWriter,
     attach_sb3_logger,
-    make_run_dir,
-    resolve_wandb_mode,
 )
+from arbiter_env.controllers import BatchSizeController, run_episode
+from arbiter_env.env import BatchSizeEnv
+from arbiter_env.runlog import RunLogger, make_run_dir, resolve_wandb_mode
 
 
 class Ladder(BatchSizeController):

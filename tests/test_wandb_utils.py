@@ -48,7 +48,7 @@ GUARDED_RUN = textwrap.dedent(
     import wandb
     from arbiter_env.env import BatchSizeEnv
     from arbiter_env.controller_registry import make_controller
-    from arbiter_env.logging import RunLogger
+    from arbiter_env.runlog import RunLogger
 
     assert "WANDB_MODE" not in os.environ  # (tests/conftest.py sets it; not imported here)
     env = BatchSizeEnv("digits-mlp", task_kwargs={"epochs": 0.2, "num_intervals": 2})

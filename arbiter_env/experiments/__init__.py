@@ -6,7 +6,7 @@ separate process (``engine="local"``) or as a Ray task (``engine="ray"``), and w
 
     RUN_DIR/
       config.yaml                       the resolved experiment (what ran, exactly)
-      runs/TASK/LABEL/seed-S/           one folder per run, written by arbiter_env.logging.RunLogger:
+      runs/TASK/LABEL/seed-S/           one folder per run, written by arbiter_env.runlog.RunLogger:
         result.json                     status, metrics, the error if it failed
         intervals.jsonl                 one line per scheduling interval
         episodes.jsonl, run.json, wandb/

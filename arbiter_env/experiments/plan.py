@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from arbiter_env.experiments.config import ExperimentConfig
 from arbiter_env.experiments.files import RESULT_FILE
-from arbiter_env.logging import INTERVALS_FILE
+from arbiter_env.runlog import INTERVALS_FILE
 
 
 @dataclass

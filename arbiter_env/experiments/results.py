@@ -24,9 +24,9 @@ from arbiter_env.experiments.files import (
     read_json,
     read_jsonl,
 )
-from arbiter_env.logging import INTERVALS_FILE, wandb_init_timeout
 from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
 from arbiter_env.runfolder import atomic_write_text
+from arbiter_env.runlog import INTERVALS_FILE, wandb_init_timeout
 
 
 def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dict[str, Any]]]:

@@ -26,8 +26,8 @@ from arbiter_env.experiments.files import CONFIG_FILE, RESULT_FILE, read_json, w
 from arbiter_env.experiments.plan import RunSpec, plan_runs
 from arbiter_env.experiments.results import log_wandb_summary, rebuild_report
 from arbiter_env.experiments.worker import failed_result
-from arbiter_env.logging import INTERVALS_FILE
 from arbiter_env.runfolder import RunFolderLock, count_log_rows, file_digest
+from arbiter_env.runlog import INTERVALS_FILE
 
 
 @dataclass

@@ -23,8 +23,8 @@ from arbiter_env.config import ConfigError
 from arbiter_env.experiments.config import import_modules
 from arbiter_env.experiments.files import RESULT_FILE, read_json, write_json
 from arbiter_env.experiments.plan import RunSpec
-from arbiter_env.logging import RunLogger
 from arbiter_env.runfolder import count_log_rows, file_digest
+from arbiter_env.runlog import RunLogger
 
 
 def failed_result(spec: RunSpec, error: str | None) -> dict[str, Any]:
@@ -225,7 +225,7 @@ class _SB3Training:
 
     def train(self, spec: RunSpec) -> None:
         from arbiter_env.agents.sb3 import train_rl_agent
-        from arbiter_env.logging import IntervalLoggingCallback
+        from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
 
         config = sb3_training_config(spec)
         with _run_logger(spec, job_type="train") as log:

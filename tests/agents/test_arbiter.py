@@ -488,7 +488,7 @@ def test_null_control_experiment_builds_every_contestant():
 def test_search_diagnostics_reach_the_interval_log(tmp_path):
     import json
 
-    from arbiter_env.logging import RunLogger
+    from arbiter_env.runlog import RunLogger
 
     env = BatchSizeEnv("digits-mlp", task_kwargs=SMALL_DIGITS, action_encoding="continuous")
     with RunLogger(tmp_path, {"controller": "arbiter"}, wandb_mode="disabled") as log:

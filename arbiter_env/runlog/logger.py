@@ -26,7 +26,7 @@ Typical use::
     with RunLogger("runs/demo", config, group="digits", job_type="evaluate") as log:
         record = log.run_episode(env, controller, seed=0, controller_name="fixed-64")
 
-and with stable-baselines3::
+and with stable-baselines3 (:mod:`arbiter_env.agents.sb3_logging`)::
 
     with RunLogger(run_dir, config, job_type="train") as log:
         attach_sb3_logger(model, log)
@@ -39,78 +39,29 @@ import contextlib
 import dataclasses
 import datetime as _datetime
 import json
-import math
 import os
-import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any
 
-import numpy as np
 import yaml
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
-from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
 from arbiter_env.controllers import Controller, EpisodeRecord, StepCallback, run_episode
-from arbiter_env.wandb_utils import (
-    BOOKKEEPING_KEYS,
-    plain,
-    prepare_wandb,
-    sectioned,
-    unique_tags,
-    wandb_api_key_configured,
+from arbiter_env.runlog.summary import EpisodeProgress, summarise_episode
+from arbiter_env.runlog.values import flatten, is_number, json_safe, plain_config, scalar
+from arbiter_env.runlog.writers import (
+    CONFIG_FILE,
+    DEFAULT_PROJECT,
+    EPISODES_FILE,
+    INTERVALS_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    JsonlWriter,
+    WandbMode,
+    WandbWriter,
+    resolve_wandb_mode,
 )
-
-WandbMode = Literal["disabled", "offline", "online"]
-WANDB_MODES: tuple[str, ...] = ("disabled", "offline", "online")
-
-DEFAULT_PROJECT = "arbiter-env"
-INTERVALS_FILE = "intervals.jsonl"
-EPISODES_FILE = "episodes.jsonl"
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.yaml"
-RUN_FILE = "run.json"
-SCHEDULE_TABLE_KEY = "batch_size_schedule"
-SCHEDULE_PLOT_KEY = "batch_size_schedule_plot"
-_SCHEDULE_COLUMNS = [
-    "episode",
-    "seed",
-    "interval",
-    "episode_samples",
-    "samples",
-    "batch_size",
-    "lr",
-]
-
-# wandb's own spellings of the modes, accepted from the WANDB_MODE variable.
-_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
-
-
-# --- W&B mode and run folders -----------------------------------------------------------------
-
-
-def resolve_wandb_mode(mode: str | None = None) -> WandbMode:
-    """The W&B mode to use: ``mode`` if given, else ``WANDB_MODE``, else a safe default.
-
-    The default is ``"online"`` only when an API key is configured
-    (:func:`wandb_api_key_configured`) and ``"offline"`` otherwise, so nothing reaches the
-    network unless the user has set W&B up. ``WANDB_DISABLED=true`` means ``"disabled"``.
-
-    Raises:
-        ValueError: ``mode`` (or ``WANDB_MODE``) is not a known mode.
-    """
-    source = "wandb mode"
-    if mode is None:
-        if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes"):
-            return "disabled"
-        mode, source = os.environ.get("WANDB_MODE") or None, "WANDB_MODE"
-    if mode is None:
-        return "online" if wandb_api_key_configured() else "offline"
-    resolved = _MODE_ALIASES.get(mode, mode)
-    if resolved not in WANDB_MODES:
-        raise ValueError(f"Unknown {source} {mode!r}; use one of {', '.join(WANDB_MODES)}.")
-    return resolved  # type: ignore[return-value]
+from arbiter_env.wandb_utils import BOOKKEEPING_KEYS, plain, sectioned, unique_tags
 
 
 def make_run_dir(job: str, root: str | os.PathLike[str] = "runs") -> Path:
@@ -125,41 +76,6 @@ def make_run_dir(job: str, root: str | os.PathLike[str] = "runs") -> Path:
         except FileExistsError:
             candidate = base.with_name(f"{base.name}-{suffix}")
             suffix += 1
-
-
-# --- the run logger -----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Episode:
-    """Intervals of one episode in progress, for its summary and the schedule table."""
-
-    episode: int
-    env_index: int
-    samples: int = 0
-    intervals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-
-
-WANDB_INIT_TIMEOUT_ENV = "ARBITER_WANDB_INIT_TIMEOUT"
-DEFAULT_WANDB_INIT_TIMEOUT = 10.0
-
-
-def wandb_init_timeout() -> float:
-    """Seconds ``wandb.init`` may take before W&B is given up for the run (local logs go on).
-
-    ``$ARBITER_WANDB_INIT_TIMEOUT`` if set, else 10 s (wandb's own default is 90 s, paid by every
-    run of a comparison when the server is unreachable).
-    """
-    raw = os.environ.get(WANDB_INIT_TIMEOUT_ENV)
-    if raw is None:
-        return DEFAULT_WANDB_INIT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"${WANDB_INIT_TIMEOUT_ENV}={raw!r} must be a positive number of seconds.")
-    return value
 
 
 class RunLogger:
@@ -204,15 +120,14 @@ class RunLogger:
     ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config: dict[str, Any] = _plain_config(config)
+        self.config: dict[str, Any] = plain_config(config)
         self.wandb_mode: WandbMode = resolve_wandb_mode(wandb_mode)
-        self.wandb_run: Any = None
-        self.wandb_error: str | None = None
+        self._wandb = WandbWriter(self.run_dir, self.wandb_mode)
         self.samples = 0
         self.max_table_rows = max_table_rows
         self._closed = False
         self._next_episode = 0
-        self._open_episodes: dict[int, _Episode] = {}
+        self._open_episodes: dict[int, EpisodeProgress] = {}
         self.episodes: list[dict[str, Any]] = []
         self._intervals_logged = 0
         self._schedule_rows: list[list[Any]] = []
@@ -221,14 +136,9 @@ class RunLogger:
         self._records: dict[int, tuple[EpisodeRecord, dict[str, Any] | None, int]] = {}
         self._controller_names: dict[int, str] = {}
         self._summary: dict[str, Any] = {}
-        self._wandb_run_dir: Path | None = None
         if config is not None:
             (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
-        # Line-buffered append: each record reaches the file as soon as it is written.
-        self._files: dict[str, TextIO] = {
-            name: (self.run_dir / name).open("a", buffering=1, encoding="utf-8")
-            for name in (INTERVALS_FILE, EPISODES_FILE, METRICS_FILE)
-        }
+        self._local = JsonlWriter(self.run_dir, (INTERVALS_FILE, EPISODES_FILE, METRICS_FILE))
         self._described = False
         task, controller = _config_labels(self.config)
         # Every run gets a name, a group and tags, so runs can be told apart and gathered on a
@@ -237,7 +147,8 @@ class RunLogger:
         self.group = group or task or job_type or DEFAULT_PROJECT
         self.tags = unique_tags(tags) or unique_tags([task, controller, job_type])
         if self.wandb_mode != "disabled":
-            self._start_wandb(
+            self._wandb.start(
+                self.config,
                 project=project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT,
                 group=self.group,
                 job_type=job_type,
@@ -272,14 +183,24 @@ class RunLogger:
         return self.run_dir / METRICS_FILE
 
     @property
+    def wandb_run(self) -> Any:
+        """The live W&B run, or ``None`` when disabled or after a W&B failure."""
+        return self._wandb.run
+
+    @property
+    def wandb_error(self) -> str | None:
+        """Description of the W&B failure that turned W&B off, if any."""
+        return self._wandb.error
+
+    @property
     def wandb_active(self) -> bool:
         """Whether metrics are still going to W&B."""
-        return self.wandb_run is not None
+        return self._wandb.run is not None
 
     @property
     def wandb_run_dir(self) -> Path | None:
         """Folder of the W&B run (``RUN_DIR/wandb/offline-run-*`` offline), if one was started."""
-        return self._wandb_run_dir
+        return self._wandb.run_dir
 
     # --- logging --------------------------------------------------------------------------------
 
@@ -309,7 +230,9 @@ class RunLogger:
         self._check_open()
         episode = self._open_episodes.get(env_index)
         if episode is None:
-            episode = self._open_episodes[env_index] = _Episode(self._next_episode, env_index)
+            episode = self._open_episodes[env_index] = EpisodeProgress(
+                self._next_episode, env_index
+            )
             self._next_episode += 1
         episode_samples = int(info["samples"])
         # Count the samples this interval added, so parallel environments and successive
@@ -321,16 +244,16 @@ class RunLogger:
             "episode": episode.episode,
             "env_index": env_index,
         }
-        for key, value in _flatten(info).items():
+        for key, value in flatten(info).items():
             if key != "samples":
                 record[key] = value
         record["episode_samples"] = episode_samples
         if reward is not None:
             record["reward"] = float(reward)
         for key, value in (extra or {}).items():
-            scalar = _scalar(value)
-            if scalar is not None:
-                record[key] = scalar
+            item = scalar(value)
+            if item is not None:
+                record[key] = item
         episode.intervals.append(record)
         self._intervals_logged += 1
         self._write_local(INTERVALS_FILE, record)
@@ -369,11 +292,11 @@ class RunLogger:
         episode = self._open_episodes.pop(env_index, None)
         if episode is None:
             raise ValueError(f"No episode in progress in environment {env_index} to end.")
-        summary = _summarise(episode, seed=seed, controller=controller, record=record)
+        summary = summarise_episode(episode, seed=seed, controller=controller, record=record)
         summary["complete"] = complete
         summary["samples"] = self.samples
         for key, value in (extra or {}).items():
-            summary[key] = _scalar(value) if _scalar(value) is not None else value
+            summary[key] = scalar(value) if scalar(value) is not None else value
         for row in episode.intervals:
             self._schedule_rows.append(
                 [
@@ -392,7 +315,7 @@ class RunLogger:
             {
                 f"episode/{key}": value
                 for key, value in summary.items()
-                if key != "samples" and key not in BOOKKEEPING_KEYS and _is_number(value)
+                if key != "samples" and key not in BOOKKEEPING_KEYS and is_number(value)
             }
             | {"samples": self.samples}
         )
@@ -475,9 +398,9 @@ class RunLogger:
         if step is not None:
             record["step"] = int(step)
         for key, value in metrics.items():
-            scalar = _scalar(value)
-            if scalar is not None and key != "samples":
-                record[key] = scalar
+            item = scalar(value)
+            if item is not None and key != "samples":
+                record[key] = item
         self._write_local(METRICS_FILE, record)
         self._wandb_log({k: v for k, v in record.items() if k != "step"})
         return record
@@ -551,15 +474,14 @@ class RunLogger:
     def update_config(self, values: Mapping[str, Any]) -> None:
         """Adds to the config (``config.yaml`` and ``wandb.config``), e.g. values known later."""
         self._check_open()
-        self.config.update(_plain_config(values))
+        self.config.update(plain_config(values))
         (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
-        if self.wandb_run is not None:
-            self._guard("config update", lambda: self.wandb_run.config.update(dict(values)))
+        self._wandb.update_config(values)
 
     def set_summary(self, values: Mapping[str, Any]) -> None:
         """Sets run-level summary values (written to ``run.json`` and the W&B run summary)."""
         self._check_open()
-        self._summary.update(_plain_config(values))
+        self._summary.update(plain_config(values))
 
     # --- closing --------------------------------------------------------------------------------
 
@@ -570,33 +492,21 @@ class RunLogger:
         for env_index in sorted(self._open_episodes):
             self.end_episode(env_index, complete=False)
         self._closed = True
-        for handle in self._files.values():
-            handle.close()
+        self._local.close()
+        self._wandb.log_schedule(self._schedule_rows[-self.max_table_rows :])
+        self._wandb.finish(self._summary, exit_code)
         run_info = {
             "episodes": len(self.episodes),
             "intervals": self._intervals_logged,
             "samples": self.samples,
             "exit_code": exit_code,
             "wandb_mode": self.wandb_mode,
-            "wandb_run_dir": str(self._wandb_run_dir) if self._wandb_run_dir else None,
+            "wandb_run_dir": str(self.wandb_run_dir) if self.wandb_run_dir else None,
             "wandb_error": self.wandb_error,
             "summary": self._summary,
         }
-        if self.wandb_run is not None:
-            self._guard("schedule table", self._log_schedule)
-        if self.wandb_run is not None:
-            run = self.wandb_run
-
-            def finish() -> None:
-                for key, value in self._summary.items():
-                    run.summary[key] = value
-                run.finish(exit_code=exit_code)
-
-            self._guard("finish", finish)
-            self.wandb_run = None
-        run_info["wandb_error"] = self.wandb_error
         (self.run_dir / RUN_FILE).write_text(
-            json.dumps(_json_safe(run_info), indent=2, allow_nan=False)
+            json.dumps(json_safe(run_info), indent=2, allow_nan=False)
         )
 
     # --- internals ------------------------------------------------------------------------------
@@ -605,73 +515,8 @@ class RunLogger:
         if self._closed:
             raise RuntimeError(f"RunLogger for {self.run_dir} is closed.")
 
-    def _start_wandb(self, **init_kwargs: Any) -> None:
-        try:
-            import wandb
-
-            # Process-wide, before the run: see arbiter_env.wandb_utils.prepare_wandb.
-            prepare_wandb(self.wandb_mode)
-            run = wandb.init(
-                config=self.config,
-                dir=str(self.run_dir),
-                mode=self.wandb_mode,
-                # Our own run object, independent of any other active run in the process.
-                reinit="create_new",
-                # Console capture would record every progress-bar redraw, and the end-of-run
-                # history dump would bury the caller's own summary; the local files and the
-                # terminal already have both.
-                # An unreachable server must cost seconds, not wandb's default 90 s per run.
-                settings=wandb.Settings(
-                    console="off", quiet=True, init_timeout=wandb_init_timeout()
-                ),
-                **init_kwargs,
-            )
-            run.define_metric("samples")
-            run.define_metric("*", step_metric="samples")
-        except Exception as error:  # any failure inside wandb must not stop training
-            self._disable_wandb("init", error)
-            return
-        self.wandb_run = run
-        run_dir = getattr(run, "dir", None)  # RUN_DIR/wandb/<run>/files
-        self._wandb_run_dir = Path(run_dir).parent if run_dir else None
-
     def _wandb_log(self, metrics: Mapping[str, Any]) -> None:
-        if self.wandb_run is None:
-            return
-        payload = {k: v for k, v in metrics.items() if _is_number(v)}
-        self._guard("log", lambda: self.wandb_run.log(payload))
-
-    def _guard(self, stage: str, call: Callable[[], Any]) -> None:
-        try:
-            call()
-        except Exception as error:  # any failure inside wandb must not stop training
-            self._disable_wandb(stage, error)
-
-    def _disable_wandb(self, stage: str, error: Exception) -> None:
-        self.wandb_error = f"W&B {stage} failed: {type(error).__name__}: {error}"
-        warnings.warn(
-            f"{self.wandb_error}. W&B logging is off for the rest of this run; the local logs "
-            f"in {self.run_dir} are complete.",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        run, self.wandb_run = self.wandb_run, None
-        if run is not None:
-            # Stop wandb's background work; it may well fail again.
-            with contextlib.suppress(Exception):
-                run.finish(exit_code=1)
-
-    def _log_schedule(self) -> None:
-        import wandb
-
-        rows = self._schedule_rows[-self.max_table_rows :]
-        if not rows:
-            return
-        table = wandb.Table(columns=_SCHEDULE_COLUMNS, data=rows)
-        plot = wandb.plot.line(
-            table, "samples", "batch_size", stroke="episode", title="Batch-size schedule"
-        )
-        self.wandb_run.log({SCHEDULE_TABLE_KEY: table, SCHEDULE_PLOT_KEY: plot})
+        self._wandb.log(metrics)
 
     def continue_from(self, timesteps: int) -> dict[str, int]:
         """Prepares this folder's logs for training resumed from a checkpoint at ``timesteps``.
@@ -685,7 +530,6 @@ class RunLogger:
 
         Call it before logging anything. Returns how many interval rows were kept and dropped.
         """
-        from arbiter_env.runfolder import atomic_write_text
 
         def rows(name: str) -> list[dict[str, Any]]:
             path = self.run_dir / name
@@ -713,9 +557,9 @@ class RunLogger:
             if row.get("episode") not in summarised:
                 open_rows.setdefault(row.get("episode"), []).append(row)
         for episode_id, episode_rows in open_rows.items():
-            partial = _Episode(int(episode_id), int(episode_rows[0].get("env_index", 0)))
+            partial = EpisodeProgress(int(episode_id), int(episode_rows[0].get("env_index", 0)))
             partial.intervals = episode_rows
-            summary = _summarise(partial, seed=None, controller=None, record=None)
+            summary = summarise_episode(partial, seed=None, controller=None, record=None)
             summary["complete"] = False
             episodes.append(summary)
         episodes.sort(key=lambda e: int(e.get("episode", 0)))
@@ -726,12 +570,7 @@ class RunLogger:
             (EPISODES_FILE, episodes),
             (METRICS_FILE, metrics),
         ):
-            self._files[name].close()
-            atomic_write_text(
-                self.run_dir / name,
-                "".join(json.dumps(_json_safe(r), allow_nan=False) + "\n" for r in records),
-            )
-            self._files[name] = (self.run_dir / name).open("a", buffering=1, encoding="utf-8")
+            self._local.replace(name, records)
         self.samples = max((int(r.get("samples", 0)) for r in kept), default=0)
         ids = [int(r["episode"]) for r in [*kept, *episodes] if r.get("episode") is not None]
         self._next_episode = max(ids, default=-1) + 1
@@ -740,142 +579,7 @@ class RunLogger:
         return {"kept": len(kept), "dropped": len(intervals) - len(kept)}
 
     def _write_local(self, name: str, record: Mapping[str, Any]) -> None:
-        handle = self._files[name]
-        handle.write(json.dumps(_json_safe(record), allow_nan=False) + "\n")
-        handle.flush()
-
-
-# --- stable-baselines3 --------------------------------------------------------------------------
-
-
-class WandbKVWriter(KVWriter):
-    """Forwards stable-baselines3's logger (``train/*``, ``rollout/*``, ``time/*``) to a
-    :class:`RunLogger`, hence to ``metrics.jsonl`` and W&B, without tensorboard.
-
-    Keys excluded for ``"wandb"`` in SB3's ``logger.record(..., exclude=...)`` are skipped, as are
-    values that are not scalars (videos, figures, images, hyperparameter records).
-    """
-
-    def __init__(self, run_logger: RunLogger):
-        self.run_logger = run_logger
-
-    def write(
-        self,
-        key_values: dict[str, Any],
-        key_excluded: dict[str, tuple[str, ...]],
-        step: int = 0,
-    ) -> None:
-        metrics = {
-            key: value
-            for key, value in key_values.items()
-            if "wandb" not in (key_excluded.get(key) or ())
-        }
-        self.run_logger.log_metrics(metrics, step=step)
-
-    def close(self) -> None:
-        """The :class:`RunLogger` owns the W&B run and closes it; nothing to do here."""
-
-
-def attach_sb3_logger(
-    model: Any,
-    run_logger: RunLogger,
-    *,
-    formats: Iterable[str] = ("csv",),
-    folder: str | os.PathLike[str] | None = None,
-) -> Logger:
-    """Replaces ``model``'s logger by one that also writes to ``run_logger``.
-
-    Args:
-        model: A stable-baselines3 model.
-        run_logger: Where SB3's metrics go (``metrics.jsonl`` and W&B).
-        formats: SB3's own output formats as well (``"stdout"``, ``"csv"``, ``"log"``,
-            ``"json"``; ``"tensorboard"`` needs the tensorboard package).
-        folder: Where those formats write (default ``RUN_DIR/sb3``).
-
-    Returns:
-        The new logger (already set with ``model.set_logger``).
-    """
-    folder = Path(folder) if folder is not None else run_logger.run_dir / "sb3"
-    folder.mkdir(parents=True, exist_ok=True)
-    outputs: list[KVWriter] = [make_output_format(f, str(folder)) for f in formats]
-    logger = Logger(str(folder), [*outputs, WandbKVWriter(run_logger)])
-    model.set_logger(logger)
-    return logger
-
-
-class IntervalLoggingCallback(BaseCallback):
-    """Logs every environment interval (and episode summaries) to a :class:`RunLogger` during
-    stable-baselines3 training.
-
-    Works with any number of parallel environments; with ``VecNormalize`` the logged reward is
-    the environment's original, unnormalised one.
-
-    Args:
-        run_logger: The run's logger.
-        controller: Name written into the episode summaries (e.g. ``"ppo"``).
-        forward_sb3_logger: Also send SB3's own logger (``train/*``, ``rollout/*``, ``time/*``) to
-            the run (:func:`attach_sb3_logger`, when training starts), unless the model's logger
-            already writes to this run. On by default, so SB3 training logs its metrics
-            wherever it runs.
-        sb3_formats: SB3's own output formats when forwarding (see :func:`attach_sb3_logger`).
-        progress: Called with the model's timestep count after every step (e.g. a progress bar).
-    """
-
-    def __init__(
-        self,
-        run_logger: RunLogger,
-        controller: str | None = None,
-        *,
-        forward_sb3_logger: bool = True,
-        sb3_formats: Iterable[str] = ("csv",),
-        progress: Callable[[int], None] | None = None,
-        verbose: int = 0,
-    ):
-        super().__init__(verbose)
-        self.run_logger = run_logger
-        self.controller = controller
-        self.forward_sb3_logger = forward_sb3_logger
-        self.sb3_formats = tuple(sb3_formats)
-        self.progress = progress
-
-    def _on_training_start(self) -> None:
-        if self.forward_sb3_logger and not _forwards_to(self.model.logger, self.run_logger):
-            attach_sb3_logger(self.model, self.run_logger, formats=self.sb3_formats)
-        self.run_logger.describe(self.training_env, self.model)
-
-    def _on_training_end(self) -> None:
-        # learn() stops at a timestep count, usually mid-episode in every environment: close
-        # those episodes as incomplete, so that nothing logged later joins them.
-        for index in range(self.training_env.num_envs if self.training_env else 0):
-            self.run_logger.end_open_episode(index)
-
-    def _on_step(self) -> bool:
-        infos = self.locals.get("infos") or []
-        rewards = self.locals.get("rewards")
-        dones = self.locals.get("dones")
-        normalizer = unwrap_vec_normalize(self.training_env) if self.training_env else None
-        if normalizer is not None:
-            rewards = normalizer.get_original_reward()
-        for index, info in enumerate(infos):
-            if "samples" not in info or "batch_size" not in info:
-                continue  # not a BatchSizeEnv step
-            reward = float(rewards[index]) if rewards is not None else None
-            self.run_logger.log_interval(
-                info, reward=reward, env_index=index, extra={"timesteps": self.num_timesteps}
-            )
-            if dones is not None and bool(dones[index]):
-                self.run_logger.end_episode(index, controller=self.controller)
-        if self.progress is not None:
-            self.progress(self.num_timesteps)
-        return True
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def _forwards_to(logger: Any, run_logger: RunLogger) -> bool:
-    formats = getattr(logger, "output_formats", None) or []
-    return any(isinstance(f, WandbKVWriter) and f.run_logger is run_logger for f in formats)
+        self._local.write(name, record)
 
 
 def _config_labels(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -911,147 +615,4 @@ def _describe_controller(controller: Any) -> dict[str, Any] | None:
     return described
 
 
-def _summarise(
-    episode: _Episode,
-    *,
-    seed: int | None,
-    controller: str | None,
-    record: EpisodeRecord | None,
-) -> dict[str, Any]:
-    rows = episode.intervals
-    last = rows[-1] if rows else {}
-    batch_sizes = [int(r["batch_size"]) for r in rows if r.get("batch_size") is not None]
-    sizes = [r["episode_samples"] for r in rows]
-    slices = [b - a for a, b in zip([0, *sizes[:-1]], sizes, strict=True)]
-    weighted = sum(s * b for s, b in zip(slices, batch_sizes, strict=False))
-    rewards = [r["reward"] for r in rows if r.get("reward") is not None]
-    summary: dict[str, Any] = {
-        "episode": episode.episode,
-        "env_index": episode.env_index,
-        "seed": seed,
-        "controller": controller,
-        "intervals": len(rows),
-        "episode_samples": last.get("episode_samples", 0),
-        "updates": last.get("updates"),
-        "return": float(sum(rewards)) if rewards else None,
-        "final_val_loss": last.get("val_loss"),
-        "final_val_accuracy": last.get("val_accuracy"),
-        "test_loss": last.get("test_loss"),
-        "test_accuracy": last.get("test_accuracy"),
-        "diverged": any(bool(r.get("diverged")) for r in rows),
-        "wall_time": last.get("episode_wall_time"),
-        "mean_batch_size": weighted / sum(slices) if sum(slices) else None,
-        "min_batch_size": min(batch_sizes) if batch_sizes else None,
-        "max_batch_size": max(batch_sizes) if batch_sizes else None,
-        "batch_sizes": batch_sizes,
-    }
-    # Which task instance the episode ran (task families draw one per episode).
-    for key in ("task", "family", "family_split", "family_instance"):
-        if key in last:
-            summary[key] = last[key]
-    if record is not None:
-        # The record is authoritative where it has the value (e.g. a test result).
-        summary["return"] = record.episode_return
-        summary["test_loss"] = record.test_loss
-        summary["test_accuracy"] = record.test_accuracy
-        summary["diverged"] = record.diverged
-        summary["wall_time"] = record.wall_time
-    return summary
-
-
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Scalars and strings of ``values``, nested mappings as ``key.subkey``; the rest dropped."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
-        elif isinstance(value, str):
-            flat[name] = value
-        elif (scalar := _scalar(value)) is not None:
-            flat[name] = scalar
-    return flat
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, bool | int | float) and not isinstance(value, np.ndarray)
-
-
-def _scalar(value: Any) -> bool | int | float | None:
-    """A plain Python scalar for ``value``, or ``None`` if it is not a single number."""
-    if isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, np.generic) and np.ndim(value) == 0:
-        item = value.item()
-        return item if isinstance(item, bool | int | float) else None
-    if isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "biuf":
-        return value.reshape(()).item()
-    item = getattr(value, "item", None)  # 0-d torch tensors
-    if callable(item) and getattr(value, "ndim", None) == 0:
-        try:
-            result = item()
-        except Exception:
-            return None
-        return result if isinstance(result, bool | int | float) else None
-    return None
-
-
-def _json_safe(value: Any) -> Any:
-    """JSON without NaN/inf (written as ``null``) so that any JSON reader accepts the files."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, bool | int | str) or value is None:
-        return value
-    scalar = _scalar(value)
-    if scalar is not None:
-        return _json_safe(scalar)
-    return str(value)
-
-
-def _plain_config(config: Any) -> dict[str, Any]:
-    """A YAML- and ``wandb.config``-friendly dict of a config mapping or dataclass."""
-    if config is None:
-        return {}
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a mapping or a dataclass, got {type(config).__name__}.")
-    return _plain_value(config)
-
-
-def _plain_value(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_plain_value(v) for v in value]
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    scalar = _scalar(value)
-    if scalar is not None:
-        return scalar
-    return getattr(value, "__qualname__", None) or repr(value)
-
-
-__all__ = [
-    "DEFAULT_PROJECT",
-    "EPISODES_FILE",
-    "INTERVALS_FILE",
-    "METRICS_FILE",
-    "WANDB_MODES",
-    "IntervalLoggingCallback",
-    "RunLogger",
-    "WandbKVWriter",
-    "WandbMode",
-    "attach_sb3_logger",
-    "make_run_dir",
-    "resolve_wandb_mode",
-    "wandb_api_key_configured",
-]
+__all__ = ["RunLogger", "make_run_dir"]

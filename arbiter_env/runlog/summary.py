@@ -1,0 +1,71 @@
+"""The summary of one logged episode, computed from its interval records."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from arbiter_env.controllers import EpisodeRecord
+
+
+@dataclasses.dataclass
+class EpisodeProgress:
+    """Intervals of one episode in progress, for its summary and the schedule table."""
+
+    episode: int
+    env_index: int
+    samples: int = 0
+    intervals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def summarise_episode(
+    episode: EpisodeProgress,
+    *,
+    seed: int | None,
+    controller: str | None,
+    record: EpisodeRecord | None,
+) -> dict[str, Any]:
+    """The summary written to ``episodes.jsonl`` for ``episode``.
+
+    ``mean_batch_size`` weights each interval's batch size by the samples it trained on. Where
+    ``record`` (the episode's :class:`EpisodeRecord`) has a value, it wins over the intervals.
+    """
+    rows = episode.intervals
+    last = rows[-1] if rows else {}
+    batch_sizes = [int(r["batch_size"]) for r in rows if r.get("batch_size") is not None]
+    sizes = [r["episode_samples"] for r in rows]
+    slices = [b - a for a, b in zip([0, *sizes[:-1]], sizes, strict=True)]
+    weighted = sum(s * b for s, b in zip(slices, batch_sizes, strict=False))
+    rewards = [r["reward"] for r in rows if r.get("reward") is not None]
+    summary: dict[str, Any] = {
+        "episode": episode.episode,
+        "env_index": episode.env_index,
+        "seed": seed,
+        "controller": controller,
+        "intervals": len(rows),
+        "episode_samples": last.get("episode_samples", 0),
+        "updates": last.get("updates"),
+        "return": float(sum(rewards)) if rewards else None,
+        "final_val_loss": last.get("val_loss"),
+        "final_val_accuracy": last.get("val_accuracy"),
+        "test_loss": last.get("test_loss"),
+        "test_accuracy": last.get("test_accuracy"),
+        "diverged": any(bool(r.get("diverged")) for r in rows),
+        "wall_time": last.get("episode_wall_time"),
+        "mean_batch_size": weighted / sum(slices) if sum(slices) else None,
+        "min_batch_size": min(batch_sizes) if batch_sizes else None,
+        "max_batch_size": max(batch_sizes) if batch_sizes else None,
+        "batch_sizes": batch_sizes,
+    }
+    # Which task instance the episode ran (task families draw one per episode).
+    for key in ("task", "family", "family_split", "family_instance"):
+        if key in last:
+            summary[key] = last[key]
+    if record is not None:
+        # The record is authoritative where it has the value (e.g. a test result).
+        summary["return"] = record.episode_return
+        summary["test_loss"] = record.test_loss
+        summary["test_accuracy"] = record.test_accuracy
+        summary["diverged"] = record.diverged
+        summary["wall_time"] = record.wall_time
+    return summary
