@@ -1,5 +1,8 @@
 """Agents that choose the batch size: Arbiter (hyper-learning) and the RL agents."""
 
+from functools import partial
+from typing import Any
+
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 from arbiter_env.agents.arbiter_checkpoint import make_arbiter
 from arbiter_env.agents.arbiter_la import ArbiterLA, ArbiterLAConfig
@@ -15,18 +18,46 @@ register_controller("arbiter-la", ArbiterLA, env_defaults=_ARBITER_ENV)
 
 # RL agents (stable-baselines3): "ppo", "a2c", "dqn", "sac", "td3"; each takes checkpoint=...
 # to load a trained agent, or builds a new one for the env (see arbiter_env.agents.sb3).
-from functools import partial  # noqa: E402
+# stable-baselines3 is an optional extra: it is imported when an RL controller is built, not
+# when the registry is read, so the heuristic controllers work without it.
+RL_ALGORITHMS: tuple[str, ...] = ("ppo", "a2c", "dqn", "sac", "td3")
+"""Names of the RL agents (the keys of ``arbiter_env.agents.sb3.ALGORITHMS``, checked by a test)."""
 
-from arbiter_env.agents.sb3 import ALGORITHMS  # noqa: E402
-from arbiter_env.agents.zoo import make_rl_controller  # noqa: E402
+RL_EXTRA_HINT = "pip install 'arbiter-env[rl]'"
 
-for _algo in ALGORITHMS:
+
+def require_sb3(what: str) -> None:
+    """Raises a clear ``ImportError`` naming the fix if stable-baselines3 is not installed."""
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError as error:
+        raise ImportError(
+            f"{what} needs stable-baselines3, which is not installed; install the RL extra: "
+            f"{RL_EXTRA_HINT}"
+        ) from error
+
+
+def _make_rl_controller(algo: str, env: Any, **kwargs: Any) -> Any:
+    require_sb3(f"The RL controller {algo!r}")
+    from arbiter_env.agents.zoo import make_rl_controller
+
+    return make_rl_controller(algo, env, **kwargs)
+
+
+for _algo in RL_ALGORITHMS:
     # make_rl_controller also loads models saved by rl-zoo3 (checkpoint=RUN_FOLDER or .zip).
     register_controller(
         _algo,
-        partial(make_rl_controller, _algo),
+        partial(_make_rl_controller, _algo),
         description=f"stable-baselines3 {_algo.upper()} policy; checkpoint=PATH loads a trained "
         f"one (arbiter train --agent {_algo}, or an rl-zoo3 model)",
     )
 
-__all__ = ["Arbiter", "ArbiterConfig", "ArbiterLA", "ArbiterLAConfig"]
+__all__ = [
+    "RL_ALGORITHMS",
+    "Arbiter",
+    "ArbiterConfig",
+    "ArbiterLA",
+    "ArbiterLAConfig",
+    "require_sb3",
+]

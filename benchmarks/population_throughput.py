@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from arbiter_env.agents.population_vec_env import PopulationEnv
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population import PopulationEnv
 
 
 def _actions(env: BatchSizeEnv, n_envs: int, steps: int, workload: str, batch_size: int, seed: int):

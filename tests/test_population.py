@@ -7,14 +7,9 @@ import torch
 from torch import nn
 
 import arbiter_env
+from arbiter_env.agents.population_vec_env import PopulationEnv, make_population_env
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population import (
-    Population,
-    PopulationEnv,
-    PopulationVectorEnv,
-    _cascade_sum,
-    make_population_env,
-)
+from arbiter_env.population import Population, PopulationVectorEnv, _cascade_sum
 
 
 def _relu_mlp(shape, classes):  # the built-in MLP's layer pattern: the batched "mlp" path

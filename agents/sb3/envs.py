@@ -76,7 +76,7 @@ def make_vec_env(
 
 
 def _population_vec_env(config: AgentConfig, n_envs: int) -> VecEnv:
-    from arbiter_env.population import PopulationEnv  # imports torch.func only when used
+    from arbiter_env.agents.population_vec_env import PopulationEnv  # torch.func only when used
 
     env = config.env
     population = PopulationEnv(
