@@ -4,7 +4,9 @@
   folder;
 - :mod:`~arbiter_env.runlog.writers`: where records go (JSONL files, a guarded W&B run) and the
   W&B mode;
-- :mod:`~arbiter_env.runlog.summary`: the summary of one logged episode.
+- :mod:`~arbiter_env.runlog.summary`: the summary of one logged episode;
+- :mod:`~arbiter_env.runlog.describe`: what a run ran (labels, resolved env and controller);
+- :mod:`~arbiter_env.runlog.values`: plain scalars, NaN-free JSON, YAML-safe configs.
 
 Logging stable-baselines3 training (its logger and a callback) lives with the RL agents, in
 :mod:`arbiter_env.agents.sb3_logging`, so this package does not need stable-baselines3.

@@ -36,7 +36,6 @@ and with stable-baselines3 (:mod:`arbiter_env.agents.sb3_logging`)::
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as _datetime
 import json
 import os
@@ -47,6 +46,7 @@ from typing import Any
 import yaml
 
 from arbiter_env.controllers import Controller, EpisodeRecord, StepCallback, run_episode
+from arbiter_env.runlog.describe import config_labels, describe_controller, describe_env
 from arbiter_env.runlog.summary import EpisodeProgress, summarise_episode
 from arbiter_env.runlog.values import flatten, is_number, json_safe, plain_config, scalar
 from arbiter_env.runlog.writers import (
@@ -61,7 +61,7 @@ from arbiter_env.runlog.writers import (
     WandbWriter,
     resolve_wandb_mode,
 )
-from arbiter_env.wandb_utils import BOOKKEEPING_KEYS, plain, sectioned, unique_tags
+from arbiter_env.wandb_utils import BOOKKEEPING_KEYS, sectioned, unique_tags
 
 
 def make_run_dir(job: str, root: str | os.PathLike[str] = "runs") -> Path:
@@ -140,7 +140,7 @@ class RunLogger:
             (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
         self._local = JsonlWriter(self.run_dir, (INTERVALS_FILE, EPISODES_FILE, METRICS_FILE))
         self._described = False
-        task, controller = _config_labels(self.config)
+        task, controller = config_labels(self.config)
         # Every run gets a name, a group and tags, so runs can be told apart and gathered on a
         # dashboard: by default the run folder's name, the task, and task/controller/job.
         self.name = name or self.run_dir.resolve().name
@@ -165,22 +165,7 @@ class RunLogger:
     def __exit__(self, exc_type: Any, exc: Any, traceback: Any) -> None:
         self.close(exit_code=0 if exc_type is None else 1)
 
-    # --- paths ----------------------------------------------------------------------------------
-
-    @property
-    def intervals_path(self) -> Path:
-        """``intervals.jsonl``: one record per scheduling interval."""
-        return self.run_dir / INTERVALS_FILE
-
-    @property
-    def episodes_path(self) -> Path:
-        """``episodes.jsonl``: one summary per episode."""
-        return self.run_dir / EPISODES_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        """``metrics.jsonl``: free-form metrics (SB3's logger, agent internals)."""
-        return self.run_dir / METRICS_FILE
+    # --- W&B state -------------------------------------------------------------------------------
 
     @property
     def wandb_run(self) -> Any:
@@ -345,11 +330,11 @@ class RunLogger:
             return
         resolved: dict[str, Any] = {}
         with contextlib.suppress(Exception):  # a description must never stop a run
-            described_env = _describe_env(env)
+            described_env = describe_env(env)
             if described_env:
                 resolved["env"] = described_env
         with contextlib.suppress(Exception):
-            described = _describe_controller(controller)
+            described = describe_controller(controller)
             if described:
                 resolved["controller"] = described
         if resolved:
@@ -580,39 +565,6 @@ class RunLogger:
 
     def _write_local(self, name: str, record: Mapping[str, Any]) -> None:
         self._local.write(name, record)
-
-
-def _config_labels(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """The task and controller names a run's config states, for its default group and tags."""
-    env = config.get("env") if isinstance(config.get("env"), Mapping) else {}
-    task = config.get("task") or env.get("task")
-    controller = config.get("controller") or config.get("algo") or config.get("agent")
-    return (str(task) if task else None, str(controller) if controller else None)
-
-
-def _describe_env(env: Any) -> dict[str, Any] | None:
-    if env is None:
-        return None
-    if hasattr(env, "env_method"):  # a SB3 VecEnv: ask its first environment
-        return env.env_method("describe", indices=[0])[0]
-    unwrapped = getattr(env, "unwrapped", env)
-    describe = getattr(unwrapped, "describe", None)
-    return describe() if callable(describe) else None
-
-
-def _describe_controller(controller: Any) -> dict[str, Any] | None:
-    """The controller's class and its config dataclass or SB3 hyperparameters, as plain data."""
-    if controller is None:
-        return None
-    described: dict[str, Any] = {"class": plain(type(controller))}
-    config = getattr(controller, "config", None)
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        described["config"] = plain(config)
-    for key in ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda"):
-        value = getattr(controller, key, None)  # SB3 algorithms
-        if isinstance(value, bool | int | float | str):
-            described.setdefault("hyperparams", {})[key] = value
-    return described
 
 
 __all__ = ["RunLogger", "make_run_dir"]

@@ -1,0 +1,43 @@
+"""What a run ran, for its config: the task and controller labels, the resolved env and controller."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from arbiter_env.wandb_utils import plain
+
+
+def config_labels(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The task and controller names a run's config states, for its default group and tags."""
+    env = config.get("env") if isinstance(config.get("env"), Mapping) else {}
+    task = config.get("task") or env.get("task")
+    controller = config.get("controller") or config.get("algo") or config.get("agent")
+    return (str(task) if task else None, str(controller) if controller else None)
+
+
+def describe_env(env: Any) -> dict[str, Any] | None:
+    """The env's :meth:`BatchSizeEnv.describe` (through wrappers, or a VecEnv's first env)."""
+    if env is None:
+        return None
+    if hasattr(env, "env_method"):  # a SB3 VecEnv: ask its first environment
+        return env.env_method("describe", indices=[0])[0]
+    unwrapped = getattr(env, "unwrapped", env)
+    describe = getattr(unwrapped, "describe", None)
+    return describe() if callable(describe) else None
+
+
+def describe_controller(controller: Any) -> dict[str, Any] | None:
+    """The controller's class and its config dataclass or SB3 hyperparameters, as plain data."""
+    if controller is None:
+        return None
+    described: dict[str, Any] = {"class": plain(type(controller))}
+    config = getattr(controller, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        described["config"] = plain(config)
+    for key in ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda"):
+        value = getattr(controller, key, None)  # SB3 algorithms
+        if isinstance(value, bool | int | float | str):
+            described.setdefault("hyperparams", {})[key] = value
+    return described
