@@ -25,6 +25,7 @@ from arbiter_env.experiments.files import RESULT_FILE, read_json, write_json
 from arbiter_env.experiments.plan import RunSpec
 from arbiter_env.runfolder import count_log_rows, file_digest
 from arbiter_env.runlog import RunLogger
+from arbiter_env.runlog.summary import mean_batch_size
 
 
 def failed_result(spec: RunSpec, error: str | None) -> dict[str, Any]:
@@ -402,8 +403,6 @@ def _episode_summary(
 
 
 def _mean_batch_size(record: Any) -> float:
-    """Sample-weighted mean batch size of the episode."""
-    if not record.samples:
-        return math.nan
-    slices = np.diff([0, *record.samples])
-    return float(np.average(record.batch_sizes, weights=slices)) if slices.sum() else math.nan
+    """Sample-weighted mean batch size of the episode (NaN if it trained on nothing)."""
+    mean = mean_batch_size(record.batch_sizes, record.samples)
+    return math.nan if mean is None else mean

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from arbiter_env.controllers import EpisodeRecord
@@ -16,6 +17,23 @@ class EpisodeProgress:
     env_index: int
     samples: int = 0
     intervals: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def mean_batch_size(batch_sizes: Sequence[int], samples: Sequence[int]) -> float | None:
+    """The sample-weighted mean batch size of an episode (``None`` if it trained on nothing).
+
+    Args:
+        batch_sizes: Each interval's batch size.
+        samples: Training samples seen in the episode after each interval (cumulative), so that
+            interval i trained on ``samples[i] - samples[i - 1]`` of them.
+    """
+    if not samples:
+        return None
+    slices = [b - a for a, b in zip([0, *samples[:-1]], samples, strict=True)]
+    total = sum(slices)
+    if not total:
+        return None
+    return sum(s * b for s, b in zip(slices, batch_sizes, strict=False)) / total
 
 
 def summarise_episode(
@@ -33,9 +51,6 @@ def summarise_episode(
     rows = episode.intervals
     last = rows[-1] if rows else {}
     batch_sizes = [int(r["batch_size"]) for r in rows if r.get("batch_size") is not None]
-    sizes = [r["episode_samples"] for r in rows]
-    slices = [b - a for a, b in zip([0, *sizes[:-1]], sizes, strict=True)]
-    weighted = sum(s * b for s, b in zip(slices, batch_sizes, strict=False))
     rewards = [r["reward"] for r in rows if r.get("reward") is not None]
     summary: dict[str, Any] = {
         "episode": episode.episode,
@@ -52,7 +67,7 @@ def summarise_episode(
         "test_accuracy": last.get("test_accuracy"),
         "diverged": any(bool(r.get("diverged")) for r in rows),
         "wall_time": last.get("episode_wall_time"),
-        "mean_batch_size": weighted / sum(slices) if sum(slices) else None,
+        "mean_batch_size": mean_batch_size(batch_sizes, [r["episode_samples"] for r in rows]),
         "min_batch_size": min(batch_sizes) if batch_sizes else None,
         "max_batch_size": max(batch_sizes) if batch_sizes else None,
         "batch_sizes": batch_sizes,
