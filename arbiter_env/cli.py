@@ -33,6 +33,7 @@ import numpy as np
 
 from arbiter_env.config import ConfigError, apply_overrides, from_dict
 from arbiter_env.runfolder import RunFolderBusy, RunFolderLock
+from arbiter_env.runlog.writers import WANDB_MODES
 from arbiter_env.user_code import (
     add_import_option,
     add_working_folder,
@@ -216,7 +217,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, help="run folder (default runs/<timestamp>-<job>)")
     parser.add_argument(
         "--wandb",
-        choices=("disabled", "offline", "online"),
+        choices=WANDB_MODES,
         help="W&B mode (default: WANDB_MODE, else online if an API key is set, else offline)",
     )
     parser.add_argument("--group", help="W&B group (runs of one experiment)")
