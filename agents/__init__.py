@@ -31,9 +31,12 @@ def require_sb3(what: str) -> None:
     try:
         import stable_baselines3  # noqa: F401
     except ImportError as error:
-        raise ImportError(
+        # A ModuleNotFoundError naming stable_baselines3, so callers that test for a missing
+        # module (the CLI) still recognise it.
+        raise ModuleNotFoundError(
             f"{what} needs stable-baselines3, which is not installed; install the RL extra: "
-            f"{RL_EXTRA_HINT}"
+            f"{RL_EXTRA_HINT}",
+            name="stable_baselines3",
         ) from error
 
 

@@ -66,6 +66,10 @@ def child_without_sb3() -> subprocess.CompletedProcess[str]:
             make_controller("ppo", env)
         except ImportError as error:
             print("RL ERROR:", error)
+        try:
+            import arbiter_env.agents.sb3
+        except ModuleNotFoundError as error:
+            print("SB3 PACKAGE ERROR:", error.name, error)
         """
     )
 
@@ -79,6 +83,14 @@ def test_an_rl_controller_without_stable_baselines3_names_the_extra_to_install(c
     assert child_without_sb3.returncode == 0, child_without_sb3.stderr
     assert "RL ERROR:" in child_without_sb3.stdout
     assert "pip install 'arbiter-env[rl]'" in child_without_sb3.stdout
+
+
+def test_the_rl_agents_package_without_stable_baselines3_names_the_extra(child_without_sb3):
+    lines = child_without_sb3.stdout.splitlines()
+    line = next((text for text in lines if text.startswith("SB3 PACKAGE ERROR:")), "")
+    assert "stable_baselines3" in line and "pip install 'arbiter-env[rl]'" in line, (
+        child_without_sb3.stdout + child_without_sb3.stderr
+    )
 
 
 def test_the_blocker_really_blocks_stable_baselines3():

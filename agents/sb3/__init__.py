@@ -45,6 +45,11 @@ arrays and never unpickled.
 
 from __future__ import annotations
 
+from arbiter_env.agents import require_sb3
+
+# stable-baselines3 is the optional extra 'rl': without it, say how to install it.
+require_sb3("arbiter_env.agents.sb3 (the RL agents)")
+
 from arbiter_env.agents.sb3.algorithms import (
     ALGORITHM_SPECS,
     ALGORITHMS,
