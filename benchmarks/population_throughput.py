@@ -10,7 +10,7 @@ Workloads (the same pre-drawn actions for every contender):
 
 Contenders, timed in alternation (``--repeats`` rounds, median of each):
 
-* ``population``: :class:`arbiter_env.population.PopulationEnv` with N members, for each batched
+* ``population``: :class:`arbiter_env.agents.population_vec_env.PopulationEnv` with N members, for each batched
   path asked for (``--paths``: ``mlp`` is the hand-written batched MLP, ``func`` the general
   ``torch.func`` path);
 * ``dummy``: SB3's ``DummyVecEnv`` of N ``BatchSizeEnv`` (the CPU baseline of issue 16), or
