@@ -150,25 +150,7 @@ class Arbiter(BatchSizeController):
             self.response_map = self._build_response_map(response_width)
         self.phi.to(self.device)
         self.alpha = nn.Parameter(torch.zeros(config.num_candidates, device=self.device))
-        groups = [
-            {"params": list(self.phi.parameters()), "lr": config.phi_lr},
-            {"params": [self.alpha], "lr": config.alpha_lr},
-        ]
-        if self.response_map is not None:
-            self.response_map.to(self.device)
-            if config.freeze_map:
-                self.response_map.requires_grad_(False)
-            else:
-                groups.append({"params": list(self.response_map.parameters()), "lr": config.map_lr})
-        self.optimizer = torch.optim.Adam(
-            groups,
-            weight_decay=config.weight_decay,
-            # fused: one kernel per parameter group instead of a Python loop per tensor (or a
-            # dozen foreach calls); on small networks the optimizer step is otherwise the largest
-            # part of the meta-step.
-            fused=_fused_adam_supported(self.device),
-        )
-        self.meta_params = [p for group in groups for p in group["params"]]
+        self.optimizer, self.meta_params = self._meta_optimizer()
         self.profile = False
         self.timings: defaultdict[str, float] = defaultdict(float)
         self.meta_steps = 0
@@ -534,6 +516,29 @@ class Arbiter(BatchSizeController):
         return {"arbiter": diagnostics}
 
     # --- internals ------------------------------------------------------------------------------
+
+    def _meta_optimizer(self) -> tuple[torch.optim.Adam, list[nn.Parameter]]:
+        """One Adam over φ, α and (unless frozen or absent) the map, and the parameters it steps."""
+        config = self.config
+        groups: list[dict[str, Any]] = [
+            {"params": list(self.phi.parameters()), "lr": config.phi_lr},
+            {"params": [self.alpha], "lr": config.alpha_lr},
+        ]
+        if self.response_map is not None:
+            self.response_map.to(self.device)
+            if config.freeze_map:
+                self.response_map.requires_grad_(False)
+            else:
+                groups.append({"params": list(self.response_map.parameters()), "lr": config.map_lr})
+        optimizer = torch.optim.Adam(
+            groups,
+            weight_decay=config.weight_decay,
+            # fused: one kernel per parameter group instead of a Python loop per tensor (or a
+            # dozen foreach calls); on small networks the optimizer step is otherwise the largest
+            # part of the meta-step.
+            fused=_fused_adam_supported(self.device),
+        )
+        return optimizer, [p for group in groups for p in group["params"]]
 
     def _response_width(self) -> int | None:
         """Output width of the response map (None: the meta-objective uses none)."""
