@@ -70,6 +70,22 @@ def tiny_task() -> Task:
     return TINY_TASK
 
 
+def small_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A 1-D convolution over flat inputs: a network that is not made of nn.Linear alone."""
+    return nn.Sequential(
+        nn.Unflatten(1, (1, input_shape[0])),
+        nn.Conv1d(1, 4, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * (input_shape[0] - 2), num_classes),
+    )
+
+
+@pytest.fixture
+def cnn_task() -> Task:
+    return TINY_TASK.replace(name="tiny-cnn", model=small_cnn)
+
+
 @pytest.fixture
 def dropout_task() -> Task:
     def model(input_shape, num_classes):

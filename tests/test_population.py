@@ -21,16 +21,6 @@ def relu_task(tiny_task):
     return tiny_task.replace(model=_relu_mlp, num_intervals=5)
 
 
-def _cnn(shape, classes):
-    return nn.Sequential(
-        nn.Unflatten(1, (1, shape[0])),
-        nn.Conv1d(1, 4, 3),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(4 * (shape[0] - 2), classes),
-    )
-
-
 def _compare(task, path, statistics, steps, *, exact, resets=()):
     """Steps a population and single envs with the same seeds and actions side by side."""
     n = 3
@@ -81,9 +71,9 @@ def test_the_general_path_matches_single_envs_on_the_first_intervals(tiny_task):
     assert population.path == "func"
 
 
-def test_the_general_path_trains_a_cnn_like_single_envs(tiny_task):
+def test_the_general_path_trains_a_cnn_like_single_envs(cnn_task):
     # Micro-batch statistics: the single env sums micro-batch gradients on the recorded steps.
-    _compare(tiny_task.replace(model=_cnn), "auto", "training", 2, exact=False)
+    _compare(cnn_task, "auto", "training", 2, exact=False)
 
 
 def test_nll_cascade_sum_reproduces_torch_exactly():

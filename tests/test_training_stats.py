@@ -211,17 +211,8 @@ def test_linear_networks_with_dropout_record_and_stay_deterministic(dropout_task
     assert all(torch.equal(a, b) for a, b in zip(params_a, params_b, strict=True))
 
 
-def test_a_cnn_takes_microbatch_statistics_and_nearly_the_same_trajectory(tiny_task):
-    def cnn(shape, classes):
-        return nn.Sequential(
-            nn.Unflatten(1, (1, shape[0])),
-            nn.Conv1d(1, 4, 3),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(4 * (shape[0] - 2), classes),
-        )
-
-    task = tiny_task.replace(model=cnn)
+def test_a_cnn_takes_microbatch_statistics_and_nearly_the_same_trajectory(cnn_task):
+    task = cnn_task
     trainers = [_trainer(task, s) for s in ("training", "probe")]
     for trainer in trainers:
         trainer.train(16, 40)
