@@ -20,9 +20,11 @@ import sys
 import threading
 import time
 
-__all__ = ["die_with_driver", "driver_alive"]
+__all__ = ["die_with_driver", "driver_alive", "exit_if_driver_gone"]
 
 _PR_SET_PDEATHSIG = 1
+# Set by die_with_driver in pool workers; None in the driver itself and under other engines.
+_driver_pid: int | None = None
 
 
 def driver_alive(pid: int) -> bool:
@@ -41,6 +43,8 @@ def driver_alive(pid: int) -> bool:
 
 def die_with_driver(driver_pid: int, poll_seconds: float = 0.2) -> None:
     """Makes the calling worker end when ``driver_pid`` ends (see the module docstring)."""
+    global _driver_pid
+    _driver_pid = driver_pid
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
@@ -58,3 +62,14 @@ def die_with_driver(driver_pid: int, poll_seconds: float = 0.2) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="die-with-driver", daemon=True).start()
+
+
+def exit_if_driver_gone() -> None:
+    """Ends a pool worker whose driver has died; a no-op anywhere else.
+
+    The watcher thread polls, so a run can finish in the moment between the driver's death and
+    the next poll. Workers call this just before they commit a result, which shrinks that window
+    from ``poll_seconds`` to the time one atomic rename takes.
+    """
+    if _driver_pid is not None and not driver_alive(_driver_pid):
+        os._exit(1)

@@ -26,6 +26,7 @@ from arbiter_env.experiments.plan import RunSpec
 from arbiter_env.runfolder import count_log_rows, file_digest
 from arbiter_env.runlog import RunLogger
 from arbiter_env.runlog.summary import mean_batch_size
+from arbiter_env.workers import exit_if_driver_gone
 
 
 def failed_result(spec: RunSpec, error: str | None) -> dict[str, Any]:
@@ -73,6 +74,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     # match (a second writer, a crash mid-append or an edit would change them).
     result["log_rows"] = count_log_rows(spec.log_path)
     result["log_sha256"] = file_digest(spec.log_path)
+    exit_if_driver_gone()  # an orphan must not commit into a folder a resumed driver may own
     write_json(spec.result_path, result)
     return result
 
