@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
+from arbiter_env.user_code import IMPORTS_ENV_VAR
+
 
 def _run(code: str) -> int:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], timeout=60).returncode
+    # A user module named by another test's `arbiter --import` must not fail this import.
+    environment = {key: value for key, value in os.environ.items() if key != IMPORTS_ENV_VAR}
+    command = [sys.executable, "-c", textwrap.dedent(code)]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    # os._exit leaves no traceback: an exception (exit status 1 too) must not pass for an exit.
+    assert result.stderr == "", result.stderr
+    return result.returncode
 
 
 def test_a_worker_whose_driver_died_exits_before_it_commits() -> None:
