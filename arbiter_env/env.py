@@ -13,18 +13,18 @@ import numpy as np
 from gymnasium import spaces
 from torch.utils.hooks import RemovableHandle
 
-from arbiter_env.actions import ActionEncoding, ActionEncodingName
+from arbiter_env.actions import ActionEncoding
 from arbiter_env.checks import check_int
-from arbiter_env.divergence import DivergenceRule
+from arbiter_env.env_config import EnvConfig
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
-from arbiter_env.rewards import RewardConfig, interval_cost, interval_reward
+from arbiter_env.rewards import interval_cost, interval_reward
 from arbiter_env.stats import GradientStatistics
 from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, is_family
 from arbiter_env.tasks.families import get_family as _get_family
 from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
-from arbiter_env.trainer import InnerTrainer, LrScaling, StatisticsSource
+from arbiter_env.trainer import InnerTrainer
 
 _NAN_STATS = GradientStatistics(
     grad_sq_norm=math.nan,
@@ -37,7 +37,7 @@ _NAN_STATS = GradientStatistics(
 
 
 class BatchSizeEnv(gym.Env):
-    """Train a neural network and choose its batch size as you go.
+    r"""Train a neural network and choose its batch size as you go.
 
     ## Description
 
@@ -86,9 +86,9 @@ class BatchSizeEnv(gym.Env):
     | 4     | val_loss               | validation loss after the interval              | [0, 100]    |
     | 5     | val_accuracy           | validation accuracy after the interval          | [0, 1]      |
     | 6     | val_log_loss_change    | log val loss now minus before the interval      | [-10, 10]   |
-    | 7     | log10_grad_sq_norm     | log10 \\|G\\|², unbiased squared gradient norm   | [-30, 30]   |
+    | 7     | log10_grad_sq_norm     | log10 \|G\|², unbiased squared gradient norm   | [-30, 30]   |
     | 8     | log10_trace_cov        | log10 tr(Σ) of the per-sample gradients         | [-30, 30]   |
-    | 9     | log10_noise_scale      | log10 B_simple = tr(Σ)/\\|G\\|²                  | [-30, 30]   |
+    | 9     | log10_noise_scale      | log10 B_simple = tr(Σ)/\|G\|²                  | [-30, 30]   |
     | 10    | half_batch_cosine      | cosine between the two half-probe gradients     | [-1, 1]     |
     | 11    | log10_mean_grad_norm   | log10 ‖ḡ‖ of the probe's mean gradient          | [-30, 30]   |
     | 12    | log2_probe_size        | log2 of the probe size P                        | [0, 20]     |
@@ -125,14 +125,19 @@ class BatchSizeEnv(gym.Env):
     ## Episode End
 
     ``terminated`` is ``True`` when the budget is spent (after ``num_intervals`` steps) or when the
-    inner run diverges (``info["diverged"] = True``; see Rewards for the rule). ``truncated`` is always ``False``; wrap the
-    environment in ``TimeLimit`` to cut episodes short.
+    inner run diverges (``info["diverged"] = True``; see Rewards for the rule). ``truncated`` is
+    always ``False``; wrap the environment in ``TimeLimit`` to cut episodes short.
 
     ## Arguments
 
     ```python
     gym.make("arbiter_env/BatchSize-v0", task="digits-mlp", action_encoding="discrete")
+    BatchSizeEnv(config=EnvConfig(task="digits-mlp", num_intervals=10))
     ```
+
+    The arguments are the fields of :class:`~arbiter_env.env_config.EnvConfig`, given as keyword
+    arguments, as ``config=EnvConfig(...)``, or both (keyword arguments win). An unknown name is an
+    error that suggests the closest one.
 
     * ``task``: a registered task name (``arbiter_env.list_tasks()``) or a :class:`Task`, or a
       task family: a registered family name (``arbiter_env.list_families()``) or a
@@ -149,12 +154,14 @@ class BatchSizeEnv(gym.Env):
       overrides; they apply to every instance and win over its sampled settings.
     * ``action_encoding``: ``"discrete"`` (default), ``"continuous"`` or ``"relative"``.
     * ``num_intervals``: scheduling intervals per episode (default: the task's, 20 for built-ins).
-    * ``reward``: a :class:`RewardConfig` or a dict of its fields.
+    * ``reward``: a :class:`~arbiter_env.rewards.RewardConfig` or a dict of its fields.
     * ``divergence``: a :class:`~arbiter_env.divergence.DivergenceRule` or a dict of its fields
       (``loss_ratio``, default 10; ``max_loss``, default none); ``None`` is the default rule,
       ``{"loss_ratio": None}`` leaves only non-finite values as divergence.
     * ``lr_scaling``: ``"none"`` (default), ``"linear"`` or ``"sqrt"`` rescaling of the learning
-      rate with the batch size, relative to ``base_batch_size`` (default ``task.batch_start``).
+      rate with the batch size, relative to ``base_batch_size``.
+    * ``base_batch_size``: the batch size at which the task's learning rate applies (default
+      ``task.batch_start``).
     * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
     * ``gradient_statistics``: ``"training"`` (default) or ``"probe"``: where the gradient
       statistics come from (see the observation space above).
@@ -172,98 +179,43 @@ class BatchSizeEnv(gym.Env):
     * v0: Initial version.
     """
 
-    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}
+    # Gymnasium declares `metadata` as a plain class attribute; a ClassVar here would clash.
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 4}  # noqa: RUF012
 
     def __init__(
         self,
-        task: str | Task | TaskFamily = "digits-mlp",
+        task: str | Task | TaskFamily | None = None,
         *,
-        family_split: FamilySplit | None = None,
-        task_kwargs: dict[str, Any] | None = None,
-        action_encoding: ActionEncodingName = "discrete",
-        num_intervals: int | None = None,
-        reward: RewardConfig | dict[str, Any] | None = None,
-        divergence: DivergenceRule | dict[str, Any] | None = None,
-        lr_scaling: LrScaling = "none",
-        base_batch_size: int | None = None,
-        ladder_size: int | None = None,
-        record_wall_time: bool = False,
-        gradient_statistics: StatisticsSource = "training",
-        render_mode: str | None = None,
-    ):
-        if render_mode is not None and render_mode not in RENDER_MODES:
-            raise ValueError(
-                f"Unknown render_mode {render_mode!r}; choose None or one of {list(RENDER_MODES)}."
-            )
-        self.render_mode = render_mode
+        config: EnvConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Builds the environment from ``config`` and keyword arguments (see Arguments above).
+
+        Keyword arguments (and ``task``) override the fields of ``config``; without ``config``
+        they override the defaults of :class:`EnvConfig`.
+        """
+        if config is not None and not isinstance(config, EnvConfig):
+            raise TypeError(f"config must be an EnvConfig, got {type(config).__name__}.")
+        changes = dict(kwargs) if task is None else {**kwargs, "task": task}
+        base = config.env_config() if config is not None else EnvConfig()
+        self.config = base.updated(changes) if changes else base
+        config = self.config
+        self.render_mode = config.render_mode
         self._renderer: FrameRenderer | None = None
-        if num_intervals is not None:
-            check_int("num_intervals", num_intervals, minimum=1)
-        if ladder_size is not None:
-            check_int("ladder_size", ladder_size, minimum=1)
-        if base_batch_size is not None:
-            check_int("base_batch_size", base_batch_size, minimum=1)
-        if not isinstance(record_wall_time, bool):
-            raise ValueError(f"record_wall_time must be True or False, got {record_wall_time!r}.")
-        if task_kwargs is not None and not isinstance(task_kwargs, dict):
-            raise ValueError(
-                f"task_kwargs must be a dict of task arguments, got {type(task_kwargs).__name__}."
-            )
+        self.reward_config = config.reward
+        self.divergence_rule = config.divergence
+        self.record_wall_time = config.record_wall_time
         # Task families: the first instance of the split stands in until the first reset (it
         # fixes the spaces, which every instance shares); reset() then draws the real one.
         self.family: TaskFamily | None = None
         self._family_info: dict[str, Any] = {}
-        if is_family(task):
-            task, task_kwargs, num_intervals = self._init_family(
-                task,
-                family_split,
-                task_kwargs,
-                num_intervals,
-                lr_scaling,
-                base_batch_size,
-                gradient_statistics,
-            )
-        elif family_split is not None:
-            raise ValueError(
-                f"family_split={family_split!r} applies only to task families "
-                "(arbiter_env.list_families()); leave it None for a single task."
-            )
-        if isinstance(task, str):
-            task = make_task(task, **(task_kwargs or {}))
-        elif isinstance(task, Task):
-            if task_kwargs:
-                task = task.replace(**task_kwargs)
-        else:
-            raise TypeError(f"`task` must be a task name or a Task, got {type(task).__name__}.")
-        if num_intervals is not None:
-            task = task.replace(num_intervals=num_intervals)
-        if isinstance(reward, dict):
-            reward = RewardConfig(**reward)
-        self.reward_config = reward or RewardConfig()
-        self.divergence_rule = DivergenceRule.from_value(divergence)
-        self.record_wall_time = record_wall_time
-        self.task = task
-        self.trainer = InnerTrainer(
-            task,
-            lr_scaling=lr_scaling,
-            base_batch_size=base_batch_size,
-            statistics=gradient_statistics,
-        )
+        task = self._family_stand_in(config) if is_family(config.task) else _single_task(config)
+        self._use_trainer(self._new_trainer(task))
         self.action_encoding = ActionEncoding(
-            action_encoding, task.batch_min, task.batch_max, ladder_size
+            config.action_encoding, task.batch_min, task.batch_max, config.ladder_size
         )
         self.action_space = self.action_encoding.space
         self.observation_space = spaces.Box(OBSERVATION_LOW, OBSERVATION_HIGH, dtype=np.float32)
-        self.budget = self.trainer.budget
-        if self.budget < task.num_intervals:
-            raise ValueError(
-                f"Task {task.name!r}: a budget of {self.budget} samples cannot fill "
-                f"{task.num_intervals} intervals; raise epochs or lower num_intervals."
-            )
-        # Interval i covers samples [boundaries[i], boundaries[i + 1]).
-        self.interval_boundaries = [
-            round(i * self.budget / task.num_intervals) for i in range(task.num_intervals + 1)
-        ]
         self._interval = 0
         self._done = True
         self._info_sources: OrderedDict[int, Callable[[], Mapping[str, Any]]] = OrderedDict()
@@ -271,6 +223,30 @@ class BatchSizeEnv(gym.Env):
         self._initial_val_loss = math.nan
         self._divergence_threshold = math.inf
         self._cost_paid = 0.0
+
+    def _new_trainer(self, task: Task) -> InnerTrainer:
+        return InnerTrainer(
+            task,
+            lr_scaling=self.config.lr_scaling,
+            base_batch_size=self.config.base_batch_size,
+            statistics=self.config.gradient_statistics,
+        )
+
+    def _use_trainer(self, trainer: InnerTrainer) -> None:
+        """Makes ``trainer`` (and its task) the one the next intervals train with."""
+        task = trainer.task
+        if trainer.budget < task.num_intervals:
+            raise ValueError(
+                f"Task {task.name!r}: a budget of {trainer.budget} samples cannot fill "
+                f"{task.num_intervals} intervals; raise epochs or lower num_intervals."
+            )
+        self.trainer = trainer
+        self.task = task
+        self.budget = trainer.budget
+        # Interval i covers samples [boundaries[i], boundaries[i + 1]).
+        self.interval_boundaries = [
+            round(i * self.budget / task.num_intervals) for i in range(task.num_intervals + 1)
+        ]
 
     # --- batch sizes ----------------------------------------------------------------------------
 
@@ -334,6 +310,7 @@ class BatchSizeEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Starts a new inner training run; ``seed`` reseeds everything the episode uses."""
         super().reset(seed=seed)
         if self.family is not None:
             self._switch_family_instance(options)
@@ -372,6 +349,7 @@ class BatchSizeEnv(gym.Env):
         return observation, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Trains one interval with the batch size ``action`` selects (see the class docstring)."""
         if self._done:
             raise RuntimeError("The episode has ended; call reset() before step().")
         batch_size = self.decode(action)
@@ -379,31 +357,11 @@ class BatchSizeEnv(gym.Env):
         started = time.perf_counter()
         result = self.trainer.train(batch_size, stop - start)
         self._interval += 1
-        diverged = result.diverged
-        stats = _NAN_STATS
-        val_loss = val_accuracy = math.nan
-        if not diverged:
-            val_loss, val_accuracy = self.trainer.evaluate("validation")
-            diverged = self.divergence_rule.exceeded(val_loss, self._initial_val_loss)
-        if not diverged:
-            stats = self.trainer.interval_statistics()
+        diverged, val_loss, val_accuracy, stats = self._measure(result.diverged)
         wall_time = time.perf_counter() - started
         terminated = diverged or self._interval == self.task.num_intervals
-        reward = interval_reward(
-            self.reward_config,
-            previous_val_loss=self._val_loss,
-            val_loss=val_loss,
-            val_accuracy=val_accuracy,
-            diverged=diverged,
-            terminal=terminated,
-            updates=result.updates,
-            budget=self.budget,
-            wall_time=wall_time,
-            divergence_threshold=self._divergence_threshold,
-            cost_to_charge_on_divergence=self._worst_case_cost() - self._cost_paid,
-        )
-        self._cost_paid += interval_cost(
-            self.reward_config, updates=result.updates, budget=self.budget, wall_time=wall_time
+        reward = self._reward(
+            val_loss, val_accuracy, diverged, terminated, result.updates, wall_time
         )
         observation = build_observation(
             progress=self.trainer.samples_seen / self.budget,
@@ -431,8 +389,45 @@ class BatchSizeEnv(gym.Env):
             if not diverged:
                 info["test_loss"], info["test_accuracy"] = self.trainer.evaluate("test")
         self._val_loss = val_loss
-        self._history.add(info, float(reward))
-        return observation, float(reward), terminated, False, info
+        self._history.add(info, reward)
+        return observation, reward, terminated, False, info
+
+    def _measure(self, diverged: bool) -> tuple[bool, float, float, GradientStatistics]:
+        """After an interval: ``(diverged, val_loss, val_accuracy, statistics)``."""
+        if diverged:
+            return True, math.nan, math.nan, _NAN_STATS
+        val_loss, val_accuracy = self.trainer.evaluate("validation")
+        if self.divergence_rule.exceeded(val_loss, self._initial_val_loss):
+            return True, val_loss, val_accuracy, _NAN_STATS
+        return False, val_loss, val_accuracy, self.trainer.interval_statistics()
+
+    def _reward(
+        self,
+        val_loss: float,
+        val_accuracy: float,
+        diverged: bool,
+        terminated: bool,
+        updates: int,
+        wall_time: float,
+    ) -> float:
+        """The interval's reward; also books the interval's cost."""
+        reward = interval_reward(
+            self.reward_config,
+            previous_val_loss=self._val_loss,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            diverged=diverged,
+            terminal=terminated,
+            updates=updates,
+            budget=self.budget,
+            wall_time=wall_time,
+            divergence_threshold=self._divergence_threshold,
+            cost_to_charge_on_divergence=self._worst_case_cost() - self._cost_paid,
+        )
+        self._cost_paid += interval_cost(
+            self.reward_config, updates=updates, budget=self.budget, wall_time=wall_time
+        )
+        return float(reward)
 
     def _new_history(self) -> EpisodeHistory:
         return EpisodeHistory(
@@ -453,6 +448,7 @@ class BatchSizeEnv(gym.Env):
         return None
 
     def close(self) -> None:
+        """Releases the renderer's resources."""
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
@@ -497,33 +493,23 @@ class BatchSizeEnv(gym.Env):
 
     # --- task families --------------------------------------------------------------------------
 
-    def _init_family(
-        self,
-        family: str | TaskFamily,
-        split: FamilySplit | None,
-        task_kwargs: dict[str, Any] | None,
-        num_intervals: int | None,
-        lr_scaling: LrScaling,
-        base_batch_size: int | None,
-        statistics: StatisticsSource,
-    ) -> tuple[Task, None, None]:
-        self.family = family if isinstance(family, TaskFamily) else _get_family(family)
-        self.family_split: FamilySplit = split or "train"
+    def _family_stand_in(self, config: EnvConfig) -> Task:
+        """Sets up the family of ``config.task``; returns its first instance's task."""
+        assert isinstance(config.task, str | TaskFamily)
+        self.family = (
+            config.task if isinstance(config.task, TaskFamily) else _get_family(config.task)
+        )
+        self.family_split: FamilySplit = config.family_split or "train"
         self.family_instances: tuple[FamilyInstance, ...] = self.family.instances(self.family_split)
-        self._family_overrides = dict(task_kwargs or {})
-        if num_intervals is not None:
-            self._family_overrides["num_intervals"] = num_intervals
+        self._family_overrides = dict(config.task_kwargs)
+        if config.num_intervals is not None:
+            self._family_overrides["num_intervals"] = config.num_intervals
         self.family.check_bounds(**self._family_overrides)
-        self._trainer_kwargs = {
-            "lr_scaling": lr_scaling,
-            "base_batch_size": base_batch_size,
-            "statistics": statistics,
-        }
         # One trainer per instance, built on first use: the data is split once per instance and
         # process, not at every reset.
         self._family_trainers: dict[int, InnerTrainer] = {}
         self.family_instance = self.family_instances[0]
-        return self.family.make_task(self.family_instance, **self._family_overrides), None, None
+        return self.family.make_task(self.family_instance, **self._family_overrides)
 
     def _switch_family_instance(self, options: dict[str, Any] | None) -> None:
         assert self.family is not None
@@ -542,22 +528,12 @@ class BatchSizeEnv(gym.Env):
             if not self._family_trainers and instance.index == self.family_instance.index:
                 trainer = self.trainer  # built by __init__ for the stand-in instance
             else:
-                task = self.family.make_task(instance, **self._family_overrides)
-                trainer = InnerTrainer(task, **self._trainer_kwargs)
-                if trainer.budget < task.num_intervals:
-                    raise ValueError(
-                        f"Task {task.name!r}: a budget of {trainer.budget} samples cannot fill "
-                        f"{task.num_intervals} intervals; raise epochs or lower num_intervals."
-                    )
+                trainer = self._new_trainer(
+                    self.family.make_task(instance, **self._family_overrides)
+                )
             self._family_trainers[instance.index] = trainer
         self.family_instance = instance
-        self.trainer = self._family_trainers[instance.index]
-        self.task = self.trainer.task
-        self.budget = self.trainer.budget
-        self.interval_boundaries = [
-            round(i * self.budget / self.task.num_intervals)
-            for i in range(self.task.num_intervals + 1)
-        ]
+        self._use_trainer(self._family_trainers[instance.index])
         self._family_info = {
             "task": instance.name,
             "family": self.family.name,
@@ -565,6 +541,26 @@ class BatchSizeEnv(gym.Env):
             "family_instance": instance.index,
             "family_settings": instance.settings(),
         }
+
+
+def _single_task(config: EnvConfig) -> Task:
+    """The task of ``config`` (not a family), with its overrides and ``num_intervals``."""
+    if config.family_split is not None:
+        raise ValueError(
+            f"family_split={config.family_split!r} applies only to task families "
+            "(arbiter_env.list_families()); leave it None for a single task."
+        )
+    task = config.task
+    if isinstance(task, str):
+        task = make_task(task, **config.task_kwargs)
+    elif isinstance(task, Task):
+        if config.task_kwargs:
+            task = task.replace(**config.task_kwargs)
+    else:  # a TaskFamily; __init__ sends those to _family_stand_in
+        raise TypeError(f"`task` must be a task name or a Task, got {type(task).__name__}.")
+    if config.num_intervals is not None:
+        task = task.replace(num_intervals=config.num_intervals)
+    return task
 
 
 def _log_ratio(new: float, old: float) -> float:
