@@ -25,8 +25,20 @@ class ConfigError(ValueError):
 def from_dict(cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
     """Builds dataclass ``cls`` from ``data``, checking every key and value type.
 
-    Nested dataclasses are built from nested mappings; ``path`` prefixes key names in errors.
+    Nested dataclasses are built from nested mappings; ``path`` prefixes key names in errors. A
+    nested mapping is applied over the field's default: keys it leaves out keep the values of
+    that default (which may differ from the nested class's own, as in
+    ``env: EnvConfig = field(default_factory=lambda: EnvConfig(record_wall_time=True))``).
     """
+    values = _checked_values(cls, data, path)
+    try:
+        return cls(**values)
+    except TypeError as error:  # a required key is missing
+        raise ConfigError(f"{path or cls.__name__}: {error}") from None
+
+
+def _checked_values(cls: type, data: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """The keys of ``data`` as values of ``cls``'s fields, checked and converted."""
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a dataclass.")
     if not isinstance(data, Mapping):
@@ -41,11 +53,24 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, path: str = "") -> T:
         )
     values = {}
     for name, value in data.items():
-        values[name] = _coerce(hints[name], value, _join(path, name))
-    try:
-        return cls(**values)
-    except TypeError as error:  # a required key is missing
-        raise ConfigError(f"{path or cls.__name__}: {error}") from None
+        base = _nested_default(fields[name], hints[name])
+        if base is not None and isinstance(value, Mapping):
+            values[name] = dataclasses.replace(
+                base, **_checked_values(type(base), value, _join(path, name))
+            )
+        else:
+            values[name] = _coerce(hints[name], value, _join(path, name))
+    return values
+
+
+def _nested_default(field: dataclasses.Field[Any], hint: Any) -> Any:
+    """The default instance of a field typed as a dataclass, else ``None``."""
+    if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+        return None
+    if field.default_factory is dataclasses.MISSING:
+        return None
+    default = field.default_factory()
+    return default if isinstance(default, hint) else None
 
 
 def load_yaml(cls: type[T], file: str | Path, overrides: list[str] | None = None) -> T:
@@ -122,38 +147,49 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if hint is Any:
         return value
     if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for option in (a for a in args if a is not type(None)):
-            # contextlib.suppress would hide that the loop returns on the first match.
-            try:
-                return _coerce(option, value, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: {value!r} matches none of {_name(hint)}.")
+        return _coerce_union(hint, args, value, key)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not one of {list(args)}.")
         return value
     if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, path=key)
+        return from_dict(hint, value, path=key)  # type: ignore[arg-type]
     if origin in (list, tuple) or hint in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected a list, got {value!r}.")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}.")
-            return tuple(
-                _coerce(a, v, f"{key}[{i}]")
-                for i, (a, v) in enumerate(zip(args, value, strict=True))
-            )
-        item = args[0] if args else Any
-        items = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if (origin or hint) is tuple else items
+        return _coerce_sequence(hint, origin, args, value, key)
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}.")
         return dict(value)
+    return _coerce_scalar(hint, value, key)
+
+
+def _coerce_union(hint: Any, args: tuple[Any, ...], value: Any, key: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    for option in (a for a in args if a is not type(None)):
+        # contextlib.suppress would hide that the loop returns on the first match.
+        try:
+            return _coerce(option, value, key)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{key}: {value!r} matches none of {_name(hint)}.")
+
+
+def _coerce_sequence(hint: Any, origin: Any, args: tuple[Any, ...], value: Any, key: str) -> Any:
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{key}: expected a list, got {value!r}.")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(args) != len(value):
+            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}.")
+        return tuple(
+            _coerce(a, v, f"{key}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+    item = args[0] if args else Any
+    items = [_coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if (origin or hint) is tuple else items
+
+
+def _coerce_scalar(hint: Any, value: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {value!r}.")

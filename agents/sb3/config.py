@@ -9,6 +9,7 @@ then ``key=value`` overrides.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from arbiter_env.agents.sb3.algorithms import (
     listed,
 )
 from arbiter_env.config import ConfigError, apply_overrides, from_dict, read_yaml_file
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.tasks.families import is_family
+from arbiter_env.env import BatchSizeEnv, EnvConfig
+from arbiter_env.tasks.families import FamilySplit, is_family
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -101,39 +102,21 @@ class PolicyConfig:
             _check_layer_sizes(sizes, f"policy_kwargs.net_arch.{head}")
 
 
-@dataclass
-class EnvConfig:
-    """How each training and evaluation environment is built (``BatchSizeEnv`` arguments).
+def make_env(env: EnvConfig, family_split: FamilySplit = "train") -> BatchSizeEnv:
+    """One training or evaluation environment of ``env``.
 
-    ``task`` may be a task or a task family; a family trains on its train instances and is
-    evaluated on its test instances.
+    Args:
+        env: The agent config's ``env``.
+        family_split: Which instances of a family to draw (training: ``"train"``, held-out
+            evaluation: ``"test"``); ignored for a single task.
     """
+    split = family_split if is_family(env.task) else None
+    return BatchSizeEnv(config=dataclasses.replace(env, family_split=split))
 
-    task: str = "digits-mlp"
-    task_kwargs: dict[str, Any] = field(default_factory=dict)
-    action_encoding: Literal["discrete", "continuous", "relative"] = "discrete"
-    num_intervals: int | None = None
-    reward: dict[str, Any] = field(default_factory=dict)
-    divergence: dict[str, Any] = field(default_factory=dict)
-    """``DivergenceRule`` fields (``loss_ratio``, ``max_loss``); empty: the default rule."""
-    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
-    ladder_size: int | None = None
 
-    def make(self, family_split: Literal["train", "test"] = "train") -> BatchSizeEnv:
-        """Builds one environment; ``family_split`` is used only when ``task`` is a family."""
-        return BatchSizeEnv(
-            self.task,
-            task_kwargs=copy.deepcopy(self.task_kwargs),
-            family_split=family_split if is_family(self.task) else None,
-            action_encoding=self.action_encoding,
-            num_intervals=self.num_intervals,
-            reward=dict(self.reward) or None,
-            divergence=dict(self.divergence) or None,
-            lr_scaling=self.lr_scaling,
-            ladder_size=self.ladder_size,
-            # Episode wall time reaches the training logs through `info`.
-            record_wall_time=True,
-        )
+def _training_env() -> EnvConfig:
+    # Episode wall time reaches the training logs through `info`.
+    return EnvConfig(record_wall_time=True)
 
 
 @dataclass
@@ -156,6 +139,7 @@ class EvaluationConfig:
     deterministic: bool = True
 
     def seeds(self) -> list[int]:
+        """The evaluation episodes' seeds."""
         return [self.seed_offset + i for i in range(self.n_episodes)]
 
 
@@ -183,7 +167,10 @@ class AgentConfig:
             process oversubscribes the CPU: measured on 2 busy cores, one thread made PPO on
             digits-mlp 3-9x faster than two.
         verbose: SB3 verbosity (0 silent, 1 training summaries).
-        env: The environments.
+        env: The environments (:class:`~arbiter_env.env_config.EnvConfig`; here
+            ``record_wall_time`` defaults to true, for the training logs). ``task`` may be a
+            task family: the agent trains on its train instances and is evaluated on its test
+            instances, so ``family_split`` is left unset.
         vec_normalize: Optional observation/reward normalisation.
         hyperparams: Algorithm arguments, checked against :data:`HYPERPARAMS` ``[algo]``.
         policy_kwargs: The policy network.
@@ -202,7 +189,7 @@ class AgentConfig:
     device: str = "cpu"
     torch_threads: int | None = 1
     verbose: int = 0
-    env: EnvConfig = field(default_factory=EnvConfig)
+    env: EnvConfig = field(default_factory=_training_env)
     vec_normalize: VecNormalizeConfig = field(default_factory=VecNormalizeConfig)
     hyperparams: Any = None
     policy_kwargs: PolicyConfig = field(default_factory=PolicyConfig)
@@ -239,6 +226,11 @@ class AgentConfig:
                 f"training seed (up to seed + n_envs + total_timesteps = "
                 f"{self.seed + self.n_envs + self.total_timesteps}), so evaluation stays held out."
             )
+        if self.env.family_split is not None:
+            raise ConfigError(
+                "env.family_split: leave it null; a family's train instances train the agent "
+                "and its test instances evaluate it."
+            )
         if self.env.action_encoding not in spec.encodings:
             raise ConfigError(
                 f"env.action_encoding: {spec.label} cannot act in the "
@@ -267,6 +259,7 @@ def load_agent_config(
     task: str | None = None,
     overrides: Sequence[str] | None = None,
     config_dir: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> AgentConfig:
     """Loads and resolves an agent config.
 
@@ -276,8 +269,12 @@ def load_agent_config(
         task: Task or family to train on; sets ``env.task`` and selects the ``tasks:`` entry.
             Default: ``env.task`` of the file (after ``overrides``).
         overrides: ``key=value`` strings with dotted keys (``hyperparams.n_steps=128``); they win
-            over the file and its per-task entry.
+            over the file, its per-task entry and ``settings``.
         config_dir: Folder of the per-algorithm YAML files (default: :func:`default_config_dir`).
+        settings: Typed values from code, merged over the file and its per-task entry (nested
+            mappings merge key by key): ``{"seed": 1, "env": EnvConfig(...).to_dict()}`` or a
+            partial ``{"env": {"num_intervals": 8}}``. Dataclass values (``RewardConfig``) are
+            taken as mappings of their fields; nothing is turned into strings.
     """
     source_text = str(source)
     data: dict[str, Any]
@@ -294,19 +291,25 @@ def load_agent_config(
         raise ConfigError(
             f"Unknown agent {source_text!r}: give one of {sorted(ALGORITHM_SPECS)} or a YAML file."
         )
-    return resolve_agent_config(data, task=task, overrides=overrides)
+    return resolve_agent_config(data, task=task, overrides=overrides, settings=settings)
 
 
 def resolve_agent_config(
-    data: Mapping[str, Any], *, task: str | None = None, overrides: Sequence[str] | None = None
+    data: Mapping[str, Any],
+    *,
+    task: str | None = None,
+    overrides: Sequence[str] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> AgentConfig:
     """Builds an :class:`AgentConfig` from a mapping that may hold a ``tasks:`` section.
 
     Every ``tasks:`` entry is validated (a typo fails even for a task not being trained), then the
-    entry of the chosen task is merged over the top level, and ``overrides`` over that.
+    entry of the chosen task is merged over the top level, ``settings`` (typed values, see
+    :func:`load_agent_config`) over that, and ``overrides`` (``key=value`` strings) last.
     """
     overrides = list(overrides or [])
-    base = apply_overrides(dict(data), overrides)
+    typed = _as_data(settings or {})
+    base = apply_overrides(_deep_merge(data, typed), overrides)
     per_task = base.pop("tasks", None) or {}
     if not isinstance(per_task, Mapping):
         raise ConfigError("tasks: expected a mapping of task name to overrides.")
@@ -331,7 +334,8 @@ def resolve_agent_config(
     merged = _deep_merge(base, per_task.get(chosen, {}))
     if task is not None:
         merged["env"]["task"] = task
-    merged = apply_overrides(merged, overrides)  # the command line wins over per-task values
+    # Settings from code and the command line win over per-task values.
+    merged = apply_overrides(_deep_merge(merged, typed), overrides)
     return from_dict(AgentConfig, merged)
 
 
@@ -347,6 +351,15 @@ def _check_layer_sizes(sizes: Any, key: str) -> None:
         isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes
     ):
         raise ConfigError(f"{key}: expected a list of positive layer sizes, got {sizes!r}.")
+
+
+def _as_data(value: Any) -> Any:
+    """Dataclass instances (at any depth) as mappings of their fields; other values unchanged."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _as_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {key: _as_data(item) for key, item in value.items()}
+    return value
 
 
 def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +16,7 @@ from stable_baselines3.common.vec_env import (
     VecNormalize,
 )
 
-from arbiter_env.agents.sb3.config import AgentConfig, EnvConfig
+from arbiter_env.agents.sb3.config import AgentConfig, EnvConfig, make_env
 
 
 @dataclass
@@ -32,10 +31,11 @@ class EnvFactory:
     torch_threads: int | None = None
 
     def __call__(self) -> gym.Env:
+        """A new environment of ``env``, in ``Monitor``."""
         if self.torch_threads is not None:
             # Only reached in a SubprocVecEnv worker, a process of its own.
             torch.set_num_threads(self.torch_threads)
-        return Monitor(self.env.make(self.family_split))
+        return Monitor(make_env(self.env, self.family_split))
 
 
 def make_vec_env(
@@ -78,18 +78,9 @@ def make_vec_env(
 def _population_vec_env(config: AgentConfig, n_envs: int) -> VecEnv:
     from arbiter_env.agents.population_vec_env import PopulationEnv  # torch.func only when used
 
-    env = config.env
-    population = PopulationEnv(
-        env.task,
-        n_envs,
-        task_kwargs=copy.deepcopy(env.task_kwargs),
-        action_encoding=env.action_encoding,
-        num_intervals=env.num_intervals,
-        reward=dict(env.reward) or None,
-        lr_scaling=env.lr_scaling,
-        ladder_size=env.ladder_size,
-        record_wall_time=True,
-    )
+    # The population shares one task and its data: every member is built from this config.
+    kwargs = config.env.as_kwargs()
+    population = PopulationEnv(kwargs.pop("task"), n_envs, **kwargs)
     # Episode returns reach SB3's logger, as Monitor does.
     return VecMonitor(population)
 
