@@ -117,17 +117,34 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"Override {item!r} is not of the form key=value.")
-        target = result
-        parts = key.split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"Override {item!r}: {part!r} is not a mapping.")
         try:
-            target[parts[-1]] = yaml.safe_load(raw)
+            value = yaml.safe_load(raw)
         except yaml.YAMLError as error:
             raise ConfigError(_yaml_error_line(f"override {item!r}", error)) from None
+        _set_dotted(result, key, value, item)
     return result
+
+
+def apply_values(data: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns a copy of ``data`` with dotted keys (``env.num_intervals``) set to typed values.
+
+    The typed counterpart of :func:`apply_overrides`, for settings that come from code: nothing is
+    parsed, and each value replaces what is there.
+    """
+    result = _deep_copy(dict(data))
+    for key, value in values.items():
+        _set_dotted(result, key, value, key)
+    return result
+
+
+def _set_dotted(result: dict[str, Any], key: str, value: Any, item: str) -> None:
+    target = result
+    parts = key.split(".")
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"Override {item!r}: {part!r} is not a mapping.")
+    target[parts[-1]] = value
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -231,4 +248,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["ConfigError", "apply_overrides", "from_dict", "load_yaml", "save_yaml", "to_dict"]
+__all__ = [
+    "ConfigError",
+    "apply_overrides",
+    "apply_values",
+    "from_dict",
+    "load_yaml",
+    "save_yaml",
+    "to_dict",
+]

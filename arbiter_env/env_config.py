@@ -32,7 +32,11 @@ from arbiter_env.trainer import LR_SCALING_RULES, LrScaling, StatisticsSource
 if TYPE_CHECKING:
     from arbiter_env.env import BatchSizeEnv
 
-__all__ = ["EnvConfig"]
+__all__ = ["EnvConfig", "EnvOverrides"]
+
+EnvOverrides = dict[str, Any]
+"""Some fields of an :class:`EnvConfig` (a partial config), checked and typed by
+:meth:`EnvConfig.checked`: settings merged over others before an env is built."""
 
 _STATISTICS_SOURCES = ("training", "probe")
 _FAMILY_SPLITS = ("train", "test")

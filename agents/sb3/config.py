@@ -25,7 +25,13 @@ from arbiter_env.agents.sb3.algorithms import (
     algorithms_for,
     listed,
 )
-from arbiter_env.config import ConfigError, apply_overrides, from_dict, read_yaml_file
+from arbiter_env.config import (
+    ConfigError,
+    apply_overrides,
+    apply_values,
+    from_dict,
+    read_yaml_file,
+)
 from arbiter_env.env import BatchSizeEnv, EnvConfig
 from arbiter_env.tasks.families import FamilySplit, is_family
 
@@ -271,10 +277,10 @@ def load_agent_config(
         overrides: ``key=value`` strings with dotted keys (``hyperparams.n_steps=128``); they win
             over the file, its per-task entry and ``settings``.
         config_dir: Folder of the per-algorithm YAML files (default: :func:`default_config_dir`).
-        settings: Typed values from code, merged over the file and its per-task entry (nested
-            mappings merge key by key): ``{"seed": 1, "env": EnvConfig(...).to_dict()}`` or a
-            partial ``{"env": {"num_intervals": 8}}``. Dataclass values (``RewardConfig``) are
-            taken as mappings of their fields; nothing is turned into strings.
+        settings: Typed values from code, by dotted key, set as ``overrides`` set theirs but
+            without parsing: ``{"seed": 1, "env.num_intervals": 8, "env.reward":
+            RewardConfig(...)}``. They win over the file and its per-task entry; ``overrides``
+            win over them. Dataclass values are taken as mappings of their fields.
     """
     source_text = str(source)
     data: dict[str, Any]
@@ -308,8 +314,8 @@ def resolve_agent_config(
     :func:`load_agent_config`) over that, and ``overrides`` (``key=value`` strings) last.
     """
     overrides = list(overrides or [])
-    typed = _as_data(settings or {})
-    base = apply_overrides(_deep_merge(data, typed), overrides)
+    typed = {key: _as_data(value) for key, value in (settings or {}).items()}
+    base = apply_overrides(apply_values(data, typed), overrides)
     per_task = base.pop("tasks", None) or {}
     if not isinstance(per_task, Mapping):
         raise ConfigError("tasks: expected a mapping of task name to overrides.")
@@ -335,7 +341,7 @@ def resolve_agent_config(
     if task is not None:
         merged["env"]["task"] = task
     # Settings from code and the command line win over per-task values.
-    merged = apply_overrides(_deep_merge(merged, typed), overrides)
+    merged = apply_overrides(apply_values(merged, typed), overrides)
     return from_dict(AgentConfig, merged)
 
 

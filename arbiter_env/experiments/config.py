@@ -9,11 +9,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from arbiter_env.config import ConfigError, load_yaml
+from arbiter_env.env_config import EnvConfig, EnvOverrides
 
 EngineName = Literal["local", "ray"]
 WandbMode = Literal["offline", "online", "disabled"]
 
 _LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+# EnvConfig fields that an experiment sets through its own keys, never through `env:`.
+_SET_ELSEWHERE = {
+    "task": "list the tasks under tasks:",
+    "task_kwargs": "put task arguments under task_overrides:",
+    "family_split": "experiments run single tasks (tasks:), not families",
+}
 
 # Settings that change results; a resumed folder must agree on them.
 RESULT_KEYS = (
@@ -40,9 +48,10 @@ class ControllerSpec:
             such as Arbiter learn inside the episode.
         train_seed: Seed of that training (the env's and the global RNGs'); distinct from the
             evaluation seeds by default, so that no evaluation episode was seen in training.
-        env: ``BatchSizeEnv`` arguments for this controller only (for example
-            ``action_encoding: continuous`` for SAC), on top of the experiment's ``env``. They
-            may change how actions are encoded, never the task or its budget.
+        env: Fields of :class:`~arbiter_env.env_config.EnvConfig` for this controller only (for
+            example ``action_encoding: continuous`` for SAC), on top of the experiment's ``env``.
+            They may change how actions are encoded, never the task or its budget. Checked and
+            converted to their types when the config is built.
     """
 
     name: str
@@ -50,7 +59,7 @@ class ControllerSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     train_timesteps: int = 0
     train_seed: int = 12345
-    env: dict[str, Any] = field(default_factory=dict)
+    env: EnvOverrides = field(default_factory=dict)
 
 
 @dataclass
@@ -102,8 +111,10 @@ class ExperimentConfig:
         seeds: Evaluation seeds; every controller runs every seed on every task.
         task_overrides: ``make_task`` keyword arguments for every task: builder arguments such as
             ``data_dir`` and field overrides such as ``epochs`` or ``optimizer: {lr: 0.05}``.
-        env: ``BatchSizeEnv`` arguments shared by all controllers (``num_intervals``,
-            ``lr_scaling``, ``reward``, ...).
+        env: Fields of :class:`~arbiter_env.env_config.EnvConfig` shared by all controllers
+            (``num_intervals``, ``lr_scaling``, ``reward``, ...); the task and its overrides come
+            from ``tasks`` and ``task_overrides``. Checked and converted to their types when the
+            config is built.
         target_accuracy: Validation accuracy for the time-to-target columns; ``None`` omits them.
         imports: Modules imported in every worker before it builds anything, so that controllers
             and tasks registered by user code exist there too.
@@ -118,7 +129,7 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     description: str = ""
     task_overrides: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, Any] = field(default_factory=dict)
+    env: EnvOverrides = field(default_factory=dict)
     target_accuracy: float | None = None
     imports: list[str] = field(default_factory=list)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -143,9 +154,13 @@ class ExperimentConfig:
                 )
             if labels.count(label) > 1:
                 raise ConfigError(f"controllers[{index}].name: the label {label!r} is used twice.")
+        self.env = EnvConfig.checked(self.env, path="env", exclude=_SET_ELSEWHERE)
         for index, spec in enumerate(self.controllers):
             if spec.train_timesteps < 0:
                 raise ConfigError(f"controllers[{index}].train_timesteps must be >= 0.")
+            spec.env = EnvConfig.checked(
+                spec.env, path=f"controllers[{index}].env", exclude=_SET_ELSEWHERE
+            )
         if self.engine.max_workers < 1:
             raise ConfigError("engine.max_workers must be >= 1.")
         if self.engine.num_cpus < 1:

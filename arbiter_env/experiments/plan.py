@@ -7,11 +7,13 @@ still have to execute (resume) and the worker executes one :class:`RunSpec`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from arbiter_env.experiments.config import ExperimentConfig
+from arbiter_env.env_config import EnvConfig, EnvOverrides
+from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig
 from arbiter_env.experiments.files import RESULT_FILE
 from arbiter_env.runlog import INTERVALS_FILE
 
@@ -30,7 +32,8 @@ class RunSpec:
     task: str
     seed: int
     task_overrides: dict[str, Any]
-    env: dict[str, Any]
+    env: EnvOverrides
+    """The run's env arguments (:func:`run_env`); the task comes from ``task``."""
     imports: list[str]
     target_accuracy: float | None
     folder: str
@@ -43,39 +46,55 @@ class RunSpec:
 
     @property
     def result_path(self) -> Path:
+        """The run's ``result.json``."""
         return Path(self.folder) / RESULT_FILE
 
     @property
     def log_path(self) -> Path:
+        """The run's per-interval log."""
         return Path(self.folder) / INTERVALS_FILE
 
     @property
     def key(self) -> str:
+        """``task/label/kind/seed``: unique within a plan."""
         return f"{self.task}/{self.label}/{self.kind}/{self.seed}"
+
+
+def run_env(config: ExperimentConfig, spec: ControllerSpec) -> EnvOverrides:
+    """The env arguments of ``spec``'s runs: a partial :class:`EnvConfig`, checked and typed.
+
+    The controller's own env defaults (Arbiter: continuous actions), then the experiment's
+    ``env``, then the entry's. The task and its overrides are the run's ``task`` and
+    ``task_overrides``.
+    """
+    from arbiter_env.controller_registry import controller_env_defaults
+
+    defaults = EnvConfig.checked(
+        controller_env_defaults(spec.controller), path=f"env defaults of {spec.controller!r}"
+    )
+    return defaults | config.env | spec.env
 
 
 def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSpec], list[RunSpec]]:
     """Expands the experiment into training runs and evaluation runs (in config order)."""
-    from arbiter_env.controller_registry import controller_env_defaults
-
     run_dir = Path(run_dir).resolve()
     wandb_settings = dataclasses.asdict(config.wandb) | {"dir": str(run_dir)}
-    train, evaluate = [], []
+    train: list[RunSpec] = []
+    evaluate: list[RunSpec] = []
     for task in config.tasks:
         for spec in config.controllers:
             kwargs = dict(spec.kwargs)
             if isinstance(kwargs.get("checkpoint"), str):
                 # Absolute, so that a worker whose folder differs (a Ray worker) finds it.
                 kwargs["checkpoint"] = str(Path(kwargs["checkpoint"]).expanduser().resolve())
-            common = dict(
+            run = functools.partial(
+                RunSpec,
                 label=spec.name,
                 controller=spec.controller,
                 kwargs=kwargs,
                 task=task,
                 task_overrides=dict(config.task_overrides),
-                # The controller's own env defaults (Arbiter: continuous actions), then the
-                # experiment's env, then the entry's.
-                env=controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env),
+                env=run_env(config, spec),
                 imports=list(config.imports),
                 target_accuracy=config.target_accuracy,
                 train_timesteps=spec.train_timesteps,
@@ -88,22 +107,16 @@ def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSp
                 # train_rl_agent saves its final checkpoint folder as RUN_FOLDER/final.
                 model_path = str(model_dir / "final")
                 train.append(
-                    RunSpec(
+                    run(
                         kind="train",
                         seed=spec.train_seed,
                         folder=str(model_dir),
                         model_path=model_path,
-                        **common,
                     )
                 )
             for seed in config.seeds:
+                folder = run_dir / "runs" / task / spec.name / f"seed-{seed}"
                 evaluate.append(
-                    RunSpec(
-                        kind="evaluate",
-                        seed=seed,
-                        folder=str(run_dir / "runs" / task / spec.name / f"seed-{seed}"),
-                        model_path=model_path,
-                        **common,
-                    )
+                    run(kind="evaluate", seed=seed, folder=str(folder), model_path=model_path)
                 )
     return train, evaluate

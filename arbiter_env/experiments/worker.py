@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import yaml
 
 from arbiter_env.config import ConfigError
 from arbiter_env.experiments.config import import_modules
@@ -254,17 +253,6 @@ def is_sb3(controller: str) -> bool:
     return controller in ALGORITHMS
 
 
-# BatchSizeEnv arguments that the RL package's EnvConfig carries into its training envs.
-_SB3_ENV_KEYS = (
-    "action_encoding",
-    "num_intervals",
-    "reward",
-    "divergence",
-    "lr_scaling",
-    "ladder_size",
-)
-
-
 def sb3_training_config(spec: RunSpec) -> Any:
     """The resolved ``AgentConfig`` a training run of an SB3 controller uses (checked, not run).
 
@@ -273,12 +261,6 @@ def sb3_training_config(spec: RunSpec) -> Any:
     """
     from arbiter_env.agents.sb3 import load_agent_config
 
-    unsupported = sorted(set(spec.env) - set(_SB3_ENV_KEYS))
-    if unsupported:
-        raise ConfigError(
-            f"{spec.label}: env settings {unsupported} cannot be passed to the RL training envs "
-            f"(supported: {', '.join(_SB3_ENV_KEYS)})."
-        )
     unknown = sorted(set(spec.kwargs) - {"config", "overrides"})
     if unknown:
         raise ConfigError(
@@ -286,23 +268,19 @@ def sb3_training_config(spec: RunSpec) -> Any:
             "kwargs.config (an agent YAML) and kwargs.overrides (key=value strings)."
         )
     # The same task, overrides and env settings as the evaluation episodes; the comparison's
-    # budget and seed; then the entry's own overrides.
+    # budget and seed (typed values); then the entry's own key=value overrides.
     settings = {
         "total_timesteps": spec.train_timesteps,
         "seed": spec.seed,
         "env.task_kwargs": spec.task_overrides,
         **{f"env.{key}": value for key, value in spec.env.items()},
     }
-    overrides = [f"{key}={_yaml_inline(value)}" for key, value in settings.items()]
     return load_agent_config(
         spec.kwargs.get("config", spec.controller),
         task=spec.task,
-        overrides=[*overrides, *spec.kwargs.get("overrides", [])],
+        settings=settings,
+        overrides=list(spec.kwargs.get("overrides", [])),
     )
-
-
-def _yaml_inline(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...")
 
 
 def _evaluate(spec: RunSpec) -> dict[str, Any]:
