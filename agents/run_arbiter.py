@@ -15,14 +15,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 import numpy as np
 
+from arbiter_env.actions import ActionEncodingName
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig, Milestone
 from arbiter_env.config import load_yaml
 from arbiter_env.controllers import EpisodeRecord, StepCallback, run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.env import BatchSizeEnv, EnvConfig
 
 __all__ = [
     "ArbiterRunConfig",
@@ -45,17 +45,18 @@ class MilestoneConfig:
 
 
 @dataclass
-class ArbiterRunConfig:
+class ArbiterRunConfig(EnvConfig):
     """One Arbiter experiment: the environment, the agent and the seeds.
 
+    The environment's arguments are the fields of :class:`~arbiter_env.env_config.EnvConfig`, at
+    the top level of the run config (``task``, ``task_kwargs``, ``num_intervals``, ``reward``,
+    ...), so every env argument can be set here; only the default of ``action_encoding``
+    differs.
+
     Args:
-        task: Registered task name (``arbiter_env.list_tasks()``).
-        task_kwargs: Builder arguments and task field overrides (``epochs``, ``optimizer``, ...).
         action_encoding: How Arbiter's sizes reach the env. ``continuous`` (default here) reaches
             almost every integer size; ``discrete`` rounds to the ladder; ``relative`` halves or
             doubles toward the chosen size.
-        num_intervals: Scheduling intervals per episode (default: the task's).
-        lr_scaling: Learning-rate rescaling rule of the env (``none``, ``linear``, ``sqrt``).
         seeds: One episode per seed; each runs with a fresh agent seeded by ``agent.seed + seed``.
         learn_timesteps: Env steps of :meth:`Arbiter.learn` before the evaluation episodes; when
             positive, one agent is trained and then evaluated on every seed.
@@ -66,11 +67,7 @@ class ArbiterRunConfig:
             thread is much faster for small networks on a shared or busy machine.
     """
 
-    task: str = "digits-mlp"
-    task_kwargs: dict[str, Any] = field(default_factory=dict)
-    action_encoding: Literal["discrete", "continuous", "relative"] = "continuous"
-    num_intervals: int | None = None
-    lr_scaling: Literal["none", "linear", "sqrt"] = "none"
+    action_encoding: ActionEncodingName = "continuous"
     seeds: list[int] = field(default_factory=lambda: [0])
     learn_timesteps: int = 0
     agent: ArbiterConfig = field(default_factory=ArbiterConfig)
@@ -83,18 +80,12 @@ def load_run_config(
     path: str | os.PathLike, overrides: list[str] | None = None
 ) -> ArbiterRunConfig:
     """Reads an :class:`ArbiterRunConfig` from YAML, with ``key=value`` overrides."""
-    return load_yaml(ArbiterRunConfig, path, overrides)
+    return load_yaml(ArbiterRunConfig, Path(path), overrides)
 
 
 def make_env(config: ArbiterRunConfig) -> BatchSizeEnv:
     """The environment the config describes."""
-    return BatchSizeEnv(
-        config.task,
-        task_kwargs=config.task_kwargs,
-        action_encoding=config.action_encoding,
-        num_intervals=config.num_intervals,
-        lr_scaling=config.lr_scaling,
-    )
+    return BatchSizeEnv(config=config.env_config())
 
 
 def make_agent(config: ArbiterRunConfig, env: BatchSizeEnv, seed_offset: int = 0) -> Arbiter:
