@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections import OrderedDict
@@ -163,12 +164,12 @@ class BatchSizeEnv(gym.Env):
     * ``base_batch_size``: the batch size at which the task's learning rate applies (default
       ``task.batch_start``).
     * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
-    * ``gradient_statistics``: ``"training"`` (default) or ``"probe"``: where the gradient
-      statistics come from (see the observation space above).
     * ``record_wall_time``: put the interval's and the episode's wall-clock seconds in ``info``
       (``wall_time``, ``episode_wall_time``). Off by default: wall time is the one
       non-reproducible output, and ``info`` must be identical across runs of a seed (Gymnasium's
       ``check_env`` tests this). The ``wall_time`` reward cost works either way.
+    * ``gradient_statistics``: ``"training"`` (default) or ``"probe"``: where the gradient
+      statistics come from (see the observation space above).
     * ``render_mode``: ``None``, ``"ansi"`` (``render()`` returns the episode so far as text, one
       line per interval) or ``"rgb_array"`` (an ``H×W×3`` ``uint8`` image of the batch size and
       the validation loss against the samples consumed; what ``RecordVideo`` and SB3's
@@ -541,6 +542,30 @@ class BatchSizeEnv(gym.Env):
             "family_instance": instance.index,
             "family_settings": instance.settings(),
         }
+
+
+def _init_signature() -> inspect.Signature:
+    """``BatchSizeEnv.__init__`` as it is called: its keyword arguments are EnvConfig's fields.
+
+    Written from :class:`EnvConfig`, so ``help()`` and ``inspect.signature`` list every argument
+    with its default, and adding a field to ``EnvConfig`` adds it here.
+    """
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    defaults = EnvConfig()
+    parameters = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("task", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+    ]
+    parameters += [
+        inspect.Parameter(name, keyword, default=getattr(defaults, name))
+        for name in EnvConfig.field_names()
+        if name != "task"
+    ]
+    parameters.append(inspect.Parameter("config", keyword, default=None))
+    return inspect.Signature(parameters, return_annotation=None)
+
+
+BatchSizeEnv.__init__.__signature__ = _init_signature()  # type: ignore[attr-defined]
 
 
 def _single_task(config: EnvConfig) -> Task:

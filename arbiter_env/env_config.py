@@ -220,11 +220,21 @@ class EnvConfig:
         """Plain data for YAML, ``config.yaml`` and ``wandb.config``; :meth:`from_mapping` reads it."""
         return to_dict(self)
 
-    def make(self) -> BatchSizeEnv:
-        """Builds the environment."""
-        from arbiter_env.env import BatchSizeEnv
+    def make(self, family_split: FamilySplit | None = None) -> BatchSizeEnv:
+        """Builds the environment.
 
-        return BatchSizeEnv(config=self.env_config())
+        Args:
+            family_split: For a task family, the split to draw instances from, in place of
+                ``self.family_split`` (an RL agent trains on ``"train"`` and is evaluated on
+                ``"test"``); ignored for a single task.
+        """
+        from arbiter_env.env import BatchSizeEnv
+        from arbiter_env.tasks.families import is_family
+
+        config = self.env_config()
+        if family_split is not None and is_family(config.task):
+            config = dataclasses.replace(config, family_split=family_split)
+        return BatchSizeEnv(config=config)
 
 
 _DEFAULTS = {

@@ -53,3 +53,36 @@ def test_yaml_round_trip_with_overrides(tmp_path):
         load_yaml(Outer, file, overrides=["seed"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_yaml(Outer, tmp_path / "missing.yaml")
+
+
+def test_a_nested_section_is_applied_over_the_fields_default_instance() -> None:
+    import dataclasses as dc
+
+    @dc.dataclass
+    class Inner:
+        a: int = 1
+        b: int = 2
+
+    @dc.dataclass
+    class Outer:
+        inner: Inner = dc.field(default_factory=lambda: Inner(b=20))
+
+    # Keys the section leaves out keep the field's default (b=20), not the class's own (b=2).
+    assert from_dict(Outer, {"inner": {"a": 5}}).inner == Inner(a=5, b=20)
+    assert from_dict(Outer, {}).inner == Inner(a=1, b=20)
+    with pytest.raises(ConfigError, match=r"inner\.c"):
+        from_dict(Outer, {"inner": {"c": 1}})
+
+
+def test_apply_values_sets_typed_values_by_dotted_key_without_parsing() -> None:
+    from arbiter_env.config import apply_values
+
+    data = {"env": {"task": "digits-mlp", "reward": {"cost": "none"}}}
+    result = apply_values(
+        data, {"env.num_intervals": 8, "env.reward": {"cost": "updates"}, "x": "1"}
+    )
+    assert result == {
+        "env": {"task": "digits-mlp", "reward": {"cost": "updates"}, "num_intervals": 8},
+        "x": "1",  # a string stays a string: nothing is parsed
+    }
+    assert data["env"] == {"task": "digits-mlp", "reward": {"cost": "none"}}  # not changed

@@ -2,6 +2,7 @@
 
 import re
 
+import gymnasium as gym
 import numpy as np
 
 from arbiter_env.env import BatchSizeEnv
@@ -9,7 +10,7 @@ from arbiter_env.features import OBSERVATION_FIELDS, OBSERVATION_HIGH, OBSERVATI
 
 
 def documented_rows() -> list[tuple[int, str, str]]:
-    section = BatchSizeEnv.__doc__.split("## Observation Space")[1].split("## Rewards")[0]
+    section = (BatchSizeEnv.__doc__ or "").split("## Observation Space")[1].split("## Rewards")[0]
     rows = []
     for line in section.splitlines():
         # Cells are separated by "|" not preceded by a backslash (the meanings write \\|G\\|).
@@ -31,4 +32,14 @@ def test_docstring_lists_every_observation_entry_in_order_with_its_bounds():
 def test_the_observation_space_has_the_documented_length():
     env = BatchSizeEnv("digits-mlp")
     assert env.observation_space.shape == (len(documented_rows()),)
+    assert isinstance(env.observation_space, gym.spaces.Box)
     assert np.array_equal(env.observation_space.low, OBSERVATION_LOW)
+
+
+def test_every_env_argument_is_documented_in_the_arguments_section() -> None:
+    from arbiter_env.env import BatchSizeEnv, EnvConfig
+
+    doc = BatchSizeEnv.__doc__ or ""
+    arguments = doc[doc.index("## Arguments") : doc.index("## Version History")]
+    documented = re.findall(r"^    \* ``(\w+)``:", arguments, flags=re.MULTILINE)
+    assert documented == list(EnvConfig.field_names())

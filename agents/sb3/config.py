@@ -32,8 +32,7 @@ from arbiter_env.config import (
     from_dict,
     read_yaml_file,
 )
-from arbiter_env.env import BatchSizeEnv, EnvConfig
-from arbiter_env.tasks.families import FamilySplit, is_family
+from arbiter_env.env import EnvConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -106,18 +105,6 @@ class PolicyConfig:
             )
         for head, sizes in arch.items():
             _check_layer_sizes(sizes, f"policy_kwargs.net_arch.{head}")
-
-
-def make_env(env: EnvConfig, family_split: FamilySplit = "train") -> BatchSizeEnv:
-    """One training or evaluation environment of ``env``.
-
-    Args:
-        env: The agent config's ``env``.
-        family_split: Which instances of a family to draw (training: ``"train"``, held-out
-            evaluation: ``"test"``); ignored for a single task.
-    """
-    split = family_split if is_family(env.task) else None
-    return BatchSizeEnv(config=dataclasses.replace(env, family_split=split))
 
 
 def _training_env() -> EnvConfig:

@@ -20,7 +20,7 @@ from arbiter_env.agents.sb3.checkpoints import (
     checkpoint_folder,
     load_checkpoint_config,
 )
-from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config, make_env
+from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config
 from arbiter_env.agents.sb3.envs import wrap_vec_normalize
 from arbiter_env.agents.sb3.runtime import preserved_global_rngs
 from arbiter_env.agents.sb3.training import make_rl_agent
@@ -122,7 +122,7 @@ def _load_model_safely(
     """The model of ``folder`` without unpickling, for the spaces of ``env`` (or its config's)."""
     from arbiter_env.agents.safe_load import load_model_safely
 
-    spaces_from = env if env is not None else make_env(config.env)
+    spaces_from = env if env is not None else config.env.make()
     batch_env = spaces_from.unwrapped
     if (
         isinstance(batch_env, BatchSizeEnv)
@@ -180,7 +180,7 @@ def evaluate_rl_agent(
         deterministic: Greedy actions; default ``config.evaluation.deterministic``.
     """
     config = load_checkpoint_config(checkpoint)
-    env = env if env is not None else make_env(config.env, family_split)
+    env = env if env is not None else config.env.make(family_split)
     controller = load_rl_controller(checkpoint, env, device=config.device)
     if deterministic is None:
         deterministic = config.evaluation.deterministic

@@ -16,7 +16,7 @@ from stable_baselines3.common.vec_env import (
     VecNormalize,
 )
 
-from arbiter_env.agents.sb3.config import AgentConfig, EnvConfig, make_env
+from arbiter_env.agents.sb3.config import AgentConfig, EnvConfig
 
 
 @dataclass
@@ -35,7 +35,7 @@ class EnvFactory:
         if self.torch_threads is not None:
             # Only reached in a SubprocVecEnv worker, a process of its own.
             torch.set_num_threads(self.torch_threads)
-        return Monitor(make_env(self.env, self.family_split))
+        return Monitor(self.env.make(self.family_split))
 
 
 def make_vec_env(

@@ -9,19 +9,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from arbiter_env.config import ConfigError, load_yaml
-from arbiter_env.env_config import EnvConfig, EnvOverrides
+from arbiter_env.env_config import EnvOverrides
 
 EngineName = Literal["local", "ray"]
 WandbMode = Literal["offline", "online", "disabled"]
 
 _LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-
-# EnvConfig fields that an experiment sets through its own keys, never through `env:`.
-_SET_ELSEWHERE = {
-    "task": "list the tasks under tasks:",
-    "task_kwargs": "put task arguments under task_overrides:",
-    "family_split": "experiments run single tasks (tasks:), not families",
-}
 
 # Settings that change results; a resumed folder must agree on them.
 RESULT_KEYS = (
@@ -51,7 +44,8 @@ class ControllerSpec:
         env: Fields of :class:`~arbiter_env.env_config.EnvConfig` for this controller only (for
             example ``action_encoding: continuous`` for SAC), on top of the experiment's ``env``.
             They may change how actions are encoded, never the task or its budget. Checked and
-            converted to their types when the config is built.
+            converted to their types when the runs are planned
+            (``plan.run_env``), so that the plan check reports their problems with all others.
     """
 
     name: str
@@ -114,7 +108,7 @@ class ExperimentConfig:
         env: Fields of :class:`~arbiter_env.env_config.EnvConfig` shared by all controllers
             (``num_intervals``, ``lr_scaling``, ``reward``, ...); the task and its overrides come
             from ``tasks`` and ``task_overrides``. Checked and converted to their types when the
-            config is built.
+            runs are planned.
         target_accuracy: Validation accuracy for the time-to-target columns; ``None`` omits them.
         imports: Modules imported in every worker before it builds anything, so that controllers
             and tasks registered by user code exist there too.
@@ -154,13 +148,9 @@ class ExperimentConfig:
                 )
             if labels.count(label) > 1:
                 raise ConfigError(f"controllers[{index}].name: the label {label!r} is used twice.")
-        self.env = EnvConfig.checked(self.env, path="env", exclude=_SET_ELSEWHERE)
         for index, spec in enumerate(self.controllers):
             if spec.train_timesteps < 0:
                 raise ConfigError(f"controllers[{index}].train_timesteps must be >= 0.")
-            spec.env = EnvConfig.checked(
-                spec.env, path=f"controllers[{index}].env", exclude=_SET_ELSEWHERE
-            )
         if self.engine.max_workers < 1:
             raise ConfigError("engine.max_workers must be >= 1.")
         if self.engine.num_cpus < 1:

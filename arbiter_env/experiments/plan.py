@@ -60,19 +60,35 @@ class RunSpec:
         return f"{self.task}/{self.label}/{self.kind}/{self.seed}"
 
 
+# EnvConfig fields that an experiment sets through its own keys, never through `env:`.
+_SET_ELSEWHERE = {
+    "task": "list the tasks under tasks:",
+    "task_kwargs": "put task arguments under task_overrides:",
+    "family_split": "experiments run single tasks (tasks:), not families",
+}
+
+
 def run_env(config: ExperimentConfig, spec: ControllerSpec) -> EnvOverrides:
     """The env arguments of ``spec``'s runs: a partial :class:`EnvConfig`, checked and typed.
 
     The controller's own env defaults (Arbiter: continuous actions), then the experiment's
     ``env``, then the entry's. The task and its overrides are the run's ``task`` and
     ``task_overrides``.
+
+    Raises:
+        ConfigError: an unknown env argument (naming the closest one), a bad value, or a field
+            that the experiment sets elsewhere (``task``, ``task_kwargs``, ``family_split``).
     """
     from arbiter_env.controller_registry import controller_env_defaults
 
-    defaults = EnvConfig.checked(
-        controller_env_defaults(spec.controller), path=f"env defaults of {spec.controller!r}"
-    )
-    return defaults | config.env | spec.env
+    index = config.controllers.index(spec)
+    return {
+        **EnvConfig.checked(
+            controller_env_defaults(spec.controller), path=f"env defaults of {spec.controller!r}"
+        ),
+        **EnvConfig.checked(config.env, path="env", exclude=_SET_ELSEWHERE),
+        **EnvConfig.checked(spec.env, path=f"controllers[{index}].env", exclude=_SET_ELSEWHERE),
+    }
 
 
 def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSpec], list[RunSpec]]:
