@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections import OrderedDict
@@ -16,7 +15,7 @@ from torch.utils.hooks import RemovableHandle
 
 from arbiter_env.actions import ActionEncoding
 from arbiter_env.checks import check_int
-from arbiter_env.env_config import EnvConfig
+from arbiter_env.env_config import EnvConfig, init_signature
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
 from arbiter_env.rewards import interval_cost, interval_reward
@@ -544,28 +543,8 @@ class BatchSizeEnv(gym.Env):
         }
 
 
-def _init_signature() -> inspect.Signature:
-    """``BatchSizeEnv.__init__`` as it is called: its keyword arguments are EnvConfig's fields.
-
-    Written from :class:`EnvConfig`, so ``help()`` and ``inspect.signature`` list every argument
-    with its default, and adding a field to ``EnvConfig`` adds it here.
-    """
-    keyword = inspect.Parameter.KEYWORD_ONLY
-    defaults = EnvConfig()
-    parameters = [
-        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
-        inspect.Parameter("task", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
-    ]
-    parameters += [
-        inspect.Parameter(name, keyword, default=getattr(defaults, name))
-        for name in EnvConfig.field_names()
-        if name != "task"
-    ]
-    parameters.append(inspect.Parameter("config", keyword, default=None))
-    return inspect.Signature(parameters, return_annotation=None)
-
-
-BatchSizeEnv.__init__.__signature__ = _init_signature()  # type: ignore[attr-defined]
+# help() and inspect.signature list every argument with its default, written from EnvConfig.
+BatchSizeEnv.__init__.__signature__ = init_signature()  # type: ignore[attr-defined]
 
 
 def _single_task(config: EnvConfig) -> Task:

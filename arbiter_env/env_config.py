@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -235,6 +236,27 @@ class EnvConfig:
         if family_split is not None and is_family(config.task):
             config = dataclasses.replace(config, family_split=family_split)
         return BatchSizeEnv(config=config)
+
+
+def init_signature() -> inspect.Signature:
+    """``BatchSizeEnv.__init__`` as it is called: ``task``, then EnvConfig's fields, then ``config``.
+
+    The env takes its keyword arguments as ``**kwargs`` (they build an ``EnvConfig``); this
+    signature, set on it, lets ``help()`` and ``inspect.signature`` list each with its default.
+    """
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    defaults = EnvConfig()
+    parameters = [
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("task", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+    ]
+    parameters += [
+        inspect.Parameter(name, keyword, default=getattr(defaults, name))
+        for name in EnvConfig.field_names()
+        if name != "task"
+    ]
+    parameters.append(inspect.Parameter("config", keyword, default=None))
+    return inspect.Signature(parameters, return_annotation=None)
 
 
 _DEFAULTS = {
