@@ -232,3 +232,25 @@ def test_the_env_signature_lists_every_field_with_its_default() -> None:
         if name != "task":
             assert parameters[name].default == getattr(defaults, name)
     assert list(parameters) == ["task", *EnvConfig.field_names()[1:], "config"]
+
+
+def test_the_population_training_env_gets_every_env_argument_of_the_agent_config() -> None:
+    sb3 = pytest.importorskip("arbiter_env.agents.sb3")
+    from arbiter_env.agents.sb3.envs import make_vec_env
+
+    env = {**TINY, "divergence": {"max_loss": 50.0}, "ladder_size": 4, "lr_scaling": "sqrt"}
+    config = sb3.resolve_agent_config(
+        {"algo": "ppo", "n_envs": 2, "vec_env": "population", "env": env}
+    )
+    venv = make_vec_env(config)
+    try:
+        members = venv.venv.envs  # type: ignore[attr-defined]  # VecMonitor(PopulationEnv)
+        assert len(members) == 2
+        for member in members:
+            # divergence used to be dropped on the way to the population's members.
+            for name in set(EnvConfig.field_names()) - {"task", "task_kwargs"}:
+                assert getattr(member.config, name) == getattr(config.env, name), name
+            assert member.divergence_rule == DivergenceRule(max_loss=50.0)
+            assert member.action_encoding.ladder.size == 4 and member.record_wall_time
+    finally:
+        venv.close()
