@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,7 +54,9 @@ def make_vec_env(
     n_envs = n_envs or config.n_envs
     venv: VecEnv
     if config.vec_env == "subproc":
-        factories = [EnvFactory(config.env, family_split, config.torch_threads)] * n_envs
+        factories: list[Callable[[], gym.Env]] = [
+            EnvFactory(config.env, family_split, config.torch_threads)
+        ] * n_envs
         try:
             venv = SubprocVecEnv(factories, start_method=config.start_method)
         except (EOFError, ConnectionError) as error:
