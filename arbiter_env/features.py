@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arbiter_env.stats import GradientStatistics
+from arbiter_env.training.stats import GradientStatistics
 
 LOG_FLOOR = 1e-30
 

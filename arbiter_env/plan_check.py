@@ -59,14 +59,10 @@ def check_plan(config: Any) -> None:
     it returns: the driver does not need them (workers load their own), and CIFAR alone would
     keep about 0.7 GB in it for the whole comparison.
     """
-    from arbiter_env import trainer
+    from arbiter_env.training.data import transient_data_cache
 
-    cached = set(trainer._DATA_CACHE)
-    try:
+    with transient_data_cache():
         _check_plan(config)
-    finally:
-        for key in set(trainer._DATA_CACHE) - cached:
-            del trainer._DATA_CACHE[key]
 
 
 def _check_plan(config: Any) -> None:

@@ -1,4 +1,4 @@
-"""Gradient statistics from the training batches (arbiter_env.training_stats)."""
+"""Gradient statistics from the training batches (arbiter_env.training.step_stats)."""
 
 import math
 
@@ -8,15 +8,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.stats import gradient_statistics, per_sample_gradients
-from arbiter_env.trainer import InnerTrainer
-from arbiter_env.training_stats import (
+from arbiter_env.training.stats import gradient_statistics, per_sample_gradients
+from arbiter_env.training.step_stats import (
     LinearStepRecorder,
     StepSums,
     linear_layers_of,
     microbatch_backward,
     statistics_from_steps,
 )
+from arbiter_env.training.trainer import InnerTrainer
 
 
 class _Branchy(nn.Module):

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from arbiter_env.trainer import EpochSampler, InnerTrainer
+from arbiter_env.training.sampler import EpochSampler
+from arbiter_env.training.trainer import InnerTrainer
 
 
 def test_sampler_covers_each_example_once_per_epoch_with_odd_batch_sizes():
@@ -128,7 +129,7 @@ def test_sample_validation_draws_from_the_validation_part_without_replacement(ti
     trainer = InnerTrainer(tiny_task)
     trainer.reset(seed=0)
     n_val = trainer.data.x_val.shape[0]
-    inputs, targets = trainer.sample_validation(n_val)
+    inputs, _ = trainer.sample_validation(n_val)
     assert sorted(inputs[:, 0].tolist()) == sorted(trainer.data.x_val[:, 0].tolist())
     assert trainer.sample_validation(n_val + 3)[0].shape[0] == n_val + 3
     with pytest.raises(ValueError, match="at least one"):
@@ -257,7 +258,9 @@ def test_output_layer_is_the_last_linear_called_not_the_last_registered(tiny_tas
 def test_model_whose_output_is_computed_after_its_last_linear_is_rejected_at_construction(
     tiny_task,
 ):
-    with pytest.raises(ValueError, match="not the output of 'hidden'.*last nn.Linear the forward"):
+    with pytest.raises(
+        ValueError, match=r"not the output of 'hidden'.*last nn\.Linear the forward"
+    ):
         InnerTrainer(tiny_task.replace(model=MatmulOutput))
 
 

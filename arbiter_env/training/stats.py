@@ -53,6 +53,7 @@ class GradientStatistics:
     probe_size: int
 
     def as_dict(self) -> dict[str, float]:
+        """The fields as a plain dict."""
         # Not dataclasses.asdict, which deep-copies field by field on every environment step.
         return dict(self.__dict__)
 
@@ -102,14 +103,14 @@ def gradient_statistics(
     if method == "microbatch":
         _check_microbatches(num_microbatches, probe_size)
         assert num_microbatches is not None
-        sums = _microbatch_gradient_sums(model, inputs, targets, num_microbatches)
-        return _statistics_from_sums(sums, probe_size, probe_size // num_microbatches)
+        unit_sums = _microbatch_gradient_sums(model, inputs, targets, num_microbatches)
+        return _statistics_from_sums(unit_sums, probe_size, probe_size // num_microbatches)
     if num_microbatches is not None:
         raise ValueError("num_microbatches is only used with method='microbatch'.")
     linear_layers = _linear_layers_holding_all_parameters(model)
     if method == "linear" and linear_layers is None:
         raise ValueError("method='linear' needs a network whose parameters are all in nn.Linear.")
-    sums = None
+    sums: GradientSums | None = None
     if method != "vmap" and linear_layers is not None:
         sums = _linear_gradient_sums(model, linear_layers, inputs, targets, half)
         if sums is None and method == "linear":
@@ -223,8 +224,8 @@ def _linear_gradient_sums(
     half: int,
 ) -> GradientSums | None:
     """Closed-form per-sample gradient sums for networks made of ``nn.Linear`` layers."""
-    layer_inputs: dict[nn.Linear, torch.Tensor] = {}
-    layer_outputs: dict[nn.Linear, torch.Tensor] = {}
+    layer_inputs: dict[nn.Module, torch.Tensor] = {}
+    layer_outputs: dict[nn.Module, torch.Tensor] = {}
 
     def capture(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         layer_inputs[module] = args[0].detach()

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.hypergradient import SGDHD, AdamHD
 from arbiter_env.tasks.spec import OptimizerConfig
+from arbiter_env.training.hypergradient import SGDHD, AdamHD
 
 CURVATURE = np.array([1.0, 2.0])
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from arbiter_env.stats import gradient_statistics, per_sample_gradients
+from arbiter_env.training.stats import gradient_statistics, per_sample_gradients
 
 
 def _tiny_model_and_data(n: int = 12):
@@ -93,7 +93,7 @@ def test_linear_path_is_refused_for_networks_with_other_parameterised_layers():
     model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(16, 3)).double()
     inputs = torch.randn(6, 1, 10, generator=generator, dtype=torch.float64)
     targets = torch.randint(3, (6,), generator=generator)
-    with pytest.raises(ValueError, match="nn.Linear"):
+    with pytest.raises(ValueError, match=r"nn\.Linear"):
         gradient_statistics(model, inputs, targets, method="linear")
     auto = gradient_statistics(model, inputs, targets)  # falls back to torch.func
     brute = _brute_force_gradients(model, inputs, targets)
