@@ -15,6 +15,11 @@ def _tiny_model_and_data(n: int = 12):
     return model, inputs, targets
 
 
+def _grad(parameter: torch.Tensor) -> torch.Tensor:
+    assert parameter.grad is not None
+    return parameter.grad
+
+
 def _brute_force_gradients(
     model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
@@ -22,7 +27,7 @@ def _brute_force_gradients(
     for x, y in zip(inputs, targets, strict=True):
         model.zero_grad()
         nn.functional.cross_entropy(model(x[None]), y[None]).backward()
-        rows.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+        rows.append(torch.cat([_grad(p).reshape(-1) for p in model.parameters()]))
     model.zero_grad()
     return torch.stack(rows)
 
@@ -135,16 +140,16 @@ def test_microbatch_trace_estimate_is_unbiased_over_random_probes():
     pool_grads = _brute_force_gradients(model, pool_inputs, pool_targets)
     population_trace = pool_grads.var(0, unbiased=False).sum().item()
     generator = torch.Generator().manual_seed(11)
-    estimates = []
+    estimates: list[float] = []
     for _ in range(600):
         index = torch.randint(40, (16,), generator=generator)
         stats = gradient_statistics(
             model, pool_inputs[index], pool_targets[index], method="microbatch", num_microbatches=4
         )
         estimates.append(stats.trace_covariance)
-    estimates = torch.tensor(estimates, dtype=torch.float64)
-    standard_error = estimates.std().item() / len(estimates) ** 0.5
-    assert abs(estimates.mean().item() - population_trace) < 4 * standard_error
+    values = torch.tensor(estimates, dtype=torch.float64)
+    standard_error = values.std().item() / len(values) ** 0.5
+    assert abs(values.mean().item() - population_trace) < 4 * standard_error
     # Precise enough to catch a wrong scale (a factor of m = 4 is many standard errors away).
     assert standard_error < population_trace / 20
 
