@@ -209,7 +209,7 @@ def load_digits() -> ClassificationData:
 def _generate_mnist1d(
     num_samples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Runs the MNIST-1D generator (a few seconds) and returns read-only train/test arrays.
+    """Runs the MNIST-1D generator (the slow part of loading) and returns read-only arrays.
 
     Cached per process; arrays are made read-only so that no caller can corrupt the cache.
     """

@@ -36,7 +36,7 @@ _DATA_CACHE: dict[object, ClassificationData] = {}
 
 
 def load_task_data(task: Task) -> ClassificationData:
-    """Loads the task's data once per process (data factories may take seconds)."""
+    """Loads the task's data once per process (generating or reading a data set is slow)."""
     if task.data not in _DATA_CACHE:
         data = task.data()
         if not isinstance(data, ClassificationData):

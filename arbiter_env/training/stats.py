@@ -75,16 +75,15 @@ def gradient_statistics(
       the per-sample gradient of a layer is the outer product ``δ_i a_iᵀ`` of the gradient at its
       output and its input (Goodfellow, 2015), so ``‖g_i‖² = ‖δ_i‖²‖a_i‖²`` and sums over samples
       are one matrix product. One forward and one backward pass of the probe, no per-sample
-      tensors; several times cheaper than ``vmap`` on small networks.
+      tensors, so it costs less than ``vmap``.
     * ``"vmap"``: per-sample gradients with ``torch.func`` (``vmap`` of ``grad``) in chunks of
       ``chunk_size``, for any network.
 
     ``"auto"`` takes ``"linear"`` when the network qualifies. ``"microbatch"`` is the cheaper,
     noisier estimator of the module docstring, with ``num_microbatches`` micro-batches (an even
-    number that divides the probe size; plain autograd, so it works for any network). On a CPU it
-    costs about one backward pass of the probe, against about two for ``"vmap"`` on a WRN-16-4;
-    on a GPU, where such small passes are bound by kernel launches, it saves little with 4
-    micro-batches and costs more with 8 (``benchmarks/statistics_cost.py``).
+    number that divides the probe size; plain autograd, so it works for any network). What each
+    way costs, on a CPU and a GPU, is measured in ``benchmarks/RESULTS.md`` ("What the statistics
+    cost on a WRN-16-4" and "Timings that comments in the code point to").
 
     The model is evaluated as it is (call ``model.eval()`` first for models with batch norm, whose
     training-mode statistics would couple the examples). Its parameters are not changed and no

@@ -1,8 +1,9 @@
 """Gradient statistics from the interval's own training batches, without a separate probe pass.
 
-The probe of :mod:`arbiter_env.training.stats` costs about one extra update per interval, which is a large
-share of a short interval at a large batch size (an interval of 575 samples at B=128 is only 4.5
-updates). The two recorders here take the statistics from the training steps themselves.
+The probe of :mod:`arbiter_env.training.stats` is one more forward and backward pass of
+``task.probe_size`` examples per interval, a large share of a short interval at a large batch size
+(an interval of 575 samples at B=128 is only 4.5 updates). The two recorders here take the
+statistics from the training steps themselves.
 
 **nn.Linear networks** (:class:`LinearStepRecorder`). While training, a forward hook on each
 ``nn.Linear`` keeps its input ``a_i`` and a tensor hook on its output keeps the output gradient
@@ -78,9 +79,9 @@ Linear recorder reduces what it holds, so memory stays bounded on long intervals
 
 DEFAULT_MICROBATCHES = 2
 """Micro-batches per recorded step for networks that are not made of ``nn.Linear`` only (unless
-``task.probe_microbatches`` says otherwise). Two keep the cost low: on mnist1d-cnn at B=128 a step
-split in two costs about a third more than one backward pass, split in four about 70% more,
-because the convolutions run less efficiently on small batches."""
+``task.probe_microbatches`` says otherwise). Two keep the cost low: each micro-batch runs the
+convolutions on a smaller batch, where they run less efficiently (what a split step costs is
+measured in ``benchmarks/RESULTS.md``, "Timings that comments in the code point to")."""
 
 
 @dataclass
