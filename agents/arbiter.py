@@ -54,7 +54,8 @@ from arbiter_env.agents.arbiter_network import (
 )
 from arbiter_env.config import from_dict, to_dict
 from arbiter_env.controllers import BatchSizeController, run_episode
-from arbiter_env.trainer import InnerTrainer, StepInfo
+from arbiter_env.training.hyper import StepInfo
+from arbiter_env.training.trainer import InnerTrainer
 
 __all__ = [
     "Arbiter",

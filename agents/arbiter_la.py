@@ -65,7 +65,7 @@ import torch.nn.functional as F
 
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 from arbiter_env.features import OBSERVATION_INDEX
-from arbiter_env.trainer import StepInfo
+from arbiter_env.training.hyper import StepInfo
 
 __all__ = ["ArbiterLA", "ArbiterLAConfig", "predicted_validation_change"]
 

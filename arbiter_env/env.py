@@ -19,12 +19,12 @@ from arbiter_env.env_config import EnvConfig, init_signature
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
 from arbiter_env.rewards import interval_cost, interval_reward
-from arbiter_env.stats import GradientStatistics
 from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, is_family
 from arbiter_env.tasks.families import get_family as _get_family
 from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
-from arbiter_env.trainer import InnerTrainer
+from arbiter_env.training.stats import GradientStatistics
+from arbiter_env.training.trainer import InnerTrainer
 
 _NAN_STATS = GradientStatistics(
     grad_sq_norm=math.nan,
@@ -69,13 +69,13 @@ class BatchSizeEnv(gym.Env):
     is clipped to its bound and raises entry 13. By default (``gradient_statistics="training"``)
     the gradient statistics come from the interval's own training batches, at almost no cost:
     per-sample gradient norms of every step for ``nn.Linear`` networks, micro-batches of the last
-    full batch for other per-example networks (see :mod:`arbiter_env.training_stats` for the
+    full batch for other per-example networks (see :mod:`arbiter_env.training.step_stats` for the
     estimators, their bias and variance). Entries 10 and 11 then refer to a probe of
     ``P = task.probe_size`` examples, derived from |G|² and tr(Σ). The first observation, networks
     with batch norm or dropout, and ``gradient_statistics="probe"`` measure them after each
     interval on a probe batch of ``task.probe_size`` training examples, in evaluation mode:
     exactly, from per-sample gradients, or with the micro-batch estimator when
-    ``task.probe_microbatches`` is set (see :mod:`arbiter_env.stats`).
+    ``task.probe_microbatches`` is set (see :mod:`arbiter_env.training.stats`).
 
     | index | name                   | meaning                                         | range       |
     |-------|------------------------|-------------------------------------------------|-------------|

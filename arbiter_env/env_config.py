@@ -28,7 +28,7 @@ from arbiter_env.render import RENDER_MODES
 from arbiter_env.rewards import RewardConfig
 from arbiter_env.tasks.families import FamilySplit, TaskFamily
 from arbiter_env.tasks.spec import Task
-from arbiter_env.trainer import LR_SCALING_RULES, LrScaling, StatisticsSource
+from arbiter_env.training.trainer import LR_SCALING_RULES, LrScaling, StatisticsSource
 
 if TYPE_CHECKING:
     from arbiter_env.env import BatchSizeEnv

@@ -59,33 +59,39 @@ def check_plan(config: Any) -> None:
     it returns: the driver does not need them (workers load their own), and CIFAR alone would
     keep about 0.7 GB in it for the whole comparison.
     """
-    from arbiter_env import trainer
+    from arbiter_env.training.data import transient_data_cache
 
-    cached = set(trainer._DATA_CACHE)
-    try:
+    with transient_data_cache():
         _check_plan(config)
-    finally:
-        for key in set(trainer._DATA_CACHE) - cached:
-            del trainer._DATA_CACHE[key]
 
 
 def _check_plan(config: Any) -> None:
-    from arbiter_env.controller_registry import list_controllers, make_controller
-    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.controller_registry import list_controllers
     from arbiter_env.experiments.config import import_modules
-    from arbiter_env.experiments.worker import is_sb3
-    from arbiter_env.tasks import list_tasks, make_task
+    from arbiter_env.tasks import list_tasks
 
-    problems: list[str] = []
     try:
         import_modules(config.imports)
     except ConfigError as error:
         raise PlanError([str(error)]) from None
+    known_tasks, known_controllers = set(list_tasks()), set(list_controllers())
+    problems = _seed_and_controller_problems(config, known_controllers)
+    for task_index, task_name in enumerate(config.tasks):
+        task_where = f"tasks[{task_index}] {task_name}"
+        if task_name not in known_tasks:
+            problems.append(f"{task_where}: unknown task; known: {', '.join(sorted(known_tasks))}.")
+            continue
+        problems += _task_problems(config, task_name, task_where, known_controllers)
+    if problems:
+        raise PlanError(list(dict.fromkeys(problems)))  # the same problem once, in order
 
+
+def _seed_and_controller_problems(config: Any, known_controllers: set[str]) -> list[str]:
+    """Problems of the seeds, and of each controller's name and training seed."""
+    problems: list[str] = []
     for index, seed in enumerate(config.seeds):
         if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < _MAX_SEED):
             problems.append(f"seeds[{index}]: {seed!r} must be an integer in [0, 2**63).")
-    known_tasks, known_controllers = set(list_tasks()), set(list_controllers())
     for index, spec in enumerate(config.controllers):
         where = f"controllers[{index}] ({spec.name})"
         if spec.controller not in known_controllers:
@@ -95,52 +101,59 @@ def _check_plan(config: Any) -> None:
             )
         if spec.train_timesteps > 0 and not 0 <= spec.train_seed < _MAX_SEED:
             problems.append(f"{where}: train_seed {spec.train_seed} must be in [0, 2**63).")
+    return problems
 
-    for task_index, task_name in enumerate(config.tasks):
-        task_where = f"tasks[{task_index}] {task_name}"
-        if task_name not in known_tasks:
-            problems.append(f"{task_where}: unknown task; known: {', '.join(sorted(known_tasks))}.")
+
+def _task_problems(
+    config: Any, task_name: str, task_where: str, known_controllers: set[str]
+) -> list[str]:
+    """Problems of one task: its overrides, its environments and every controller in them."""
+    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.tasks import make_task
+
+    try:
+        task = make_task(task_name, **config.task_overrides)
+    except (ValueError, TypeError) as error:
+        return [f"{task_where}: task_overrides: {_one_line(error)}"]
+    problems: list[str] = []
+    envs: dict[str, Any] = {}  # one environment per distinct env setting
+    for index, spec in enumerate(config.controllers):
+        if spec.controller not in known_controllers:
+            continue  # reported with the names
+        env_kwargs = _env_of(spec, config)
+        key = json.dumps(env_kwargs, sort_keys=True, default=str)
+        if key not in envs:
+            try:
+                envs[key] = BatchSizeEnv(task, **env_kwargs)
+            # TypeError: an unknown keyword argument.
+            except (TypeError, ValueError, FileNotFoundError, OSError, RuntimeError) as error:
+                envs[key] = None
+                problems.append(f"{task_where}: env: {_one_line(error)}")
+        if envs[key] is None:
             continue
         try:
-            task = make_task(task_name, **config.task_overrides)
-        except (ValueError, TypeError) as error:
-            problems.append(f"{task_where}: task_overrides: {_one_line(error)}")
-            continue
-        envs: dict[str, Any] = {}
-        for index, spec in enumerate(config.controllers):
-            where = f"{task_where}, controllers[{index}] ({spec.name})"
-            if spec.controller not in known_controllers:
-                continue  # reported above
-            env_kwargs = _env_of(spec, config)
-            key = json.dumps(env_kwargs, sort_keys=True, default=str)
-            if key not in envs:
-                try:
-                    envs[key] = BatchSizeEnv(task, **env_kwargs)
-                except TypeError as error:  # an unknown keyword argument
-                    envs[key] = None
-                    problems.append(f"{task_where}: env: {_one_line(error)}")
-                except (ValueError, FileNotFoundError, OSError, RuntimeError) as error:
-                    envs[key] = None
-                    problems.append(f"{task_where}: env: {_one_line(error)}")
-            env = envs[key]
-            if env is None:
-                continue
-            try:
-                if is_sb3(spec.controller):
-                    _check_sb3(spec, task_name, config, env)
-                else:
-                    controller = make_controller(spec.controller, env, **spec.kwargs)
-                    if spec.train_timesteps > 0 and not (
-                        hasattr(controller, "learn") and hasattr(controller, "save")
-                    ):
-                        raise ConfigError(
-                            f"train_timesteps is {spec.train_timesteps} but {spec.controller!r} "
-                            "has no learn()/save(); set train_timesteps: 0."
-                        )
-            except (ValueError, TypeError, FileNotFoundError) as error:
-                problems.append(f"{where}: {_one_line(error)}")
-    if problems:
-        raise PlanError(list(dict.fromkeys(problems)))  # the same problem once, in order
+            _check_controller(spec, task_name, config, envs[key])
+        except (ValueError, TypeError, FileNotFoundError) as error:
+            problems.append(f"{task_where}, controllers[{index}] ({spec.name}): {_one_line(error)}")
+    return problems
+
+
+def _check_controller(spec: Any, task_name: str, config: Any, env: Any) -> None:
+    """Builds one controller in ``env`` as its runs will; raises what is wrong with it."""
+    from arbiter_env.controller_registry import make_controller
+    from arbiter_env.experiments.worker import is_sb3
+
+    if is_sb3(spec.controller):
+        _check_sb3(spec, task_name, config, env)
+        return
+    controller = make_controller(spec.controller, env, **spec.kwargs)
+    if spec.train_timesteps > 0 and not (
+        hasattr(controller, "learn") and hasattr(controller, "save")
+    ):
+        raise ConfigError(
+            f"train_timesteps is {spec.train_timesteps} but {spec.controller!r} "
+            "has no learn()/save(); set train_timesteps: 0."
+        )
 
 
 def _env_of(spec: Any, config: Any) -> dict[str, Any]:

@@ -17,7 +17,7 @@ needed only by the RL agents)::
 "vector_entry_point")`` gives the same population as a ``gymnasium.vector.VectorEnv``
 (:class:`PopulationVectorEnv`).
 
-**How.** Each member is a real ``BatchSizeEnv`` with its own :class:`~arbiter_env.trainer.
+**How.** Each member is a real ``BatchSizeEnv`` with its own :class:`~arbiter_env.training.trainer.
 InnerTrainer` (model, ``torch.optim.SGD``, sampler, generators), reset exactly as a single env is.
 For an interval, members are grouped by batch size (and learning rate); a group's parameters and
 momentum buffers are stacked (as ``torch.func.stack_module_state`` does), trained for the
@@ -65,9 +65,9 @@ from torch import nn
 from torch.func import functional_call, grad, grad_and_value, vmap
 
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.stats import GradientStatistics
-from arbiter_env.trainer import InnerTrainer, IntervalResult, mode_independent
-from arbiter_env.training_stats import (
+from arbiter_env.training.network import mode_independent
+from arbiter_env.training.stats import GradientStatistics
+from arbiter_env.training.step_stats import (
     DEFAULT_MICROBATCHES,
     SMALL_PRODUCT,
     StepSums,
@@ -76,6 +76,7 @@ from arbiter_env.training_stats import (
     relu_mlp_layers,
     statistics_from_steps,
 )
+from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 PopulationPath = Literal["auto", "mlp", "func"]
 
@@ -397,7 +398,7 @@ def _mlp_loss_and_grads(
         a = activations[index]
         grads[2 * index] = batched_matmul(delta.transpose(1, 2), a)
         grads[2 * index + 1] = delta.sum(1)
-        if record:  # the same reductions as training_stats.LinearStepRecorder
+        if record:  # the same reductions as step_stats.LinearStepRecorder
             d_sq = torch.linalg.vecdot(delta, delta)
             terms.append(torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a) + 1))
         if index:

@@ -1,7 +1,7 @@
 """Adaptive batch sizes from the gradient statistics of the observation.
 
 Every rule reads the statistics the environment measures on its probe batch of ``P`` training
-examples after each interval (see :mod:`arbiter_env.stats`), through
+examples after each interval (see :mod:`arbiter_env.training.stats`), through
 :func:`~arbiter_env.features.observation_value`:
 
 * ``S = tr(Σ)``, the unbiased estimate ``P/(P−1)·(mean‖g_i‖² − ‖ḡ‖²)`` (``log10_trace_cov``);

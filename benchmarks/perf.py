@@ -59,7 +59,7 @@ from arbiter_env.env import BatchSizeEnv
 from arbiter_env.tasks import Task, from_tensors, make_task
 from arbiter_env.tasks.models import wide_resnet
 from arbiter_env.tasks.spec import OptimizerConfig
-from arbiter_env.trainer import EpochSampler
+from arbiter_env.training.sampler import EpochSampler
 
 TARGETS = {
     "env_over_plain": 1.05,

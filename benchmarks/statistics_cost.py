@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from arbiter_env.stats import gradient_statistics
 from arbiter_env.tasks.models import wide_resnet
+from arbiter_env.training.stats import gradient_statistics
 
 
 def milliseconds(function: Callable[[], object], device: torch.device, repeats: int) -> float:

@@ -10,7 +10,24 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # where worker processes (SubprocVecEnv, process pools) run beside the test process.
 torch.set_num_threads(1)
 
-from arbiter_env.tasks import OptimizerConfig, Task, from_tensors  # noqa: E402
+from arbiter_env.tasks import ClassificationData, OptimizerConfig, Task, from_tensors  # noqa: E402
+from arbiter_env.user_code import IMPORTS_ENV_VAR  # noqa: E402
+
+# What `arbiter --import MODULE` (user_code.share_with_workers) writes into os.environ for the
+# worker processes of its command. Run in this process by tests/test_cli.py, it would stay set.
+_SHARED_WITH_WORKERS = (IMPORTS_ENV_VAR, "PYTHONPATH")
+
+
+@pytest.fixture(autouse=True)
+def _restore_what_the_cli_shares_with_workers():
+    """Each test leaves ``ARBITER_IMPORTS`` and ``PYTHONPATH`` as it found them."""
+    saved = {name: os.environ.get(name) for name in _SHARED_WITH_WORKERS}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -41,7 +58,7 @@ def make_blobs(
 _BLOBS = make_blobs()
 
 
-def blobs() -> object:
+def blobs() -> ClassificationData:
     return _BLOBS
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.stats import gradient_statistics
+from arbiter_env.training.stats import gradient_statistics
 
 pytestmark = pytest.mark.gpu
 

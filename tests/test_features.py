@@ -10,7 +10,7 @@ from arbiter_env.features import (
     build_observation,
     observation_value,
 )
-from arbiter_env.stats import GradientStatistics
+from arbiter_env.training.stats import GradientStatistics
 
 STATS = GradientStatistics(
     grad_sq_norm=1e-3,

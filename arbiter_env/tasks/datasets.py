@@ -9,8 +9,10 @@ Built-in sources, none of which touches the network:
 * :func:`load_digits` -- scikit-learn's embedded 8x8 digits (the default task's data).
 * :func:`load_mnist1d` -- MNIST-1D generated locally by the ``mnist1d`` package.
 * :func:`make_synthetic_teacher` -- labels from a random teacher network, with label noise.
-* :func:`load_idx` -- MNIST / Fashion-MNIST from IDX files the user already has.
-* :func:`load_cifar` -- CIFAR-10/100 from the python pickle batches the user already has.
+
+Image data from files the user already has is read by :mod:`arbiter_env.tasks.data_files`:
+MNIST / Fashion-MNIST from IDX files (``load_idx``) and CIFAR-10/100 from the python pickle
+batches (``load_cifar``).
 
 Users bring their own data with :func:`from_tensors` or :func:`from_torch_datasets`.
 
@@ -22,28 +24,20 @@ No loader uses the global random number generators: randomness comes from seeded
 from __future__ import annotations
 
 import functools
-import gzip
 import os
-import pickle
 import random
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-
-from arbiter_env.tasks.safe_pickle import UnsafePickleError, restricted_load
 
 __all__ = [
     "ClassificationData",
     "from_tensors",
     "from_torch_datasets",
-    "load_cifar",
     "load_digits",
-    "load_idx",
     "load_mnist1d",
     "make_synthetic_teacher",
 ]
@@ -153,7 +147,7 @@ class ClassificationData:
 # --- shared helpers ------------------------------------------------------------------------------
 
 
-def _standardize(
+def standardize_splits(
     x_train: torch.Tensor, x_test: torch.Tensor, dims: Sequence[int]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Centres and scales both splits with the mean and std of ``x_train`` over ``dims``.
@@ -172,7 +166,8 @@ def _standardize(
     return (x_train - mean) / std, (x_test - mean) / std
 
 
-def _all_dims(x: torch.Tensor) -> tuple[int, ...]:
+def all_dims(x: torch.Tensor) -> tuple[int, ...]:
+    """Every dimension of ``x``: ``standardize_splits`` then uses one scalar mean and std."""
     return tuple(range(x.ndim))
 
 
@@ -198,7 +193,9 @@ def load_digits() -> ClassificationData:
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=0.2, stratify=y, random_state=_DIGITS_SPLIT_SEED, shuffle=True
     )
-    xt_train, xt_test = _standardize(torch.from_numpy(x_train), torch.from_numpy(x_test), dims=(0,))
+    xt_train, xt_test = standardize_splits(
+        torch.from_numpy(x_train), torch.from_numpy(x_test), dims=(0,)
+    )
     return ClassificationData(
         x_train=xt_train,
         y_train=torch.from_numpy(y_train),
@@ -212,7 +209,7 @@ def load_digits() -> ClassificationData:
 def _generate_mnist1d(
     num_samples: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Runs the MNIST-1D generator (a few seconds) and returns read-only train/test arrays.
+    """Runs the MNIST-1D generator (the slow part of loading) and returns read-only arrays.
 
     Cached per process; arrays are made read-only so that no caller can corrupt the cache.
     """
@@ -271,7 +268,7 @@ def load_mnist1d(
     x_train, y_train, x_test, y_test = _generate_mnist1d(num_samples, int(seed))
     # torch.tensor copies, so the cached arrays stay untouched whatever callers do.
     xt_train, xt_test = torch.tensor(x_train), torch.tensor(x_test)
-    xt_train, xt_test = _standardize(xt_train, xt_test, dims=_all_dims(xt_train))
+    xt_train, xt_test = standardize_splits(xt_train, xt_test, dims=all_dims(xt_train))
     if channels_first:
         xt_train, xt_test = xt_train.unsqueeze(1), xt_test.unsqueeze(1)
     return ClassificationData(
@@ -306,28 +303,20 @@ def make_synthetic_teacher(
     (teacher, train inputs, test inputs, then noise), so the clean labels do not depend on
     ``label_noise``. Inputs are already standardised and returned as drawn.
     """
-    for name, value, minimum in (
+    _check_ints(
         ("num_train", num_train, 1),
         ("num_test", num_test, 1),
         ("input_dim", input_dim, 1),
         ("num_classes", num_classes, 2),
         ("hidden", hidden, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    )
     if not 0.0 <= label_noise <= 1.0:
         raise ValueError(f"label_noise must be a fraction in [0, 1], got {label_noise!r}.")
 
     generator = torch.Generator().manual_seed(int(seed))
-
-    def gaussian(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator)
-
-    w1 = gaussian(input_dim, hidden) / input_dim**0.5
-    b1 = gaussian(hidden)
-    w2 = gaussian(hidden, num_classes) / hidden**0.5
-    x_train = gaussian(num_train, input_dim)
-    x_test = gaussian(num_test, input_dim)
+    w1, b1, w2 = _draw_teacher(generator, input_dim, hidden, num_classes)
+    x_train = torch.randn(num_train, input_dim, generator=generator)
+    x_test = torch.randn(num_test, input_dim, generator=generator)
 
     def features(x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x @ w1 + b1) @ w2
@@ -336,11 +325,7 @@ def make_synthetic_teacher(
 
     def labels(x: torch.Tensor) -> torch.Tensor:
         clean = (features(x) + b2).argmax(dim=1)
-        num_noisy = round(label_noise * x.shape[0])
-        noisy_index = torch.randperm(x.shape[0], generator=generator)[:num_noisy]
-        random_labels = torch.randint(num_classes, (num_noisy,), generator=generator)
-        clean[noisy_index] = random_labels
-        return clean
+        return _with_label_noise(clean, label_noise, num_classes, generator)
 
     y_train = labels(x_train)
     y_test = labels(x_test)
@@ -353,265 +338,38 @@ def make_synthetic_teacher(
     )
 
 
-# --- image data from files the user already has --------------------------------------------------
-
-_IDX_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
-_IDX_IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (n, rows, cols)
-_IDX_LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension (n,)
-# Sub-folders searched below `data_dir`: our own naming, and torchvision's class-named layout.
-_IDX_SUBDIRS = {
-    "mnist": ("mnist", "MNIST"),
-    "fashion-mnist": ("fashion-mnist", "FashionMNIST"),
-}
-_IDX_SOURCES = {
-    "mnist": "http://yann.lecun.com/exdb/mnist/ (or any MNIST mirror)",
-    "fashion-mnist": "https://github.com/zalandoresearch/fashion-mnist (folder data/fashion)",
-}
+def _draw_teacher(
+    generator: torch.Generator, input_dim: int, hidden: int, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The teacher's ``W1``, ``b1`` and ``W2``: Gaussian, weights scaled by ``1/sqrt(fan_in)``."""
+    w1 = torch.randn(input_dim, hidden, generator=generator) / input_dim**0.5
+    b1 = torch.randn(hidden, generator=generator)
+    w2 = torch.randn(hidden, num_classes, generator=generator) / hidden**0.5
+    return w1, b1, w2
 
 
-def _idx_candidate_dirs(data_dir: Path, name: str) -> list[Path]:
-    candidates = [data_dir]
-    for subdir in _IDX_SUBDIRS[name]:
-        candidates += [data_dir / subdir, data_dir / subdir / "raw"]
-    return candidates
+def _check_ints(*checks: tuple[str, object, int]) -> None:
+    """Raises ``ValueError`` unless each ``(name, value, minimum)`` is an int >= its minimum."""
+    for name, value, minimum in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
 
 
-def _find_idx_file(directory: Path, file_name: str) -> Path | None:
-    for candidate in (directory / file_name, directory / f"{file_name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-_READ_CHUNK = 1 << 20
-
-
-def _open_idx(path: Path) -> Any:
-    """A binary stream of the file's bytes, decompressed when its name ends in ``.gz``."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
-
-
-def _read_exactly(handle: Any, size: int) -> bytes:
-    """Reads at most ``size`` bytes in chunks (never asks the decompressor for more)."""
-    parts, remaining = [], size
-    while remaining > 0:
-        chunk = handle.read(min(remaining, _READ_CHUNK))
-        if not chunk:
-            break
-        parts.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(parts)
-
-
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Parses an IDX file of unsigned bytes and checks its magic number and length.
-
-    The header is read first and decompression stops at the size it announces (plus one byte to
-    detect a longer file), so a small ``.gz`` that inflates to gigabytes costs only what its
-    header claims, and a header that claims more than the file holds fails as truncated.
-    """
-    try:
-        with _open_idx(path) as handle:
-            head = _read_exactly(handle, 4)
-            if len(head) < 4:
-                raise ValueError(
-                    f"{path} is truncated: it has no complete IDX header. Replace the file."
-                )
-            found_magic = int(np.frombuffer(head, dtype=">u4", count=1)[0])
-            if found_magic != magic:
-                raise ValueError(
-                    f"{path} has IDX magic number {found_magic:#010x}, expected {magic:#010x} "
-                    f"({'images' if magic == _IDX_IMAGES_MAGIC else 'labels'}). Is it the right "
-                    "file?"
-                )
-            num_dims = magic & 0xFF
-            header_size = 4 + 4 * num_dims
-            dims = _read_exactly(handle, 4 * num_dims)
-            if len(dims) < 4 * num_dims:
-                raise ValueError(f"{path} is truncated inside its IDX header. Replace the file.")
-            shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4", count=num_dims))
-            payload_size = int(np.prod(shape, dtype=np.int64))
-            expected = header_size + payload_size
-            if path.suffix != ".gz" and path.stat().st_size != expected:
-                found_size = path.stat().st_size
-                payload = b""
-            else:
-                payload = _read_exactly(handle, payload_size + 1)
-                found_size = header_size + len(payload)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise ValueError(f"Cannot decompress {path}: {error}. Replace the file.") from error
-    if found_size != expected:
-        state = "truncated" if found_size < expected else "longer than its header says"
-        exact = path.suffix != ".gz" or found_size <= expected
-        shown = f"{found_size}" if exact else f"more than {expected}"
-        raise ValueError(
-            f"{path} is {state}: header shape {shape} needs {expected} bytes, file has "
-            f"{shown}. Replace the file."
-        )
-    return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
-
-
-def load_idx(
-    data_dir: str | os.PathLike[str], name: Literal["mnist", "fashion-mnist"]
-) -> ClassificationData:
-    """MNIST or Fashion-MNIST from the four IDX files: 60000 train / 10000 test, 10 classes.
-
-    Nothing is downloaded: place the files (plain or ``.gz``) in one of ``data_dir``,
-    ``data_dir/<name>``, ``data_dir/<name>/raw`` (and, for files laid out by torchvision,
-    ``data_dir/MNIST/raw`` or ``data_dir/FashionMNIST/raw``). The first folder holding all four
-    files is used. Images become ``float32`` of shape ``(n, 1, 28, 28)``, scaled to ``[0, 1]`` and
-    then standardised with the scalar mean and std of the train images.
-
-    Raises:
-        FileNotFoundError: No searched folder holds all four files; the message lists every
-            folder searched and the exact file names expected.
-        ValueError: A file is not a valid IDX file of the expected kind, or the files disagree.
-    """
-    if name not in _IDX_SUBDIRS:
-        raise ValueError(f"name must be 'mnist' or 'fashion-mnist', got {name!r}.")
-    root = Path(data_dir).expanduser()
-    searched = _idx_candidate_dirs(root, name)
-    for directory in searched:
-        found = [_find_idx_file(directory, file_name) for file_name in _IDX_FILES]
-        if all(path is not None for path in found):
-            break
-    else:
-        raise FileNotFoundError(
-            f"Could not find the {name} IDX files. Searched these folders:\n"
-            + "".join(f"  {directory}\n" for directory in searched)
-            + "for all four of these files (each plain or with a .gz suffix):\n"
-            + "".join(f"  {file_name}\n" for file_name in _IDX_FILES)
-            + f"arbiter-env never downloads data: get the files from {_IDX_SOURCES[name]} and "
-            "place them in one of those folders (or pass data_dir=... pointing at them)."
-        )
-    train_images_path, train_labels_path, test_images_path, test_labels_path = found
-
-    def split(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        images = _read_idx(images_path, _IDX_IMAGES_MAGIC)
-        labels = _read_idx(labels_path, _IDX_LABELS_MAGIC)
-        if images.shape[0] != labels.shape[0]:
-            raise ValueError(
-                f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
-                f"{labels.shape[0]} labels; the files do not belong together."
-            )
-        if labels.size and int(labels.max()) >= 10:
-            raise ValueError(f"{labels_path} has labels above 9; is it a {name} label file?")
-        x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-        return x, torch.from_numpy(labels.astype(np.int64))
-
-    x_train, y_train = split(train_images_path, train_labels_path)  # type: ignore[arg-type]
-    x_test, y_test = split(test_images_path, test_labels_path)  # type: ignore[arg-type]
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise ValueError(
-            f"Train images are {tuple(x_train.shape[2:])} but test images are "
-            f"{tuple(x_test.shape[2:])}; the files do not belong together."
-        )
-    x_train, x_test = _standardize(x_train, x_test, dims=_all_dims(x_train))
-    return ClassificationData(x_train, y_train, x_test, y_test, num_classes=10)
-
-
-_CIFAR_LAYOUT = {
-    10: (
-        "cifar-10-batches-py",
-        tuple(f"data_batch_{i}" for i in range(1, 6)),
-        "test_batch",
-        b"labels",
-    ),
-    100: ("cifar-100-python", ("train",), "test", b"fine_labels"),
-}
-_CIFAR_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar.html"
-
-
-def _read_cifar_batch(
-    path: Path, label_key: bytes, num_classes: int
-) -> tuple[np.ndarray, np.ndarray]:
-    # A plain pickle.load would run any code the file names; the restricted unpickler builds
-    # only numpy arrays, dtypes and plain containers and refuses anything else unexecuted.
-    try:
-        batch: Any = restricted_load(path, encoding="bytes")
-    except UnsafePickleError as error:
-        raise ValueError(str(error)) from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
-        raise ValueError(f"{path} is not a readable CIFAR pickle batch ({error}).") from error
-    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
-        keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(
-            f"{path} is not a CIFAR-{num_classes} batch: expected a dict with keys b'data' and "
-            f"{label_key!r}, found {keys}."
-        )
-    data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[label_key], dtype=np.int64)
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ValueError(
-            f"{path}: b'data' must be uint8 of shape (n, 3072), got {data.dtype} {data.shape}."
-        )
-    if labels.shape != (data.shape[0],):
-        raise ValueError(f"{path} has {data.shape[0]} images but labels of shape {labels.shape}.")
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"{path} has labels outside [0, {num_classes - 1}]; is it a CIFAR-{num_classes} file?"
-        )
-    return data, labels
-
-
-def load_cifar(
-    data_dir: str | os.PathLike[str], num_classes: Literal[10, 100]
-) -> ClassificationData:
-    """CIFAR-10 or CIFAR-100 from the python pickle batches: 50000 train / 10000 test, 32x32 RGB.
-
-    ``data_dir`` is either the extracted folder itself (``cifar-10-batches-py`` holding
-    ``data_batch_1`` ... ``data_batch_5`` and ``test_batch``; ``cifar-100-python`` holding
-    ``train`` and ``test``) or its parent. Nothing is downloaded. CIFAR-100 uses the 100 fine
-    labels. Images become ``float32`` of shape ``(n, 3, 32, 32)``, scaled to ``[0, 1]`` and then
-    standardised per channel with the train statistics.
-
-    The files are pickles. They are read with a restricted unpickler
-    (:mod:`arbiter_env.tasks.safe_pickle`) that builds only numpy arrays, dtypes and plain
-    containers, so a crafted file cannot run code: it is rejected with a ``ValueError`` naming
-    the global it asked for, before anything it names is imported or called.
-
-    Raises:
-        FileNotFoundError: The files are missing; the message names the folders searched and the
-            files expected.
-        ValueError: A file does not have the CIFAR batch format, or names code to run.
-    """
-    if num_classes not in _CIFAR_LAYOUT:
-        raise ValueError(f"num_classes must be 10 or 100, got {num_classes!r}.")
-    folder_name, train_files, test_file, label_key = _CIFAR_LAYOUT[num_classes]
-    expected = (*train_files, test_file)
-    root = Path(data_dir).expanduser()
-    searched = [root, root / folder_name]
-    for directory in searched:
-        if all((directory / file_name).is_file() for file_name in expected):
-            break
-    else:
-        raise FileNotFoundError(
-            f"Could not find the CIFAR-{num_classes} python batches. Searched these folders:\n"
-            + "".join(f"  {directory}\n" for directory in searched)
-            + f"for all of these files: {', '.join(expected)} (the contents of '{folder_name}/' "
-            f"in the 'python version' archive from {_CIFAR_SOURCE}). arbiter-env never downloads "
-            "data: extract the archive and pass data_dir pointing at that folder or its parent."
-        )
-
-    def read(file_names: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = [_read_cifar_batch(directory / f, label_key, num_classes) for f in file_names]
-        data = np.concatenate([p[0] for p in parts])
-        labels = np.concatenate([p[1] for p in parts])
-        images = torch.from_numpy(data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0)
-        return images, torch.from_numpy(labels)
-
-    x_train, y_train = read(train_files)
-    x_test, y_test = read((test_file,))
-    x_train, x_test = _standardize(x_train, x_test, dims=(0, 2, 3))
-    return ClassificationData(x_train, y_train, x_test, y_test, num_classes=num_classes)
+def _with_label_noise(
+    labels: torch.Tensor, label_noise: float, num_classes: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Replaces ``round(label_noise * n)`` labels, chosen at random, by uniform random labels."""
+    num_noisy = round(label_noise * labels.shape[0])
+    noisy_index = torch.randperm(labels.shape[0], generator=generator)[:num_noisy]
+    random_labels = torch.randint(num_classes, (num_noisy,), generator=generator)
+    labels[noisy_index] = random_labels
+    return labels
 
 
 # --- user data -----------------------------------------------------------------------------------
+
+TensorLike = torch.Tensor | np.ndarray | Sequence[float]
+"""What :func:`from_tensors` accepts: tensors, numpy arrays or nested lists of numbers."""
 
 
 def _as_labels(y: Any, name: str) -> torch.Tensor:
@@ -626,10 +384,10 @@ def _as_labels(y: Any, name: str) -> torch.Tensor:
 
 
 def from_tensors(
-    x_train: torch.Tensor,
-    y_train: torch.Tensor,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
+    x_train: TensorLike,
+    y_train: TensorLike,
+    x_test: TensorLike,
+    y_test: TensorLike,
     num_classes: int | None = None,
     standardize: bool = False,
 ) -> ClassificationData:
@@ -656,7 +414,7 @@ def from_tensors(
     if standardize:
         if x_train_t.ndim == 0 or x_train_t.shape[0] == 0:
             raise ValueError("Cannot standardise with an empty train split.")
-        x_train_t, x_test_t = _standardize(x_train_t, x_test_t, dims=(0,))
+        x_train_t, x_test_t = standardize_splits(x_train_t, x_test_t, dims=(0,))
     return ClassificationData(
         x_train=x_train_t.contiguous(),
         y_train=y_train_t,

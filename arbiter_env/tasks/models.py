@@ -8,7 +8,7 @@ a model mapping a batch of shape ``(batch, *input_shape)`` to logits of shape
 ``out_features == num_classes``, and that layer is the *last* ``nn.Linear`` the forward pass calls
 (registration order does not matter). The trainer relies on this: it hooks that layer's input to
 read the penultimate features and inject the hyper-learning response term. It checks the contract
-when it is built, by tracing a forward pass (:func:`arbiter_env.trainer.check_output_layer`), and
+when it is built, by tracing a forward pass (:func:`arbiter_env.training.network.check_output_layer`), and
 rejects a model that breaks it with an error that states the rule.
 
 Models use torch's default initialisation; the caller seeds around construction (with

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from arbiter_env.tasks import datasets, models
+from arbiter_env.tasks import data_files, datasets, models
 from arbiter_env.tasks.spec import OptimizerConfig, Task
 
 TaskBuilder = Callable[..., Task]
@@ -232,10 +232,10 @@ def _synthetic_teacher(
 
 
 _FILE_DATASETS: dict[str, Callable[[Path], datasets.ClassificationData]] = {
-    "mnist": partial(datasets.load_idx, name="mnist"),
-    "fashion-mnist": partial(datasets.load_idx, name="fashion-mnist"),
-    "cifar10": partial(datasets.load_cifar, num_classes=10),
-    "cifar100": partial(datasets.load_cifar, num_classes=100),
+    "mnist": partial(data_files.load_idx, name="mnist"),
+    "fashion-mnist": partial(data_files.load_idx, name="fashion-mnist"),
+    "cifar10": partial(data_files.load_cifar, num_classes=10),
+    "cifar100": partial(data_files.load_cifar, num_classes=100),
 }
 
 _FILE_MODELS: dict[str, Callable] = {

@@ -15,9 +15,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from arbiter_env import hypergradient
 from arbiter_env.checks import check_int, check_real
 from arbiter_env.tasks.datasets import ClassificationData
+from arbiter_env.training import hypergradient
 
 DataFactory = Callable[[], ClassificationData]
 """Returns the train/test data of a task. Called once per process and cached by the task."""
@@ -36,7 +36,7 @@ class OptimizerConfig:
     Args:
         name: ``"sgd"`` (with optional momentum, Nesterov and weight decay), ``"adam"``,
             ``"sgd-hd"`` / ``"adam-hd"`` (the same with hypergradient descent of the learning
-            rate, :mod:`arbiter_env.hypergradient`), or ``"custom"`` together with ``factory``.
+            rate, :mod:`arbiter_env.training.hypergradient`), or ``"custom"`` together with ``factory``.
         lr: Learning rate at the base batch size (see ``BatchSizeEnv(lr_scaling=...)``).
         momentum: SGD momentum; ignored by Adam.
         weight_decay: L2 penalty passed to the optimizer.
@@ -144,7 +144,7 @@ class Task:
         probe_microbatches: ``None`` (default) measures the statistics exactly, from per-sample
             gradients. An even number M that divides ``probe_size`` uses the cheaper micro-batch
             estimator instead (M backward passes, ``M - 1`` degrees of freedom for tr(Σ); see
-            :mod:`arbiter_env.stats`). Worth it on a CPU for large convolutional networks.
+            :mod:`arbiter_env.training.stats`). Worth it on a CPU for large convolutional networks.
         eval_batch_size: Chunk size for evaluating validation and test losses.
         device: Torch device for data, model and statistics (``"cpu"``, ``"cuda"``, ...).
     """

@@ -25,7 +25,7 @@ from arbiter_env.baselines import (
 )
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.features import build_observation
-from arbiter_env.stats import gradient_statistics, per_sample_gradients
+from arbiter_env.training.stats import gradient_statistics, per_sample_gradients
 
 PROBE = 32
 

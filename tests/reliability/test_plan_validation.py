@@ -140,12 +140,12 @@ def _write(folder: Path, data: dict) -> Path:
 
 
 def test_plan_check_leaves_no_data_set_in_the_driver(in_tmp: Path) -> None:
-    from arbiter_env import trainer
     from arbiter_env.plan_check import check_plan
     from arbiter_env.tasks import make_task
+    from arbiter_env.training import data as training_data
 
-    trainer._DATA_CACHE.pop(make_task("synthetic-teacher").data, None)
-    before = set(trainer._DATA_CACHE)
+    training_data._DATA_CACHE.pop(make_task("synthetic-teacher").data, None)
+    before = set(training_data._DATA_CACHE)
     config = load_experiment(
         _write(
             in_tmp,
@@ -157,7 +157,7 @@ def test_plan_check_leaves_no_data_set_in_the_driver(in_tmp: Path) -> None:
         )
     )
     check_plan(config)
-    assert set(trainer._DATA_CACHE) == before
+    assert set(training_data._DATA_CACHE) == before
 
 
 def test_train_checks_env_data_and_encoding_before_creating_a_run_folder(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arbiter_env.tasks.datasets import _IDX_IMAGES_MAGIC, _read_idx, load_cifar, load_idx
+from arbiter_env.tasks.data_files import _IDX_IMAGES_MAGIC, _read_idx, load_cifar, load_idx
 from arbiter_env.tasks.safe_pickle import UnsafePickleError, restricted_load
 
 

@@ -53,6 +53,7 @@ class GradientStatistics:
     probe_size: int
 
     def as_dict(self) -> dict[str, float]:
+        """The fields as a plain dict."""
         # Not dataclasses.asdict, which deep-copies field by field on every environment step.
         return dict(self.__dict__)
 
@@ -74,16 +75,15 @@ def gradient_statistics(
       the per-sample gradient of a layer is the outer product ``δ_i a_iᵀ`` of the gradient at its
       output and its input (Goodfellow, 2015), so ``‖g_i‖² = ‖δ_i‖²‖a_i‖²`` and sums over samples
       are one matrix product. One forward and one backward pass of the probe, no per-sample
-      tensors; several times cheaper than ``vmap`` on small networks.
+      tensors, so it costs less than ``vmap``.
     * ``"vmap"``: per-sample gradients with ``torch.func`` (``vmap`` of ``grad``) in chunks of
       ``chunk_size``, for any network.
 
     ``"auto"`` takes ``"linear"`` when the network qualifies. ``"microbatch"`` is the cheaper,
     noisier estimator of the module docstring, with ``num_microbatches`` micro-batches (an even
-    number that divides the probe size; plain autograd, so it works for any network). On a CPU it
-    costs about one backward pass of the probe, against about two for ``"vmap"`` on a WRN-16-4;
-    on a GPU, where such small passes are bound by kernel launches, it saves little with 4
-    micro-batches and costs more with 8 (``benchmarks/statistics_cost.py``).
+    number that divides the probe size; plain autograd, so it works for any network). What each
+    way costs, on a CPU and a GPU, is measured in ``benchmarks/RESULTS.md`` ("What the statistics
+    cost on a WRN-16-4" and "Timings that comments in the code point to").
 
     The model is evaluated as it is (call ``model.eval()`` first for models with batch norm, whose
     training-mode statistics would couple the examples). Its parameters are not changed and no
@@ -102,14 +102,14 @@ def gradient_statistics(
     if method == "microbatch":
         _check_microbatches(num_microbatches, probe_size)
         assert num_microbatches is not None
-        sums = _microbatch_gradient_sums(model, inputs, targets, num_microbatches)
-        return _statistics_from_sums(sums, probe_size, probe_size // num_microbatches)
+        unit_sums = _microbatch_gradient_sums(model, inputs, targets, num_microbatches)
+        return _statistics_from_sums(unit_sums, probe_size, probe_size // num_microbatches)
     if num_microbatches is not None:
         raise ValueError("num_microbatches is only used with method='microbatch'.")
     linear_layers = _linear_layers_holding_all_parameters(model)
     if method == "linear" and linear_layers is None:
         raise ValueError("method='linear' needs a network whose parameters are all in nn.Linear.")
-    sums = None
+    sums: GradientSums | None = None
     if method != "vmap" and linear_layers is not None:
         sums = _linear_gradient_sums(model, linear_layers, inputs, targets, half)
         if sums is None and method == "linear":
@@ -223,8 +223,8 @@ def _linear_gradient_sums(
     half: int,
 ) -> GradientSums | None:
     """Closed-form per-sample gradient sums for networks made of ``nn.Linear`` layers."""
-    layer_inputs: dict[nn.Linear, torch.Tensor] = {}
-    layer_outputs: dict[nn.Linear, torch.Tensor] = {}
+    layer_inputs: dict[nn.Module, torch.Tensor] = {}
+    layer_outputs: dict[nn.Module, torch.Tensor] = {}
 
     def capture(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         layer_inputs[module] = args[0].detach()

@@ -1,19 +1,20 @@
 """SGD-HD and Adam-HD against hand-computed updates on the quadratic f(θ) = ½ θᵀ diag(1, 2) θ."""
 
 import math
+from typing import Any, cast
 
 import numpy as np
 import pytest
 import torch
 
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.hypergradient import SGDHD, AdamHD
 from arbiter_env.tasks.spec import OptimizerConfig
+from arbiter_env.training.hypergradient import SGDHD, AdamHD
 
 CURVATURE = np.array([1.0, 2.0])
 
 
-def quadratic_steps(optimizer: torch.optim.Optimizer, theta: torch.Tensor, steps: int) -> list:
+def quadratic_steps(optimizer: SGDHD | AdamHD, theta: torch.Tensor, steps: int) -> list:
     """Runs ``steps`` updates; returns (θ, lr, hypergradient) after each."""
     history = []
     for _ in range(steps):
@@ -97,7 +98,7 @@ def test_adam_hd_matches_hand_computed_first_steps():
 
 
 def test_zero_hypergradient_lr_recovers_plain_sgd_and_adam():
-    for hd, kwargs, plain in (
+    cases: tuple[tuple[type[SGDHD] | type[AdamHD], dict[str, Any], Any], ...] = (
         (SGDHD, {}, lambda p: torch.optim.SGD(p, lr=0.05)),
         (SGDHD, {"momentum": 0.9}, lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
         (
@@ -106,7 +107,8 @@ def test_zero_hypergradient_lr_recovers_plain_sgd_and_adam():
             lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
         ),
         (AdamHD, {}, lambda p: torch.optim.Adam(p, lr=0.05)),
-    ):
+    )
+    for hd, kwargs, plain in cases:
         a = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
         b = a.detach().clone().requires_grad_(True)
         quadratic_steps(hd([a], lr=0.05, hypergradient_lr=0.0, **kwargs), a, 10)
@@ -157,7 +159,7 @@ def test_adapted_learning_rate_persists_between_intervals(tiny_task):
     seen: list[tuple[float, float]] = []
     env.trainer.add_step_hook(
         lambda info: seen.append(
-            (info.trainer.current_lr, info.trainer.optimizer.last_hypergradient)
+            (info.trainer.current_lr, cast(SGDHD, info.trainer.optimizer).last_hypergradient)
         )
     )
     action = env.encode(16)
@@ -173,5 +175,5 @@ def test_adapted_learning_rate_persists_between_intervals(tiny_task):
     env.set_learning_rate(0.01)
     env.trainer.train(16, 16)
     assert env.trainer.current_lr == pytest.approx(
-        0.01 + beta * env.trainer.optimizer.last_hypergradient, rel=1e-12
+        0.01 + beta * cast(SGDHD, env.trainer.optimizer).last_hypergradient, rel=1e-12
     )

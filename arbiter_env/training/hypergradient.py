@@ -113,10 +113,12 @@ def _with_grad(group: dict[str, Any]) -> list[torch.Tensor]:
 
 def _gradients(group: dict[str, Any]) -> list[torch.Tensor]:
     grads = []
-    for p in _with_grad(group):
-        if p.grad.is_sparse:
-            raise ValueError("Hypergradient optimizers do not support sparse gradients.")
+    for p in group["params"]:
         grad = p.grad
+        if grad is None:
+            continue
+        if grad.is_sparse:
+            raise ValueError("Hypergradient optimizers do not support sparse gradients.")
         if group["weight_decay"] != 0:
             grad = grad.add(p, alpha=group["weight_decay"])
         grads.append(grad)
@@ -239,4 +241,4 @@ class AdamHD(_HypergradientOptimizer):
         return m_hat / (v_hat.sqrt() + group["eps"])
 
 
-__all__ = ["ADAM_HD_HYPERGRADIENT_LR", "SGD_HD_HYPERGRADIENT_LR", "AdamHD", "SGDHD"]
+__all__ = ["ADAM_HD_HYPERGRADIENT_LR", "SGDHD", "SGD_HD_HYPERGRADIENT_LR", "AdamHD"]

@@ -1,11 +1,19 @@
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from arbiter_env.trainer import EpochSampler, InnerTrainer
+from arbiter_env.training.sampler import EpochSampler
+from arbiter_env.training.trainer import InnerTrainer
+
+
+def _network(trainer: InnerTrainer) -> Any:
+    """The trainer's network after reset (typed loosely, to reach its layers by name)."""
+    assert trainer.model is not None
+    return trainer.model
 
 
 def test_sampler_covers_each_example_once_per_epoch_with_odd_batch_sizes():
@@ -81,7 +89,7 @@ def test_set_base_lr_changes_the_next_interval_and_rejects_nonsense(tiny_task):
 
 def test_unknown_lr_scaling_is_rejected(tiny_task):
     with pytest.raises(ValueError, match="lr_scaling"):
-        InnerTrainer(tiny_task, lr_scaling="cubic")
+        InnerTrainer(tiny_task, lr_scaling="cubic")  # type: ignore[arg-type]
 
 
 def test_huge_learning_rate_is_reported_as_divergence(exploding_task):
@@ -100,7 +108,7 @@ def test_reset_restores_global_rng_and_is_deterministic(dropout_task):
         trainer = InnerTrainer(dropout_task)
         trainer.reset(seed=seed)
         trainer.train(batch_size=8, num_samples=80)
-        return [p.detach().clone() for p in trainer.model.parameters()]
+        return [p.detach().clone() for p in _network(trainer).parameters()]
 
     first, again, other = run(1), run(1), run(2)
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
@@ -115,20 +123,20 @@ def test_inject_before_head_changes_the_output_only_inside_the_context(tiny_task
     trainer = InnerTrainer(tiny_task)
     trainer.reset(seed=0)
     inputs, _ = trainer.sample_validation(5)
-    plain = trainer.model(inputs)
+    plain = _network(trainer)(inputs)
     features = trainer.penultimate_features(inputs)
     assert features.shape == (5, trainer.feature_width)
     with trainer.inject_before_head(lambda x: x * 0):
-        zeroed = trainer.model(inputs)
+        zeroed = _network(trainer)(inputs)
     torch.testing.assert_close(zeroed, trainer.head.bias.expand_as(zeroed))
-    torch.testing.assert_close(trainer.model(inputs), plain)
+    torch.testing.assert_close(_network(trainer)(inputs), plain)
 
 
 def test_sample_validation_draws_from_the_validation_part_without_replacement(tiny_task):
     trainer = InnerTrainer(tiny_task)
     trainer.reset(seed=0)
     n_val = trainer.data.x_val.shape[0]
-    inputs, targets = trainer.sample_validation(n_val)
+    inputs, _ = trainer.sample_validation(n_val)
     assert sorted(inputs[:, 0].tolist()) == sorted(trainer.data.x_val[:, 0].tolist())
     assert trainer.sample_validation(n_val + 3)[0].shape[0] == n_val + 3
     with pytest.raises(ValueError, match="at least one"):
@@ -163,7 +171,7 @@ def test_adam_and_custom_optimizer_factories_are_used(tiny_task):
 def test_training_and_statistics_run_on_cuda(tiny_task):
     trainer = InnerTrainer(tiny_task.replace(device="cuda"))
     trainer.reset(seed=0)
-    assert trainer.data.x_train.is_cuda and next(trainer.model.parameters()).is_cuda
+    assert trainer.data.x_train.is_cuda and next(_network(trainer).parameters()).is_cuda
     assert not trainer.train(batch_size=8, num_samples=64).diverged
     assert math.isfinite(trainer.gradient_statistics().noise_scale)
 
@@ -186,12 +194,12 @@ def test_evaluation_mode_switches_batch_norm_networks_and_restores_their_mode(ti
 
     trainer = InnerTrainer(tiny_task.replace(model=model))
     trainer.reset(seed=0)
-    running_mean = trainer.model[1].running_mean.clone()
+    running_mean = _network(trainer)[1].running_mean.clone()
     with trainer.evaluation_mode() as network:
         assert not network.training
         network(trainer.data.x_val)
-    assert trainer.model.training
-    assert torch.equal(trainer.model[1].running_mean, running_mean)
+    assert _network(trainer).training
+    assert torch.equal(_network(trainer)[1].running_mean, running_mean)
 
 
 def test_gradient_statistics_use_the_microbatch_estimator_when_the_task_asks(tiny_task):
@@ -247,17 +255,19 @@ class MatmulOutput(nn.Module):
 def test_output_layer_is_the_last_linear_called_not_the_last_registered(tiny_task):
     trainer = InnerTrainer(tiny_task.replace(model=OutputRegisteredFirst))
     trainer.reset(seed=0)
-    assert trainer.head is trainer.model.out and trainer.feature_width == 8
+    assert trainer.head is _network(trainer).out and trainer.feature_width == 8
     inputs, _ = trainer.sample_validation(4)
     with trainer.inject_before_head(lambda x: x * 0):
-        zeroed = trainer.model(inputs)
-    torch.testing.assert_close(zeroed, trainer.model.out.bias.expand_as(zeroed))
+        zeroed = _network(trainer)(inputs)
+    torch.testing.assert_close(zeroed, _network(trainer).out.bias.expand_as(zeroed))
 
 
 def test_model_whose_output_is_computed_after_its_last_linear_is_rejected_at_construction(
     tiny_task,
 ):
-    with pytest.raises(ValueError, match="not the output of 'hidden'.*last nn.Linear the forward"):
+    with pytest.raises(
+        ValueError, match=r"not the output of 'hidden'.*last nn\.Linear the forward"
+    ):
         InnerTrainer(tiny_task.replace(model=MatmulOutput))
 
 

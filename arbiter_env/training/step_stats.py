@@ -1,8 +1,9 @@
 """Gradient statistics from the interval's own training batches, without a separate probe pass.
 
-The probe of :mod:`arbiter_env.stats` costs about one extra update per interval, which is a large
-share of a short interval at a large batch size (an interval of 575 samples at B=128 is only 4.5
-updates). The two recorders here take the statistics from the training steps themselves.
+The probe of :mod:`arbiter_env.training.stats` is one more forward and backward pass of
+``task.probe_size`` examples per interval, a large share of a short interval at a large batch size
+(an interval of 575 samples at B=128 is only 4.5 updates). The two recorders here take the
+statistics from the training steps themselves.
 
 **nn.Linear networks** (:class:`LinearStepRecorder`). While training, a forward hook on each
 ``nn.Linear`` keeps its input ``a_i`` and a tensor hook on its output keeps the output gradient
@@ -23,7 +24,7 @@ that stays a small part of the interval at every batch size.
 example the small CNN). Each recorded step is back-propagated as ``M`` equal micro-batches
 (``DEFAULT_MICROBATCHES`` = 2, or ``task.probe_microbatches``; ``torch.autograd.grad`` each,
 summed into ``.grad``), which is the same gradient up to float rounding and the same arithmetic
-on smaller pieces, and gives the micro-batch estimator of :mod:`arbiter_env.stats`. Networks with
+on smaller pieces, and gives the micro-batch estimator of :mod:`arbiter_env.training.stats`. Networks with
 batch norm keep the probe (a micro-batch of a training-mode batch norm is a different
 computation), and so do networks with dropout that are not made of ``nn.Linear`` layers only
 (micro-batches would draw other dropout masks).
@@ -62,13 +63,15 @@ and ``mean_grad_norm = sqrt(G + S/P)`` (the root of an unbiased estimate of ``E�
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arbiter_env.stats import MIN_GRAD_SQ_NORM, GradientStatistics
+from arbiter_env.training.stats import MIN_GRAD_SQ_NORM, GradientStatistics
 
 MAX_PENDING_ELEMENTS = 1 << 22
 """Kept activations, output gradients and ``.grad`` references (in elements) above which the
@@ -76,9 +79,9 @@ Linear recorder reduces what it holds, so memory stays bounded on long intervals
 
 DEFAULT_MICROBATCHES = 2
 """Micro-batches per recorded step for networks that are not made of ``nn.Linear`` only (unless
-``task.probe_microbatches`` says otherwise). Two keep the cost low: on mnist1d-cnn at B=128 a step
-split in two costs about a third more than one backward pass, split in four about 70% more,
-because the convolutions run less efficiently on small batches."""
+``task.probe_microbatches`` says otherwise). Two keep the cost low: each micro-batch runs the
+convolutions on a smaller batch, where they run less efficiently (what a split step costs is
+measured in ``benchmarks/RESULTS.md``, "Timings that comments in the code point to")."""
 
 
 @dataclass
@@ -106,8 +109,11 @@ class StepSums:
 
 
 def statistics_from_steps(sums: StepSums, reference_size: int) -> GradientStatistics | None:
-    """The interval's :class:`GradientStatistics` from per-step sums, or ``None`` without any step
-    of two units or more. ``reference_size`` is the ``P`` of the derived entries."""
+    """The interval's :class:`GradientStatistics` from per-step sums.
+
+    ``None`` without any step of two units or more. ``reference_size`` is the ``P`` of the derived
+    entries.
+    """
     weight_total = trace_sum = grad_sum = 0.0
     examples = 0
     for n, units, unit_sq, mean_sq in zip(
@@ -153,8 +159,10 @@ def linear_layers_of(model: nn.Module) -> list[nn.Linear] | None:
 
 
 def relu_mlp_layers(model: nn.Module) -> list[nn.Linear] | None:
-    """The Linear layers of an ``nn.Sequential`` of ``[Flatten,] (Linear, ReLU)*, Linear`` (the
-    built-in MLP), else ``None``."""
+    """The Linear layers of the built-in MLP, else ``None``.
+
+    That is an ``nn.Sequential`` of ``[Flatten,] (Linear, ReLU)*, Linear``.
+    """
     if type(model) is not nn.Sequential or model._forward_hooks or model._forward_pre_hooks:
         return None
     modules = list(model)
@@ -169,7 +177,7 @@ def relu_mlp_layers(model: nn.Module) -> list[nn.Linear] | None:
         return None
     if not all(type(m) is nn.ReLU for m in modules[1::2]):
         return None
-    return layers
+    return cast(list[nn.Linear], layers)
 
 
 SMALL_PRODUCT = 400
@@ -185,8 +193,11 @@ def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def mean_loss_output_gradient(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Gradient of the batch-mean cross-entropy at the logits, for ``(..., B, C)`` log-probabilities,
-    computed with the kernels autograd runs (``nll_loss`` then ``log_softmax`` backward)."""
+    """Gradient of the batch-mean cross-entropy at the logits.
+
+    For ``(..., B, C)`` log-probabilities, computed with the kernels autograd runs (``nll_loss``
+    then ``log_softmax`` backward).
+    """
     index = targets.unsqueeze(-1)
     fill = _minus_one_over(log_probs.shape[-2], log_probs.dtype, log_probs.device)
     nll_grad = torch.zeros_like(log_probs).scatter_(-1, index, fill.expand(index.shape))
@@ -275,7 +286,7 @@ class LinearStepRecorder:
         if self._relu_mlp:
             z = inputs
             index = 0
-            for module in self.model:
+            for module in cast(nn.Sequential, self.model):
                 if type(module) is nn.Linear:
                     self._inputs[index].append(z.detach() if z.requires_grad else z)
                     index += 1
@@ -293,12 +304,12 @@ class LinearStepRecorder:
             # spares the hooked modules' slow call path. The children's own hooks still run.
             outputs = []
             z = inputs
-            for module in self.model:
-                index = self._chain.get(module)
-                if index is not None:
-                    self._inputs[index].append(z.detach())
+            for module in cast(nn.Sequential, self.model):
+                position = self._chain.get(module)
+                if position is not None:
+                    self._inputs[position].append(z.detach())
                     z = module(z)
-                    outputs.append((index, z))
+                    outputs.append((position, z))
                 else:
                     z = module(z)
             loss = F.cross_entropy(z, targets)
@@ -328,7 +339,8 @@ class LinearStepRecorder:
         return self._finish_step(inputs.shape[0], loss)
 
     def _finish_step(self, size: int, loss: torch.Tensor) -> torch.Tensor:
-        grads = [p.grad for p in self.params]
+        # Every parameter has a gradient: all sit in the layers the step just called.
+        grads = cast(list[torch.Tensor], [p.grad for p in self.params])
         self._grads.append((grads, [g._version for g in grads]))
         self._sizes.append(size)
         self._pending += size * self._width + self._numel
@@ -401,23 +413,26 @@ class LinearStepRecorder:
         total = None
         for layer, a, d in zip(self.layers, inputs, deltas, strict=True):
             d_sq = torch.linalg.vecdot(d, d)  # (steps, B): ‖δ_i‖²
-            weight = layer.weight.requires_grad
-            bias = layer.bias is not None and layer.bias.requires_grad
+            has_weight = layer.weight.requires_grad
+            has_bias = layer.bias is not None and layer.bias.requires_grad
             # Σ_i ‖δ_i‖²‖a_i‖² for the weight, Σ_i ‖δ_i‖² for the bias.
-            if weight and bias:
+            if has_weight and has_bias:
                 term = torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a) + 1)
-            elif weight:
+            elif has_weight:
                 term = torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a))
             else:
-                term = d_sq.sum(-1) if bias else None
+                term = d_sq.sum(-1) if has_bias else None
             if term is not None:
                 total = term if total is None else total + term
         assert total is not None
         return total
 
     def sums(self) -> torch.Tensor | None:
-        """The interval's per-step sums as one device tensor (to be read with the caller's own
-        host transfer), or ``None`` when this network or optimizer did not allow them."""
+        """The interval's per-step sums as one device tensor.
+
+        To be read with the caller's own host transfer; ``None`` when this network or optimizer
+        did not allow them.
+        """
         self._flush()
         if not self._valid or not self._reduced:
             return None
@@ -443,15 +458,18 @@ class LinearStepRecorder:
         )
 
     def result(self, reference_size: int) -> GradientStatistics | None:
-        """The interval's statistics, or ``None`` when this network or optimizer did not allow
-        them (the caller then falls back to the probe)."""
+        """The interval's statistics.
+
+        ``None`` when this network or optimizer did not allow them (the caller then falls back to
+        the probe).
+        """
         sums = self.sums()
         return None if sums is None else self.statistics(sums.tolist(), reference_size)
 
 
 def microbatch_backward(
     model: nn.Module,
-    params: list[torch.Tensor],
+    params: Sequence[torch.Tensor],
     inputs: torch.Tensor,
     targets: torch.Tensor,
     num_microbatches: int,
@@ -482,7 +500,7 @@ def microbatch_backward(
         losses.append(loss.detach())
         if j < units:
             unit_flats.append(torch.cat([g.reshape(-1) for g in grads]))
-        total = list(grads) if total is None else torch._foreach_add(total, grads)
+        total = list(grads) if total is None else list(torch._foreach_add(total, grads))
     assert total is not None
     for p, g in zip(params, total, strict=True):
         p.grad = g

@@ -1,4 +1,4 @@
-"""Gradient statistics from the training batches (arbiter_env.training_stats)."""
+"""Gradient statistics from the training batches (arbiter_env.training.step_stats)."""
 
 import math
 
@@ -8,15 +8,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.stats import gradient_statistics, per_sample_gradients
-from arbiter_env.trainer import InnerTrainer
-from arbiter_env.training_stats import (
+from arbiter_env.training.stats import (
+    GradientStatistics,
+    gradient_statistics,
+    per_sample_gradients,
+)
+from arbiter_env.training.step_stats import (
     LinearStepRecorder,
     StepSums,
     linear_layers_of,
     microbatch_backward,
     statistics_from_steps,
 )
+from arbiter_env.training.trainer import InnerTrainer
 
 
 class _Branchy(nn.Module):
@@ -40,6 +44,22 @@ def _model(kind: str) -> nn.Module:
         return _Branchy().double()
 
 
+def _layers(model: nn.Module) -> list[nn.Linear]:
+    layers = linear_layers_of(model)
+    assert layers is not None
+    return layers
+
+
+def _measured(statistics: GradientStatistics | None) -> GradientStatistics:
+    assert statistics is not None
+    return statistics
+
+
+def _grad(parameter: torch.Tensor) -> torch.Tensor:
+    assert parameter.grad is not None
+    return parameter.grad
+
+
 def _data(n: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 4, generator=generator, dtype=torch.float64)
@@ -54,15 +74,15 @@ def test_one_recorded_step_gives_the_exact_per_sample_statistics_and_gradient(ki
     x, y = _data(16)
     expected = gradient_statistics(model, x, y, method="vmap")
     F.cross_entropy(model(x), y).backward()
-    expected_grads = [p.grad.clone() for p in model.parameters()]
+    expected_grads = [_grad(p).clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
 
-    recorder = LinearStepRecorder(model, linear_layers_of(model))
+    recorder = LinearStepRecorder(model, _layers(model))
     assert (recorder._chain is not None) == (kind == "chain")
     recorder.start()
     recorder.record_step(x, y)
     recorder.stop()
-    got = recorder.result(reference_size=16)
+    got = _measured(recorder.result(reference_size=16))
 
     for p, g in zip(model.parameters(), expected_grads, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-12, atol=0)
@@ -77,11 +97,12 @@ def test_microbatch_backward_matches_the_microbatch_probe_and_writes_the_batch_g
     x, y = _data(16)
     expected = gradient_statistics(model, x, y, method="microbatch", num_microbatches=4)
     F.cross_entropy(model(x), y).backward()
-    expected_grads = [p.grad.clone() for p in model.parameters()]
+    expected_grads = [_grad(p).clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
 
     loss, sums = microbatch_backward(model, list(model.parameters()), x, y, 4)
-    got = statistics_from_steps(sums, 16)
+    assert sums is not None
+    got = _measured(statistics_from_steps(sums, 16))
 
     assert loss.item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-12)
     for p, g in zip(model.parameters(), expected_grads, strict=True):
@@ -102,7 +123,7 @@ def test_training_and_probe_estimates_agree_with_the_exact_statistics_in_expecta
     true_grad_sq = mean.dot(mean).item()
     true_trace = (grads - mean).square().sum(1).mean().item()  # population covariance
     probe = 8
-    recorder = LinearStepRecorder(model, linear_layers_of(model))
+    recorder = LinearStepRecorder(model, _layers(model))
     generator = torch.Generator().manual_seed(0)
     training, probed = [], []
     for _ in range(400):
@@ -112,7 +133,7 @@ def test_training_and_probe_estimates_agree_with_the_exact_statistics_in_expecta
             model.zero_grad(set_to_none=True)
             recorder.record_step(x[index], y[index])  # no optimizer step: the network is fixed
         recorder.stop()
-        training.append(recorder.result(reference_size=probe))
+        training.append(_measured(recorder.result(reference_size=probe)))
         index = torch.randint(40, (probe,), generator=generator)
         probed.append(gradient_statistics(model, x[index], y[index], method="linear"))
 
@@ -136,7 +157,7 @@ def test_statistics_from_steps_weights_steps_by_their_degrees_of_freedom():
     s1 = 2 / 1 * (10.0 / 2 - 1.0)  # 8
     s2 = 4 / 3 * (40.0 / 4 - 2.0)  # 32/3
     g1, g2 = 1.0 - s1 / 2, 2.0 - s2 / 4
-    got = statistics_from_steps(sums, reference_size=8)
+    got = _measured(statistics_from_steps(sums, reference_size=8))
     assert got.trace_covariance == pytest.approx((1 * s1 + 3 * s2) / 4)
     assert got.grad_sq_norm == pytest.approx(max((1 * g1 + 3 * g2) / 4, 1e-12))
     assert statistics_from_steps(StepSums([1], [1], [1.0], [1.0]), 8) is None
@@ -145,10 +166,10 @@ def test_statistics_from_steps_weights_steps_by_their_degrees_of_freedom():
 def test_an_optimizer_that_changes_grad_in_place_is_detected():
     model = _model("chain")
     x, y = _data(8)
-    recorder = LinearStepRecorder(model, linear_layers_of(model))
+    recorder = LinearStepRecorder(model, _layers(model))
     recorder.start()
     recorder.record_step(x, y)
-    next(model.parameters()).grad.mul_(2)  # e.g. clipping in place
+    _grad(next(model.parameters())).mul_(2)  # e.g. clipping in place
     recorder.stop()
     assert recorder.result(8) is None
 
@@ -239,4 +260,4 @@ def test_same_seed_and_actions_give_the_same_trajectory(tiny_task, statistics):
 
 def test_unknown_statistics_source_is_rejected(tiny_task):
     with pytest.raises(ValueError, match="Unknown statistics"):
-        InnerTrainer(tiny_task, statistics="exact")
+        InnerTrainer(tiny_task, statistics="exact")  # type: ignore[arg-type]

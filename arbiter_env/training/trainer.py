@@ -1,0 +1,418 @@
+"""How a task is trained: the one place that runs inner training.
+
+The :class:`InnerTrainer` keeps the data as tensors on the task's device
+(:mod:`arbiter_env.training.data`) and draws batches with an
+:class:`~arbiter_env.training.sampler.EpochSampler`, so the batch size can change at every call
+without rebuilding a DataLoader. It measures gradient statistics from its own training steps
+(:mod:`arbiter_env.training.step_stats`) or on a probe batch (:mod:`arbiter_env.training.stats`),
+and exposes the *hyper-learning interface* that white-box agents such as Arbiter need and RL agents
+never touch (:mod:`arbiter_env.training.hyper`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arbiter_env.checks import check_device, check_int
+from arbiter_env.tasks.spec import Task
+from arbiter_env.training.data import split_task_data
+from arbiter_env.training.hyper import HyperLearningInterface, StepHook, StepInfo
+from arbiter_env.training.network import check_output_layer, couples_examples, mode_independent
+from arbiter_env.training.sampler import EpochSampler, cpu_generator, index_to_device
+from arbiter_env.training.stats import GradientStatistics, gradient_statistics
+from arbiter_env.training.step_stats import (
+    DEFAULT_MICROBATCHES,
+    LinearStepRecorder,
+    StepSums,
+    linear_layers_of,
+    microbatch_backward,
+    statistics_from_steps,
+)
+
+LrScaling = Literal["none", "linear", "sqrt"]
+StatisticsSource = Literal["training", "probe"]
+LR_SCALING_RULES: dict[str, Callable[[float], float]] = {
+    "none": lambda ratio: 1.0,
+    "linear": lambda ratio: ratio,
+    "sqrt": math.sqrt,
+}
+
+
+@dataclass(frozen=True)
+class IntervalResult:
+    """Outcome of :meth:`InnerTrainer.train`."""
+
+    train_loss: float
+    """Mean training loss over the interval's samples (non-finite when the run diverged)."""
+    updates: int
+    samples: int
+    diverged: bool
+
+
+class InnerTrainer(HyperLearningInterface):
+    """Trains a task's network with whatever batch size it is given.
+
+    Args:
+        task: The task to train.
+        lr_scaling: How the learning rate follows the batch size B: ``"none"`` keeps it,
+            ``"linear"`` multiplies it by B/B₀ and ``"sqrt"`` by √(B/B₀).
+        base_batch_size: B₀ of the rescaling rule; defaults to ``task.batch_start``.
+        statistics: Where :meth:`interval_statistics` takes the gradient statistics after an
+            interval. ``"training"`` (default): from the interval's own training batches
+            (:mod:`arbiter_env.training.step_stats`): the last full steps of an ``nn.Linear``
+            network (at least ``task.probe_size`` examples), or the last full batch as
+            micro-batches for other deterministic networks built of known per-example layers;
+            networks with batch norm, other networks with dropout or unknown modules, and
+            intervals without a usable step fall back to the probe. ``"probe"``: always a fresh
+            probe batch (:meth:`gradient_statistics`).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        lr_scaling: LrScaling = "none",
+        base_batch_size: int | None = None,
+        statistics: StatisticsSource = "training",
+    ):
+        if lr_scaling not in LR_SCALING_RULES:
+            raise ValueError(
+                f"Unknown lr_scaling {lr_scaling!r}; choose one of {sorted(LR_SCALING_RULES)}."
+            )
+        if statistics not in ("training", "probe"):
+            raise ValueError(f"Unknown statistics {statistics!r}; use 'training' or 'probe'.")
+        self.statistics: StatisticsSource = statistics
+        self.task = task
+        self.device = check_device(task.device, "device")
+        self.data = split_task_data(task)
+        self.lr_scaling: LrScaling = lr_scaling
+        # `None` means the task's starting size; 0 is an error, not a request for the default.
+        self.base_batch_size = (
+            task.batch_start
+            if base_batch_size is None
+            else check_int("base_batch_size", base_batch_size, minimum=1)
+        )
+        self.budget = round(task.epochs * self.data.x_train.shape[0])
+        self._step_hooks: OrderedDict[int, StepHook] = OrderedDict()
+        self.model: nn.Module | None = None
+        # The batch size before the first interval, so that encodings work before reset().
+        self.batch_size = task.batch_start
+        self._head_name = check_output_layer(task, self.data)
+        self._last_statistics: GradientStatistics | None = None
+
+    # --- episode life cycle ---------------------------------------------------------------------
+
+    def reset(self, seed: int) -> None:
+        """Starts a new inner run: fresh initialisation, optimizer, sampler and counters.
+
+        Every random stream of the episode (initialisation, batch order, dropout, probe batches,
+        validation draws) comes from generators seeded here, never from global RNG state.
+        """
+        init_seed, sampler_seed, dropout_seed, probe_seed, val_seed = (
+            int(s) for s in np.random.SeedSequence(seed).generate_state(5)
+        )
+        # nn.Module initialisers only use the global generator; fork it so that the global state
+        # is restored afterwards and the initialisation depends on `seed` alone.
+        with self._forked_global_rng(init_seed):
+            model = self.task.model(self.data.input_shape, self.data.num_classes)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"Task {self.task.name!r}: the model factory must return an nn.Module.")
+        self.model = model.to(self.device)
+        head = self.model.get_submodule(self._head_name)
+        if not isinstance(head, nn.Linear):  # the factory built another network than at __init__
+            raise TypeError(
+                f"Task {self.task.name!r}: the model's {self._head_name!r} is no longer an "
+                "nn.Linear; the model factory must build the same architecture every time."
+            )
+        self.head = head
+        self._mode_independent = mode_independent(self.model)
+        self.optimizer = self.task.optimizer.build(self.model.parameters())
+        self._choose_statistics_path(self.model)
+        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self._last_statistics = None
+        self.base_lr = self.task.optimizer.lr
+        self._applied_lr: float | None = None
+        self.sampler = EpochSampler(
+            self.data.x_train, self.data.y_train, cpu_generator(sampler_seed)
+        )
+        self._dropout_generator = cpu_generator(dropout_seed)
+        self._probe_generator = cpu_generator(probe_seed)
+        self.validation_generator = cpu_generator(val_seed)
+        self.samples_seen = 0
+        self.updates = 0
+        self.batch_size = self.task.batch_start
+
+    def _choose_statistics_path(self, model: nn.Module) -> None:
+        """Where ``statistics="training"`` takes its numbers from, for this network."""
+        self._linear_recorder: LinearStepRecorder | None = None
+        self._microbatch_statistics = False
+        if self.statistics == "training" and not couples_examples(model):
+            layers = linear_layers_of(model)
+            if layers is not None:
+                # Per-sample norms hold for any per-example forward, dropout included.
+                self._linear_recorder = LinearStepRecorder(model, layers)
+            elif self._mode_independent:
+                # Micro-batches draw dropout masks differently, so only deterministic networks.
+                self._microbatch_statistics = True
+
+    # --- training -------------------------------------------------------------------------------
+
+    def train(self, batch_size: int, num_samples: int) -> IntervalResult:
+        """Trains on exactly ``num_samples`` samples in batches of ``batch_size``.
+
+        The last batch is shorter when ``batch_size`` does not divide ``num_samples``. Divergence
+        (a non-finite loss or parameter) is checked once at the end, which costs one device
+        synchronisation per interval instead of one per update.
+        """
+        model = self._require_model()
+        if batch_size < 1 or num_samples < 0:
+            raise ValueError(
+                f"Need batch_size >= 1 and num_samples >= 0, got {batch_size}, {num_samples}."
+            )
+        self.batch_size = batch_size
+        self._apply_learning_rate()
+        dropout_seed = int(torch.randint(2**62, (), generator=self._dropout_generator))
+        # A network made only of the known deterministic, mode-independent layers needs neither
+        # the mode switch nor a seeded global RNG, so it skips their per-interval cost.
+        random_stream = (
+            contextlib.nullcontext()
+            if self._mode_independent
+            else self._forked_global_rng(dropout_seed)
+        )
+        if not self._mode_independent:
+            model.train()
+        recorder = self._linear_recorder
+        self._last_statistics = None
+        if recorder is not None:
+            recorder.start()
+        with random_stream, contextlib.ExitStack() as cleanup:
+            if recorder is not None:
+                cleanup.callback(recorder.stop)  # hooks never outlive the interval
+            batch_losses, microbatch_sums = self._run_steps(model, batch_size, num_samples)
+        recorded = recorder.sums() if recorder is not None else None
+        if microbatch_sums:
+            self._last_statistics = statistics_from_steps(
+                StepSums.concatenate(microbatch_sums), self.task.probe_size
+            )
+        return self._finish_interval(model, batch_losses, batch_size, num_samples, recorded)
+
+    def _recorded_offsets(self, batch_size: int, num_samples: int) -> tuple[int, int]:
+        """Sample offsets of the first and the last step whose statistics are recorded.
+
+        The statistics come from the last full batches of the interval, at least
+        ``task.probe_size`` examples where the interval has them: the steps closest to the
+        decision, and never fewer examples than the probe. ``(-1, -1)`` records nothing.
+        """
+        if self._linear_recorder is None and not self._microbatch_statistics:
+            return -1, -1
+        record_to = max(num_samples // batch_size - 1, 0) * batch_size
+        steps = -(-self.task.probe_size // batch_size)
+        return max(record_to - (steps - 1) * batch_size, 0), record_to
+
+    def _run_steps(
+        self, model: nn.Module, batch_size: int, num_samples: int
+    ) -> tuple[list[torch.Tensor], list[StepSums]]:
+        """The interval's inner updates; returns the detached batch losses and recorded sums."""
+        record_from, record_to = self._recorded_offsets(batch_size, num_samples)
+        optimizer, sampler, hooks = self.optimizer, self.sampler, self._step_hooks
+        # Detached batch losses are kept and reduced once at the end: no per-update arithmetic.
+        batch_losses: list[torch.Tensor] = []
+        microbatch_sums: list[StepSums] = []
+        remaining = num_samples
+        while remaining > 0:
+            size = min(batch_size, remaining)
+            inputs, targets = sampler.next_batch(size)
+            optimizer.zero_grad(set_to_none=True)
+            offset = num_samples - remaining
+            if not record_from <= offset <= record_to:
+                loss = F.cross_entropy(model(inputs), targets)
+                loss.backward()
+            else:
+                loss = self._recorded_step(model, inputs, targets, microbatch_sums)
+            optimizer.step()
+            batch_losses.append(loss.detach())
+            remaining -= size
+            self.updates += 1
+            self.samples_seen += size
+            if hooks:
+                info = StepInfo(self, self.updates, size, batch_losses[-1])
+                for hook in list(hooks.values()):
+                    hook(info)
+        return batch_losses, microbatch_sums
+
+    def _recorded_step(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        microbatch_sums: list[StepSums],
+    ) -> torch.Tensor:
+        """Forward and backward pass of a step whose gradient statistics are recorded."""
+        if self._linear_recorder is not None:
+            return self._linear_recorder.record_step(inputs, targets)
+        loss, sums = microbatch_backward(
+            model,
+            self._trainable,
+            inputs,
+            targets,
+            self.task.probe_microbatches or DEFAULT_MICROBATCHES,
+        )
+        if sums is not None:
+            microbatch_sums.append(sums)
+        return loss
+
+    def _finish_interval(
+        self,
+        model: nn.Module,
+        batch_losses: list[torch.Tensor],
+        batch_size: int,
+        num_samples: int,
+        recorded: torch.Tensor | None,
+    ) -> IntervalResult:
+        """The interval's mean loss and divergence check, and the Linear recorder's statistics."""
+        updates = len(batch_losses)
+        if updates == 0:
+            return IntervalResult(train_loss=math.nan, updates=0, samples=0, diverged=False)
+        losses = torch.stack(batch_losses)
+        last_size = num_samples - batch_size * (updates - 1)  # every other batch is full
+        mean_loss = (
+            losses.sum() * batch_size - losses[-1] * (batch_size - last_size)
+        ) / num_samples
+        # One fused multi-tensor norm rather than a check per parameter tensor (hundreds of kernel
+        # launches on a WRN): it is non-finite exactly when a parameter is, or overflows.
+        parameter_norm = torch.nn.utils.get_total_norm(list(model.parameters()))
+        # One host transfer for the loss, the divergence check and the recorded statistics.
+        values = torch.cat(
+            [
+                torch.stack([mean_loss, parameter_norm.to(mean_loss.dtype)]),
+                *([] if recorded is None else [recorded.to(mean_loss.dtype)]),
+            ]
+        ).tolist()
+        mean_loss_value, parameter_norm_value = values[:2]
+        if self._linear_recorder is not None and recorded is not None:
+            self._last_statistics = self._linear_recorder.statistics(
+                values[2:], self.task.probe_size
+            )
+        diverged = not (math.isfinite(mean_loss_value) and math.isfinite(parameter_norm_value))
+        return IntervalResult(
+            train_loss=mean_loss_value, updates=updates, samples=num_samples, diverged=diverged
+        )
+
+    # --- learning rate --------------------------------------------------------------------------
+
+    def set_base_lr(self, lr: float) -> None:
+        """Sets the learning rate at the base batch size, used from the next :meth:`train` call.
+
+        This is the documented way for schedules (step decay, AdaBatch, Smith et al.) to change
+        the learning rate; the ``lr_scaling`` rule still applies on top of it.
+        """
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"The learning rate must be positive and finite, got {lr}.")
+        self.base_lr = float(lr)
+
+    def lr_for(self, batch_size: int) -> float:
+        """Learning rate the trainer uses for ``batch_size`` under its rescaling rule."""
+        return self.base_lr * LR_SCALING_RULES[self.lr_scaling](batch_size / self.base_batch_size)
+
+    @property
+    def current_lr(self) -> float:
+        """Learning rate in the optimizer's first parameter group."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _apply_learning_rate(self) -> None:
+        # Written only when the target changes, so optimizers that adapt their own learning rate
+        # (hypergradient descent) keep it between intervals.
+        target = self.lr_for(self.batch_size)
+        if target != self._applied_lr:
+            for group in self.optimizer.param_groups:
+                group["lr"] = target
+            self._applied_lr = target
+
+    # --- measurements ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(
+        self, split: Literal["validation", "test", "train"] = "validation"
+    ) -> tuple[float, float]:
+        """Mean cross-entropy loss and accuracy on a whole split, in evaluation mode."""
+        inputs, targets = {
+            "validation": (self.data.x_val, self.data.y_val),
+            "test": (self.data.x_test, self.data.y_test),
+            "train": (self.data.x_train, self.data.y_train),
+        }[split]
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.float64)
+        chunk = self.task.eval_batch_size
+        with self.evaluation_mode() as model:
+            for start in range(0, inputs.shape[0], chunk):
+                logits = model(inputs[start : start + chunk])
+                batch_targets = targets[start : start + chunk]
+                loss_sum += F.cross_entropy(logits, batch_targets, reduction="sum").double()
+                correct += (logits.argmax(1) == batch_targets).sum().double()
+        loss, accuracy = (torch.stack([loss_sum, correct]) / inputs.shape[0]).tolist()
+        return loss, accuracy
+
+    def interval_statistics(self) -> GradientStatistics:
+        """Gradient statistics of the last interval, from where ``statistics`` says.
+
+        With ``statistics="training"``, the estimates the last :meth:`train` call gathered from
+        its own batches (see :mod:`arbiter_env.training.step_stats`); the probe when that call could
+        not gather any (before any training, batch norm or dropout networks, or intervals too
+        short for two examples in a step). With ``statistics="probe"``, always the probe.
+        """
+        if self._last_statistics is not None:
+            return self._last_statistics
+        return self.gradient_statistics()
+
+    def gradient_statistics(self) -> GradientStatistics:
+        """Gradient statistics on a fresh probe batch of ``task.probe_size`` training examples.
+
+        Exact (per-sample gradients) unless ``task.probe_microbatches`` asks for the micro-batch
+        estimator.
+
+        The probe is drawn with its own generator, so measuring never shifts the batch order. The
+        network is evaluated in evaluation mode, where batch norm uses its running statistics
+        and per-sample gradients are well defined.
+        """
+        n = self.data.x_train.shape[0]
+        microbatches = self.task.probe_microbatches
+        size = min(self.task.probe_size, n)
+        if microbatches is not None:
+            size -= size % microbatches  # only a training part smaller than the probe trims it
+        index = index_to_device(
+            torch.randperm(n, generator=self._probe_generator)[:size], self.device
+        )
+        with self.evaluation_mode() as model:
+            return gradient_statistics(
+                model,
+                self.data.x_train[index],
+                self.data.y_train[index],
+                method="auto" if microbatches is None else "microbatch",
+                num_microbatches=microbatches,
+            )
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _forked_global_rng(self, seed: int) -> Iterator[None]:
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(
+            devices=devices, device_type=self.device.type if devices else "cuda"
+        ):
+            # Not torch.manual_seed: it also queues lazy seeding of every accelerator backend and
+            # records a stack trace for each, far slower than seeding one generator
+            # (benchmarks/RESULTS.md, "Timings that comments in the code point to").
+            torch.default_generator.manual_seed(seed)
+            if devices:
+                torch.cuda.manual_seed(seed)
+            yield
