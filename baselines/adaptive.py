@@ -28,10 +28,12 @@ from arbiter_env.features import observation_value
 
 @dataclass(frozen=True)
 class CABSConfig:
-    """Args:
-    c: Proportionality constant of ``B = c·ε·ξ/L``. Default 1, as in Balles et al. (2017).
-    mu: Decay of the running averages of ξ and L. Default 0.95, the value of the authors'
-        reference implementation.
+    """Settings of :class:`CABS`.
+
+    Attributes:
+        c: Proportionality constant of ``B = c·ε·ξ/L``. Default 1, as in Balles et al. (2017).
+        mu: Decay of the running averages of ξ and L. Default 0.95, the value of the authors'
+            reference implementation.
     """
 
     c: float = 1.0
@@ -66,16 +68,22 @@ class CABS(Baseline):
     """
 
     Config = CABSConfig
+    config: CABSConfig
+    # The running averages ξ̄ and L̄; None until the first observation of an episode.
+    _xi: float | None = None
+    _loss: float | None = None
 
     def on_episode_start(self, observation: np.ndarray) -> None:
-        self._xi: float | None = None
-        self._loss: float | None = None
+        """Forgets the running averages: they restart at the episode's first observation."""
+        self._xi = None
+        self._loss = None
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
+        """Updates the running averages of ξ and L and returns ``c·ε·ξ̄/L̄``, clipped."""
         xi = cabs_variance(observation)
         loss = observation_value(observation, "train_loss")
         mu = self.config.mu
-        if getattr(self, "_xi", None) is None:
+        if self._xi is None or self._loss is None:
             self._xi, self._loss = xi, loss
         else:
             self._xi = mu * self._xi + (1 - mu) * xi
@@ -91,12 +99,14 @@ class CABS(Baseline):
 
 @dataclass(frozen=True)
 class NoiseScaleConfig:
-    """Args:
-    ema_decay: Decay of the moving averages of tr(Σ) and |G|², one update per interval.
-        McCandlish et al. (2018, App. A) average numerator and denominator separately but fix
-        no coefficient for this setting; 0.9 (a ten-interval memory) is ours.
-    scale: Multiplier of B_simple. Default 1: B ≈ B_simple, McCandlish et al.'s estimate of the
-        critical batch size.
+    """Settings of :class:`NoiseScale`.
+
+    Attributes:
+        ema_decay: Decay of the moving averages of tr(Σ) and |G|², one update per interval.
+            McCandlish et al. (2018, App. A) average numerator and denominator separately but fix
+            no coefficient for this setting; 0.9 (a ten-interval memory) is ours.
+        scale: Multiplier of B_simple. Default 1: B ≈ B_simple, McCandlish et al.'s estimate of
+            the critical batch size.
     """
 
     ema_decay: float = 0.9
@@ -116,16 +126,22 @@ class NoiseScale(Baseline):
     """
 
     Config = NoiseScaleConfig
+    config: NoiseScaleConfig
+    # The moving averages S̄ and |G|²̄; None until the first observation of an episode.
+    _trace: float | None = None
+    _grad_sq: float | None = None
 
     def on_episode_start(self, observation: np.ndarray) -> None:
-        self._trace: float | None = None
-        self._grad_sq: float | None = None
+        """Forgets the moving averages: they restart at the episode's first observation."""
+        self._trace = None
+        self._grad_sq = None
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
+        """Updates the moving averages of S and |G|² and returns ``scale·S̄/|G|²̄``, clipped."""
         trace = observation_value(observation, "log10_trace_cov")
         grad_sq = observation_value(observation, "log10_grad_sq_norm")
         decay = self.config.ema_decay
-        if getattr(self, "_trace", None) is None:
+        if self._trace is None or self._grad_sq is None:
             self._trace, self._grad_sq = trace, grad_sq
         else:
             self._trace = decay * self._trace + (1 - decay) * trace
@@ -138,11 +154,13 @@ class NoiseScale(Baseline):
 
 @dataclass(frozen=True)
 class NormTestConfig:
-    """Args:
-    theta: θ of the test ``Var/B ≤ θ²‖ḡ‖²``. Default 0.9, the value of Bollapragada, Byrd &
-        Nocedal (2018)'s experiments.
-    initial_batch_size: Starting size; ``None`` takes ``task.batch_min`` (progressive batching
-        starts small and only grows).
+    """Settings of :class:`NormTest`.
+
+    Attributes:
+        theta: θ of the test ``Var/B ≤ θ²‖ḡ‖²``. Default 0.9, the value of Bollapragada, Byrd &
+            Nocedal (2018)'s experiments.
+        initial_batch_size: Starting size; ``None`` takes ``task.batch_min`` (progressive
+            batching starts small and only grows).
     """
 
     theta: float = 0.9
@@ -163,11 +181,14 @@ class NormTest(Baseline):
     """
 
     Config = NormTestConfig
+    config: NormTestConfig
 
     def on_episode_start(self, observation: np.ndarray) -> None:
+        """Goes back to the starting size: sizes only grow within an episode."""
         self._size = self.clip(self.config.initial_batch_size or self.batch_min)
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
+        """Runs the test on the size just used and grows the size when it fails."""
         if not hasattr(self, "_size"):
             self.on_episode_start(observation)
         used = self.observed_batch_size(observation)
@@ -183,18 +204,21 @@ class NormTest(Baseline):
 
 @dataclass(frozen=True)
 class SimiGradConfig:
-    """Args:
-    target_similarity: The cosine the rule steers toward. SimiGrad tunes it per model; 0.5 is
-        ours (halves of size B/2 reach it at B ≈ 2·B_simple under the noise model).
-    adjustment: Relative step of the size, 0.1 as in Qin et al. (2021): B ← ⌊1.1B⌋ or ⌊0.9B⌋.
-    sqrt_lr_scaling: Also set ε = ε₀·√(B/B₀) (B₀ the starting size), SimiGrad's optional
-        square-root learning-rate scaling.
-    rescale_to_batch: The observation's cosine is measured between the halves of the probe (P/2
-        examples each), not of the batch. When true (default), it is converted to halves of B/2
-        with the noise model ``cos(m) = 1/(1 + B_simple/m)``:
-        ``c_B = 1/(1 + (P/B)(1/c_P − 1))``. When false, the probe's cosine is used as it is,
-        which makes the decision independent of B (the size then drifts to a bound).
-    initial_batch_size: Starting size; ``None`` takes ``task.batch_start``.
+    """Settings of :class:`SimiGrad`.
+
+    Attributes:
+        target_similarity: The cosine the rule steers toward. SimiGrad tunes it per model; 0.5
+            is ours (halves of size B/2 reach it at B ≈ 2·B_simple under the noise model).
+        adjustment: Relative step of the size, 0.1 as in Qin et al. (2021): B ← ⌊1.1B⌋ or
+            ⌊0.9B⌋.
+        sqrt_lr_scaling: Also set ε = ε₀·√(B/B₀) (B₀ the starting size), SimiGrad's optional
+            square-root learning-rate scaling.
+        rescale_to_batch: The observation's cosine is measured between the halves of the probe
+            (P/2 examples each), not of the batch. When true (default), it is converted to
+            halves of B/2 with the noise model ``cos(m) = 1/(1 + B_simple/m)``:
+            ``c_B = 1/(1 + (P/B)(1/c_P − 1))``. When false, the probe's cosine is used as it is,
+            which makes the decision independent of B (the size then drifts to a bound).
+        initial_batch_size: Starting size; ``None`` takes ``task.batch_start``.
     """
 
     target_similarity: float = 0.5
@@ -235,8 +259,10 @@ class SimiGrad(Baseline):
     """
 
     Config = SimiGradConfig
+    config: SimiGradConfig
 
     def on_episode_start(self, observation: np.ndarray) -> None:
+        """Goes back to the starting size, which the square-root rate scaling is relative to."""
         self._size = self.clip(self.config.initial_batch_size or self.batch_env.task.batch_start)
         self._start = self._size
 
@@ -252,6 +278,7 @@ class SimiGrad(Baseline):
         )
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
+        """Steps the size up or down by ``adjustment`` toward the target cosine."""
         if not hasattr(self, "_size"):
             self.on_episode_start(observation)
         cosine, size, a = self.similarity(observation), self._size, self.config.adjustment

@@ -36,6 +36,9 @@ class Baseline(BatchSizeController):
     """
 
     Config: ClassVar[type]
+    # Any here; each subclass narrows it to its own ``Config`` (``config: FixedConfig``), so mypy
+    # checks the fields it reads.
+    config: Any
 
     def __init__(self, env: gym.Env, config: Any = None, **overrides: Any):
         super().__init__(env)
@@ -61,7 +64,7 @@ class Baseline(BatchSizeController):
     @staticmethod
     def observed_batch_size(observation: np.ndarray) -> int:
         """Batch size of the last interval (the start size in the first observation)."""
-        return int(round(observation_value(observation, "log2_batch_size")))
+        return round(observation_value(observation, "log2_batch_size"))
 
     @staticmethod
     def observed_progress(observation: np.ndarray) -> float:
@@ -72,10 +75,12 @@ class Baseline(BatchSizeController):
 
     @property
     def batch_min(self) -> int:
+        """The task's smallest batch size (the bottom of the ladder)."""
         return self.batch_env.task.batch_min
 
     @property
     def batch_max(self) -> int:
+        """The task's largest batch size (the top of the ladder)."""
         return self.batch_env.task.batch_max
 
     @property
@@ -105,6 +110,7 @@ def require(condition: bool, message: str) -> None:
 
 
 def check_batch_size(name: str, value: int | None) -> None:
+    """Rejects a configured size below 1; ``None`` (the task's own size) passes."""
     require(
         value is None or value >= 1, f"{name} must be >= 1 (or null for the task's), got {value}."
     )

@@ -28,6 +28,7 @@ from arbiter_env.baselines.common import (
 
 
 def _milestones_passed(progress: float, milestones: tuple[float, ...]) -> int:
+    """How many milestones ``progress`` has reached (with float32 slack, see PROGRESS_TOLERANCE)."""
     return sum(progress >= m - PROGRESS_TOLERANCE for m in milestones)
 
 
@@ -47,12 +48,18 @@ class Schedule(Baseline):
     """
 
     def batch_size_at(self, progress: float) -> int:
+        """The size the schedule wants at ``progress`` (before the env's ladder rounds it)."""
         raise NotImplementedError
 
     def lr_factor_at(self, progress: float, batch_size: int) -> float | None:
-        return None  # the learning rate is left alone
+        """Factor on the task's learning rate for ``batch_size`` at ``progress``.
+
+        ``None`` (the default) leaves the learning rate alone.
+        """
+        return None
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
+        """Reads progress, sets the learning rate if the schedule has one, returns the size."""
         progress = self.observed_progress(observation)
         batch_size = self.batch_size_at(progress)
         factor = self.lr_factor_at(progress, self.reachable(batch_size))
@@ -66,9 +73,11 @@ class Schedule(Baseline):
 
 @dataclass(frozen=True)
 class FixedConfig:
-    """Args:
-    batch_size: The one size of the whole run; ``None`` takes the task's ``batch_start`` (128
-        for the built-in tasks, the starting size of the Arbiter paper).
+    """Settings of :class:`FixedBatchSize`.
+
+    Attributes:
+        batch_size: The one size of the whole run; ``None`` takes the task's ``batch_start`` (128
+            for the built-in tasks, the starting size of the Arbiter paper).
     """
 
     batch_size: int | None = None
@@ -81,8 +90,10 @@ class FixedBatchSize(Schedule):
     """One batch size for the whole run; a grid over the ladder is the honest reference."""
 
     Config = FixedConfig
+    config: FixedConfig
 
     def batch_size_at(self, progress: float) -> int:
+        """The configured size at every ``progress``."""
         return self.config.batch_size or self.batch_env.task.batch_start
 
 
@@ -91,12 +102,14 @@ class FixedBatchSize(Schedule):
 
 @dataclass(frozen=True)
 class StepConfig:
-    """Args:
-    initial_batch_size: Size before the first milestone; ``None`` takes ``task.batch_start``.
-    milestones: Fractions of training where the size is multiplied. Default (0.3, 0.6, 0.8):
-        the epochs 60, 120, 160 of 200 of Smith et al. (2018)'s CIFAR-10 Wide-ResNet schedule.
-    factor: Multiplier at each milestone. Default 2, so every size stays on the default
-        doubling ladder (Smith et al. use 5; see ``smith``).
+    """Settings of :class:`StepSchedule`.
+
+    Attributes:
+        initial_batch_size: Size before the first milestone; ``None`` takes ``task.batch_start``.
+        milestones: Fractions of training where the size is multiplied. Default (0.3, 0.6, 0.8):
+            the epochs 60, 120, 160 of 200 of Smith et al. (2018)'s CIFAR-10 Wide-ResNet schedule.
+        factor: Multiplier at each milestone. Default 2, so every size stays on the default
+            doubling ladder (Smith et al. use 5; see ``smith``).
     """
 
     initial_batch_size: int | None = None
@@ -116,8 +129,10 @@ class StepSchedule(Schedule):
     """
 
     Config = StepConfig
+    config: StepConfig
 
     def batch_size_at(self, progress: float) -> int:
+        """``B₀ · factor^k`` after ``k`` milestones, clipped to the ladder bounds."""
         start = self.config.initial_batch_size or self.batch_env.task.batch_start
         return self.clip(
             start * self.config.factor ** _milestones_passed(progress, self.config.milestones)
@@ -129,12 +144,14 @@ class StepSchedule(Schedule):
 
 @dataclass(frozen=True)
 class SmithConfig:
-    """Args:
-    initial_batch_size: B₀; ``None`` takes ``task.batch_start`` (Smith et al.: 128).
-    milestones: Where a step schedule would decay ε. Default (0.3, 0.6, 0.8): epochs 60, 120,
-        160 of 200 in Smith et al.'s CIFAR-10 Wide-ResNet experiments.
-    factor: The decay factor k the schedule would divide ε by; B is multiplied by it instead.
-        Default 5, Smith et al.'s value.
+    """Settings of :class:`SmithSchedule`.
+
+    Attributes:
+        initial_batch_size: B₀; ``None`` takes ``task.batch_start`` (Smith et al.: 128).
+        milestones: Where a step schedule would decay ε. Default (0.3, 0.6, 0.8): epochs 60, 120,
+            160 of 200 in Smith et al.'s CIFAR-10 Wide-ResNet experiments.
+        factor: The decay factor k the schedule would divide ε by; B is multiplied by it instead.
+            Default 5, Smith et al.'s value.
     """
 
     initial_batch_size: int | None = None
@@ -161,12 +178,15 @@ class SmithSchedule(Schedule):
     """
 
     Config = SmithConfig
+    config: SmithConfig
 
     def wanted_batch_size(self, progress: float) -> float:
+        """``B_want(p) = B₀·factor^k``, unclipped: the size whose shortfall ε makes up for."""
         start = self.config.initial_batch_size or self.batch_env.task.batch_start
         return start * self.config.factor ** _milestones_passed(progress, self.config.milestones)
 
     def batch_size_at(self, progress: float) -> int:
+        """``B_want(p)`` clipped to the ladder bounds."""
         return self.clip(self.wanted_batch_size(progress))
 
     def lr_factor_at(self, progress: float, batch_size: int) -> float:
@@ -179,14 +199,16 @@ class SmithSchedule(Schedule):
 
 @dataclass(frozen=True)
 class AdaBatchConfig:
-    """Args:
-    initial_batch_size: B₀; ``None`` takes ``task.batch_start``.
-    interval: Fraction of training between increases. Default 0.2: AdaBatch grows the batch at
-        fixed epoch intervals (every 20 epochs of the paper's 100-epoch CIFAR runs).
-    growth_factor: Multiplier of B at each increase; AdaBatch doubles (2).
-    lr_decay: The factor by which the fixed-batch step schedule that AdaBatch replaces would
-        multiply ε at each interval. Default 0.5, so ε stays constant while B doubles; set it to
-        your schedule's decay.
+    """Settings of :class:`AdaBatch`.
+
+    Attributes:
+        initial_batch_size: B₀; ``None`` takes ``task.batch_start``.
+        interval: Fraction of training between increases. Default 0.2: AdaBatch grows the batch
+            at fixed epoch intervals (every 20 epochs of the paper's 100-epoch CIFAR runs).
+        growth_factor: Multiplier of B at each increase; AdaBatch doubles (2).
+        lr_decay: The factor by which the fixed-batch step schedule that AdaBatch replaces would
+            multiply ε at each interval. Default 0.5, so ε stays constant while B doubles; set it
+            to your schedule's decay.
     """
 
     initial_batch_size: int | None = None
@@ -215,11 +237,14 @@ class AdaBatch(Schedule):
     """
 
     Config = AdaBatchConfig
+    config: AdaBatchConfig
 
     def stage(self, progress: float) -> int:
-        return int(math.floor(progress / self.config.interval + PROGRESS_TOLERANCE))
+        """``k = ⌊p / interval⌋``: how many increases have happened by ``progress``."""
+        return math.floor(progress / self.config.interval + PROGRESS_TOLERANCE)
 
     def batch_size_at(self, progress: float) -> int:
+        """``B₀·growth_factor^k`` at stage ``k``, clipped to the ladder bounds."""
         start = self.config.initial_batch_size or self.batch_env.task.batch_start
         return self.clip(start * self.config.growth_factor ** self.stage(progress))
 
@@ -234,10 +259,13 @@ class AdaBatch(Schedule):
 
 @dataclass(frozen=True)
 class GrowthConfig:
-    """Args:
-    start_batch_size: Size at ``p = 0``; ``None`` takes ``task.batch_min``.
-    end_batch_size: Size reached at ``p = duration`` and kept; ``None`` takes ``task.batch_max``.
-    duration: Fraction of training over which the size grows (default 1: all of it).
+    """Settings of :class:`LinearGrowth` and :class:`ExponentialGrowth`.
+
+    Attributes:
+        start_batch_size: Size at ``p = 0``; ``None`` takes ``task.batch_min``.
+        end_batch_size: Size reached at ``p = duration`` and kept; ``None`` takes
+            ``task.batch_max``.
+        duration: Fraction of training over which the size grows (default 1: all of it).
     """
 
     start_batch_size: int | None = None
@@ -258,6 +286,7 @@ class GrowthConfig:
 
 class _Growth(Schedule):
     Config = GrowthConfig
+    config: GrowthConfig
 
     def _fraction(self, progress: float) -> float:
         return min(1.0, max(0.0, progress / self.config.duration))
@@ -271,6 +300,7 @@ class LinearGrowth(_Growth):
     """
 
     def batch_size_at(self, progress: float) -> int:
+        """The linear ramp at ``progress``, rounded and clipped."""
         start = self.config.start_batch_size or self.batch_min
         end = self.config.end_batch_size or self.batch_max
         return self.clip(start + (end - start) * self._fraction(progress))
@@ -284,6 +314,7 @@ class ExponentialGrowth(_Growth):
     """
 
     def batch_size_at(self, progress: float) -> int:
+        """The geometric ramp at ``progress``, rounded and clipped."""
         start = self.config.start_batch_size or self.batch_min
         end = self.config.end_batch_size or self.batch_max
         return self.clip(start * (end / start) ** self._fraction(progress))
