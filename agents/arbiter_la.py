@@ -1,6 +1,6 @@
-"""``arbiter-la``: Arbiter with a meta-objective that sees the batch size. **Our extension.**
+"""``arbiter-la``: Arbiter with a meta-objective that sees the batch size.
 
-This is not the algorithm of MacLellan & Dong (arXiv:2205.08231); the faithful one is
+**Our extension.** This is not the algorithm of MacLellan & Dong (arXiv:2205.08231); the faithful one is
 :class:`arbiter_env.agents.arbiter.Arbiter`. Measured on our implementation, the paper's
 meta-objective depends on the candidate logit s only through a per-feature gain in front of the
 output layer, and on the batch size B only as the number of examples it is evaluated on; the
@@ -55,7 +55,10 @@ table).
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +71,11 @@ from arbiter_env.features import OBSERVATION_INDEX
 from arbiter_env.training.hyper import StepInfo
 
 __all__ = ["ArbiterLA", "ArbiterLAConfig", "predicted_validation_change"]
+
+
+def _tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum(terms)`` typed as a tensor: the same additions, left to right, without the 0 start."""
+    return functools.reduce(operator.add, terms)
 
 
 @dataclass
@@ -149,7 +157,7 @@ def predicted_validation_change(
 
 
 def _log_decay(rate: torch.Tensor, steps: torch.Tensor | float) -> torch.Tensor:
-    """log r^K for r = (1 − rate)², capped so that a predicted divergence stays finite."""
+    """Log r^K for r = (1 − rate)², capped so that a predicted divergence stays finite."""
     log_r = 2.0 * torch.log(torch.abs(1.0 - rate).clamp_min(1e-15))
     return (steps * log_r).clamp(max=50.0)
 
@@ -189,11 +197,13 @@ class ArbiterLA(Arbiter):
         self._momentum = float(optimizer.momentum) if optimizer.name in ("sgd", "sgd-hd") else 0.0
 
     def on_episode_start(self, observation: np.ndarray) -> None:
+        """Starts Arbiter's episode and forgets the moving averages of the gradient statistics."""
         super().on_episode_start(observation)
         self._meta_ticks = 0
         self._averages, self._average_weight = {}, 0.0
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
+        """Measures the gradient statistics the model needs, then decides as Arbiter does."""
         with self._timed("measure"):
             measured = self.measure()
         self._update_model_inputs(_losses_from(observation), measured)
@@ -245,14 +255,16 @@ class ArbiterLA(Arbiter):
             val_loss = F.cross_entropy(model(x_val), y_val)
             g_val = torch.autograd.grad(val_loss, parameters, create_graph=True)
             d = [a - b for a, b in zip(g_a, g_b, strict=True)]
-            directional = sum((g * v).sum() for g, v in zip(g_val, d, strict=True))
+            directional = _tensor_sum((g * v).sum() for g, v in zip(g_val, d, strict=True))
             hessian_d = torch.autograd.grad(directional, parameters)
         values = torch.stack(
             [
-                sum((v * v).sum() for v in d),
-                sum((v * hv).sum() for v, hv in zip(d, hessian_d, strict=True)),
-                sum((g.detach() * (a + b)).sum() for g, a, b in zip(g_val, g_a, g_b, strict=True)),
-                sum((a * b).sum() for a, b in zip(g_a, g_b, strict=True)),
+                _tensor_sum((v * v).sum() for v in d),
+                _tensor_sum((v * hv).sum() for v, hv in zip(d, hessian_d, strict=True)),
+                _tensor_sum(
+                    (g.detach() * (a + b)).sum() for g, a, b in zip(g_val, g_a, g_b, strict=True)
+                ),
+                _tensor_sum((a * b).sum() for a, b in zip(g_a, g_b, strict=True)),
             ]
         ).tolist()
         d_sq, d_hessian_d, dot, grad_sq_norm = values
@@ -299,8 +311,11 @@ class ArbiterLA(Arbiter):
             self.meta_step()
 
     def _update_model_inputs(self, losses: dict[str, float], measured: dict[str, float]) -> None:
-        """The latest losses, and bias-corrected moving averages (as Adam's moments) of the
-        gradient statistics, which one interval measures with much more noise."""
+        """Sets the model's inputs: the latest losses and averaged gradient statistics.
+
+        The statistics are bias-corrected moving averages (as Adam's moments), because one
+        interval measures them with much more noise than the losses.
+        """
         decay = self.config.statistics_decay
         for key, value in measured.items():
             self._averages[key] = decay * self._averages.get(key, 0.0) + value

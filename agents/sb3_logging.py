@@ -25,8 +25,10 @@ from arbiter_env.runlog import RunLogger
 
 
 class WandbKVWriter(KVWriter):
-    """Forwards stable-baselines3's logger (``train/*``, ``rollout/*``, ``time/*``) to a
-    :class:`RunLogger`, hence to ``metrics.jsonl`` and W&B, without tensorboard.
+    """Forwards stable-baselines3's logger to a :class:`RunLogger`.
+
+    SB3's ``train/*``, ``rollout/*`` and ``time/*`` keys hence reach ``metrics.jsonl`` and W&B,
+    without tensorboard.
 
     Keys excluded for ``"wandb"`` in SB3's ``logger.record(..., exclude=...)`` are skipped, as are
     values that are not scalars (videos, figures, images, hyperparameter records).
@@ -41,6 +43,7 @@ class WandbKVWriter(KVWriter):
         key_excluded: dict[str, tuple[str, ...]],
         step: int = 0,
     ) -> None:
+        """Logs one SB3 ``dump`` at ``step``, without the keys excluded for ``"wandb"``."""
         metrics = {
             key: value
             for key, value in key_values.items()
@@ -80,8 +83,9 @@ def attach_sb3_logger(
 
 
 class IntervalLoggingCallback(BaseCallback):
-    """Logs every environment interval (and episode summaries) to a :class:`RunLogger` during
-    stable-baselines3 training.
+    """Logs every environment interval, and episode summaries, during stable-baselines3 training.
+
+    Everything goes to a :class:`RunLogger`.
 
     Works with any number of parallel environments; with ``VecNormalize`` the logged reward is
     the environment's original, unnormalised one.

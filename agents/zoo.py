@@ -91,7 +91,8 @@ def read_zoo_args(path: str | Path) -> dict[str, Any]:
     _, _, folder = find_zoo_files(path)
     if folder is None or not (folder / "args.yml").is_file():
         return {}
-    data = yaml.load((folder / "args.yml").read_text(), Loader=_ZooLoader)  # noqa: S506
+    # _ZooLoader is a SafeLoader (plus OrderedDict), so this load runs no code.
+    data = yaml.load((folder / "args.yml").read_text(), Loader=_ZooLoader)
     return data if isinstance(data, dict) else {}
 
 
@@ -105,6 +106,7 @@ def load_zoo_controller(
         env: The env it will act in; its spaces are checked against the model's.
         algo: The algorithm; default: ``algo`` of the zoo's ``args.yml``, else the run folder's
             parent folder name (``logs/ALGO/...``).
+        device: Torch device the model is loaded onto.
     """
     model_file, normalize_file, _ = find_zoo_files(path)
     algo = algo or read_zoo_args(path).get("algo") or model_file.parent.parent.name

@@ -61,10 +61,12 @@ class AlgorithmSpec:
 
     @property
     def discrete_only(self) -> bool:
+        """Whether the algorithm supports none of the continuous encodings (DQN)."""
         return not set(self.encodings) & set(CONTINUOUS_ENCODINGS)
 
     @property
     def continuous_only(self) -> bool:
+        """Whether the algorithm supports none of the discrete encodings (SAC, TD3)."""
         return not set(self.encodings) & set(DISCRETE_ENCODINGS)
 
 

@@ -52,9 +52,10 @@ def checkpoint_timesteps(checkpoint: str | Path) -> int:
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The newest complete checkpoint of a training run folder (``final`` wins), if any."""
     run_dir = Path(run_dir)
-    candidates = [run_dir / "final"] + sorted(
-        (run_dir / "checkpoints").glob("step_*"), reverse=True
-    )
+    candidates = [
+        run_dir / "final",
+        *sorted((run_dir / "checkpoints").glob("step_*"), reverse=True),
+    ]
     for folder in candidates:
         if (folder / MODEL_FILE).is_file() and (folder / CONFIG_FILE).is_file():
             return folder

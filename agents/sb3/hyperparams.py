@@ -32,8 +32,11 @@ def _learning_rate(value: float, schedule: str) -> float | _LinearSchedule:
 
 
 class _AlgorithmHyperparams:
-    """Base of the hyperparameter dataclasses: every field is an argument of the SB3 algorithm,
-    except those in ``_not_arguments``; ``lr_schedule`` turns ``learning_rate`` into a schedule."""
+    """Base of the hyperparameter dataclasses.
+
+    Every field is an argument of the SB3 algorithm, except those in ``_not_arguments``;
+    ``lr_schedule`` turns ``learning_rate`` into a schedule.
+    """
 
     learning_rate: float
     lr_schedule: Literal["constant", "linear"]
@@ -192,6 +195,7 @@ class TD3Hyperparams(_AlgorithmHyperparams):
     _not_arguments = ("lr_schedule", "action_noise_std")
 
     def to_kwargs(self) -> dict[str, Any]:
+        """The base class's arguments plus TD3's Gaussian ``action_noise`` (when std > 0)."""
         kwargs = super().to_kwargs()
         if self.action_noise_std > 0:
             # The continuous encoding is one-dimensional: Box(-1, 1, (1,)).
