@@ -30,7 +30,7 @@ def geometric_ladder(batch_min: int, batch_max: int, size: int | None = None) ->
     if not 1 <= batch_min <= batch_max:
         raise ValueError(f"Need 1 <= batch_min <= batch_max, got {batch_min}, {batch_max}.")
     if size is None:
-        size = int(round(math.log2(batch_max / batch_min))) + 1
+        size = round(math.log2(batch_max / batch_min)) + 1
     if size < 1:
         raise ValueError(f"The ladder needs at least one rung, got size={size}.")
     rungs = np.geomspace(batch_min, batch_max, num=size)
@@ -101,7 +101,8 @@ class ActionEncoding:
         }
         return min(candidates, key=lambda a: (abs(math.log(candidates[a] / target)), a != KEEP))
 
-    def _validated(self, action: object) -> object:
+    def _validated(self, action: object) -> np.ndarray:
+        """``action`` as an array (0-d for the discrete encodings), once it is in the space."""
         candidate = action
         # numpy would turn "0.5" into 0.5, True into 1 and 1+0j into 1 (with a warning); an
         # action of the wrong kind is a bug in the caller, so refuse it instead of guessing.
@@ -126,7 +127,7 @@ class ActionEncoding:
                 f"Action {action!r} is outside the action space {self.space} "
                 f"(action_encoding={self.name!r})."
             )
-        return candidate
+        return np.asarray(candidate)
 
 
 def _array_like(action: object) -> bool:

@@ -19,6 +19,8 @@ LOG_FLOOR = 1e-30
 
 @dataclass(frozen=True)
 class ObservationField:
+    """One entry of the observation vector: its name, its ``Box`` bounds and what it means."""
+
     name: str
     low: float
     high: float

@@ -32,10 +32,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from arbiter_env import report  # noqa: E402
+from arbiter_env import report
 
 CROWDED = 6
 """More controllers than this in one plot: one panel per controller kind."""
@@ -73,6 +73,7 @@ class Style:
                 self.line[label] = LINE_STYLES[index % len(LINE_STYLES)]
 
     def kinds_present(self, labels: list[str]) -> list[str]:
+        """The controller kinds among ``labels``, in the fixed order of ``FAMILIES``."""
         return [kind for kind in FAMILIES if any(self.kinds[label] == kind for label in labels)]
 
 
@@ -213,8 +214,9 @@ def plot_val_loss(
         )
         if seeds > 1:
             axes.fill_between(x, low, high, color=style.colour[label], alpha=0.15, linewidth=0)
-    if best is not None and curves.get(best) is not None:
-        x, mean, *_ = curves[best]
+    best_curve = curves.get(best) if best is not None else None
+    if best_curve is not None:
+        x, mean, *_ = best_curve
         for kind, axes in panels.items():
             if kind != "fixed" or len(set(map(id, panels.values()))) == 1:
                 axes.plot(

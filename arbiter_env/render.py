@@ -102,6 +102,7 @@ class FrameRenderer:
         self.title = self.batch_axes.set_title("")
 
     def render(self, history: EpisodeHistory) -> np.ndarray:
+        """Redraws the figure for ``history`` and returns it as an RGB array (H, W, 3)."""
         samples = np.asarray(history.samples, dtype=float)
         batch_sizes = np.asarray(history.batch_sizes, dtype=float)
         losses = np.asarray(history.val_losses, dtype=float)
@@ -120,4 +121,5 @@ class FrameRenderer:
         return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
 
     def close(self) -> None:
+        """Clears the figure, releasing its artists."""
         self.figure.clear()

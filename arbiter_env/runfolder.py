@@ -26,7 +26,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "LOCK_FILE",
@@ -59,7 +59,8 @@ class RunFolderLock:
         RunFolderBusy: another process holds the lock; the message names it.
     """
 
-    _held: dict[Path, int] = {}  # folder -> nesting depth, for re-entrance in one process
+    # Shared by every lock of this process on purpose: folder -> nesting depth, for re-entrance.
+    _held: ClassVar[dict[Path, int]] = {}
 
     def __init__(self, folder: str | os.PathLike[str], command: str | None = None):
         self.folder = Path(folder).resolve()
@@ -67,6 +68,11 @@ class RunFolderLock:
         self._handle: Any = None
 
     def acquire(self) -> RunFolderLock:
+        """Takes the lock (or nests once more in this process) and records who holds it.
+
+        Raises:
+            RunFolderBusy: another process holds the lock; the message names it.
+        """
         if self.folder in self._held:
             self._held[self.folder] += 1
             return self
@@ -104,6 +110,7 @@ class RunFolderLock:
         return self
 
     def release(self) -> None:
+        """Undoes one :meth:`acquire`; the last one closes the file, which frees the lock."""
         depth = self._held.get(self.folder, 0)
         if depth > 1:
             self._held[self.folder] = depth - 1
@@ -189,6 +196,9 @@ def file_digest(path: Path) -> str | None:
 
 @contextlib.contextmanager
 def locked(folder: str | os.PathLike[str], command: str | None = None) -> Iterator[RunFolderLock]:
-    """``with locked(run_dir): ...`` -- shorthand for :class:`RunFolderLock`."""
+    """Shorthand for :class:`RunFolderLock` as a context manager.
+
+    Example: ``with locked(run_dir): ...``
+    """
     with RunFolderLock(folder, command) as lock:
         yield lock

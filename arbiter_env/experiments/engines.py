@@ -79,7 +79,7 @@ class _LocalEngine:
         for future in done:
             try:
                 results.append((future, future.result()))
-            except BaseException as error:  # noqa: BLE001 - e.g. a worker killed by the OS
+            except BaseException as error:  # broad on purpose: e.g. a worker killed by the OS
                 results.append((future, error))
         return results
 
@@ -141,7 +141,7 @@ class _RayEngine:
         for ref in ready:
             try:
                 results.append((ref, self.ray.get(ref)))
-            except Exception as error:  # noqa: BLE001 - a worker crash, reported as a failure
+            except Exception as error:  # broad on purpose: a worker crash, reported as a failure
                 results.append((ref, error))
         return results
 

@@ -200,7 +200,7 @@ def log_wandb_summary(
         run.log({"results": table, **images})
         run.summary["wall_time"] = wall_time
         run.finish()
-    except Exception as error:  # noqa: BLE001 - the local report is already written
+    except Exception as error:  # broad on purpose: the local report is already written
         warnings.warn(f"W&B summary not logged ({type(error).__name__}: {error}).", stacklevel=2)
 
 

@@ -1,5 +1,7 @@
-"""The driver of a comparison: plans the runs, skips finished ones (resume), schedules the rest
-on an engine with a progress display, then writes the report.
+"""The driver of a comparison.
+
+It plans the runs, skips finished ones (resume), schedules the rest on an engine with a progress
+display, then writes the report.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class ComparisonResult:
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:
+    """``<output_dir>/<name>-<YYYYmmdd-HHMMSS>``: a new folder per comparison started."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path(config.output_dir) / f"{config.name}-{stamp}"
 

@@ -24,8 +24,8 @@ __all__ = [
     "is_family",
     "list_families",
     "list_tasks",
-    "needs_data_files",
     "make_task",
+    "needs_data_files",
     "register_family",
     "register_task",
 ]

@@ -168,7 +168,7 @@ class TaskFamily:
     @property
     def num_test(self) -> int:
         """Number of test instances."""
-        return int(round(self.test_fraction * self.num_instances))
+        return round(self.test_fraction * self.num_instances)
 
     def instances(self, split: FamilySplit | None = None) -> tuple[FamilyInstance, ...]:
         """The instances of ``split`` (or all, by index), identical in every call and process."""
@@ -212,7 +212,7 @@ class TaskFamily:
         The action space of the environment is built from these bounds, and it may not change
         from one reset to the next.
         """
-        bounds = {}
+        bounds: dict[tuple[int, int], str] = {}
         for instance in self.instances():
             task = self.make_task(instance, **overrides)
             bounds.setdefault((task.batch_min, task.batch_max), instance.name)
