@@ -66,7 +66,8 @@ def jobs(suites: list[str], tasks: list[str], seeds: list[int]) -> list[dict[str
     for seed in seeds:
         if "standalone" in suites:
             for label in tasks:
-                task, kwargs = TASKS[label]
+                if label not in TASKS:  # fail before any run, not after hours of them
+                    raise KeyError(f"Unknown task {label!r}; choose from {list(TASKS)}.")
                 for size in LADDER:
                     out.append(
                         dict(

@@ -214,7 +214,7 @@ def test_resuming_skips_finished_runs(local_run, config_file: Path) -> None:
 
 def test_a_run_folder_of_another_experiment_is_refused(local_run, config_file: Path) -> None:
     other = load_experiment(config_file, ["seeds=[5]"])
-    with pytest.raises(ConfigError, match="different experiment.*seeds"):
+    with pytest.raises(ConfigError, match=r"different experiment.*seeds"):
         run_comparison(other, local_run.run_dir, progress=False)
 
 
@@ -259,7 +259,7 @@ def test_a_static_search_is_trained_once_and_keeps_its_study_in_the_run_folder(t
 
 
 def test_unknown_keys_and_wrong_types_are_rejected_with_the_key_named() -> None:
-    with pytest.raises(ConfigError, match="controllers\\[0\\].kwarg"):
+    with pytest.raises(ConfigError, match=r"controllers\[0\]\.kwarg"):
         from_dict(
             ExperimentConfig,
             {

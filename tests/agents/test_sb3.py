@@ -119,7 +119,7 @@ def test_dqn_rejects_the_continuous_encoding():
     env = BatchSizeEnv("digits-mlp", action_encoding="continuous", task_kwargs={"epochs": 0.5})
     with pytest.raises(ValueError, match="DQN needs a discrete action space"):
         make_rl_agent("dqn", env)
-    with pytest.raises(ConfigError, match="env.action_encoding.*'discrete', 'relative'"):
+    with pytest.raises(ConfigError, match=r"env\.action_encoding.*'discrete', 'relative'"):
         load_agent_config("dqn", overrides=["env.action_encoding=continuous"])
 
 
@@ -272,7 +272,7 @@ def test_subproc_worker_that_cannot_build_its_env_fails_in_the_parent_with_the_f
     monkeypatch.setenv(registry.TASK_MODULES_ENV_VAR, "{}")
     registry.register_task("registered-in-parent-only", registry.make_task("digits-mlp"))
     config = tiny_config("vec_env=subproc", "env.task=registered-in-parent-only")
-    with pytest.raises(RuntimeError, match="your_module:task-name.*vec_env: dummy"):
+    with pytest.raises(RuntimeError, match=r"your_module:task-name.*vec_env: dummy"):
         make_vec_env(config)
 
 

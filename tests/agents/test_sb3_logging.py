@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -69,7 +70,7 @@ def test_ppo_training_logs_intervals_episodes_and_sb3_metrics(tmp_path, tiny_tas
     for row in intervals:
         by_episode.setdefault(row["episode"], []).append(row)
     for rows in by_episode.values():
-        for before, after in zip(rows, rows[1:], strict=False):
+        for before, after in itertools.pairwise(rows):
             expected = math.log(before["val_loss"]) - math.log(after["val_loss"])
             assert math.isclose(after["reward"], expected, rel_tol=1e-5)
     metrics = read_jsonl(tmp_path / "metrics.jsonl")

@@ -29,8 +29,18 @@ def check_report(report: dict) -> None:
 def test_perf_writes_the_documented_json_format(tmp_path):
     output = tmp_path / "perf.json"
     perf.main(
-        ["--tasks", "digits-mlp", "--skip", "sampler", "arbiter", "ppo", "--repeats", "1"]
-        + ["--json", str(output)]
+        [
+            "--tasks",
+            "digits-mlp",
+            "--skip",
+            "sampler",
+            "arbiter",
+            "ppo",
+            "--repeats",
+            "1",
+            "--json",
+            str(output),
+        ]
     )
     report = json.loads(output.read_text())
     check_report(report)

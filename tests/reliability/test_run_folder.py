@@ -210,8 +210,17 @@ def test_sigkill_of_the_driver_kills_its_workers_and_resume_matches_row_by_row(
     run_dir = tmp_path / "killed"
     tag = f"{os.getpid()}-{time.time_ns()}"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "arbiter_env.cli", "compare", "--config", str(config_file)]
-        + ["--run-dir", str(run_dir), "--no-progress"],
+        [
+            sys.executable,
+            "-m",
+            "arbiter_env.cli",
+            "compare",
+            "--config",
+            str(config_file),
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+        ],
         env={**os.environ, "ARBITER_TEST_TAG": tag, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -169,7 +169,7 @@ def test_wandb_init_failure_warns_once_and_loses_no_local_logs(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         log = run_logged_episodes(tmp_path / "run", tiny_task, seeds=(0, 1))
-    assert [str(w.message) for w in caught if "W&B" in str(w.message)][0].startswith(
+    assert next(str(w.message) for w in caught if "W&B" in str(w.message)).startswith(
         "W&B init failed: UsageError: bad API key"
     )
     assert sum("W&B" in str(w.message) for w in caught) == 1
