@@ -116,14 +116,17 @@ def load_vecnormalize(
         gamma=float(values["gamma"]),
         epsilon=float(values["epsilon"]),
     )
-    if values["obs_mean"].shape != vec_normalize.obs_rms.mean.shape:
+    obs_rms = vec_normalize.obs_rms
+    if isinstance(obs_rms, dict):
+        raise TypeError("Dict observation spaces are not supported by the arbiter environments.")
+    if values["obs_mean"].shape != obs_rms.mean.shape:
         raise ValueError(
             f"{path} holds statistics for observations of shape {values['obs_mean'].shape}, but "
-            f"the environment's are {vec_normalize.obs_rms.mean.shape}."
+            f"the environment's are {obs_rms.mean.shape}."
         )
-    vec_normalize.obs_rms.mean = values["obs_mean"]
-    vec_normalize.obs_rms.var = values["obs_var"]
-    vec_normalize.obs_rms.count = float(values["obs_count"])
+    obs_rms.mean = values["obs_mean"]
+    obs_rms.var = values["obs_var"]
+    obs_rms.count = float(values["obs_count"])
     vec_normalize.ret_rms.mean = values["ret_mean"]
     vec_normalize.ret_rms.var = values["ret_var"]
     vec_normalize.ret_rms.count = float(values["ret_count"])

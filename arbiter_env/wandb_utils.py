@@ -20,8 +20,10 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
+
+WandbMode = Literal["disabled", "offline", "online"]
 
 # Hosts that wandb 0.31 and earlier versions write netrc entries for when no server is set:
 # 0.31 logs in to CoreWeave's Forge front end, older versions to api.wandb.ai.
@@ -40,7 +42,7 @@ def wandb_base_url() -> str | None:
         from wandb.sdk import wandb_setup
 
         return str(wandb_setup.singleton().settings.base_url)
-    except Exception:  # noqa: BLE001 - an older or changed wandb: fall back to the defaults
+    except Exception:  # broad on purpose: an older or changed wandb: fall back to the defaults
         return None
 
 
@@ -79,7 +81,7 @@ def _netrc_path() -> Path:
     return windows if not unix.exists() and windows.exists() else unix
 
 
-def prepare_wandb(mode: str) -> None:
+def prepare_wandb(mode: WandbMode) -> None:
     """Sets wandb's mode for the whole process before a run starts.
 
     ``wandb.setup`` updates wandb's global settings, which its process-wide telemetry reads.

@@ -11,7 +11,9 @@ from arbiter_env.wandb_utils import plain
 
 def config_labels(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The task and controller names a run's config states, for its default group and tags."""
-    env = config.get("env") if isinstance(config.get("env"), Mapping) else {}
+    env = config.get("env")
+    if not isinstance(env, Mapping):
+        env = {}
     task = config.get("task") or env.get("task")
     controller = config.get("controller") or config.get("algo") or config.get("agent")
     return (str(task) if task else None, str(controller) if controller else None)

@@ -14,13 +14,12 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 from arbiter_env.runlog.values import is_number, json_safe
-from arbiter_env.wandb_utils import prepare_wandb, wandb_api_key_configured
+from arbiter_env.wandb_utils import WandbMode, prepare_wandb, wandb_api_key_configured
 
-WandbMode = Literal["disabled", "offline", "online"]
-WANDB_MODES: tuple[str, ...] = ("disabled", "offline", "online")
+WANDB_MODES: tuple[WandbMode, ...] = ("disabled", "offline", "online")
 
 DEFAULT_PROJECT = "arbiter-env"
 INTERVALS_FILE = "intervals.jsonl"
@@ -30,7 +29,7 @@ CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 SCHEDULE_TABLE_KEY = "batch_size_schedule"
 SCHEDULE_PLOT_KEY = "batch_size_schedule_plot"
-SCHEDULE_COLUMNS = [
+SCHEDULE_COLUMNS: list[str | int] = [
     "episode",
     "seed",
     "interval",
@@ -40,8 +39,12 @@ SCHEDULE_COLUMNS = [
     "lr",
 ]
 
-# wandb's own spellings of the modes, accepted from the WANDB_MODE variable.
-_MODE_ALIASES = {"dryrun": "offline", "run": "online"}
+# Every accepted spelling of a mode: ours, and wandb's own aliases (from the WANDB_MODE variable).
+_MODE_NAMES: dict[str, WandbMode] = {
+    **{mode: mode for mode in WANDB_MODES},
+    "dryrun": "offline",
+    "run": "online",
+}
 
 WANDB_INIT_TIMEOUT_ENV = "ARBITER_WANDB_INIT_TIMEOUT"
 DEFAULT_WANDB_INIT_TIMEOUT = 10.0
@@ -64,10 +67,10 @@ def resolve_wandb_mode(mode: str | None = None) -> WandbMode:
         mode, source = os.environ.get("WANDB_MODE") or None, "WANDB_MODE"
     if mode is None:
         return "online" if wandb_api_key_configured() else "offline"
-    resolved = _MODE_ALIASES.get(mode, mode)
-    if resolved not in WANDB_MODES:
+    resolved = _MODE_NAMES.get(mode)
+    if resolved is None:
         raise ValueError(f"Unknown {source} {mode!r}; use one of {', '.join(WANDB_MODES)}.")
-    return resolved  # type: ignore[return-value]
+    return resolved
 
 
 def wandb_init_timeout() -> float:

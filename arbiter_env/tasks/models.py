@@ -75,6 +75,9 @@ def small_cnn(
     stages = _check_sizes("channels", channels)
     if not stages:
         raise ValueError("channels must name at least one convolutional stage.")
+    conv: type[nn.Conv1d | nn.Conv2d]
+    pool: type[nn.MaxPool1d | nn.MaxPool2d]
+    global_pool: type[nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d]
     if len(shape) == 2:
         conv, pool, global_pool = nn.Conv1d, nn.MaxPool1d, nn.AdaptiveAvgPool1d
     elif len(shape) == 3:

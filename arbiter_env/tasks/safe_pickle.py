@@ -44,7 +44,8 @@ def _numpy_globals() -> dict[tuple[str, str], Callable[..., Any]]:
     for package in ("numpy.core", "numpy._core"):
         resolved[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
         resolved[(f"{package}.multiarray", "scalar")] = multiarray.scalar
-        resolved[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+        # Private in numpy and absent from its type stubs, but pickles of arrays name it.
+        resolved[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer  # type: ignore[attr-defined]
     return resolved
 
 
