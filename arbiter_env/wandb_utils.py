@@ -42,7 +42,7 @@ def wandb_base_url() -> str | None:
         from wandb.sdk import wandb_setup
 
         return str(wandb_setup.singleton().settings.base_url)
-    except Exception:  # broad on purpose: an older or changed wandb: fall back to the defaults
+    except Exception:  # broad on purpose (an older or changed wandb): use the defaults
         return None
 
 
