@@ -1,11 +1,11 @@
 """``arbiter-la``: Arbiter with a meta-objective that sees the batch size.
 
-**Our extension.** This is not the algorithm of MacLellan & Dong (arXiv:2205.08231); the
-faithful one is :class:`arbiter_env.agents.arbiter.Arbiter`. Measured on our implementation, the
-paper's meta-objective depends on the candidate logit s only through a per-feature gain in front of the
+**Our extension.** This is not the algorithm of MacLellan & Dong (arXiv:2205.08231); the faithful
+one is :class:`arbiter_env.agents.arbiter.Arbiter`. Measured on our implementation, the paper's
+meta-objective depends on the candidate logit s only through a per-feature gain in front of the
 output layer, and on the batch size B only as the number of examples it is evaluated on; the
-direction of its schedules is set by the sign of the response map's initial temperature
-component (``docs/hyper_learning.md``, "What the objective responds to").
+direction of its schedules is set by the sign of the response map's initial temperature component
+(``docs/hyper_learning.md``, "What the objective responds to").
 
 ``arbiter-la`` ("look-ahead") keeps the paper's machinery (φ proposes N candidate logits, α
 mixes them into s, the arg-max of α decides at the end of each interval, φ is warmed up to the
