@@ -8,8 +8,10 @@ from torch import nn
 
 import arbiter_env
 from arbiter_env.agents.population_vec_env import PopulationEnv, make_population_env
+from arbiter_env.batched import cascade_sum as _cascade_sum
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population import Population, PopulationVectorEnv, _cascade_sum
+from arbiter_env.population import Population, PopulationVectorEnv
+from arbiter_env.tasks.families import TaskFamily
 
 
 def _relu_mlp(shape, classes):  # the built-in MLP's layer pattern: the batched "mlp" path
@@ -21,16 +23,24 @@ def relu_task(tiny_task):
     return tiny_task.replace(model=_relu_mlp, num_intervals=5)
 
 
-def _compare(task, path, statistics, steps, *, exact, resets=()):
+def _compare(
+    task, path, statistics, steps, *, exact, resets=(), n=3, options=None, actions=None, **kwargs
+):
     """Steps a population and single envs with the same seeds and actions side by side."""
-    n = 3
-    population = Population(task, n, path=path, gradient_statistics=statistics)
-    singles = [BatchSizeEnv(task, gradient_statistics=statistics) for _ in range(n)]
-    ladder = singles[0].action_space.n
-    actions = np.random.default_rng(0).integers(0, ladder, size=(steps, n))
+    population = Population(task, n, path=path, gradient_statistics=statistics, **kwargs)
+    singles = [BatchSizeEnv(task, gradient_statistics=statistics, **kwargs) for _ in range(n)]
+    ladder = singles[0].ladder.size
+    if actions is None:
+        actions = np.random.default_rng(0).integers(0, ladder, size=(steps, n))
+    options = options or [None] * n
     pairs = []
     for i, env in enumerate(singles):
-        pairs.append((env.reset(seed=40 + i)[0], population.reset_member(i, 40 + i)[0]))
+        pairs.append(
+            (
+                env.reset(seed=40 + i, options=options[i])[0],
+                population.reset_member(i, 40 + i, options[i])[0],
+            )
+        )
     for t in range(steps):
         for member in (m for step, m in resets if step == t):
             pairs.append(
@@ -38,10 +48,11 @@ def _compare(task, path, statistics, steps, *, exact, resets=()):
             )
         outcomes = population.step(list(actions[t]))
         for env, action, outcome in zip(singles, actions[t], outcomes, strict=True):
-            single = env.step(action)
-            pairs.append((single[0], outcome[0]))
+            stepped = env.step(action)
+            pairs.append((stepped[0], outcome[0]))
             if exact:
-                assert single[1:4] == outcome[1:4], (t, single[1:4], outcome[1:4])
+                assert stepped[1:4] == outcome[1:4], (t, stepped[1:4], outcome[1:4])
+            assert stepped[4].get("family_instance") == outcome[4].get("family_instance")
     for single, batched in pairs:
         if exact:
             assert single.tobytes() == batched.tobytes()
@@ -112,7 +123,7 @@ def test_gymnasium_make_vec_builds_the_population(relu_task):
     single = BatchSizeEnv(relu_task)
     assert observations[1].tobytes() == single.reset(seed=8)[0].tobytes()
     for _ in range(relu_task.num_intervals):
-        observations, rewards, terminations, truncations, infos = envs.step(np.array([1, 2]))
+        observations, rewards, terminations, truncations, _ = envs.step(np.array([1, 2]))
     assert terminations.all() and not truncations.any()
     observations, rewards, terminations, _, _ = envs.step(np.array([1, 2]))  # autoreset
     assert not terminations.any() and rewards.tolist() == [0.0, 0.0]
@@ -125,7 +136,73 @@ def test_unsupported_tasks_are_rejected_with_the_reason(relu_task, dropout_task)
     population = Population(dropout_task, 2)
     with pytest.raises(ValueError, match="no batch norm, dropout"):
         population.reset_member(0, 0)
-    with pytest.raises(ValueError, match="task families"):
-        Population("digits-mlp-family", 2)
     with pytest.raises(ValueError, match="path='mlp' needs"):
         Population(dropout_task, 2, path="mlp")
+
+
+# A family of digits MLPs small enough for a test: two widths, both momenta, two budgets.
+SMALL_FAMILY = TaskFamily(
+    name="test-digits-family",
+    base_task="digits-mlp",
+    lr_range=(0.02, 0.2),
+    momenta=(0.0, 0.9),
+    widths=(8, 16),
+    epochs=(0.2, 0.3),
+    num_instances=12,
+    seed=3,  # each split then has two instances of one width and budget, and another width
+)
+FAMILY_KWARGS: dict = {"task_kwargs": {"num_intervals": 4}}
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_family_members_follow_single_envs_of_the_family_bit_for_bit(split):
+    # Each member draws its instance with its own seed, as the single env does; members 0 and
+    # 1 run one instance with different seeds (batched in one group), members 2 and 3 two more
+    # instances picked so that the population holds two widths and different SGD settings.
+    instances = SMALL_FAMILY.instances(split)
+    first = instances[0]
+    same_width = next(
+        i for i in instances[1:] if (i.width, i.epochs) == (first.width, first.epochs)
+    )
+    other_width = next(i for i in instances if i.width != first.width)
+    options: list[dict | None] = [
+        {"family_instance": i.index} for i in (first, first, same_width, other_width)
+    ]
+    options.append(None)  # member 4 draws its own
+    # Members 0, 1 and 2 take the same sizes: one forward and backward, two SGD settings.
+    rows = np.random.default_rng(1).integers(0, 7, size=(4, 3))
+    actions = np.concatenate([rows[:, :1].repeat(3, 1), rows[:, 1:]], axis=1)
+    population = _compare(
+        SMALL_FAMILY,
+        "mlp",
+        "training",
+        4,
+        exact=True,
+        n=5,
+        options=options,
+        actions=actions,
+        family_split=split,
+        **FAMILY_KWARGS,
+    )
+    members = population.envs
+    picked = [o["family_instance"] for o in options[:4] if o is not None]
+    assert [env.family_instance.index for env in members[:4]] == picked
+    assert all(env.family_split == split for env in members)
+    assert members[0].trainer.data is members[3].trainer.data  # one copy of the data
+    assert first.momentum != same_width.momentum  # the shared group ran two SGD settings
+
+
+def test_family_members_are_trained_in_groups_by_architecture_and_size():
+    population = Population(SMALL_FAMILY, 4, **FAMILY_KWARGS)
+    instances = SMALL_FAMILY.instances("train")
+    first = instances[0]
+    same_width = next(
+        i for i in instances[1:] if (i.width, i.epochs) == (first.width, first.epochs)
+    )
+    other_width = next(i for i in instances if i.width != first.width)
+    for index, instance in enumerate((first, first, same_width, other_width)):
+        population.reset_member(index, index, {"family_instance": instance.index})
+    groups = population._plan([2, 2, 2, 2])
+    assert sorted(sorted(g.members) for g in groups) == [[0, 1, 2], [3]]
+    shared = next(g for g in groups if len(g.members) == 3)
+    assert len(shared.runs()) == 2  # the two instances' learning rates: one update each
