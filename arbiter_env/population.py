@@ -54,10 +54,8 @@ sums the per-sample statistics in another order; its observations agree with the
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -65,15 +63,9 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
-from arbiter_env.batched import (
-    Architecture,
-    SgdSettings,
-    batch_mean_losses,
-    mlp_evaluate,
-    sgd,
-    stack_buffers,
-)
+from arbiter_env.batched import Architecture, SgdSettings, mlp_evaluate
 from arbiter_env.env import BatchSizeEnv
+from arbiter_env.population_group import MemberGroup, MemberResults
 from arbiter_env.stats import GradientStatistics
 from arbiter_env.tasks.spec import Task
 from arbiter_env.trainer import (
@@ -83,32 +75,9 @@ from arbiter_env.trainer import (
     IntervalResult,
     mode_independent,
 )
-from arbiter_env.training_stats import DEFAULT_MICROBATCHES, StepSums, statistics_from_steps
+from arbiter_env.training_stats import DEFAULT_MICROBATCHES
 
 PopulationPath = Literal["auto", "mlp", "func"]
-MemberResults = dict[int, tuple[IntervalResult, GradientStatistics | None]]
-
-
-@dataclass
-class _Group:
-    """Members trained together for one interval: one architecture and one set of settings."""
-
-    members: list[int]
-    trainers: list[InnerTrainer]
-    settings: list[SgdSettings]
-    architecture: Architecture
-    batch_size: int
-    samples: int
-
-    def runs(self) -> list[tuple[int, int, SgdSettings]]:
-        """``(start, stop, settings)`` of the consecutive members that share SGD settings."""
-        runs: list[tuple[int, int, SgdSettings]] = []
-        for j, settings in enumerate(self.settings):
-            if runs and runs[-1][2] == settings:
-                runs[-1] = (runs[-1][0], j + 1, settings)
-            else:
-                runs.append((j, j + 1, settings))
-        return runs
 
 
 class Population:
@@ -215,7 +184,7 @@ class Population:
             raise ValueError(f"Expected {self.n_envs} actions, got {len(actions)}.")
         results: MemberResults = {}
         for group in self._plan(actions):
-            results |= self._train_group(group)
+            results |= group.train()
         validation = self._validation()
         outcomes = []
         for index, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
@@ -224,16 +193,14 @@ class Population:
                 outcomes.append(env.step(action))
         return outcomes
 
-    def _plan(self, actions: Sequence[Any]) -> list[_Group]:
+    def _plan(self, actions: Sequence[Any]) -> list[MemberGroup]:
         """Groups the members that can be trained together this interval.
 
-        A group shares the architecture, the batch size and the interval's samples: one batched
-        forward and backward pass per step. Its members may differ in learning rate and the
-        other SGD settings (instances of a family): the update then runs once per setting, on
-        consecutive slices of the stacked tensors, with the scalar arithmetic of
-        ``torch.optim.SGD``.
+        A group shares the architecture and the batch size: one batched forward and backward
+        pass per step. Its members may differ in the interval's length and in learning rate and
+        the other SGD settings (instances of a family); see :mod:`.population_group`.
         """
-        groups: dict[tuple, _Group] = {}
+        groups: dict[tuple, MemberGroup] = {}
         for index, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
             if env._done:
                 raise RuntimeError(f"Member {index}'s episode has ended; reset it first.")
@@ -251,17 +218,11 @@ class Population:
                 nesterov=param_group["nesterov"],
             )
             architecture = self._architecture(trainer)
-            key = (architecture.key, batch_size, stop - start, trainer.task.probe_size)
-            if key not in groups:
-                groups[key] = _Group([], [], [], architecture, batch_size, stop - start)
-            groups[key].members.append(index)
-            groups[key].trainers.append(trainer)
-            groups[key].settings.append(settings)
-        for group in groups.values():  # members of equal settings next to each other
-            order = sorted(range(len(group.members)), key=lambda j: group.settings[j].order())
-            group.members = [group.members[j] for j in order]
-            group.trainers = [group.trainers[j] for j in order]
-            group.settings = [group.settings[j] for j in order]
+            key = (architecture.key, batch_size, trainer.task.probe_size)
+            group = groups.setdefault(key, MemberGroup(architecture, batch_size))
+            group.add(index, trainer, stop - start, settings)
+        for group in groups.values():
+            group.order()
         return list(groups.values())
 
     def _validation(self) -> dict[int, tuple[float, float]]:
@@ -284,127 +245,6 @@ class Population:
                 pairs = mlp_evaluate(params, data.x_val, data.y_val, chunk_size)
                 validation.update(zip(members, pairs, strict=True))
         return validation
-
-    def _train_group(self, group: _Group) -> MemberResults:
-        trainers = group.trainers
-        params = [list(t._trainable) for t in trainers]
-        stacked = [torch.stack([p[k].detach() for p in params]) for k in range(len(params[0]))]
-        buffers, fresh = None, None
-        if any(settings.momentum for settings in group.settings):
-            states = [
-                [t.optimizer.state.get(p, {}).get("momentum_buffer") for p in own]
-                for t, own in zip(trainers, params, strict=True)
-            ]
-            buffers, fresh = stack_buffers(states, [list(own) for own in params])
-        losses, step_sums = self._run_steps(group, stacked, buffers, fresh)
-        # Write back into each member's own module and optimizer state.
-        with torch.no_grad():
-            for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
-                for p, s in zip(own, stacked, strict=True):
-                    p.copy_(s[j])
-                if buffers is not None and group.settings[j].momentum:
-                    for p, b in zip(own, buffers, strict=True):
-                        trainer.optimizer.state[p]["momentum_buffer"] = b[j].clone()
-        return self._results(group, losses, step_sums, stacked)
-
-    def _run_steps(
-        self,
-        group: _Group,
-        stacked: list[torch.Tensor],
-        buffers: list[torch.Tensor] | None,
-        fresh: torch.Tensor | None,
-    ) -> tuple[list[torch.Tensor], list[tuple[int, torch.Tensor, torch.Tensor]]]:
-        """Trains the stacked members for the interval; returns the losses and statistics sums."""
-        trainers, batch_size, samples = group.trainers, group.batch_size, group.samples
-        # The same record window as InnerTrainer.train: the last full steps, ⌈P/B⌉ of them.
-        statistics_on = trainers[0].statistics == "training"
-        probe_size = trainers[0].task.probe_size
-        record_to = max(samples // batch_size - 1, 0) * batch_size
-        record_from = max(record_to - (-(-probe_size // batch_size) - 1) * batch_size, 0)
-        for trainer in trainers:  # keep each member's dropout stream where a single env has it
-            torch.randint(2**62, (), generator=trainer._dropout_generator)
-        # The sampler is a stream: one draw of the whole interval holds the same examples, in
-        # the same order, as one draw per batch, and each step takes a slice of it.
-        drawn = [t.sampler.next_batch(samples) for t in trainers]
-        all_inputs = torch.stack([x for x, _ in drawn])
-        all_targets = torch.stack([y for _, y in drawn])
-        losses, step_sums = [], []
-        runs = group.runs()
-        for offset in range(0, samples, batch_size):
-            size = min(batch_size, samples - offset)
-            record = statistics_on and record_from <= offset <= record_to
-            picked, grads, sums = group.architecture.loss_and_grads(
-                stacked,
-                all_inputs[:, offset : offset + size],
-                all_targets[:, offset : offset + size],
-                record,
-            )
-            if sums is not None:
-                step_sums.append((size, *sums))
-            with torch.no_grad():
-                for start, stop, settings in runs:
-                    sgd(
-                        [s[start:stop] for s in stacked],
-                        [g[start:stop] for g in grads],
-                        None if buffers is None else [b[start:stop] for b in buffers],
-                        None if fresh is None else fresh[start:stop],
-                        settings,
-                    )
-            fresh = None
-            losses.append(picked)
-        return losses, step_sums
-
-    def _results(
-        self,
-        group: _Group,
-        losses: list[torch.Tensor],
-        step_sums: list[tuple[int, torch.Tensor, torch.Tensor]],
-        stacked: list[torch.Tensor],
-    ) -> MemberResults:
-        """Each member's ``IntervalResult`` and statistics, as ``InnerTrainer.train`` has them."""
-        batch_size, samples, members = group.batch_size, group.samples, len(group.members)
-        updates = len(losses)
-        loss_table = batch_mean_losses(losses)  # (members, updates)
-        last_size = samples - batch_size * (updates - 1)
-        # As InnerTrainer.train reduces its (updates,) vector, row by row.
-        mean_loss = (
-            loss_table.sum(1) * batch_size - loss_table[:, -1] * (batch_size - last_size)
-        ) / samples
-        norms = torch.stack([s.reshape(members, -1).double().square().sum(1) for s in stacked])
-        rows = [mean_loss.double(), torch.sqrt(norms.sum(0))]
-        for _, unit_sq, mean_sq in step_sums:
-            rows += [unit_sq.double(), mean_sq.double()]
-        table = torch.stack(rows).T.tolist()  # one host transfer for the whole group
-        examples = [n for n, _, _ in step_sums]
-        out: MemberResults = {}
-        for index, trainer, (loss_value, norm_value, *sums) in zip(
-            group.members, group.trainers, table, strict=True
-        ):
-            trainer.updates += updates
-            trainer.samples_seen += samples
-            statistics = _statistics(group, examples, sums[0::2], sums[1::2]) if step_sums else None
-            diverged = not (math.isfinite(loss_value) and math.isfinite(norm_value))
-            result = IntervalResult(
-                train_loss=loss_value, updates=updates, samples=samples, diverged=diverged
-            )
-            out[index] = (result, statistics)
-        return out
-
-
-def _statistics(
-    group: _Group, examples: list[int], unit_sums: list[float], mean_sq: list[float]
-) -> GradientStatistics | None:
-    """One member's interval statistics from the recorded steps' sums."""
-    architecture = group.architecture
-    if architecture.per_sample:
-        units, used = examples, examples
-    else:
-        units = [min(architecture.units, n) for n in examples]
-        used = [(n // u) * u for n, u in zip(examples, units, strict=True)]
-    if architecture.path == "mlp":  # δ of the batch mean: per-sample gradients are B·δ aᵀ
-        unit_sums = [v * n * n for v, n in zip(unit_sums, examples, strict=True)]
-    probe_size = group.trainers[0].task.probe_size
-    return statistics_from_steps(StepSums(used, units, unit_sums, mean_sq), probe_size)
 
 
 @contextmanager

@@ -154,55 +154,58 @@ SMALL_FAMILY = TaskFamily(
 FAMILY_KWARGS: dict = {"task_kwargs": {"num_intervals": 4}}
 
 
-@pytest.mark.parametrize("split", ["train", "test"])
-def test_family_members_follow_single_envs_of_the_family_bit_for_bit(split):
-    # Each member draws its instance with its own seed, as the single env does; members 0 and
-    # 1 run one instance with different seeds (batched in one group), members 2 and 3 two more
-    # instances picked so that the population holds two widths and different SGD settings.
+def _family_members(split):
+    """Instances for five members: one twice, one of the same width and budget with other SGD
+    settings, one of the same width and another budget (where the split has one), another width.
+    """
     instances = SMALL_FAMILY.instances(split)
     first = instances[0]
-    same_width = next(
-        i for i in instances[1:] if (i.width, i.epochs) == (first.width, first.epochs)
+    same = next(i for i in instances[1:] if (i.width, i.epochs) == (first.width, first.epochs))
+    longer = next(
+        (i for i in instances if i.width == first.width and i.epochs != first.epochs), same
     )
     other_width = next(i for i in instances if i.width != first.width)
-    options: list[dict | None] = [
-        {"family_instance": i.index} for i in (first, first, same_width, other_width)
-    ]
-    options.append(None)  # member 4 draws its own
-    # Members 0, 1 and 2 take the same sizes: one forward and backward, two SGD settings.
+    return [first, first, same, longer, other_width]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_family_members_follow_single_envs_of_the_family_bit_for_bit(split):
+    # Each member draws its instance with its own seed, as the single env does. Members 0-3
+    # share a width and take the same sizes: one batched forward and backward per step for
+    # members of two learning rates and momenta, and (train split) of two interval lengths.
+    chosen = _family_members(split)
+    options: list[dict | None] = [{"family_instance": i.index} for i in chosen]
+    options.append(None)  # member 5 draws its own
     rows = np.random.default_rng(1).integers(0, 7, size=(4, 3))
-    actions = np.concatenate([rows[:, :1].repeat(3, 1), rows[:, 1:]], axis=1)
+    actions = np.concatenate([rows[:, :1].repeat(4, 1), rows[:, 1:]], axis=1)
     population = _compare(
         SMALL_FAMILY,
         "mlp",
         "training",
         4,
         exact=True,
-        n=5,
+        n=6,
         options=options,
         actions=actions,
         family_split=split,
         **FAMILY_KWARGS,
     )
     members = population.envs
-    picked = [o["family_instance"] for o in options[:4] if o is not None]
-    assert [env.family_instance.index for env in members[:4]] == picked
+    assert [env.family_instance.index for env in members[:5]] == [i.index for i in chosen]
     assert all(env.family_split == split for env in members)
-    assert members[0].trainer.data is members[3].trainer.data  # one copy of the data
-    assert first.momentum != same_width.momentum  # the shared group ran two SGD settings
+    assert members[0].trainer.data is members[4].trainer.data  # one copy of the data
+    assert chosen[0].momentum != chosen[2].momentum
 
 
-def test_family_members_are_trained_in_groups_by_architecture_and_size():
-    population = Population(SMALL_FAMILY, 4, **FAMILY_KWARGS)
-    instances = SMALL_FAMILY.instances("train")
-    first = instances[0]
-    same_width = next(
-        i for i in instances[1:] if (i.width, i.epochs) == (first.width, first.epochs)
-    )
-    other_width = next(i for i in instances if i.width != first.width)
-    for index, instance in enumerate((first, first, same_width, other_width)):
+def test_family_members_are_grouped_by_architecture_and_batch_size():
+    population = Population(SMALL_FAMILY, 5, **FAMILY_KWARGS)
+    chosen = _family_members("train")
+    assert chosen[3].epochs != chosen[0].epochs
+    for index, instance in enumerate(chosen):
         population.reset_member(index, index, {"family_instance": instance.index})
-    groups = population._plan([2, 2, 2, 2])
-    assert sorted(sorted(g.members) for g in groups) == [[0, 1, 2], [3]]
-    shared = next(g for g in groups if len(g.members) == 3)
-    assert len(shared.runs()) == 2  # the two instances' learning rates: one update each
+    groups = population._plan([2, 2, 2, 2, 2])
+    assert sorted(sorted(g.members) for g in groups) == [[0, 1, 2, 3], [4]]
+    shared = next(g for g in groups if len(g.members) == 4)
+    assert shared.members[0] == 3  # the longest interval first
+    assert len(shared.lengths()) == 2
+    assert len(shared.runs(0, 4)) == 3  # three instances' SGD settings: one update each
