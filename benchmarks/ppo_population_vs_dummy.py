@@ -69,6 +69,43 @@ def train(task: str, vec_env: str, args, seed: int) -> tuple[Path, float]:
     return final, time.perf_counter() - started
 
 
+def fixed_grid(env, cases) -> dict:
+    """Every fixed size of the ladder on ``cases``; the median and the best in hindsight."""
+    fixed = {
+        int(size): summary(episodes(env, lambda e, s=int(size): FixedSize(e, s), cases))
+        for size in env.ladder
+    }
+    means = {size: row["mean"] for size, row in fixed.items()}
+    median_mean = statistics.median_low(means.values())
+    median_size = next(size for size, mean in means.items() if mean == median_mean)
+    best_size = min(means, key=lambda size: means[size])
+    return {
+        "fixed": fixed,
+        "median_fixed": {"batch_size": median_size, "mean": median_mean},
+        "best_fixed": {"batch_size": best_size, "mean": means[best_size]},
+    }
+
+
+def ppo_runs(env, cases, args, median: dict) -> list[dict]:
+    """PPO trained with each vec env and seed, evaluated on ``cases``."""
+    runs = []
+    for seed in args.seeds:
+        for vec_env in ("dummy", "population"):
+            final, wall = train(args.task, vec_env, args, seed)
+            losses = episodes(env, lambda e, p=final: load_rl_controller(p, e), cases)
+            row = {"seed": seed, "vec_env": vec_env, "wall_s": wall, **summary(losses)}
+            runs.append(row)
+            print(
+                f"  seed {seed} {vec_env:<10} trained in {wall:6.1f}s: mean final val loss "
+                f"{row['mean']:.4f} (median fixed B={median['batch_size']}: {median['mean']:.4f})"
+            )
+    for seed in args.seeds:
+        dummy, population = (r for r in runs if r["seed"] == seed)
+        population["wall_ratio"] = population["wall_s"] / dummy["wall_s"]
+        population["same_losses_as_dummy"] = population["losses"] == dummy["losses"]
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -93,30 +130,9 @@ def main() -> None:
         for instance in env.family_instances[: args.instances]
         for k in range(args.eval_seeds)
     ]
-    fixed = {
-        int(size): summary(episodes(env, lambda e, s=int(size): FixedSize(e, s), cases))
-        for size in env.ladder
-    }
-    means = {size: row["mean"] for size, row in fixed.items()}
-    median_mean = statistics.median_low(means.values())
-    median_size = next(size for size, mean in means.items() if mean == median_mean)
-    best_size = min(means, key=means.get)
+    result = fixed_grid(env, cases)
     print(f"{args.task}: {len(cases)} held-out test episodes; fixed grid done")
-    runs = []
-    for seed in args.seeds:
-        for vec_env in ("dummy", "population"):
-            final, wall = train(args.task, vec_env, args, seed)
-            losses = episodes(env, lambda e, p=final: load_rl_controller(p, e), cases)
-            row = {"seed": seed, "vec_env": vec_env, "wall_s": wall, **summary(losses)}
-            runs.append(row)
-            print(
-                f"  seed {seed} {vec_env:<10} trained in {wall:6.1f}s: mean final val loss "
-                f"{row['mean']:.4f} (median fixed B={median_size}: {median_mean:.4f})"
-            )
-    for seed in args.seeds:
-        dummy, population = (r for r in runs if r["seed"] == seed)
-        population["wall_ratio"] = population["wall_s"] / dummy["wall_s"]
-        population["same_losses_as_dummy"] = population["losses"] == dummy["losses"]
+    runs = ppo_runs(env, cases, args, result["median_fixed"])
     result = {
         "task": args.task,
         "timesteps": args.timesteps,
@@ -125,9 +141,7 @@ def main() -> None:
         "eval_cases": cases,
         "threads": args.threads,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
-        "fixed": fixed,
-        "median_fixed": {"batch_size": median_size, "mean": median_mean},
-        "best_fixed": {"batch_size": best_size, "mean": means[best_size]},
+        **result,
         "runs": runs,
         "total_wall_s": time.perf_counter() - started,
     }
