@@ -19,11 +19,11 @@ needed only by the RL agents)::
 
 **How.** Each member is a real ``BatchSizeEnv`` with its own :class:`~arbiter_env.trainer.
 InnerTrainer` (model, ``torch.optim.SGD``, sampler, generators), reset exactly as a single env is.
-For an interval, members are grouped by architecture, batch size, interval length and SGD
-settings; a group's parameters and momentum buffers are stacked (as
-``torch.func.stack_module_state`` does), trained for the interval's steps with one batched
-forward, backward and SGD update per step (:mod:`arbiter_env.batched`), and written back into
-the members' own modules and optimizer states. Each member's ``BatchSizeEnv.step`` then runs as
+For an interval, members are grouped by architecture and batch size; a group's parameters and
+momentum buffers are stacked (as ``torch.func.stack_module_state`` does), trained for the
+interval's steps with one batched forward, backward and SGD update per step
+(:mod:`arbiter_env.population_group`, :mod:`arbiter_env.batched`), and written back into the
+members' own modules and optimizer states. Each member's ``BatchSizeEnv.step`` then runs as
 usual with the interval's training already done, so validation, statistics, observation,
 reward, termination and ``info`` come from the same code as a single env. Grouping was chosen
 over padding: padding to the largest size in the population multiplies the arithmetic, which
@@ -32,9 +32,10 @@ the feasibility measurements of issue 16 found to cost 2× (largest member's siz
 **Task families.** With a family (``Population("digits-mlp-family", 16, family_split="test")``)
 every member is a ``BatchSizeEnv`` of the family and draws its instance at each reset with its
 own generator, exactly as a single env does (``options={"family_instance": i}`` picks one).
-Members on instances of the same architecture (the same MLP width) and the same interval
-settings (batch size, samples per interval, learning rate, momentum) are trained in one group;
-the others in groups of their own. Instances that share a data set share one copy of it.
+Members on instances of the same architecture (the same MLP width) that take the same batch
+size are trained in one group, whatever their learning rate, momentum or budget: members of
+shorter intervals leave the stack's tail when their samples are done, and the SGD update runs
+once per setting on consecutive slices. Instances that share a data set share one copy of it.
 
 Two batched paths compute the step's loss and gradients (:class:`~arbiter_env.batched.
 Architecture`): ``"mlp"`` for the built-in MLP (a hand-written backward pass built of autograd's
