@@ -28,6 +28,7 @@ diverged episodes.
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import time
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    # The first torch.optim.Adam imports torch._dynamo (seconds): not inside the first timing.
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     started = time.perf_counter()
     config = load_agent_config("ppo", task=args.task)
     env = config.env.make("test")
@@ -140,7 +143,8 @@ def main() -> None:
         "ppo_seeds": args.seeds,
         "eval_cases": cases,
         "threads": args.threads,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch thread(s)",
+        "load_average_at_end": os.getloadavg(),
         **result,
         "runs": runs,
         "total_wall_s": time.perf_counter() - started,
@@ -186,7 +190,8 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         f"Population and dummy runs gave identical evaluation losses: {identical}. "
-        f"Total wall time {result['total_wall_s']:.0f} s.",
+        f"Total wall time {result['total_wall_s']:.0f} s; load average at the end "
+        f"{', '.join(f'{x:.1f}' for x in result['load_average_at_end'])}.",
     ]
     return "\n".join(lines)
 
