@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from arbiter_env.batched import Architecture, SgdSettings, batch_mean_losses, sgd, stack_buffers
+from arbiter_env.batched import (
+    Architecture,
+    MemberSgd,
+    SgdSettings,
+    batch_mean_losses,
+    sgd,
+    stack_buffers,
+)
 from arbiter_env.stats import GradientStatistics
 from arbiter_env.trainer import InnerTrainer, IntervalResult
 from arbiter_env.training_stats import StepSums, statistics_from_steps
@@ -167,6 +174,7 @@ class MemberGroup:
         all_targets = pad_sequence([y for _, y in drawn], batch_first=True)
         windows = [self.record_window(j) for j in range(len(self.members))]
         losses, recorded = [], []
+        updates: dict[Span, MemberSgd | None] = {}
         for offset in range(0, self.samples[0], self.batch_size):
             step = []
             for start, stop, size in self.slices(offset):
@@ -180,18 +188,42 @@ class MemberGroup:
                 if sums is not None:
                     recorded.append(_Recorded(start, stop, size, offset, *sums))
                 with torch.no_grad():
-                    for a, b, settings in self.runs(start, stop):
-                        sgd(
-                            [s[a:b] for s in stacked],
-                            [g[a - start : b - start] for g in grads],
-                            None if buffers is None else [buf[a:b] for buf in buffers],
-                            None if fresh is None else fresh[a:b],
-                            settings,
-                        )
+                    self._update(start, stop, stacked, grads, buffers, fresh, updates)
                 step.append((start, stop, picked))
             fresh = None  # every member's first update is the first step's
             losses.append(step)
         return losses, recorded
+
+    def _update(
+        self,
+        start: int,
+        stop: int,
+        stacked: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        buffers: list[torch.Tensor] | None,
+        fresh: torch.Tensor | None,
+        updates: dict[Span, MemberSgd | None],
+    ) -> None:
+        """The SGD update of the members ``start:stop`` (``grads`` holds theirs)."""
+        if (start, stop) not in updates:
+            updates[start, stop] = MemberSgd.of(self.settings[start:stop], stacked[0].device)
+        update = updates[start, stop]
+        if update is not None:  # one update for all, each with its own lr and momentum
+            update.step(
+                [s[start:stop] for s in stacked],
+                grads,
+                None if buffers is None else [buf[start:stop] for buf in buffers],
+                None if fresh is None else fresh[start:stop],
+            )
+            return
+        for a, b, settings in self.runs(start, stop):  # other settings differ: one update each
+            sgd(
+                [s[a:b] for s in stacked],
+                [g[a - start : b - start] for g in grads],
+                None if buffers is None else [buf[a:b] for buf in buffers],
+                None if fresh is None else fresh[a:b],
+                settings,
+            )
 
     def _results(
         self,

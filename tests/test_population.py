@@ -8,6 +8,7 @@ from torch import nn
 
 import arbiter_env
 from arbiter_env.agents.population_vec_env import PopulationEnv, make_population_env
+from arbiter_env.batched import MemberSgd, SgdSettings
 from arbiter_env.batched import cascade_sum as _cascade_sum
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.population import Population, PopulationVectorEnv
@@ -209,3 +210,33 @@ def test_family_members_are_grouped_by_architecture_and_batch_size():
     assert shared.members[0] == 3  # the longest interval first
     assert len(shared.lengths()) == 2
     assert len(shared.runs(0, 4)) == 3  # three instances' SGD settings: one update each
+
+
+@pytest.mark.parametrize(
+    ("momenta", "extra"),
+    [((0.0, 0.9, 0.9, 0.0), {}), ((0.5, 0.9, 0.8, 0.9), {"nesterov": True, "weight_decay": 1e-3})],
+)
+def test_one_update_with_each_members_lr_and_momentum_equals_torch_sgd(momenta, extra):
+    generator = torch.Generator().manual_seed(0)
+    lrs = (0.05, 0.1, 0.013, 0.2)
+    shapes = [(16, 64), (16,), (10, 16)]
+    params = [[torch.randn(s, generator=generator) for s in shapes] for _ in lrs]
+    optimizers = [
+        torch.optim.SGD(own, lr=lr, momentum=m, **extra)
+        for own, lr, m in zip(params, lrs, momenta, strict=True)
+    ]
+    stacked = [torch.stack([own[k].clone() for own in params]) for k in range(len(shapes))]
+    buffers = [torch.zeros_like(s) for s in stacked]
+    settings = [SgdSettings(lr=lr, momentum=m, **extra) for lr, m in zip(lrs, momenta, strict=True)]
+    update = MemberSgd.of(settings, torch.device("cpu"))
+    assert update is not None
+    for step in range(3):
+        grads = [torch.randn(s.shape, generator=generator) for s in stacked]
+        for j, (own, optimizer) in enumerate(zip(params, optimizers, strict=True)):
+            for p, g in zip(own, grads, strict=True):
+                p.grad = g[j].clone()
+            optimizer.step()
+        fresh = torch.ones(len(lrs), dtype=torch.bool) if step == 0 else None
+        update.step(stacked, grads, buffers, fresh)
+        for k in range(len(shapes)):
+            assert torch.equal(stacked[k], torch.stack([own[k] for own in params])), (step, k)
