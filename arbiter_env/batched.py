@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, grad_and_value, vmap
 
-from arbiter_env.training_stats import (
+from arbiter_env.training.step_stats import (
     SMALL_PRODUCT,
     batched_matmul,
     linear_layers_of,
@@ -179,7 +179,7 @@ def mlp_loss_and_grads(
         a = activations[index]
         grads[2 * index] = batched_matmul(delta.transpose(1, 2), a)
         grads[2 * index + 1] = delta.sum(1)
-        if record:  # the same reductions as training_stats.LinearStepRecorder
+        if record:  # the same reductions as step_stats.LinearStepRecorder
             d_sq = torch.linalg.vecdot(delta, delta)
             terms.append(torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a) + 1))
         if index:

@@ -17,7 +17,7 @@ needed only by the RL agents)::
 "vector_entry_point")`` gives the same population as a ``gymnasium.vector.VectorEnv``
 (:class:`PopulationVectorEnv`).
 
-**How.** Each member is a real ``BatchSizeEnv`` with its own :class:`~arbiter_env.trainer.
+**How.** Each member is a real ``BatchSizeEnv`` with its own :class:`~arbiter_env.training.trainer.
 InnerTrainer` (model, ``torch.optim.SGD``, sampler, generators), reset exactly as a single env is.
 For an interval, members are grouped by architecture and batch size; a group's parameters and
 momentum buffers are stacked (as ``torch.func.stack_module_state`` does), trained for the
@@ -67,16 +67,13 @@ from gymnasium.vector.utils import batch_space
 from arbiter_env.batched import Architecture, SgdSettings, mlp_evaluate
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.population_group import MemberGroup, MemberResults
-from arbiter_env.stats import GradientStatistics
 from arbiter_env.tasks.spec import Task
-from arbiter_env.trainer import (
-    DataSplits,
-    EpochSampler,
-    InnerTrainer,
-    IntervalResult,
-    mode_independent,
-)
-from arbiter_env.training_stats import DEFAULT_MICROBATCHES
+from arbiter_env.training.data import DataSplits
+from arbiter_env.training.network import mode_independent
+from arbiter_env.training.sampler import EpochSampler
+from arbiter_env.training.stats import GradientStatistics
+from arbiter_env.training.step_stats import DEFAULT_MICROBATCHES
+from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 PopulationPath = Literal["auto", "mlp", "func"]
 

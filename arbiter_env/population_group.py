@@ -31,9 +31,9 @@ from arbiter_env.batched import (
     sgd,
     stack_buffers,
 )
-from arbiter_env.stats import GradientStatistics
-from arbiter_env.trainer import InnerTrainer, IntervalResult
-from arbiter_env.training_stats import StepSums, statistics_from_steps
+from arbiter_env.training.stats import GradientStatistics
+from arbiter_env.training.step_stats import StepSums, statistics_from_steps
+from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 MemberResults = dict[int, tuple[IntervalResult, GradientStatistics | None]]
 Span = tuple[int, int]

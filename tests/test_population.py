@@ -240,3 +240,23 @@ def test_one_update_with_each_members_lr_and_momentum_equals_torch_sgd(momenta, 
         update.step(stacked, grads, buffers, fresh)
         for k in range(len(shapes)):
             assert torch.equal(stacked[k], torch.stack([own[k] for own in params])), (step, k)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_the_agents_population_env_draws_from_the_family_split_it_is_asked_for(split):
+    from arbiter_env.agents.sb3 import load_agent_config, make_vec_env
+
+    config = load_agent_config(
+        "ppo",
+        overrides=[
+            "env.task=digits-mlp-family",
+            "vec_env=population",
+            "n_envs=2",
+            "env.task_kwargs={epochs: 0.2, num_intervals: 2}",
+        ],
+    )
+    venv = make_vec_env(config, family_split=split)
+    assert venv.get_attr("family_split") == [split, split]
+    venv.reset()
+    split_indices = {i.index for i in venv.get_attr("family_instances")[0]}
+    assert {env.family_instance.index for env in venv.unwrapped.envs} <= split_indices
