@@ -1,6 +1,7 @@
 """The population of :mod:`arbiter_env.population` as a stable-baselines3 ``VecEnv``.
 
-N inner networks of one task trained in lockstep, seen by SB3 as N environments::
+N inner networks of one task (or of one task family's instances) trained in lockstep, seen by
+SB3 as N environments::
 
     from stable_baselines3 import PPO
     from arbiter_env.agents.population_vec_env import make_population_env
@@ -38,13 +39,15 @@ class PopulationEnv(VecEnv):
         self.population = Population(task, n_envs, **kwargs)
         first = self.population.envs[0]
         super().__init__(n_envs, first.observation_space, first.action_space)
-        self._actions: Sequence[Any] | None = None
+        self._actions: np.ndarray | None = None
 
     @property
     def envs(self) -> list[BatchSizeEnv]:
+        """The members' ``BatchSizeEnv``."""
         return self.population.envs
 
     def reset(self) -> VecEnvObs:
+        """Resets every member with the seeds and options set since the last reset."""
         observations = []
         for index in range(self.num_envs):
             options = self._options[index] or None
@@ -57,9 +60,11 @@ class PopulationEnv(VecEnv):
         return np.stack(observations)
 
     def step_async(self, actions: np.ndarray) -> None:
+        """Stores the actions of the next :meth:`step_wait`."""
         self._actions = actions
 
     def step_wait(self) -> VecEnvStepReturn:
+        """Trains every member's interval in one batched step; resets the members that ended."""
         assert self._actions is not None, "call step_async first"
         outcomes = self.population.step(list(self._actions))
         observations, rewards, dones, infos = [], [], [], []
@@ -76,19 +81,23 @@ class PopulationEnv(VecEnv):
         return np.stack(observations), np.array(rewards, dtype=np.float32), np.array(dones), infos
 
     def close(self) -> None:
+        """Closes every member."""
         for env in self.envs:
             env.close()
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """``attr_name`` of the members at ``indices``."""
         return [getattr(self.envs[i], attr_name) for i in self._get_indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Sets ``attr_name`` of the members at ``indices``."""
         for i in self._get_indices(indices):
             setattr(self.envs[i], attr_name, value)
 
     def env_method(
         self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs
     ) -> list[Any]:
+        """Calls ``method_name`` of the members at ``indices``."""
         return [
             getattr(self.envs[i], method_name)(*method_args, **method_kwargs)
             for i in self._get_indices(indices)
@@ -97,17 +106,22 @@ class PopulationEnv(VecEnv):
     def env_is_wrapped(
         self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
     ) -> list[bool]:
+        """``False``: members are not wrapped (the population steps them itself)."""
         return [False for _ in self._get_indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
+        """No images: the members are not rendered through the population."""
         return [None for _ in range(self.num_envs)]
 
 
 def make_population_env(
     task: Any = "digits-mlp", n_envs: int = 16, *, seed: int | None = None, **kwargs: Any
 ) -> PopulationEnv:
-    """A :class:`PopulationEnv` of ``n_envs`` members; with ``seed``, member i is seeded with
-    ``seed + i`` at the first reset (as SB3's ``make_vec_env`` seeds its envs)."""
+    """A :class:`PopulationEnv` of ``n_envs`` members of a task or task family.
+
+    With ``seed``, member i is seeded with ``seed + i`` at the first reset (as SB3's
+    ``make_vec_env`` seeds its envs).
+    """
     env = PopulationEnv(task, n_envs, **kwargs)
     if seed is not None:
         env.seed(seed)

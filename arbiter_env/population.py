@@ -3,8 +3,8 @@
 On the small networks of the built-in tasks every tensor operation costs 10–30 µs of fixed
 overhead whatever its size, so training N networks with batched operations costs little more than
 training one. :class:`Population` holds N copies of :class:`~arbiter_env.env.BatchSizeEnv` (one
-task; each member its own seed, batch size, optimizer state, observation, reward and termination)
-whose inner training runs batched; as an SB3 ``VecEnv`` it is
+task, or one task family; each member its own seed, batch size, optimizer state, observation,
+reward and termination) whose inner training runs batched; as an SB3 ``VecEnv`` it is
 :class:`arbiter_env.agents.population_vec_env.PopulationEnv` (there, as stable-baselines3 is
 needed only by the RL agents)::
 
@@ -19,77 +19,75 @@ needed only by the RL agents)::
 
 **How.** Each member is a real ``BatchSizeEnv`` with its own :class:`~arbiter_env.training.trainer.
 InnerTrainer` (model, ``torch.optim.SGD``, sampler, generators), reset exactly as a single env is.
-For an interval, members are grouped by batch size (and learning rate); a group's parameters and
+For an interval, members are grouped by architecture and batch size; a group's parameters and
 momentum buffers are stacked (as ``torch.func.stack_module_state`` does), trained for the
-interval's steps with one batched forward, backward and SGD update per step, and written back
-into the members' own modules and optimizer states. Each member's ``BatchSizeEnv.step`` then runs
-as usual with the interval's training already done, so validation, statistics, observation,
+interval's steps with one batched forward, backward and SGD update per step
+(:mod:`arbiter_env.population_group`, :mod:`arbiter_env.batched`), and written back into the
+members' own modules and optimizer states. Each member's ``BatchSizeEnv.step`` then runs as
+usual with the interval's training already done, so validation, statistics, observation,
 reward, termination and ``info`` come from the same code as a single env. Grouping was chosen
 over padding: padding to the largest size in the population multiplies the arithmetic, which
 the feasibility measurements of issue 16 found to cost 2× (largest member's size) to 6× (512).
 
-Two batched paths compute the step's loss and gradients:
+**Task families.** With a family (``Population("digits-mlp-family", 16, family_split="test")``)
+every member is a ``BatchSizeEnv`` of the family and draws its instance at each reset with its
+own generator, exactly as a single env does (``options={"family_instance": i}`` picks one).
+Members on instances of the same architecture (the same MLP width) that take the same batch
+size are trained in one group, whatever their learning rate, momentum or budget: members of
+shorter intervals leave the stack's tail when their samples are done, and the SGD update runs
+once per setting on consecutive slices. Instances that share a data set share one copy of it.
 
-* ``"mlp"`` (the built-in MLP: ``nn.Sequential`` of ``[Flatten,] (Linear, ReLU)*, Linear``):
-  batched matrix products (``baddbmm``/``bmm``) with a hand-written backward pass; per-sample
-  gradient norms for the statistics come from its activations and output gradients;
-* ``"func"`` (any other deterministic per-example network): ``torch.func.vmap`` of
-  ``grad_and_value`` over ``functional_call``; per-sample (``nn.Linear`` networks) or micro-batch
-  gradients for the statistics through a nested ``vmap``.
-
+Two batched paths compute the step's loss and gradients (:class:`~arbiter_env.batched.
+Architecture`): ``"mlp"`` for the built-in MLP (a hand-written backward pass built of autograd's
+own kernels) and ``"func"`` for any other deterministic per-example network (``torch.func``).
 ``path="auto"`` takes ``"mlp"`` where it applies. Networks with batch norm, dropout or modules
-of unknown behaviour, optimizers other than SGD (with momentum, Nesterov, weight decay) and task
-families are not supported yet and raise an error that says so.
+of unknown behaviour, and optimizers other than SGD (with momentum, Nesterov, weight decay) are
+not supported and raise an error that says so.
 
 **Equivalence with the single env.** Everything but the training arithmetic is the single env's
-own code, on the same seeds: the same examples in the same order, the same initialisation, the
-same statistics estimator on the same steps. Batched matrix products add their terms in another
-order than ``torch.mm`` does, so parameters differ from a single env's by float32 rounding
-(relative 1e-7 per step), which training amplifies slowly; the equivalence test holds every
-observation of the first intervals to 1e-5 relative (``tests/test_population.py``).
+own code, on the same seeds: the same instance, the same examples in the same order, the same
+initialisation, the same statistics estimator on the same steps. On the CPU the ``"mlp"`` path
+gives every member the single env's observations, rewards and parameters bit for bit. The
+``"func"`` path batches small matrix products, which ``bmm`` rounds differently from ``mm``, and
+sums the per-sample statistics in another order; its observations agree with the single env's to
+1e-5 relative on the first intervals (``tests/test_population.py``).
 """
 
 from __future__ import annotations
 
-import copy
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium.vector.utils import batch_space
-from torch import nn
-from torch.func import functional_call, grad, grad_and_value, vmap
 
+from arbiter_env.batched import Architecture, SgdSettings, mlp_evaluate
 from arbiter_env.env import BatchSizeEnv
+from arbiter_env.population_group import MemberGroup, MemberResults
+from arbiter_env.tasks.spec import Task
+from arbiter_env.training.data import DataSplits
 from arbiter_env.training.network import mode_independent
+from arbiter_env.training.sampler import EpochSampler
 from arbiter_env.training.stats import GradientStatistics
-from arbiter_env.training.step_stats import (
-    DEFAULT_MICROBATCHES,
-    SMALL_PRODUCT,
-    StepSums,
-    batched_matmul,
-    linear_layers_of,
-    relu_mlp_layers,
-    statistics_from_steps,
-)
+from arbiter_env.training.step_stats import DEFAULT_MICROBATCHES
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 PopulationPath = Literal["auto", "mlp", "func"]
 
 
 class Population:
-    """N ``BatchSizeEnv`` members of one task whose inner training runs batched.
+    """N ``BatchSizeEnv`` members of one task or task family whose inner training runs batched.
 
     Args:
-        task: A task name or :class:`~arbiter_env.tasks.Task` (families are not supported yet).
+        task: A task name, a :class:`~arbiter_env.tasks.Task`, or a task family (its name or
+            :class:`~arbiter_env.tasks.families.TaskFamily`; ``family_split`` picks the split).
         n_envs: Number of members N.
         path: ``"auto"``, ``"mlp"`` or ``"func"`` (see the module docstring).
         **env_kwargs: Passed to every member's ``BatchSizeEnv`` (``task_kwargs``,
-            ``action_encoding``, ``num_intervals``, ``reward``, ``lr_scaling``, ...).
+            ``family_split``, ``action_encoding``, ``num_intervals``, ``reward``, ...).
     """
 
     def __init__(
@@ -105,53 +103,76 @@ class Population:
         if path not in ("auto", "mlp", "func"):
             raise ValueError(f"Unknown path {path!r}; use 'auto', 'mlp' or 'func'.")
         first = BatchSizeEnv(task, **env_kwargs)
-        if first.family is not None:
-            raise ValueError(
-                "The population env does not support task families yet; give one task "
-                "(for example one instance: family.make_task(instance))."
-            )
-        self.envs = [first] + [
-            BatchSizeEnv(first.task, **_without(env_kwargs, "task_kwargs"))
-            for _ in range(n_envs - 1)
-        ]
-        for env in self.envs[1:]:
-            env.trainer.data = first.trainer.data  # one copy of the data for all members
+        self.family = first.family
+        if self.family is None:  # the task is resolved once; the members take it as it is
+            others = [
+                BatchSizeEnv(first.task, **_without(env_kwargs, "task_kwargs"))
+                for _ in range(n_envs - 1)
+            ]
+        else:  # each member draws its own instances
+            others = [BatchSizeEnv(task, **env_kwargs) for _ in range(n_envs - 1)]
+        self.envs = [first, *others]
         self.n_envs = n_envs
         self.task = first.task
-        self._check_supported(first.trainer)
-        model = _build_reference_model(first.trainer)
-        self.path: Literal["mlp", "func"] = (
-            "mlp" if path in ("auto", "mlp") and relu_mlp_layers(model) is not None else "func"
-        )
-        if path == "mlp" and self.path != "mlp":
-            raise ValueError(
-                "path='mlp' needs an nn.Sequential of [Flatten,] (Linear, ReLU)*, Linear; "
-                "use path='func' for other networks."
-            )
-        self._per_sample = linear_layers_of(model) is not None
-        self._base = copy.deepcopy(model).to("meta")  # the structure for functional_call
-        self._names = [name for name, _ in model.named_parameters()]
+        self._path_request: PopulationPath = path
+        self._architectures: dict[int, tuple[Task, Architecture]] = {}
+        self._shared_data: dict[tuple, DataSplits] = {}
+        self._check_optimizer(first.task)
+        self.path = self._architecture(first.trainer).path
+        for env in self.envs:
+            self._share_data(env.trainer)  # one copy of the data for all members
 
     # --- members --------------------------------------------------------------------------------
 
-    def _check_supported(self, trainer: InnerTrainer) -> None:
-        optimizer = self.task.optimizer
-        if optimizer.name != "sgd" or optimizer.factory is not None:
-            raise ValueError(
-                f"The population env trains with batched SGD; task {self.task.name!r} uses "
-                f"{optimizer.name!r}. Use single envs (DummyVecEnv) for other optimizers."
-            )
-
-    def reset_member(self, index: int, seed: int | None, options: dict | None = None):
+    def reset_member(
+        self, index: int, seed: int | None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Resets member ``index`` as ``BatchSizeEnv.reset(seed=seed, options=options)`` does."""
         env = self.envs[index]
         observation, info = env.reset(seed=seed, options=options)
-        if not mode_independent(env.trainer.model):
+        trainer = env.trainer
+        if not mode_independent(trainer.model):
             raise ValueError(
-                f"Task {self.task.name!r}: the population env supports networks of known "
+                f"Task {trainer.task.name!r}: the population env supports networks of known "
                 "deterministic, per-example layers only (no batch norm, dropout or custom "
                 "modules); use single envs for this one."
             )
+        self._check_optimizer(trainer.task)
+        self._architecture(trainer)  # a network path='mlp' cannot train fails here
+        self._share_data(trainer)
         return observation, info
+
+    def _check_optimizer(self, task: Task) -> None:
+        optimizer = task.optimizer
+        if optimizer.name != "sgd" or optimizer.factory is not None:
+            raise ValueError(
+                f"The population env trains with batched SGD; task {task.name!r} uses "
+                f"{optimizer.name!r}. Use single envs (DummyVecEnv) for other optimizers."
+            )
+
+    def _architecture(self, trainer: InnerTrainer) -> Architecture:
+        """The batched path and structure of ``trainer``'s task, built once per task."""
+        task = trainer.task
+        known = self._architectures.get(id(task))
+        if known is None or known[0] is not task:
+            with torch.random.fork_rng():  # build a network without touching the global RNG
+                model = task.model(trainer.data.input_shape, trainer.data.num_classes)
+            units = task.probe_microbatches or DEFAULT_MICROBATCHES
+            known = (task, Architecture.of(model, self._path_request, units))
+            self._architectures[id(task)] = known  # the task is kept, so its id stays unique
+        return known[1]
+
+    def _share_data(self, trainer: InnerTrainer) -> None:
+        """Points ``trainer`` at the population's copy of its data (built from the same split)."""
+        task = trainer.task
+        key = (task.data, task.split_seed, task.validation_fraction, str(task.device))
+        shared = self._shared_data.setdefault(key, trainer.data)
+        if trainer.data is shared:
+            return
+        trainer.data = shared
+        sampler = getattr(trainer, "sampler", None)
+        if sampler is not None:  # just reset, nothing drawn yet: the same stream on the copy
+            trainer.sampler = EpochSampler(shared.x_train, shared.y_train, sampler._generator)
 
     # --- one interval for every member ----------------------------------------------------------
 
@@ -159,7 +180,25 @@ class Population:
         """Steps every member with its action; returns each member's ``env.step`` result."""
         if len(actions) != self.n_envs:
             raise ValueError(f"Expected {self.n_envs} actions, got {len(actions)}.")
-        plans = []
+        results: MemberResults = {}
+        for group in self._plan(actions):
+            results |= group.train()
+        validation = self._validation()
+        outcomes = []
+        for index, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
+            result, statistics = results[index]
+            with _trained(env.trainer, result, statistics, validation.get(index)):
+                outcomes.append(env.step(action))
+        return outcomes
+
+    def _plan(self, actions: Sequence[Any]) -> list[MemberGroup]:
+        """Groups the members that can be trained together this interval.
+
+        A group shares the architecture and the batch size: one batched forward and backward
+        pass per step. Its members may differ in the interval's length and in learning rate and
+        the other SGD settings (instances of a family); see :mod:`.population_group`.
+        """
+        groups: dict[tuple, MemberGroup] = {}
         for index, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
             if env._done:
                 raise RuntimeError(f"Member {index}'s episode has ended; reset it first.")
@@ -168,383 +207,65 @@ class Population:
             trainer = env.trainer
             trainer.batch_size = batch_size
             trainer._apply_learning_rate()
-            plans.append((batch_size, stop - start, trainer.current_lr))
-        groups: dict[tuple[int, int, float], list[int]] = {}
-        for index, plan in enumerate(plans):
-            groups.setdefault(plan, []).append(index)
-        results: dict[int, tuple[IntervalResult, GradientStatistics | None]] = {}
-        for (batch_size, samples, lr), members in groups.items():
-            results |= self._train_group(members, batch_size, samples, lr)
-        validation = self._validation() if self.path == "mlp" else None
-        outcomes = []
-        for index, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
-            result, statistics = results[index]
-            trainer = env.trainer
-            trainer._last_statistics = statistics
-            trainer.train = _replay(trainer, result)  # the step's training is done
-            if validation is not None:
-                trainer.evaluate = _evaluated(trainer, validation[index])
-            try:
-                outcomes.append(env.step(action))
-            finally:
-                del trainer.train
-                if validation is not None:
-                    del trainer.evaluate
-        return outcomes
-
-    def _validation(self) -> list[tuple[float, float]]:
-        """Validation loss and accuracy of every member, in one batched pass."""
-        with torch.no_grad():
-            params = [
-                torch.stack(column)
-                for column in zip(*(env.trainer._trainable for env in self.envs), strict=True)
-            ]
-            data = self.envs[0].trainer.data
-            return mlp_evaluate(params, data.x_val, data.y_val, self.task.eval_batch_size)
-
-    def _train_group(
-        self, members: list[int], batch_size: int, samples: int, lr: float
-    ) -> dict[int, tuple[IntervalResult, GradientStatistics | None]]:
-        trainers = [self.envs[i].trainer for i in members]
-        params = [list(t._trainable) for t in trainers]
-        stacked = [torch.stack([p[k].detach() for p in params]) for k in range(len(params[0]))]
-        group = trainers[0].optimizer.param_groups[0]
-        momentum, dampening = group["momentum"], group["dampening"]
-        weight_decay, nesterov = group["weight_decay"], group["nesterov"]
-        buffers = _stack_buffers(trainers, params) if momentum else None
-        fresh = buffers is not None and buffers[1]
-        # The same record window as InnerTrainer.train: the last full steps, ⌈P/B⌉ of them.
-        statistics_on = trainers[0].statistics == "training"
-        record_to = max(samples // batch_size - 1, 0) * batch_size
-        record_from = max(record_to - (-(-self.task.probe_size // batch_size) - 1) * batch_size, 0)
-        losses, step_sums = [], []
-        remaining = samples
-        for trainer in trainers:  # keep each member's dropout stream where a single env has it
-            torch.randint(2**62, (), generator=trainer._dropout_generator)
-        # The sampler is a stream: one draw of the whole interval holds the same examples, in
-        # the same order, as one draw per batch, and each step takes a slice of it.
-        drawn = [t.sampler.next_batch(samples) for t in trainers]
-        all_inputs = torch.stack([x for x, _ in drawn])
-        all_targets = torch.stack([y for _, y in drawn])
-        while remaining > 0:
-            size = min(batch_size, remaining)
-            offset = samples - remaining
-            inputs = all_inputs[:, offset : offset + size]
-            targets = all_targets[:, offset : offset + size]
-            record = statistics_on and record_from <= offset <= record_to
-            picked, grads, sums = self._loss_and_grads(stacked, inputs, targets, record)
-            if sums is not None:
-                step_sums.append((size, *sums))
-            with torch.no_grad():
-                _sgd(
-                    stacked,
-                    grads,
-                    buffers[0] if buffers else None,
-                    fresh,
-                    lr=lr,
-                    momentum=momentum,
-                    dampening=dampening,
-                    weight_decay=weight_decay,
-                    nesterov=nesterov,
-                )
-            fresh = False
-            losses.append(picked)
-            remaining -= size
-        # Write back into each member's own module and optimizer state.
-        with torch.no_grad():
-            for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
-                for p, s in zip(own, stacked, strict=True):
-                    p.copy_(s[j])
-                if buffers is not None:
-                    for p, b in zip(own, buffers[0], strict=True):
-                        trainer.optimizer.state[p]["momentum_buffer"] = b[j].clone()
-        updates = len(losses)
-        loss_table = _batch_mean_losses(losses)  # (members, updates)
-        last_size = samples - batch_size * (updates - 1)
-        # As InnerTrainer.train reduces its (updates,) vector, row by row.
-        mean_loss = (
-            loss_table.sum(1) * batch_size - loss_table[:, -1] * (batch_size - last_size)
-        ) / samples
-        norms = torch.sqrt(
-            sum(s.reshape(len(members), -1).double().square().sum(1) for s in stacked)
-        )
-        rows = [mean_loss.double(), norms]
-        for _, unit_sq, mean_sq in step_sums:
-            rows += [unit_sq.double(), mean_sq.double()]
-        table = torch.stack(rows).T.tolist()  # one host transfer for the whole group
-        out = {}
-        for j, (index, trainer) in enumerate(zip(members, trainers, strict=True)):
-            loss_value, norm_value, *stats_values = table[j]
-            trainer.updates += updates
-            trainer.samples_seen += samples
-            statistics = None
-            if step_sums:
-                examples = [n for n, _, _ in step_sums]
-                units = [n if self._per_sample else min(self._units, n) for n in examples]
-                used = [
-                    n if self._per_sample else (n // u) * u
-                    for n, u in zip(examples, units, strict=True)
-                ]
-                unit_sums = stats_values[0::2]
-                if self.path == "mlp":  # δ of the batch mean: per-sample gradients are B·δ aᵀ
-                    unit_sums = [v * n * n for v, n in zip(unit_sums, examples, strict=True)]
-                statistics = statistics_from_steps(
-                    StepSums(used, units, unit_sums, stats_values[1::2]), self.task.probe_size
-                )
-            diverged = not (math.isfinite(loss_value) and math.isfinite(norm_value))
-            out[index] = (
-                IntervalResult(
-                    train_loss=loss_value, updates=updates, samples=samples, diverged=diverged
-                ),
-                statistics,
+            param_group = trainer.optimizer.param_groups[0]
+            settings = SgdSettings(
+                lr=trainer.current_lr,
+                momentum=param_group["momentum"],
+                dampening=param_group["dampening"],
+                weight_decay=param_group["weight_decay"],
+                nesterov=param_group["nesterov"],
             )
-        return out
+            architecture = self._architecture(trainer)
+            key = (architecture.key, batch_size, trainer.task.probe_size)
+            group = groups.setdefault(key, MemberGroup(architecture, batch_size))
+            group.add(index, trainer, stop - start, settings)
+        for group in groups.values():
+            group.order()
+        return list(groups.values())
 
-    @property
-    def _units(self) -> int:
-        return self.task.probe_microbatches or DEFAULT_MICROBATCHES
-
-    # --- batched loss and gradients -------------------------------------------------------------
-
-    def _loss_and_grads(
-        self, params: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, record: bool
-    ):
-        if self.path == "mlp":
-            return _mlp_loss_and_grads(params, inputs, targets, record)
-        return self._func_loss_and_grads(params, inputs, targets, record)
-
-    def _func_loss_and_grads(self, params, inputs, targets, record):
-        names, base = self._names, self._base
-
-        def loss_fn(p, x, y, scale):
-            logits = functional_call(base, dict(zip(names, p, strict=True)), (x,))
-            return F.cross_entropy(logits, y, reduction="sum") / scale
-
-        def mean_loss_fn(p, x, y):  # the single env's loss, op for op
-            logits = functional_call(base, dict(zip(names, p, strict=True)), (x,))
-            return F.cross_entropy(logits, y)
-
-        batch = inputs.shape[1]
-        grads, loss = vmap(grad_and_value(mean_loss_fn))(tuple(params), inputs, targets)
-        sums = None
-        if record:
-            if self._per_sample:
-                # Per-sample gradients of each member: a vmap over samples inside the members'.
-                per_sample = vmap(
-                    vmap(grad(loss_fn), in_dims=(None, 0, 0, None)), in_dims=(0, 0, 0, None)
-                )(tuple(params), inputs.unsqueeze(2), targets.unsqueeze(2), 1)
-                unit_sq = sum(
-                    g.reshape(g.shape[0], batch, -1).square().sum((1, 2)) for g in per_sample
-                )
-                mean_sq = sum(g.reshape(g.shape[0], -1).square().sum(1) for g in grads)
-            else:
-                units = min(self._units, batch)
-                size = batch // units
-                used = units * size
-                x = inputs[:, :used].reshape(inputs.shape[0], units, size, *inputs.shape[2:])
-                y = targets[:, :used].reshape(targets.shape[0], units, size)
-                unit_grads = vmap(
-                    vmap(grad(loss_fn), in_dims=(None, 0, 0, None)), in_dims=(0, 0, 0, None)
-                )(tuple(params), x, y, 1)
-                members = inputs.shape[0]
-                flat = torch.cat([g.reshape(members, units, -1) for g in unit_grads], dim=2)
-                unit_sq = flat.square().sum((1, 2))
-                mean = flat.sum(1) / used
-                mean_sq = mean.square().sum(1)
-            sums = (unit_sq, mean_sq)
-        picked = -loss.detach().unsqueeze(1)  # one "example" per member holding the mean loss
-        return picked, list(grads), sums
+    def _validation(self) -> dict[int, tuple[float, float]]:
+        """Validation loss and accuracy of the "mlp" members, in one batched pass per group."""
+        groups: dict[tuple, list[int]] = {}
+        for index, env in enumerate(self.envs):
+            architecture = self._architecture(env.trainer)
+            if architecture.path == "mlp":
+                key = (architecture.key, id(env.trainer.data), env.trainer.task.eval_batch_size)
+                groups.setdefault(key, []).append(index)
+        validation: dict[int, tuple[float, float]] = {}
+        with torch.no_grad():
+            for (_, _, chunk_size), members in groups.items():
+                trainers = [self.envs[i].trainer for i in members]
+                params = [
+                    torch.stack(column)
+                    for column in zip(*(t._trainable for t in trainers), strict=True)
+                ]
+                data = trainers[0].data
+                pairs = mlp_evaluate(params, data.x_val, data.y_val, chunk_size)
+                validation.update(zip(members, pairs, strict=True))
+        return validation
 
 
-# --- the batched MLP --------------------------------------------------------------------------
+@contextmanager
+def _trained(
+    trainer: InnerTrainer,
+    result: IntervalResult,
+    statistics: GradientStatistics | None,
+    validation: tuple[float, float] | None,
+) -> Iterator[None]:
+    """Lets ``BatchSizeEnv.step`` find the interval trained (and validated) already.
 
-
-def _linear(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``F.linear`` of each member: ``(N, B, in)``, ``(N, out, in)``, ``(N, out)``."""
-    if h.shape[1] * h.shape[2] * w.shape[1] < SMALL_PRODUCT and not h.is_cuda:
-        return torch.stack([torch.addmm(b[k], h[k], w[k].T) for k in range(h.shape[0])])
-    return torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-
-
-def _mlp_loss_and_grads(
-    params: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, record: bool
-):
-    """Mean cross-entropy of each member and its gradients, with a hand-written backward pass.
-
-    ``params`` alternate stacked weights ``(N, out, in)`` and biases ``(N, out)``. Each operation
-    is the one autograd runs for ``nn.Linear``, ``ReLU`` and ``cross_entropy`` (``addmm``,
-    ``mm``, ``sum(0)``, ``threshold_backward``, ``_log_softmax_backward_data``), batched over
-    the members; on the CPU they give the single network's results bit for bit."""
-    members, batch = inputs.shape[:2]
-    x = inputs.reshape(members, batch, -1)
-    weights, biases = params[0::2], params[1::2]
-    activations = [x]  # inputs of each layer
-    h = x
-    for index, (w, b) in enumerate(zip(weights, biases, strict=True)):
-        h = _linear(h, w, b)
-        if index < len(weights) - 1:
-            h = torch.relu(h)
-            activations.append(h)
-    log_probs = torch.log_softmax(h, dim=2)
-    picked = log_probs.gather(2, targets.unsqueeze(2)).squeeze(2)
-    # nll_loss's backward for the batch mean: -1/B at each example's target, 0 elsewhere
-    # (1/B divided in the network's dtype, as nll_loss divides by its total weight).
-    fill = _fill_value(members, batch, h.dtype, h.device)
-    nll_grad = torch.zeros_like(log_probs).scatter_(2, targets.unsqueeze(2), fill)
-    delta = torch.ops.aten._log_softmax_backward_data(nll_grad, log_probs, 2, h.dtype)
-    grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
-    terms = []
-    for index in range(len(weights) - 1, -1, -1):
-        a = activations[index]
-        grads[2 * index] = batched_matmul(delta.transpose(1, 2), a)
-        grads[2 * index + 1] = delta.sum(1)
-        if record:  # the same reductions as step_stats.LinearStepRecorder
-            d_sq = torch.linalg.vecdot(delta, delta)
-            terms.append(torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a) + 1))
-        if index:
-            delta = torch.ops.aten.threshold_backward(batched_matmul(delta, weights[index]), a, 0)
-    sums = None
-    if record:
-        unit_sq = terms[-1]
-        for term in reversed(terms[:-1]):  # first layer first, as the recorder adds them
-            unit_sq = unit_sq + term
-        flat = torch.cat([g.reshape(members, -1) for g in grads], dim=1)
-        sums = (unit_sq, torch.linalg.vecdot(flat, flat))
-    return picked, grads, sums
-
-
-_FILLS: dict[tuple, torch.Tensor] = {}
-
-
-def _fill_value(members: int, batch: int, dtype: torch.dtype, device: torch.device):
-    key = (members, batch, dtype, device)
-    if key not in _FILLS:
-        if len(_FILLS) > 256:
-            _FILLS.clear()
-        value = -(torch.ones((), dtype=dtype, device=device) / batch)
-        _FILLS[key] = value.expand(members, batch, 1)
-    return _FILLS[key]
-
-
-def mlp_evaluate(
-    params: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, chunk_size: int
-) -> list[tuple[float, float]]:
-    """``InnerTrainer.evaluate`` for N stacked MLPs at once, with the same arithmetic: the mean
-    loss (``nll_loss``'s summation order, in float64 after the sum) and the accuracy."""
-    members = params[0].shape[0]
-    n = inputs.shape[0]
-    weights, biases = params[0::2], params[1::2]
-    loss_sum = torch.zeros(members, dtype=torch.float64, device=inputs.device)
-    correct = torch.zeros(members, dtype=torch.float64, device=inputs.device)
-    for start in range(0, n, chunk_size):  # InnerTrainer.evaluate's chunks
-        x = inputs[start : start + chunk_size]
-        y = targets[start : start + chunk_size]
-        h = x.reshape(x.shape[0], -1).expand(members, x.shape[0], -1)
-        for index, (w, b) in enumerate(zip(weights, biases, strict=True)):
-            h = _linear(h, w, b)
-            if index < len(weights) - 1:
-                h = torch.relu(h)
-        log_probs = torch.log_softmax(h, dim=2)
-        picked = log_probs.gather(2, y.expand(members, -1).unsqueeze(2)).squeeze(2)
-        loss_sum += _cascade_sum(-picked).double()
-        correct += (h.argmax(2) == y).sum(1).double()
-    return [tuple(pair) for pair in (torch.stack([loss_sum, correct]) / n).T.tolist()]
-
-
-def _batch_mean_losses(picked: list[torch.Tensor]) -> torch.Tensor:
-    """``(members, updates)`` mean losses from each step's picked log-probabilities.
-
-    ``F.nll_loss`` sums a batch with a cascade of partial sums (blocks of 16, flushed into
-    coarser levels; ``aten/src/ATen/native/LossNLL.cpp``); it is emulated here, batched over
-    members and steps, so that the mean losses equal a single env's bit for bit."""
-    # Every step but the last has the same size: one cascade for all of them.
-    full = [step for step in picked if step.shape[1] == picked[0].shape[1]]
-    parts = []
-    if full:
-        stacked = torch.stack(full, dim=1)  # (members, steps, B)
-        members, steps, size = stacked.shape
-        sums = _cascade_sum(-stacked.reshape(members * steps, size))
-        parts.append((sums / size).view(members, steps))
-    for step in picked[len(full) :]:
-        parts.append((_cascade_sum(-step) / step.shape[1]).unsqueeze(1))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-
-def _cascade_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sums the rows of ``(rows, n)`` ``values`` in the order of ``nll_loss``'s CPU kernel:
-    element 0 alone in the top level; then blocks of 16 summed left to right, each full block
-    flushed into level 1, which flushes into level 2 at every 256th element, and so on; at the
-    end the levels added from the bottom up."""
-    rows, n = values.shape
-    zero = values.new_zeros(rows)
-    levels = [zero] * 8
-    levels[7] = values[:, 0]
-    rest = n - 1
-    if rest > 0:
-        blocks = -(-rest // 16)
-        padded = F.pad(values[:, 1:], (0, blocks * 16 - rest)).view(rows, blocks, 16)
-        sums = padded[:, :, 0]
-        for position in range(1, 16):
-            sums = sums + padded[:, :, position]  # adding the padding's 0.0 changes nothing
-        for k in range(1, blocks + 1):
-            last = 16 * k  # index of the block's last element
-            if last > rest:  # a partial last block stays in level 0
-                levels[0] = sums[:, k - 1]
-                break
-            levels[1] = levels[1] + sums[:, k - 1]
-            j = 1
-            while j < 7 and not (last >> (4 * j)) & 15:
-                levels[j + 1] = levels[j + 1] + levels[j]
-                levels[j] = zero
-                j += 1
-    total = zero
-    for level in levels:
-        total = total + level
-    return total
-
-
-# --- batched SGD ------------------------------------------------------------------------------
-
-
-def _stack_buffers(trainers: list[InnerTrainer], params: list[list[torch.Tensor]]):
-    states = [
-        [t.optimizer.state.get(p, {}).get("momentum_buffer") for p in own]
-        for t, own in zip(trainers, params, strict=True)
-    ]
-    # Members whose episode just started have no buffer yet: they start from zeros, which their
-    # first update replaces by the gradient itself, as torch.optim.SGD creates its buffers.
-    have = [all(b is not None for b in s) for s in states]
-    stacked = [
-        torch.stack(
-            [
-                s[k] if s[k] is not None else torch.zeros_like(params[j][k])
-                for j, s in enumerate(states)
-            ]
-        )
-        for k in range(len(params[0]))
-    ]
-    if all(have):
-        return stacked, False
-    return stacked, torch.tensor([not h for h in have], device=params[0][0].device)
-
-
-def _sgd(params, grads, buffers, fresh, *, lr, momentum, dampening, weight_decay, nesterov):
-    """``torch.optim.SGD``'s single-tensor update on stacked tensors, op for op (the ``_foreach``
-    forms run the same element-wise kernels tensor by tensor on the CPU, with less Python)."""
-    if weight_decay != 0:
-        grads = torch._foreach_add(grads, params, alpha=weight_decay)
-    if momentum != 0:
-        torch._foreach_mul_(buffers, momentum)
-        torch._foreach_add_(buffers, grads, alpha=1 - dampening)
-        if fresh is not False:  # members whose first update this is: buf = clone(d_p)
-            for buf, d_p in zip(buffers, grads, strict=True):
-                shape = (-1,) + (1,) * (d_p.dim() - 1)
-                buf.copy_(torch.where(fresh.view(shape), d_p, buf))
-        grads = torch._foreach_add(grads, buffers, alpha=momentum) if nesterov else buffers
-    torch._foreach_add_(params, grads, alpha=-lr)
-
-
-# --- helpers ----------------------------------------------------------------------------------
+    ``train`` and ``evaluate`` are replaced on the instance for the duration of the step only.
+    """
+    trainer._last_statistics = statistics
+    attributes = vars(trainer)
+    attributes["train"] = _replay(trainer, result)
+    if validation is not None:
+        attributes["evaluate"] = _evaluated(trainer, validation)
+    try:
+        yield
+    finally:
+        attributes.pop("train")
+        attributes.pop("evaluate", None)
 
 
 def _replay(trainer: InnerTrainer, result: IntervalResult) -> Callable[[int, int], IntervalResult]:
@@ -555,18 +276,15 @@ def _replay(trainer: InnerTrainer, result: IntervalResult) -> Callable[[int, int
     return train
 
 
-def _evaluated(trainer: InnerTrainer, validation: tuple[float, float]):
+def _evaluated(
+    trainer: InnerTrainer, validation: tuple[float, float]
+) -> Callable[..., tuple[float, float]]:
     evaluate = trainer.evaluate
 
-    def replay(split: str = "validation") -> tuple[float, float]:
+    def replay(split: Literal["validation", "test", "train"] = "validation") -> tuple[float, float]:
         return validation if split == "validation" else evaluate(split)
 
     return replay
-
-
-def _build_reference_model(trainer: InnerTrainer) -> nn.Module:
-    with torch.random.fork_rng():
-        return trainer.task.model(trainer.data.input_shape, trainer.data.num_classes)
 
 
 def _without(kwargs: dict[str, Any], key: str) -> dict[str, Any]:
@@ -585,9 +303,8 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
     own vector envs return it.
     """
 
-    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
-
     def __init__(self, num_envs: int = 16, task: Any = "digits-mlp", **kwargs: Any):
+        self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
         self.population = Population(task, num_envs, **kwargs)
         first = self.population.envs[0]
         self.num_envs = num_envs
@@ -596,11 +313,14 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
         self.observation_space = batch_space(first.observation_space, num_envs)
         self.action_space = batch_space(first.action_space, num_envs)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
-        self._observations = np.zeros((num_envs,) + first.observation_space.shape, np.float32)
+        self._observations = np.zeros(
+            (num_envs, *(first.observation_space.shape or ())), np.float32
+        )
 
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Resets every member; ``seed=s`` seeds member i with ``s + i``."""
         seeds = (
             [None if seed is None else seed + i for i in range(self.num_envs)]
             if seed is None or isinstance(seed, int)
@@ -614,7 +334,10 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
         self._needs_reset[:] = False
         return self._observations.copy(), infos
 
-    def step(self, actions: Any):
+    def step(
+        self, actions: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Steps every member; members whose episode ended last step are reset instead."""
         actions = list(actions)
         rewards = np.zeros(self.num_envs)
         terminations = np.zeros(self.num_envs, dtype=bool)

@@ -28,6 +28,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ def _actions(env: BatchSizeEnv, n_envs: int, steps: int, workload: str, batch_si
     rng = np.random.default_rng(seed)
     if workload == "fixed":
         return np.full((steps, n_envs), env.encode(batch_size))
-    return rng.integers(0, env.action_space.n, size=(steps, n_envs))
+    return rng.integers(0, env.ladder.size, size=(steps, n_envs))
 
 
 def _time_vec(env, actions: np.ndarray) -> float:
@@ -82,8 +83,9 @@ def measure(
     batch_size: int,
     device: str,
 ) -> list[dict]:
-    kwargs = {"task_kwargs": {"device": device}, "record_wall_time": False}
+    kwargs: dict[str, Any] = {"task_kwargs": {"device": device}, "record_wall_time": False}
     populations = {path: PopulationEnv(task, n_envs, path=path, **kwargs) for path in paths}
+    reference: Any
     if baseline == "dummy":
         reference = DummyVecEnv([lambda: BatchSizeEnv(task, **kwargs) for _ in range(n_envs)])
     else:

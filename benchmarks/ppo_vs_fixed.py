@@ -13,8 +13,8 @@ Held-out episodes: seeds 1000000+i for a task; for a family, the first ``--insta
     python benchmarks/ppo_vs_fixed.py --tasks digits-mlp digits-mlp-family --minutes 5
     python benchmarks/ppo_vs_fixed.py --tasks digits-mlp --vec-env population --n-envs 16
 
-``--vec-env population`` trains on :mod:`arbiter_env.population` (single tasks only: families are
-not supported by the population env yet).
+``--vec-env population`` trains on :mod:`arbiter_env.population` (tasks and task families).
+``benchmarks/ppo_population_vs_dummy.py`` compares the two training envs end to end on a family.
 """
 
 import argparse
@@ -105,7 +105,7 @@ def evaluate_task(task: str, args) -> dict:
     fixed_time = time.perf_counter() - started
     median_loss = statistics.median_low(fixed.values())
     median_size = next(size for size, loss in fixed.items() if loss == median_loss)
-    best_size = min(fixed, key=fixed.get)
+    best_size = min(fixed, key=lambda size: fixed[size])
     print(f"\n== {task}: {len(cases)} held-out episodes; fixed grid took {fixed_time:.0f}s")
     for size, loss in fixed.items():
         print(f"  fixed B={size:>4}: mean final val loss {loss:.4f}")

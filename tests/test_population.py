@@ -8,8 +8,11 @@ from torch import nn
 
 import arbiter_env
 from arbiter_env.agents.population_vec_env import PopulationEnv, make_population_env
+from arbiter_env.batched import MemberSgd, SgdSettings
+from arbiter_env.batched import cascade_sum as _cascade_sum
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population import Population, PopulationVectorEnv, _cascade_sum
+from arbiter_env.population import Population, PopulationVectorEnv
+from arbiter_env.tasks.families import TaskFamily
 
 
 def _relu_mlp(shape, classes):  # the built-in MLP's layer pattern: the batched "mlp" path
@@ -21,16 +24,24 @@ def relu_task(tiny_task):
     return tiny_task.replace(model=_relu_mlp, num_intervals=5)
 
 
-def _compare(task, path, statistics, steps, *, exact, resets=()):
+def _compare(
+    task, path, statistics, steps, *, exact, resets=(), n=3, options=None, actions=None, **kwargs
+):
     """Steps a population and single envs with the same seeds and actions side by side."""
-    n = 3
-    population = Population(task, n, path=path, gradient_statistics=statistics)
-    singles = [BatchSizeEnv(task, gradient_statistics=statistics) for _ in range(n)]
-    ladder = singles[0].action_space.n
-    actions = np.random.default_rng(0).integers(0, ladder, size=(steps, n))
+    population = Population(task, n, path=path, gradient_statistics=statistics, **kwargs)
+    singles = [BatchSizeEnv(task, gradient_statistics=statistics, **kwargs) for _ in range(n)]
+    ladder = singles[0].ladder.size
+    if actions is None:
+        actions = np.random.default_rng(0).integers(0, ladder, size=(steps, n))
+    options = options or [None] * n
     pairs = []
     for i, env in enumerate(singles):
-        pairs.append((env.reset(seed=40 + i)[0], population.reset_member(i, 40 + i)[0]))
+        pairs.append(
+            (
+                env.reset(seed=40 + i, options=options[i])[0],
+                population.reset_member(i, 40 + i, options[i])[0],
+            )
+        )
     for t in range(steps):
         for member in (m for step, m in resets if step == t):
             pairs.append(
@@ -38,10 +49,11 @@ def _compare(task, path, statistics, steps, *, exact, resets=()):
             )
         outcomes = population.step(list(actions[t]))
         for env, action, outcome in zip(singles, actions[t], outcomes, strict=True):
-            single = env.step(action)
-            pairs.append((single[0], outcome[0]))
+            stepped = env.step(action)
+            pairs.append((stepped[0], outcome[0]))
             if exact:
-                assert single[1:4] == outcome[1:4], (t, single[1:4], outcome[1:4])
+                assert stepped[1:4] == outcome[1:4], (t, stepped[1:4], outcome[1:4])
+            assert stepped[4].get("family_instance") == outcome[4].get("family_instance")
     for single, batched in pairs:
         if exact:
             assert single.tobytes() == batched.tobytes()
@@ -112,7 +124,7 @@ def test_gymnasium_make_vec_builds_the_population(relu_task):
     single = BatchSizeEnv(relu_task)
     assert observations[1].tobytes() == single.reset(seed=8)[0].tobytes()
     for _ in range(relu_task.num_intervals):
-        observations, rewards, terminations, truncations, infos = envs.step(np.array([1, 2]))
+        observations, rewards, terminations, truncations, _ = envs.step(np.array([1, 2]))
     assert terminations.all() and not truncations.any()
     observations, rewards, terminations, _, _ = envs.step(np.array([1, 2]))  # autoreset
     assert not terminations.any() and rewards.tolist() == [0.0, 0.0]
@@ -125,7 +137,126 @@ def test_unsupported_tasks_are_rejected_with_the_reason(relu_task, dropout_task)
     population = Population(dropout_task, 2)
     with pytest.raises(ValueError, match="no batch norm, dropout"):
         population.reset_member(0, 0)
-    with pytest.raises(ValueError, match="task families"):
-        Population("digits-mlp-family", 2)
     with pytest.raises(ValueError, match="path='mlp' needs"):
         Population(dropout_task, 2, path="mlp")
+
+
+# A family of digits MLPs small enough for a test: two widths, both momenta, two budgets.
+SMALL_FAMILY = TaskFamily(
+    name="test-digits-family",
+    base_task="digits-mlp",
+    lr_range=(0.02, 0.2),
+    momenta=(0.0, 0.9),
+    widths=(8, 16),
+    epochs=(0.2, 0.3),
+    num_instances=12,
+    seed=3,  # each split then has two instances of one width and budget, and another width
+)
+FAMILY_KWARGS: dict = {"task_kwargs": {"num_intervals": 4}}
+
+
+def _family_members(split):
+    """Instances for five members: one twice, one of the same width and budget with other SGD
+    settings, one of the same width and another budget (where the split has one), another width.
+    """
+    instances = SMALL_FAMILY.instances(split)
+    first = instances[0]
+    same = next(i for i in instances[1:] if (i.width, i.epochs) == (first.width, first.epochs))
+    longer = next(
+        (i for i in instances if i.width == first.width and i.epochs != first.epochs), same
+    )
+    other_width = next(i for i in instances if i.width != first.width)
+    return [first, first, same, longer, other_width]
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_family_members_follow_single_envs_of_the_family_bit_for_bit(split):
+    # Each member draws its instance with its own seed, as the single env does. Members 0-3
+    # share a width and take the same sizes: one batched forward and backward per step for
+    # members of two learning rates and momenta, and (train split) of two interval lengths.
+    chosen = _family_members(split)
+    options: list[dict | None] = [{"family_instance": i.index} for i in chosen]
+    options.append(None)  # member 5 draws its own
+    rows = np.random.default_rng(1).integers(0, 7, size=(4, 3))
+    actions = np.concatenate([rows[:, :1].repeat(4, 1), rows[:, 1:]], axis=1)
+    population = _compare(
+        SMALL_FAMILY,
+        "mlp",
+        "training",
+        4,
+        exact=True,
+        n=6,
+        options=options,
+        actions=actions,
+        family_split=split,
+        **FAMILY_KWARGS,
+    )
+    members = population.envs
+    assert [env.family_instance.index for env in members[:5]] == [i.index for i in chosen]
+    assert all(env.family_split == split for env in members)
+    assert members[0].trainer.data is members[4].trainer.data  # one copy of the data
+    assert chosen[0].momentum != chosen[2].momentum
+
+
+def test_family_members_are_grouped_by_architecture_and_batch_size():
+    population = Population(SMALL_FAMILY, 5, **FAMILY_KWARGS)
+    chosen = _family_members("train")
+    assert chosen[3].epochs != chosen[0].epochs
+    for index, instance in enumerate(chosen):
+        population.reset_member(index, index, {"family_instance": instance.index})
+    groups = population._plan([2, 2, 2, 2, 2])
+    assert sorted(sorted(g.members) for g in groups) == [[0, 1, 2, 3], [4]]
+    shared = next(g for g in groups if len(g.members) == 4)
+    assert shared.members[0] == 3  # the longest interval first
+    assert len(shared.lengths()) == 2
+    assert len(shared.runs(0, 4)) == 3  # three instances' SGD settings: one update each
+
+
+@pytest.mark.parametrize(
+    ("momenta", "extra"),
+    [((0.0, 0.9, 0.9, 0.0), {}), ((0.5, 0.9, 0.8, 0.9), {"nesterov": True, "weight_decay": 1e-3})],
+)
+def test_one_update_with_each_members_lr_and_momentum_equals_torch_sgd(momenta, extra):
+    generator = torch.Generator().manual_seed(0)
+    lrs = (0.05, 0.1, 0.013, 0.2)
+    shapes = [(16, 64), (16,), (10, 16)]
+    params = [[torch.randn(s, generator=generator) for s in shapes] for _ in lrs]
+    optimizers = [
+        torch.optim.SGD(own, lr=lr, momentum=m, **extra)
+        for own, lr, m in zip(params, lrs, momenta, strict=True)
+    ]
+    stacked = [torch.stack([own[k].clone() for own in params]) for k in range(len(shapes))]
+    buffers = [torch.zeros_like(s) for s in stacked]
+    settings = [SgdSettings(lr=lr, momentum=m, **extra) for lr, m in zip(lrs, momenta, strict=True)]
+    update = MemberSgd.of(settings, torch.device("cpu"))
+    assert update is not None
+    for step in range(3):
+        grads = [torch.randn(s.shape, generator=generator) for s in stacked]
+        for j, (own, optimizer) in enumerate(zip(params, optimizers, strict=True)):
+            for p, g in zip(own, grads, strict=True):
+                p.grad = g[j].clone()
+            optimizer.step()
+        fresh = torch.ones(len(lrs), dtype=torch.bool) if step == 0 else None
+        update.step(stacked, grads, buffers, fresh)
+        for k in range(len(shapes)):
+            assert torch.equal(stacked[k], torch.stack([own[k] for own in params])), (step, k)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_the_agents_population_env_draws_from_the_family_split_it_is_asked_for(split):
+    from arbiter_env.agents.sb3 import load_agent_config, make_vec_env
+
+    config = load_agent_config(
+        "ppo",
+        overrides=[
+            "env.task=digits-mlp-family",
+            "vec_env=population",
+            "n_envs=2",
+            "env.task_kwargs={epochs: 0.2, num_intervals: 2}",
+        ],
+    )
+    venv = make_vec_env(config, family_split=split)
+    assert venv.get_attr("family_split") == [split, split]
+    venv.reset()
+    split_indices = {i.index for i in venv.get_attr("family_instances")[0]}
+    assert {env.family_instance.index for env in venv.unwrapped.envs} <= split_indices

@@ -147,7 +147,8 @@ class AgentConfig:
         n_envs: Parallel training environments.
         vec_env: ``"dummy"`` (in-process, sequential), ``"subproc"`` (one process per env) or
             ``"population"`` (the ``n_envs`` inner networks trained in lockstep, in one batched
-            step: :mod:`arbiter_env.population`; single SGD tasks without batch norm or dropout).
+            step: :mod:`arbiter_env.population`; SGD tasks or task families without batch norm
+            or dropout).
         start_method: multiprocessing start method for ``subproc`` (``None``: the platform's
             default, ``fork`` on Linux); ``spawn`` / ``forkserver`` need the caller's script to be
             importable, guarded by ``if __name__ == "__main__":``.

@@ -18,6 +18,7 @@ from stable_baselines3.common.vec_env import (
 )
 
 from arbiter_env.agents.sb3.config import AgentConfig, EnvConfig
+from arbiter_env.tasks.families import is_family
 
 
 @dataclass
@@ -71,18 +72,22 @@ def make_vec_env(
                 "vec_env: dummy."
             ) from error
     elif config.vec_env == "population":
-        venv = _population_vec_env(config, n_envs)
+        venv = _population_vec_env(config, n_envs, family_split)
     else:
         venv = DummyVecEnv([EnvFactory(config.env, family_split)] * n_envs)
     venv.seed(config.seed if seed is None else seed)
     return venv
 
 
-def _population_vec_env(config: AgentConfig, n_envs: int) -> VecEnv:
+def _population_vec_env(
+    config: AgentConfig, n_envs: int, family_split: Literal["train", "test"]
+) -> VecEnv:
     from arbiter_env.agents.population_vec_env import PopulationEnv  # torch.func only when used
 
-    # The population shares one task and its data: every member is built from this config.
+    # Every member is built from this config; a family's members draw from `family_split`.
     kwargs = config.env.as_kwargs()
+    if is_family(kwargs["task"]):
+        kwargs["family_split"] = family_split
     population = PopulationEnv(kwargs.pop("task"), n_envs, **kwargs)
     # Episode returns reach SB3's logger, as Monitor does.
     return VecMonitor(population)

@@ -1,0 +1,288 @@
+"""One interval of a group of population members, trained batched (see :mod:`.population`).
+
+A :class:`MemberGroup` holds the members that share an architecture and a batch size this
+interval. Their parameters and momentum buffers are stacked; each step runs one batched forward
+and backward pass (:class:`~arbiter_env.batched.Architecture`) and ``torch.optim.SGD``'s update
+(:func:`~arbiter_env.batched.sgd`); the results are written back into the members' own modules
+and optimizer states, and each member gets the ``IntervalResult`` and statistics that
+``InnerTrainer.train`` would have returned.
+
+Members may differ in the interval's length (family instances of other budgets, or the one-sample
+differences of rounded interval boundaries) and in their SGD settings (learning rate, momentum).
+Members are ordered by length (longest first) and settings, so that at every step those still
+training are a prefix of the stack and the members taking a step of one size, or sharing one set
+of SGD settings, are consecutive: their slices of the stacked tensors are views, computed and
+updated in place with the same arithmetic as a single member's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from arbiter_env.batched import (
+    Architecture,
+    MemberSgd,
+    SgdSettings,
+    batch_mean_losses,
+    sgd,
+    stack_buffers,
+)
+from arbiter_env.training.stats import GradientStatistics
+from arbiter_env.training.step_stats import StepSums, statistics_from_steps
+from arbiter_env.training.trainer import InnerTrainer, IntervalResult
+
+MemberResults = dict[int, tuple[IntervalResult, GradientStatistics | None]]
+Span = tuple[int, int]
+
+
+@dataclass
+class _Recorded:
+    """The statistics sums of one step of the members ``start:stop``."""
+
+    start: int
+    stop: int
+    size: int
+    offset: int
+    unit_sq: torch.Tensor
+    mean_sq: torch.Tensor
+
+
+@dataclass
+class MemberGroup:
+    """Members trained together for one interval: one architecture and one batch size.
+
+    Attributes:
+        architecture: The members' common architecture.
+        batch_size: The interval's batch size.
+        members: Population indices of the members, in the order of the stack.
+        trainers: The members' trainers.
+        samples: The interval's samples of each member.
+        settings: Each member's SGD settings.
+    """
+
+    architecture: Architecture
+    batch_size: int
+    members: list[int] = field(default_factory=list)
+    trainers: list[InnerTrainer] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)
+    settings: list[SgdSettings] = field(default_factory=list)
+
+    def add(self, index: int, trainer: InnerTrainer, samples: int, settings: SgdSettings) -> None:
+        """Adds a member."""
+        self.members.append(index)
+        self.trainers.append(trainer)
+        self.samples.append(samples)
+        self.settings.append(settings)
+
+    def order(self) -> None:
+        """Orders the members by samples (longest first), then by SGD settings."""
+        order = sorted(
+            range(len(self.members)), key=lambda j: (-self.samples[j], self.settings[j].order())
+        )
+        self.members = [self.members[j] for j in order]
+        self.trainers = [self.trainers[j] for j in order]
+        self.samples = [self.samples[j] for j in order]
+        self.settings = [self.settings[j] for j in order]
+
+    def slices(self, offset: int) -> list[tuple[int, int, int]]:
+        """``(start, stop, size)`` of the consecutive members taking a step of ``size`` here."""
+        out: list[tuple[int, int, int]] = []
+        for j, samples in enumerate(self.samples):
+            size = min(self.batch_size, samples - offset)
+            if size <= 0:
+                break  # longest first: the members after this one are done too
+            if out and out[-1][2] == size:
+                out[-1] = (out[-1][0], j + 1, size)
+            else:
+                out.append((j, j + 1, size))
+        return out
+
+    def runs(self, start: int, stop: int) -> list[tuple[int, int, SgdSettings]]:
+        """``(start, stop, settings)`` of the consecutive members sharing SGD settings."""
+        runs: list[tuple[int, int, SgdSettings]] = []
+        for j in range(start, stop):
+            if runs and runs[-1][2] == self.settings[j]:
+                runs[-1] = (runs[-1][0], j + 1, self.settings[j])
+            else:
+                runs.append((j, j + 1, self.settings[j]))
+        return runs
+
+    def lengths(self) -> list[tuple[int, int, int]]:
+        """``(start, stop, samples)`` of the consecutive members of one interval length."""
+        spans: list[tuple[int, int, int]] = []
+        for j, samples in enumerate(self.samples):
+            if spans and spans[-1][2] == samples:
+                spans[-1] = (spans[-1][0], j + 1, samples)
+            else:
+                spans.append((j, j + 1, samples))
+        return spans
+
+    def record_window(self, j: int) -> Span:
+        """Offsets of member ``j``'s recorded steps, as ``InnerTrainer.train`` chooses them.
+
+        The last full steps, ⌈P/B⌉ of them; ``(-1, -1)`` when statistics are not recorded.
+        """
+        if self.trainers[j].statistics != "training":
+            return (-1, -1)
+        batch_size = self.batch_size
+        record_to = max(self.samples[j] // batch_size - 1, 0) * batch_size
+        steps = -(-self.trainers[j].task.probe_size // batch_size)
+        return (max(record_to - (steps - 1) * batch_size, 0), record_to)
+
+    # --- training -------------------------------------------------------------------------------
+
+    def train(self) -> MemberResults:
+        """Trains every member for the interval; returns each one's result and statistics."""
+        trainers = self.trainers
+        params = [list(t._trainable) for t in trainers]
+        stacked = [torch.stack([p[k].detach() for p in params]) for k in range(len(params[0]))]
+        buffers, fresh = None, None
+        if any(settings.momentum for settings in self.settings):
+            states = [
+                [t.optimizer.state.get(p, {}).get("momentum_buffer") for p in own]
+                for t, own in zip(trainers, params, strict=True)
+            ]
+            buffers, fresh = stack_buffers(states, [list(own) for own in params])
+        losses, recorded = self._run_steps(stacked, buffers, fresh)
+        # Write back into each member's own module and optimizer state.
+        with torch.no_grad():
+            for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
+                for p, s in zip(own, stacked, strict=True):
+                    p.copy_(s[j])
+                if buffers is not None and self.settings[j].momentum:
+                    for p, b in zip(own, buffers, strict=True):
+                        trainer.optimizer.state[p]["momentum_buffer"] = b[j].clone()
+        return self._results(losses, recorded, stacked)
+
+    def _run_steps(
+        self,
+        stacked: list[torch.Tensor],
+        buffers: list[torch.Tensor] | None,
+        fresh: torch.Tensor | None,
+    ) -> tuple[list[list[tuple[int, int, torch.Tensor]]], list[_Recorded]]:
+        """Trains the stacked members; returns each step's losses by slice, and the sums."""
+        for trainer in self.trainers:  # keep each member's dropout stream where a single env has it
+            torch.randint(2**62, (), generator=trainer._dropout_generator)
+        # The sampler is a stream: one draw of the whole interval holds the same examples, in
+        # the same order, as one draw per batch, and each step takes a slice of it.
+        drawn = [t.sampler.next_batch(n) for t, n in zip(self.trainers, self.samples, strict=True)]
+        all_inputs = pad_sequence([x for x, _ in drawn], batch_first=True)
+        all_targets = pad_sequence([y for _, y in drawn], batch_first=True)
+        windows = [self.record_window(j) for j in range(len(self.members))]
+        losses, recorded = [], []
+        updates: dict[Span, MemberSgd | None] = {}
+        for offset in range(0, self.samples[0], self.batch_size):
+            step = []
+            for start, stop, size in self.slices(offset):
+                record = any(low <= offset <= high for low, high in windows[start:stop])
+                picked, grads, sums = self.architecture.loss_and_grads(
+                    [s[start:stop] for s in stacked],
+                    all_inputs[start:stop, offset : offset + size],
+                    all_targets[start:stop, offset : offset + size],
+                    record,
+                )
+                if sums is not None:
+                    recorded.append(_Recorded(start, stop, size, offset, *sums))
+                with torch.no_grad():
+                    self._update(start, stop, stacked, grads, buffers, fresh, updates)
+                step.append((start, stop, picked))
+            fresh = None  # every member's first update is the first step's
+            losses.append(step)
+        return losses, recorded
+
+    def _update(
+        self,
+        start: int,
+        stop: int,
+        stacked: list[torch.Tensor],
+        grads: list[torch.Tensor],
+        buffers: list[torch.Tensor] | None,
+        fresh: torch.Tensor | None,
+        updates: dict[Span, MemberSgd | None],
+    ) -> None:
+        """The SGD update of the members ``start:stop`` (``grads`` holds theirs)."""
+        if (start, stop) not in updates:
+            updates[start, stop] = MemberSgd.of(self.settings[start:stop], stacked[0].device)
+        update = updates[start, stop]
+        if update is not None:  # one update for all, each with its own lr and momentum
+            update.step(
+                [s[start:stop] for s in stacked],
+                grads,
+                None if buffers is None else [buf[start:stop] for buf in buffers],
+                None if fresh is None else fresh[start:stop],
+            )
+            return
+        for a, b, settings in self.runs(start, stop):  # other settings differ: one update each
+            sgd(
+                [s[a:b] for s in stacked],
+                [g[a - start : b - start] for g in grads],
+                None if buffers is None else [buf[a:b] for buf in buffers],
+                None if fresh is None else fresh[a:b],
+                settings,
+            )
+
+    def _results(
+        self,
+        losses: list[list[tuple[int, int, torch.Tensor]]],
+        recorded: list[_Recorded],
+        stacked: list[torch.Tensor],
+    ) -> MemberResults:
+        """Each member's ``IntervalResult`` and statistics, as ``InnerTrainer.train`` has them."""
+        count, batch_size = len(self.members), self.batch_size
+        rows = []
+        for start, stop, samples in self.lengths():
+            picked = [
+                p[start - a : stop - a] for step in losses for a, b, p in step if a <= start < b
+            ]
+            table = batch_mean_losses(picked)  # (members, updates), as InnerTrainer.train has
+            last_size = samples - batch_size * (table.shape[1] - 1)  # its (updates,) vector
+            rows.append(
+                (table.sum(1) * batch_size - table[:, -1] * (batch_size - last_size)) / samples
+            )
+        norms = torch.stack([s.reshape(count, -1).double().square().sum(1) for s in stacked])
+        pieces = [torch.cat(rows).double(), torch.sqrt(norms.sum(0))]
+        pieces += [t.double() for r in recorded for t in (r.unit_sq, r.mean_sq)]
+        values = torch.cat(pieces).tolist()  # one host transfer for the whole group
+        out: MemberResults = {}
+        cursor = 2 * count
+        sums: list[list[tuple[int, float, float]]] = [[] for _ in range(count)]
+        for r in recorded:
+            width = r.stop - r.start
+            for j in range(r.start, r.stop):
+                low, high = self.record_window(j)
+                if low <= r.offset <= high:
+                    k = cursor + j - r.start
+                    sums[j].append((r.size, values[k], values[k + width]))
+            cursor += 2 * width
+        for j, (index, trainer) in enumerate(zip(self.members, self.trainers, strict=True)):
+            samples = self.samples[j]
+            updates = -(-samples // batch_size)
+            trainer.updates += updates
+            trainer.samples_seen += samples
+            loss_value, norm_value = values[j], values[count + j]
+            diverged = not (math.isfinite(loss_value) and math.isfinite(norm_value))
+            result = IntervalResult(
+                train_loss=loss_value, updates=updates, samples=samples, diverged=diverged
+            )
+            out[index] = (result, self._statistics(sums[j]) if sums[j] else None)
+        return out
+
+    def _statistics(self, steps: list[tuple[int, float, float]]) -> GradientStatistics | None:
+        """One member's interval statistics from its recorded steps' sums."""
+        architecture = self.architecture
+        examples = [n for n, _, _ in steps]
+        unit_sums = [v for _, v, _ in steps]
+        if architecture.per_sample:
+            units, used = examples, examples
+        else:
+            units = [min(architecture.units, n) for n in examples]
+            used = [(n // u) * u for n, u in zip(examples, units, strict=True)]
+        if architecture.path == "mlp":  # δ of the batch mean: per-sample gradients are B·δ aᵀ
+            unit_sums = [v * n * n for v, n in zip(unit_sums, examples, strict=True)]
+        probe_size = self.trainers[0].task.probe_size
+        mean_sq = [m for _, _, m in steps]
+        return statistics_from_steps(StepSums(used, units, unit_sums, mean_sq), probe_size)
