@@ -19,7 +19,7 @@ def rollout(env, seed, actions):
     observation, _ = env.reset(seed=seed)
     trajectory = [observation]
     for action in actions:
-        observation, reward, terminated, truncated, info = env.step(action)
+        observation, reward, terminated, _truncated, info = env.step(action)
         trajectory.append((observation, reward, terminated, info["batch_size"], info["val_loss"]))
         if terminated:
             break
@@ -235,7 +235,7 @@ def test_subproc_vec_env_runs_two_environments_built_from_the_registered_id():
     try:
         venv.seed(0)
         venv.reset()
-        _, rewards, dones, infos = venv.step(np.array([2, 5]))
+        _, rewards, _dones, infos = venv.step(np.array([2, 5]))
         assert rewards.shape == (2,) and [i["batch_size"] for i in infos] == [32, 256]
     finally:
         venv.close()
