@@ -64,6 +64,20 @@ def stats_present(folder: Path) -> bool:
     return (folder / STATS_FILE).is_file() or (folder / LEGACY_PICKLE_FILE).is_file()
 
 
+def _load_legacy_pickle(folder: Path, venv: VecEnv) -> VecNormalize:
+    """The statistics of an older checkpoint, saved as SB3's pickle, after a warning."""
+    legacy = folder / LEGACY_PICKLE_FILE
+    if not legacy.is_file():
+        raise FileNotFoundError(f"{folder} holds neither {STATS_FILE} nor {LEGACY_PICKLE_FILE}.")
+    warnings.warn(
+        f"{legacy} is an SB3 pickle from an older checkpoint; loading it can run code, so "
+        "load only checkpoints you trust (saving the checkpoint again writes the safe "
+        f"{STATS_FILE}).",
+        stacklevel=3,
+    )
+    return VecNormalize.load(str(legacy), venv)
+
+
 class _SpacesOnly(gym.Env):
     """An environment that only has spaces: enough for a ``VecNormalize`` that only normalises."""
 
@@ -95,16 +109,7 @@ def load_vecnormalize(
         venv = DummyVecEnv([lambda: spaces_only])
     path = folder / STATS_FILE
     if not path.is_file():
-        legacy = folder / LEGACY_PICKLE_FILE
-        if legacy.is_file():
-            warnings.warn(
-                f"{legacy} is an SB3 pickle from an older checkpoint; loading it can run code, so "
-                "load only checkpoints you trust (saving the checkpoint again writes the safe "
-                f"{STATS_FILE}).",
-                stacklevel=2,
-            )
-            return VecNormalize.load(str(legacy), venv)
-        raise FileNotFoundError(f"{folder} holds neither {STATS_FILE} nor {LEGACY_PICKLE_FILE}.")
+        return _load_legacy_pickle(folder, venv)
     with np.load(path, allow_pickle=False) as stats:
         values = {key: stats[key] for key in stats.files}
     vec_normalize = VecNormalize(
