@@ -6,15 +6,18 @@ from typing import Any
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 from arbiter_env.agents.arbiter_checkpoint import make_arbiter
 from arbiter_env.agents.arbiter_la import ArbiterLA, ArbiterLAConfig
-from arbiter_env.controller_registry import register_controller
+from arbiter_env.agents.arbiter_training import ArbiterTraining
+from arbiter_env.controllers import register_controller
 
 # Arbiter decides integer sizes, not ladder rungs: by default it acts through the continuous
 # encoding (as `arbiter train --agent arbiter` does), in `evaluate` and in comparisons alike.
 _ARBITER_ENV = {"action_encoding": "continuous"}
 # make_arbiter builds an Arbiter, or loads one with checkpoint=PATH (arbiter train's checkpoint).
-register_controller("arbiter", make_arbiter, env_defaults=_ARBITER_ENV)
+register_controller(
+    "arbiter", make_arbiter, env_defaults=_ARBITER_ENV, kind="arbiter", training=ArbiterTraining()
+)
 # Our extension of the paper: a meta-objective that models progress as a function of B.
-register_controller("arbiter-la", ArbiterLA, env_defaults=_ARBITER_ENV)
+register_controller("arbiter-la", ArbiterLA, env_defaults=_ARBITER_ENV, kind="arbiter")
 
 # RL agents (stable-baselines3): "ppo", "a2c", "dqn", "sac", "td3"; each takes checkpoint=...
 # to load a trained agent, or builds a new one for the env (see arbiter_env.agents.sb3).
@@ -47,6 +50,20 @@ def _make_rl_controller(algo: str, env: Any, **kwargs: Any) -> Any:
     return make_rl_controller(algo, env, **kwargs)
 
 
+class _SB3Training:
+    """The SB3 agents' training (``arbiter_env.agents.sb3.learning``), imported when first used."""
+
+    has_command = True
+
+    def __getattr__(self, name: str) -> Any:
+        require_sb3("Training an RL agent")
+        from arbiter_env.agents.sb3.learning import SB3_TRAINING
+
+        return getattr(SB3_TRAINING, name)
+
+
+_SB3_TRAINING: Any = _SB3Training()
+
 for _algo in RL_ALGORITHMS:
     # make_rl_controller also loads models saved by rl-zoo3 (checkpoint=RUN_FOLDER or .zip).
     register_controller(
@@ -54,6 +71,9 @@ for _algo in RL_ALGORITHMS:
         partial(_make_rl_controller, _algo),
         description=f"stable-baselines3 {_algo.upper()} policy; checkpoint=PATH loads a trained "
         f"one (arbiter train --agent {_algo}, or an rl-zoo3 model)",
+        kind="rl",
+        training=_SB3_TRAINING,
+        needs_training=True,
     )
 
 __all__ = [

@@ -47,6 +47,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from arbiter_env.agents.arbiter_config import ArbiterConfig, Milestone
+from arbiter_env.agents.arbiter_diagnostics import (
+    SearchDiagnostics,
+    feature_width,
+    fused_adam_supported,
+    parse_schedule,
+    search_diagnostics,
+)
 from arbiter_env.agents.arbiter_network import (
     batch_size_to_logit,
     build_phi,
@@ -130,7 +137,7 @@ class Arbiter(BatchSizeController):
         if overrides:
             config = from_dict(self.config_class, {**to_dict(config), **overrides})
         self.config = config
-        self.schedule = _parse_schedule(schedule)
+        self.schedule = parse_schedule(schedule)
         task = self.batch_env.task
         self.b_min, self.b_max = int(task.batch_min), int(task.batch_max)
         trainer = self.trainer
@@ -164,7 +171,7 @@ class Arbiter(BatchSizeController):
         on_cuda = self.device.type == "cuda"
         self._last_logit = torch.zeros((), pin_memory=on_cuda)
         self._logit_ready = torch.cuda.Event() if on_cuda else None
-        self._search = _SearchDiagnostics(self.device)
+        self._search = SearchDiagnostics(self.device)
         self._last_candidates = torch.full((config.num_candidates,), math.nan)
         self._hook = trainer.add_step_hook(self._on_inner_update)
         self._info_handle = self.batch_env.add_info_source(self.interval_diagnostics)
@@ -173,6 +180,7 @@ class Arbiter(BatchSizeController):
 
     @property
     def trainer(self) -> InnerTrainer:
+        """The env's inner trainer (its hyper-learning interface)."""
         return self.batch_env.trainer
 
     # --- controller interface -------------------------------------------------------------------
@@ -184,6 +192,7 @@ class Arbiter(BatchSizeController):
         episode_start: Any = None,
         deterministic: bool = True,
     ) -> tuple[Any, Any]:
+        """The size of :meth:`choose_batch_size` as an action; a new episode starts a search."""
         # A reset that happened without episode_start (a caller that does not pass it) is still
         # detected: the trainer builds a new model object at every reset.
         if self.trainer.model is not self._episode_model:
@@ -219,7 +228,9 @@ class Arbiter(BatchSizeController):
         self.decisions.append((interval, size, kind))
         return size
 
-    def learn(self, total_timesteps: int = 0, **kwargs: Any) -> Arbiter:
+    def learn(
+        self, total_timesteps: int = 0, *, work_dir: str | Path | None = None, **kwargs: Any
+    ) -> Arbiter:
         """Runs episodes in the env until ``total_timesteps`` env steps have been taken.
 
         Arbiter learns online within each episode anyway; this keeps φ and the map (and the
@@ -289,6 +300,7 @@ class Arbiter(BatchSizeController):
         assert self.response_map is not None
         features = features[:64]
         weight = self.trainer.head.weight
+        assert isinstance(weight, torch.Tensor)
         direction = self.response_map.weight.reshape(1, -1).to(features.dtype)
         base = features @ weight.T
         change = (features * direction) @ weight.T
@@ -384,7 +396,7 @@ class Arbiter(BatchSizeController):
             batch_size_to_logit(target_size, self.b_min, self.b_max), device=self.device
         )
         optimizer = torch.optim.Adam(
-            self.phi.parameters(), lr=config.warmup_lr, fused=_fused_adam_supported(self.device)
+            self.phi.parameters(), lr=config.warmup_lr, fused=fused_adam_supported(self.device)
         )
         decoded = -1
         with self._timed("warmup"):
@@ -478,43 +490,17 @@ class Arbiter(BatchSizeController):
         """
         if self.trainer.model is not self._episode_model:
             return {}
-        search = self._search
-        count = max(search.meta_steps, 1)
-        map_norm = (
-            torch.linalg.vector_norm(self.response_map.weight.detach())
-            if self.response_map is not None
-            else torch.tensor(math.nan)
-        )
-        values = torch.cat(
-            [
-                self._last_candidates.float().cpu(),
-                self.alpha.detach().float().cpu(),
-                torch.stack([search.dF_ds / count, search.temperature / count]).float().cpu(),
-                map_norm.reshape(1).float().cpu(),
-            ]
-        ).tolist()
-        n = self.config.num_candidates
-        candidates, alpha = values[:n], values[n : 2 * n]
-        dF_ds, temperature, map_norm_value = values[2 * n :]
-        if search.meta_steps == 0:
-            dF_ds = temperature = math.nan
-        if self._logit_ready is not None:
-            self._logit_ready.synchronize()
-        s = float(self._last_logit)
-        diagnostics: dict[str, Any] = {
-            "s": s,
-            "B_s": logit_to_batch_size(s, self.b_min, self.b_max),
-            "meta_steps": search.meta_steps,
-            "dF_ds": dF_ds,
-            "map_norm": map_norm_value,
-            "temperature": temperature,
-            "temperature_gain": temperature * s,
+        return {
+            "arbiter": search_diagnostics(
+                self._search,
+                self._last_candidates,
+                self.alpha,
+                self.response_map,
+                self._last_logit,
+                self._logit_ready,
+                (self.b_min, self.b_max),
+            )
         }
-        for i, logit in enumerate(candidates):
-            diagnostics[f"candidate_{i}"] = logit_to_batch_size(logit, self.b_min, self.b_max)
-        for i, value in enumerate(alpha):
-            diagnostics[f"alpha_{i}"] = value
-        return {"arbiter": diagnostics}
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -537,13 +523,13 @@ class Arbiter(BatchSizeController):
             # fused: one kernel per parameter group instead of a Python loop per tensor (or a
             # dozen foreach calls); on small networks the optimizer step is otherwise the largest
             # part of the meta-step.
-            fused=_fused_adam_supported(self.device),
+            fused=fused_adam_supported(self.device),
         )
         return optimizer, [p for group in groups for p in group["params"]]
 
     def _response_width(self) -> int | None:
         """Output width of the response map (None: the meta-objective uses none)."""
-        return 1 if self.config.response == "temperature" else _feature_width(self.trainer)
+        return 1 if self.config.response == "temperature" else feature_width(self.trainer)
 
     def _build_response_map(self, width: int | None) -> nn.Linear | None:
         """The bias-free map s → h, initialised from the (forked, seeded) global generator."""
@@ -602,52 +588,3 @@ class Arbiter(BatchSizeController):
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.timings[name] += time.perf_counter() - started
-
-
-def _fused_adam_supported(device: torch.device) -> bool | None:
-    # Fused Adam exists for CPU and CUDA in the torch versions we support; other devices fall
-    # back to torch's default implementation.
-    return True if device.type in ("cpu", "cuda") else None
-
-
-def _feature_width(trainer: InnerTrainer) -> int:
-    """Width F of the inner network's penultimate features, also before the first reset."""
-    if trainer.model is not None:
-        return trainer.feature_width
-    # Before the first reset the trainer has no network yet: build a throwaway one just to read
-    # its output layer's input width, in a fork of the global RNG so that nothing else sees it.
-    with torch.random.fork_rng(devices=[]):
-        model = trainer.task.model(trainer.data.input_shape, trainer.data.num_classes)
-    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
-    if not linears:
-        raise ValueError(
-            f"Task {trainer.task.name!r}: the model has no nn.Linear output layer, which Arbiter's "
-            "response injection needs."
-        )
-    return int(linears[-1].in_features)
-
-
-class _SearchDiagnostics:
-    """Running sums over one interval's meta-steps, kept on the device (no sync per step)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.reset()
-
-    def reset(self) -> None:
-        self.meta_steps = 0
-        self.dF_ds = torch.zeros((), device=self.device)
-        self.temperature = torch.zeros((), device=self.device)
-
-    def add(self, dF_ds: torch.Tensor, temperature: torch.Tensor) -> None:
-        self.meta_steps += 1
-        self.dF_ds += dF_ds.detach().float()
-        self.temperature += temperature.float()
-
-
-def _parse_schedule(schedule: Sequence[Milestone | dict[str, Any]] | None) -> list[Milestone]:
-    milestones = [m if isinstance(m, Milestone) else Milestone(**m) for m in schedule or []]
-    intervals = [m.interval for m in milestones]
-    if len(set(intervals)) != len(intervals):
-        raise ValueError(f"The schedule has two milestones at the same interval: {intervals}.")
-    return sorted(milestones, key=lambda m: m.interval)

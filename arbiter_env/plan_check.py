@@ -66,7 +66,7 @@ def check_plan(config: Any) -> None:
 
 
 def _check_plan(config: Any) -> None:
-    from arbiter_env.controller_registry import list_controllers
+    from arbiter_env.controllers import list_controllers
     from arbiter_env.experiments.config import import_modules
     from arbiter_env.tasks import list_tasks
 
@@ -140,82 +140,28 @@ def _task_problems(
 
 def _check_controller(spec: Any, task_name: str, config: Any, env: Any) -> None:
     """Builds one controller in ``env`` as its runs will; raises what is wrong with it."""
-    from arbiter_env.controller_registry import make_controller
-    from arbiter_env.experiments.worker import is_sb3
+    from arbiter_env.controllers import controller_entry
 
-    if is_sb3(spec.controller):
-        _check_sb3(spec, task_name, config, env)
-        return
-    controller = make_controller(spec.controller, env, **spec.kwargs)
-    if spec.train_timesteps > 0 and not (
-        hasattr(controller, "learn") and hasattr(controller, "save")
-    ):
-        raise ConfigError(
-            f"train_timesteps is {spec.train_timesteps} but {spec.controller!r} "
-            "has no learn()/save(); set train_timesteps: 0."
-        )
+    # The entry's training checks the contestant (and its training run, if any).
+    job = _training_job(spec, task_name, config)
+    training = controller_entry(spec.controller).training
+    training.check(spec.controller, dict(spec.kwargs), env, job)
 
 
 def _env_of(spec: Any, config: Any) -> dict[str, Any]:
     """Exactly the env arguments the runs of ``spec`` get (see ``experiments.plan.plan_runs``)."""
-    from arbiter_env.controller_registry import controller_env_defaults
+    from arbiter_env.controllers import controller_env_defaults
 
     return controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)
 
 
-def _check_sb3(spec: Any, task: str, config: Any, env: Any) -> None:
-    """An RL contestant: its training config (if trained here) or its checkpoint and kwargs."""
-    from arbiter_env.agents.sb3 import check_action_space
+def _training_job(spec: Any, task: str, config: Any) -> Any:
+    """The training job the comparison plans for ``spec`` on ``task`` (``None``: not trained)."""
+    if spec.train_timesteps <= 0:
+        return None
     from arbiter_env.experiments.plan import plan_runs
-    from arbiter_env.experiments.worker import sb3_training_config
+    from arbiter_env.experiments.worker import training_job
 
-    if spec.train_timesteps > 0:
-        # Exactly the training run the comparison plans (plan_runs is pure: nothing is written).
-        train, _ = plan_runs(config, ".")
-        planned = next(run for run in train if run.task == task and run.label == spec.name)
-        agent = sb3_training_config(planned)
-        if agent.env.action_encoding != env.action_encoding.name:
-            raise ConfigError(
-                f"the agent trains with action_encoding={agent.env.action_encoding!r} but is "
-                f"evaluated with {env.action_encoding.name!r}; set it in the controller's env."
-            )
-        check_action_space(agent.algo, env.action_space)
-        return
-    allowed = {"checkpoint", "config", "overrides", "total_timesteps"}
-    unknown = sorted(set(spec.kwargs) - allowed)
-    if unknown:
-        raise ConfigError(
-            f"kwargs {unknown} are not used by {spec.controller!r} here (allowed: "
-            f"{', '.join(sorted(allowed))}; set train_timesteps to train it)."
-        )
-    checkpoint = spec.kwargs.get("checkpoint")
-    if checkpoint is None and spec.kwargs.get("total_timesteps", 0) > 0:
-        # Trained inside each evaluation run: check its config and the encoding.
-        from arbiter_env.agents.sb3 import load_agent_config
-
-        agent = load_agent_config(
-            spec.kwargs.get("config") or spec.controller,
-            task=task,
-            overrides=[
-                f"env.action_encoding={env.action_encoding.name}",
-                *spec.kwargs.get("overrides", []),
-            ],
-        )
-        check_action_space(agent.algo, env.action_space)
-        return
-    if checkpoint is None:
-        raise ConfigError(
-            f"{spec.controller!r} has neither train_timesteps > 0 nor a checkpoint (nor "
-            "kwargs.total_timesteps): it would be evaluated untrained. Set train_timesteps or "
-            "kwargs.checkpoint."
-        )
-    from arbiter_env.agents import zoo
-    from arbiter_env.agents.sb3 import load_checkpoint_config
-
-    if zoo.is_zoo_model(checkpoint):
-        zoo.find_zoo_files(checkpoint)  # the model file must be there
-        return
-    saved = load_checkpoint_config(checkpoint)
-    if saved.algo != spec.controller:
-        raise ConfigError(f"checkpoint {checkpoint} holds a {saved.algo!r} agent.")
-    check_action_space(saved.algo, env.action_space)
+    # Exactly the training run the comparison plans (plan_runs is pure: nothing is written).
+    train, _ = plan_runs(config, ".")
+    return training_job(next(r for r in train if r.task == task and r.label == spec.name))

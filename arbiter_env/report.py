@@ -72,24 +72,16 @@ TARGET_METRICS: tuple[tuple[str, str, str], ...] = (
 )
 HYPERGRADIENT_METRIC = ("hypergradient_var", "lr hypergradient variance", "{:.3g}")
 
-# Controller kinds, for colours in plots and for finding the fixed sizes. A registered name not
-# listed here (a user's controller) is of kind "other".
-KINDS: dict[str, tuple[str, ...]] = {
-    "fixed": ("fixed",),
-    "schedule": ("step", "smith", "adabatch", "linear-growth", "exponential-growth"),
-    "adaptive": ("cabs", "noise-scale", "norm-test", "simigrad"),
-    "hpo": ("random-search", "optuna-tpe", "optuna-gp"),
-    "rl": ("ppo", "a2c", "dqn", "sac", "td3"),
-    "arbiter": ("arbiter", "arbiter-la"),
-}
-
 
 def controller_kind(registered: str) -> str:
-    """The kind of a registered controller name: ``fixed``, ``schedule``, ..., or ``other``."""
-    for kind, names in KINDS.items():
-        if registered in names:
-            return kind
-    return "other"
+    """The kind of a registered controller name (``fixed``, ``schedule``, ..., or ``other``).
+
+    Each controller's registry entry says its kind; a name that is not registered (a user's
+    controller whose module is not imported here) is of kind ``"other"``.
+    """
+    from arbiter_env.controllers import controller_kind as registered_kind
+
+    return registered_kind(registered)
 
 
 # --- strict JSON --------------------------------------------------------------------------------
@@ -218,7 +210,7 @@ def best_fixed_labels(rows: list[dict[str, Any]]) -> dict[str, str]:
     """
     best: dict[str, tuple[float, str]] = {}
     for row in rows:
-        if row.get("registered") != "fixed" or not row.get("ok"):
+        if row.get("kind") != "fixed" or not row.get("ok"):
             continue
         score = _number(row.get("score_mean"))
         if not math.isfinite(score):
@@ -234,6 +226,22 @@ def format_mean_sem(mean: float, sem: float, fmt: str) -> str:
     if not math.isfinite(mean):
         return "–"
     return f"{fmt.format(mean)} ± {fmt.format(sem)}" if math.isfinite(sem) else fmt.format(mean)
+
+
+def _markdown_cells(row: dict[str, Any], metrics: list[tuple[str, str, str]]) -> list[str]:
+    """One controller's row of a task's table."""
+    label = row["controller"]
+    if row.get("best_fixed"):
+        label = f"**{label}** ★"
+    cells = [label, f"{row['ok']}/{row['seeds']}", str(row["diverged"])]
+    for key, _, fmt in metrics:
+        cell = format_mean_sem(row[f"{key}_mean"], row[f"{key}_sem"], fmt)
+        if key in ("samples_to_target", "seconds_to_target"):
+            cell += f" ({row['target_reached']}/{row['ok']})"
+        elif row[f"{key}_n"] < row["ok"] and math.isfinite(row[f"{key}_mean"]):
+            cell += f" (n={row[f'{key}_n']})"
+        cells.append(cell)
+    return cells
 
 
 def markdown_table(
@@ -261,18 +269,7 @@ def markdown_table(
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
         for row in (r for r in rows if r["task"] == task):
-            label = row["controller"]
-            if row.get("best_fixed"):
-                label = f"**{label}** ★"
-            cells = [label, f"{row['ok']}/{row['seeds']}", str(row["diverged"])]
-            for key, _, fmt in metrics:
-                cell = format_mean_sem(row[f"{key}_mean"], row[f"{key}_sem"], fmt)
-                if key in ("samples_to_target", "seconds_to_target"):
-                    cell += f" ({row['target_reached']}/{row['ok']})"
-                elif row[f"{key}_n"] < row["ok"] and math.isfinite(row[f"{key}_mean"]):
-                    cell += f" (n={row[f'{key}_n']})"
-                cells.append(cell)
-            lines.append("| " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join(_markdown_cells(row, metrics)) + " |")
         lines.append("")
         failures = [r for r in rows if r["task"] == task and r["failed"]]
         if failures:
@@ -313,7 +310,7 @@ def iqm(scores: Sequence[np.ndarray]) -> float:
 def probability_of_improvement(x: Sequence[np.ndarray], y: Sequence[np.ndarray]) -> float:
     """P(X > Y): per task the fraction of run pairs where X beats Y (ties ½), mean over tasks."""
     per_task = [_pairwise_win_rate(np.asarray(a), np.asarray(b)) for a, b in zip(x, y, strict=True)]
-    return float(np.mean(per_task))
+    return float(np.mean(np.asarray(per_task, dtype=float)))
 
 
 def _pairwise_win_rate(x: np.ndarray, y: np.ndarray) -> np.ndarray | float:
@@ -384,7 +381,7 @@ def improvement_interval(
     x_samples = stratified_bootstrap(x, resamples, rng)
     y_samples = stratified_bootstrap(y, resamples, rng)
     per_task = [_pairwise_win_rate(a, b) for a, b in zip(x_samples, y_samples, strict=True)]
-    estimates = np.mean(per_task, axis=0)
+    estimates = np.mean(np.stack([np.asarray(p, dtype=float) for p in per_task]), axis=0)
     low, high = percentile_interval(estimates, confidence)
     return probability_of_improvement(x, y), float(low), float(high)
 
@@ -520,7 +517,6 @@ def _number(value: Any) -> float:
 
 
 __all__ = [
-    "KINDS",
     "METRICS",
     "SCORE_METRIC",
     "ScoreTable",
@@ -540,7 +536,7 @@ __all__ = [
     "profile_interval",
     "run_score",
     "score_table",
-    "strict_json_value",
     "stratified_bootstrap",
+    "strict_json_value",
     "summarize",
 ]

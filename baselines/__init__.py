@@ -1,7 +1,7 @@
 """Batch-size baselines: schedules, adaptive rules and static HPO, as controllers of the env.
 
 Installed as ``arbiter_env.baselines``. Every baseline is registered with
-:func:`arbiter_env.controller_registry.register_controller` under the name below, with a factory
+:func:`arbiter_env.controllers.register_controller` under the name below, with a factory
 ``(env, **config_kwargs)``; its config dataclass loads from ``configs/baselines/NAME.yaml`` with
 :func:`arbiter_env.config.load_yaml`. See ``docs/baselines.md`` for formulas and citations.
 
@@ -49,7 +49,7 @@ from arbiter_env.baselines.schedules import (
     StepConfig,
     StepSchedule,
 )
-from arbiter_env.controller_registry import register_controller
+from arbiter_env.controllers import register_controller
 
 BASELINES: dict[str, type[Baseline]] = {
     "fixed": FixedBatchSize,
@@ -68,8 +68,25 @@ BASELINES: dict[str, type[Baseline]] = {
 }
 """Registered name -> baseline class (its ``Config`` attribute is the config dataclass)."""
 
+# The family of each baseline, for reports and plots.
+_KINDS = {
+    "fixed": "fixed",
+    "step": "schedule",
+    "smith": "schedule",
+    "adabatch": "schedule",
+    "linear-growth": "schedule",
+    "exponential-growth": "schedule",
+    "cabs": "adaptive",
+    "noise-scale": "adaptive",
+    "norm-test": "adaptive",
+    "simigrad": "adaptive",
+    "random-search": "hpo",
+    "optuna-tpe": "hpo",
+    "optuna-gp": "hpo",
+}
+
 for _name, _cls in BASELINES.items():
-    register_controller(_name, _cls.factory)
+    register_controller(_name, _cls.factory, kind=_KINDS[_name])
 
 __all__ = [
     "BASELINES",

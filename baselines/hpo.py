@@ -5,7 +5,9 @@ Each trial picks one size from the environment's ladder and trains a full seeded
 and a diverged episode scores ``+inf``. ``learn()`` runs the search, ``predict`` then plays the best
 size found.
 
-The study lives in ``<run_dir>/<study_name>.db`` (SQLite), and every finished trial is written at
+The study lives in ``<run_dir>/<study_name>.db`` (SQLite), where ``run_dir`` is the config's, else
+the work folder ``learn(work_dir=...)`` is given (a comparison's training folder, ``arbiter evaluate
+--learn``'s run folder), else ``runs/hpo``; and every finished trial is written at
 once, so a search that is interrupted (Ctrl-C, a killed job) resumes where it stopped: ``learn()``
 counts the completed trials, marks the trial that was running when it stopped as failed, and runs
 only the missing ones. The study records what it searched (task, ladder, seeds, sampler); resuming
@@ -31,15 +33,21 @@ from arbiter_env.baselines.schedules import FixedBatchSize, FixedConfig
 from arbiter_env.config import from_dict, to_dict
 from arbiter_env.controllers import run_episode
 
+DEFAULT_RUN_DIR = "runs/hpo"
+"""The study's folder when neither the config nor ``learn`` names one."""
+
 
 @dataclass(frozen=True)
 class HPOConfig:
-    """Args:
+    """The search's settings.
+
+    Args:
     n_trials: Trials (distinct fixed-size episodes per seed) of the whole search, counting those
         already in the storage.
     search_seeds: Episode seeds of every trial; the objective is the mean final validation loss
         over them. Keep them apart from your evaluation seeds (default 1000).
-    run_dir: Folder of the SQLite storage ``<study_name>.db``.
+    run_dir: Folder of the SQLite storage ``<study_name>.db``; ``None``: the ``work_dir`` given to
+        ``learn``, else ``runs/hpo``.
     study_name: Name of the study (and its file); ``None`` derives it from the sampler and task.
     sampler_seed: Seed of the sampler's own generator (offset by the number of trials already
         run, so a resumed search does not replay its first proposals).
@@ -49,7 +57,7 @@ class HPOConfig:
 
     n_trials: int = 20
     search_seeds: tuple[int, ...] = (1000,)
-    run_dir: str = "runs/hpo"
+    run_dir: str | None = None
     study_name: str | None = None
     sampler_seed: int = 0
     n_startup_trials: int | None = None
@@ -57,7 +65,10 @@ class HPOConfig:
     def __post_init__(self) -> None:
         require(self.n_trials >= 1, f"n_trials must be >= 1, got {self.n_trials}.")
         require(len(self.search_seeds) >= 1, "search_seeds needs at least one seed.")
-        require(bool(self.run_dir), "run_dir must name a folder for the study's SQLite file.")
+        require(
+            self.run_dir is None or bool(self.run_dir),
+            "run_dir must name a folder for the study's SQLite file (or be null).",
+        )
         require(
             self.n_startup_trials is None or self.n_startup_trials >= 1,
             f"n_startup_trials must be >= 1 (or null for Optuna's default), got "
@@ -71,6 +82,7 @@ class StaticHPO(Baseline):
     The search variable is the index of a rung of ``env.ladder`` (an ordered integer, which the
     GP and TPE samplers model better than a categorical). Call :meth:`learn` before
     :meth:`predict`; a study already complete in ``run_dir`` is picked up without new trials.
+    It is a :class:`~arbiter_env.controllers.Learner`: ``learn``, ``save``, ``load``.
     """
 
     Config = HPOConfig
@@ -79,17 +91,21 @@ class StaticHPO(Baseline):
     def __init__(self, env: gym.Env, config: Any = None, **overrides: Any):
         super().__init__(env, config, **overrides)
         self._best: int | None = None
+        self._work_dir: Path | None = None
         self.episodes_run = 0
 
     # --- the study ------------------------------------------------------------------------------
 
     @property
     def study_name(self) -> str:
+        """The study's name: the config's, else ``<sampler>-<task>``."""
         return self.config.study_name or f"{self.sampler_name}-{self.batch_env.task.name}"
 
     @property
     def storage_path(self) -> Path:
-        return Path(self.config.run_dir) / f"{self.study_name}.db"
+        """The study's SQLite file."""
+        folder = self.config.run_dir or self._work_dir or DEFAULT_RUN_DIR
+        return Path(folder) / f"{self.study_name}.db"
 
     def _search_space(self) -> dict[str, Any]:
         return {
@@ -100,6 +116,7 @@ class StaticHPO(Baseline):
         }
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """The Optuna sampler of the search, seeded with ``seed``."""
         raise NotImplementedError
 
     def load_study(self, seed_offset: int = 0) -> optuna.Study:
@@ -143,20 +160,29 @@ class StaticHPO(Baseline):
         return float(np.mean(losses))
 
     def learn(
-        self, total_timesteps: int = 0, n_trials: int | None = None, **kwargs: Any
+        self,
+        total_timesteps: int = 0,
+        n_trials: int | None = None,
+        *,
+        work_dir: str | Path | None = None,
+        **kwargs: Any,
     ) -> StaticHPO:
         """Runs the trials still missing from the study (``total_timesteps`` is ignored).
 
         Args:
             total_timesteps: Unused; the budget is ``n_trials`` (SB3-compatible signature).
             n_trials: Total trials wanted; defaults to ``config.n_trials``.
+            work_dir: Where the study lives unless the config names a ``run_dir``.
+            **kwargs: Ignored (SB3-compatible signature).
         """
+        if work_dir is not None:
+            self._work_dir = Path(work_dir)
         wanted = n_trials if n_trials is not None else self.config.n_trials
         require(wanted >= 1, f"n_trials must be >= 1, got {wanted}.")
         study = self.load_study()
         # A trial left RUNNING was cut off by an interruption: it produced nothing, so it fails.
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(trial.number, state=TrialState.FAIL)
+        for cut_off in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(cut_off.number, state=TrialState.FAIL)
         study = self.load_study(seed_offset=len(study.trials))
         ladder = [int(b) for b in self.batch_env.ladder]
         while self._completed(study) < wanted:
@@ -189,6 +215,7 @@ class StaticHPO(Baseline):
         return self._best
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
+        """The best size of the search, whatever the observation."""
         return self.best_batch_size
 
     def save(self, path: str | Path) -> None:
@@ -213,6 +240,7 @@ class RandomSearch(StaticHPO):
     sampler_name = "random-search"
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """Optuna's ``RandomSampler``."""
         return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -222,6 +250,7 @@ class OptunaTPE(StaticHPO):
     sampler_name = "optuna-tpe"
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """The sampler, with ``n_startup_trials`` if the config sets it."""
         extra = {}
         if self.config.n_startup_trials is not None:
             extra["n_startup_trials"] = self.config.n_startup_trials
@@ -234,6 +263,7 @@ class OptunaGP(StaticHPO):
     sampler_name = "optuna-gp"
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        """The sampler, with ``n_startup_trials`` if the config sets it."""
         extra = {}
         if self.config.n_startup_trials is not None:
             extra["n_startup_trials"] = self.config.n_startup_trials

@@ -74,7 +74,7 @@ def test_evaluate_keeps_a_search_study_in_the_run_folder(tmp_path, capsys):
     run_dir = tmp_path / "search"
     argv = ["evaluate", "--controller", "random-search", "n_trials=1", "--learn", "--seeds", "0"]
     assert main([*argv, *TINY, "--run-dir", str(run_dir), "--wandb", "disabled"]) == 0
-    assert list((run_dir / "hpo").glob("*.db"))
+    assert list((run_dir / "learn").glob("*.db"))  # --learn's work folder
     assert not (tmp_path / "runs").exists()
 
 
@@ -189,7 +189,7 @@ def _final_losses(run_dir: Path) -> dict[int, float]:
 
 def test_train_arbiter_writes_a_checkpoint_that_evaluate_and_compare_load(tmp_path, capsys):
     from arbiter_env.agents.arbiter import Arbiter
-    from arbiter_env.controller_registry import make_controller
+    from arbiter_env.controllers import make_controller
     from arbiter_env.env import BatchSizeEnv
 
     run_dir = tmp_path / "train"

@@ -32,7 +32,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "experiments"
 
 PLUGIN = textwrap.dedent(
     """
-    from arbiter_env.controller_registry import register_controller
+    from arbiter_env.controllers import register_controller
     from arbiter_env.controllers import BatchSizeController
 
 

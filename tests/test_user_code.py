@@ -19,7 +19,7 @@ PLUGIN = textwrap.dedent(
     '''
     """A user's module: one task and one controller."""
     from arbiter_env import make_task, register_task
-    from arbiter_env.controller_registry import register_controller
+    from arbiter_env.controllers import register_controller
     from arbiter_env.controllers import BatchSizeController
 
 

@@ -47,7 +47,7 @@ GUARDED_RUN = textwrap.dedent(
     import os
     import wandb
     from arbiter_env.env import BatchSizeEnv
-    from arbiter_env.controller_registry import make_controller
+    from arbiter_env.controllers import make_controller
     from arbiter_env.runlog import RunLogger
 
     assert "WANDB_MODE" not in os.environ  # (tests/conftest.py sets it; not imported here)

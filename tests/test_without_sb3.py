@@ -51,7 +51,7 @@ def child_without_sb3() -> subprocess.CompletedProcess[str]:
         import gymnasium as gym
         import arbiter_env
         import arbiter_env.runlog
-        from arbiter_env.controller_registry import list_controllers, make_controller
+        from arbiter_env.controllers import list_controllers, make_controller
         from arbiter_env.controllers import run_episode
 
         env = gym.make("arbiter_env/BatchSize-v0", task="digits-mlp", num_intervals=2)

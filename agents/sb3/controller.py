@@ -57,15 +57,23 @@ class SB3Controller:
         episode_start: Any = None,
         deterministic: bool = True,
     ) -> tuple[Any, Any]:
+        """The agent's action, the observation normalised as in training."""
         observation = np.asarray(observation, dtype=np.float32)
         if self.vec_normalize is not None:
-            observation = self.vec_normalize.normalize_obs(observation).astype(np.float32)
+            normalized = self.vec_normalize.normalize_obs(observation)
+            observation = np.asarray(normalized, dtype=np.float32)
         return self.model.predict(
             observation, state=state, episode_start=episode_start, deterministic=deterministic
         )
 
-    def learn(self, total_timesteps: int, **kwargs: Any) -> SB3Controller:
-        """Trains the wrapped agent further (on the env it was created with)."""
+    def learn(
+        self, total_timesteps: int, *, work_dir: str | Path | None = None, **kwargs: Any
+    ) -> SB3Controller:
+        """Trains the wrapped agent further (on the env it was created with).
+
+        ``work_dir`` is accepted for the :class:`~arbiter_env.controllers.Learner` signature and
+        unused: the agent keeps everything in memory; ``kwargs`` go to SB3's ``learn``.
+        """
         with preserved_global_rngs():
             self.model.learn(total_timesteps, reset_num_timesteps=False, **kwargs)
         return self

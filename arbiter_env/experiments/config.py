@@ -175,7 +175,7 @@ def validate_names(config: ExperimentConfig) -> None:
     Runs in the driver before anything starts, so a typo fails in a second, not after the
     other runs. Modules in ``config.imports`` are imported first (they may register names).
     """
-    from arbiter_env.controller_registry import list_controllers
+    from arbiter_env.controllers import list_controllers
     from arbiter_env.tasks import list_tasks
 
     import_modules(config.imports)

@@ -79,7 +79,7 @@ def run_env(config: ExperimentConfig, spec: ControllerSpec) -> EnvOverrides:
         ConfigError: an unknown env argument (naming the closest one), a bad value, or a field
             that the experiment sets elsewhere (``task``, ``task_kwargs``, ``family_split``).
     """
-    from arbiter_env.controller_registry import controller_env_defaults
+    from arbiter_env.controllers import controller_env_defaults
 
     index = config.controllers.index(spec)
     return {

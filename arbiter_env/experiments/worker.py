@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import random
@@ -14,17 +13,17 @@ import shutil
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from arbiter_env.config import ConfigError
+from arbiter_env.controllers import TrainingJob, controller_entry, make_controller
 from arbiter_env.experiments.config import import_modules
 from arbiter_env.experiments.files import RESULT_FILE, read_json, write_json
 from arbiter_env.experiments.plan import RunSpec
 from arbiter_env.runfolder import count_log_rows, file_digest
 from arbiter_env.runlog import RunLogger
-from arbiter_env.runlog.summary import mean_batch_size
+from arbiter_env.runlog.summary import record_metrics
 from arbiter_env.workers import exit_if_driver_gone
 
 
@@ -63,7 +62,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         else:
             result.update(_evaluate(spec))
         result["status"] = "ok"
-    except BaseException as error:  # noqa: BLE001 - a failed run is data, not a crash
+    except BaseException as error:
         if isinstance(error, KeyboardInterrupt):
             raise
         result["error"] = f"{type(error).__name__}: {error}"
@@ -122,12 +121,6 @@ def _make_env(spec: RunSpec) -> Any:
     return BatchSizeEnv(task, **{"record_wall_time": True, **spec.env})
 
 
-def _make_controller(spec: RunSpec, env: Any) -> Any:
-    from arbiter_env.controller_registry import make_controller
-
-    return make_controller(spec.controller, env, **spec.kwargs)
-
-
 def _run_logger(spec: RunSpec, job_type: str) -> RunLogger:
     """The run's logger: local JSONL in the run's folder, then W&B in the comparison's group."""
     settings = spec.wandb
@@ -155,132 +148,29 @@ def _run_logger(spec: RunSpec, job_type: str) -> RunLogger:
     )
 
 
-def _train(spec: RunSpec) -> dict[str, Any]:
-    """Trains a controller once per task (PPO) and saves it for the evaluation runs."""
+def training_job(spec: RunSpec) -> TrainingJob:
+    """The :class:`TrainingJob` of a run that trains (or loads what such a run trained)."""
     assert spec.model_path is not None
-    started = time.perf_counter()
-    _training_of(spec.controller).train(spec)
-    return {"train_timesteps": spec.train_timesteps, "train_seconds": time.perf_counter() - started}
-
-
-def _load_trained(spec: RunSpec, env: Any) -> Any:
-    """The controller trained by this comparison's training run, ready to evaluate."""
-    assert spec.model_path is not None
-    return _training_of(spec.controller).load(spec, env)
-
-
-class _Training(Protocol):
-    """How a controller with ``train_timesteps > 0`` is trained, saved and loaded back."""
-
-    def train(self, spec: RunSpec) -> None:
-        """Trains the controller of ``spec`` and saves it at ``spec.model_path``."""
-        ...
-
-    def load(self, spec: RunSpec, env: Any) -> Any:
-        """The controller saved at ``spec.model_path``, for ``env``."""
-        ...
-
-
-def _training_of(controller: str) -> _Training:
-    """The one place that picks how a registered controller trains.
-
-    stable-baselines3 agents train with the RL package's own ``train_rl_agent``; any other
-    controller with its ``learn(total_timesteps=...)``, ``save`` and ``load``.
-    """
-    return _SB3Training() if is_sb3(controller) else _LearnerTraining()
-
-
-class _LearnerTraining:
-    """A controller that trains itself: ``learn``, ``save``, and a classmethod ``load``."""
-
-    def train(self, spec: RunSpec) -> None:
-        assert spec.model_path is not None
-        env = _make_env(spec)
-        env.reset(seed=spec.seed)
-        controller = _make_controller(spec, env)
-        if "run_dir" not in spec.kwargs and hasattr(getattr(controller, "config", None), "run_dir"):
-            # A search (static HPO) keeps its study beside the model it produces.
-            spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "run_dir": spec.folder})
-            controller = _make_controller(spec, env)
-        if not hasattr(controller, "learn") or not hasattr(controller, "save"):
-            raise TypeError(
-                f"Controller {spec.controller!r} has train_timesteps > 0 but no learn()/save()."
-            )
-        with _run_logger(spec, job_type="train") as log:
-            log.describe(env, controller)
-            controller.learn(total_timesteps=spec.train_timesteps)
-            controller.save(spec.model_path)
-            log.set_summary({"train_timesteps": spec.train_timesteps})
-
-    def load(self, spec: RunSpec, env: Any) -> Any:
-        controller = _make_controller(spec, env)
-        load = getattr(type(controller), "load", None)
-        if load is None:
-            raise TypeError(
-                f"Controller {spec.controller!r} was trained but cannot load {spec.model_path}."
-            )
-        return load(spec.model_path, env=env)
-
-
-class _SB3Training:
-    """A stable-baselines3 agent, trained on the same task, overrides and env as the evaluation."""
-
-    def train(self, spec: RunSpec) -> None:
-        from arbiter_env.agents.sb3 import train_rl_agent
-        from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
-
-        config = sb3_training_config(spec)
-        with _run_logger(spec, job_type="train") as log:
-            final = train_rl_agent(
-                config, spec.folder, callbacks=[IntervalLoggingCallback(log, controller=spec.label)]
-            )
-            log.set_summary({"train_timesteps": spec.train_timesteps, "checkpoint": str(final)})
-        assert spec.model_path is not None and Path(final) == Path(spec.model_path)
-
-    def load(self, spec: RunSpec, env: Any) -> Any:
-        from arbiter_env.controller_registry import make_controller
-
-        kwargs = {k: v for k, v in spec.kwargs.items() if k not in ("config", "overrides")}
-        return make_controller(spec.controller, env, checkpoint=spec.model_path, **kwargs)
-
-
-def is_sb3(controller: str) -> bool:
-    """Whether ``controller`` is a stable-baselines3 algorithm (trained by the RL package)."""
-    try:
-        from arbiter_env.agents.sb3 import ALGORITHMS
-    except ImportError:
-        return False
-    return controller in ALGORITHMS
-
-
-def sb3_training_config(spec: RunSpec) -> Any:
-    """The resolved ``AgentConfig`` a training run of an SB3 controller uses (checked, not run).
-
-    Raises:
-        ConfigError: settings the RL training cannot take, or a bad agent config.
-    """
-    from arbiter_env.agents.sb3 import load_agent_config
-
-    unknown = sorted(set(spec.kwargs) - {"config", "overrides"})
-    if unknown:
-        raise ConfigError(
-            f"{spec.label}: kwargs {unknown} are not used to train an SB3 agent here; use "
-            "kwargs.config (an agent YAML) and kwargs.overrides (key=value strings)."
-        )
-    # The same task, overrides and env settings as the evaluation episodes; the comparison's
-    # budget and seed (typed values); then the entry's own key=value overrides.
-    settings = {
-        "total_timesteps": spec.train_timesteps,
-        "seed": spec.seed,
-        "env.task_kwargs": spec.task_overrides,
-        **{f"env.{key}": value for key, value in spec.env.items()},
-    }
-    return load_agent_config(
-        spec.kwargs.get("config", spec.controller),
+    return TrainingJob(
+        controller=spec.controller,
+        label=spec.label,
+        kwargs=dict(spec.kwargs),
         task=spec.task,
-        settings=settings,
-        overrides=list(spec.kwargs.get("overrides", [])),
+        task_overrides=dict(spec.task_overrides),
+        env=dict(spec.env),
+        seed=spec.seed,
+        total_timesteps=spec.train_timesteps,
+        work_dir=Path(spec.folder),
+        model_path=Path(spec.model_path),
     )
+
+
+def _train(spec: RunSpec) -> dict[str, Any]:
+    """Trains a controller once per task, as its registry entry says, and saves it."""
+    started = time.perf_counter()
+    with _run_logger(spec, job_type="train") as log:
+        controller_entry(spec.controller).training.train(training_job(spec), log)
+    return {"train_timesteps": spec.train_timesteps, "train_seconds": time.perf_counter() - started}
 
 
 def _evaluate(spec: RunSpec) -> dict[str, Any]:
@@ -314,12 +204,12 @@ def _evaluate(spec: RunSpec) -> dict[str, Any]:
 def _evaluated_controller(spec: RunSpec, env: Any) -> Any:
     """The controller as built, or as trained by this comparison's training run."""
     if spec.model_path is None:
-        return _make_controller(spec, env)
+        return make_controller(spec.controller, env, **spec.kwargs)
     train_result = read_json(Path(spec.model_path).parent / RESULT_FILE)
     if not isinstance(train_result, dict) or train_result.get("status") != "ok":
         error = (train_result if isinstance(train_result, dict) else {}).get("error", "no result")
         raise RuntimeError(f"training of {spec.label!r} on {spec.task} failed: {error}")
-    return _load_trained(spec, env)
+    return controller_entry(spec.controller).training.load(training_job(spec), env)
 
 
 class _IntervalTracker:
@@ -360,29 +250,14 @@ class _IntervalTracker:
 def _episode_summary(
     spec: RunSpec, record: Any, tracker: _IntervalTracker, wall_time: float
 ) -> dict[str, Any]:
-    """The evaluation's result metrics."""
+    """The evaluation's result metrics: the episode's summary and this run's extras."""
     hypergradients = tracker.hypergradients
     return {
-        "final_val_loss": record.final_val_loss,
-        "final_val_accuracy": record.val_accuracies[-1] if record.val_accuracies else math.nan,
-        "test_loss": record.test_loss,
-        "test_accuracy": record.test_accuracy,
-        "samples": record.samples[-1] if record.samples else 0,
-        "updates": record.total_updates,
+        **record_metrics(record),
         "wall_time": wall_time,
-        "diverged": record.diverged,
-        "episode_return": record.episode_return,
-        "intervals": len(record.batch_sizes),
-        "mean_batch_size": _mean_batch_size(record),
         "target_accuracy": spec.target_accuracy,
         "samples_to_target": tracker.reached.get("samples", math.nan),
         "seconds_to_target": tracker.reached.get("seconds", math.nan),
         "hypergradient_var": float(np.var(hypergradients)) if hypergradients else math.nan,
         "hypergradient_steps": len(hypergradients),
     }
-
-
-def _mean_batch_size(record: Any) -> float:
-    """Sample-weighted mean batch size of the episode (NaN if it trained on nothing)."""
-    mean = mean_batch_size(record.batch_sizes, record.samples)
-    return math.nan if mean is None else mean

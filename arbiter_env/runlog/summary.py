@@ -1,8 +1,14 @@
-"""The summary of one logged episode, computed from its interval records."""
+"""The summary of one episode: the one place its return, losses and mean batch size are computed.
+
+:func:`record_metrics` summarises an :class:`EpisodeRecord` (a comparison's result, the command
+line's tables); :func:`summarise_episode` the logged intervals of an episode (``episodes.jsonl``),
+taking the record's values where it has one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +40,23 @@ def mean_batch_size(batch_sizes: Sequence[int], samples: Sequence[int]) -> float
     if not total:
         return None
     return sum(s * b for s, b in zip(slices, batch_sizes, strict=False)) / total
+
+
+def record_metrics(record: EpisodeRecord) -> dict[str, Any]:
+    """The outcome of a recorded episode (NaN for a value it never reached)."""
+    mean = mean_batch_size(record.batch_sizes, record.samples)
+    return {
+        "final_val_loss": record.final_val_loss,
+        "final_val_accuracy": record.final_val_accuracy,
+        "test_loss": record.test_loss,
+        "test_accuracy": record.test_accuracy,
+        "samples": record.samples[-1] if record.samples else 0,
+        "updates": record.total_updates,
+        "diverged": record.diverged,
+        "episode_return": record.episode_return,
+        "intervals": len(record.batch_sizes),
+        "mean_batch_size": math.nan if mean is None else mean,
+    }
 
 
 def summarise_episode(
@@ -78,9 +101,8 @@ def summarise_episode(
             summary[key] = last[key]
     if record is not None:
         # The record is authoritative where it has the value (e.g. a test result).
-        summary["return"] = record.episode_return
-        summary["test_loss"] = record.test_loss
-        summary["test_accuracy"] = record.test_accuracy
-        summary["diverged"] = record.diverged
+        metrics = record_metrics(record)
+        summary["return"] = metrics["episode_return"]
+        summary.update({k: metrics[k] for k in ("test_loss", "test_accuracy", "diverged")})
         summary["wall_time"] = record.wall_time
     return summary

@@ -18,7 +18,7 @@ from arbiter_env.agents.arbiter import (
     logit_to_batch_size,
 )
 from arbiter_env.agents.run_arbiter import load_run_config, run_arbiter
-from arbiter_env.controller_registry import make_controller
+from arbiter_env.controllers import make_controller
 from arbiter_env.controllers import run_episode
 from arbiter_env.env import BatchSizeEnv
 

@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from arbiter_env.agents import zoo
 from arbiter_env.cli import main
-from arbiter_env.controller_registry import make_controller
+from arbiter_env.controllers import make_controller
 from arbiter_env.env import BatchSizeEnv
 
 REPO = Path(__file__).resolve().parents[2]

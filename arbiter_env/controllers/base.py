@@ -1,11 +1,13 @@
 """One interface for every controller: Arbiter, heuristics and stable-baselines3 models.
 
-A controller follows stable-baselines3's ``predict`` protocol::
+A :class:`Controller` follows stable-baselines3's ``predict`` protocol::
 
     action, state = controller.predict(observation, state=None, episode_start=True, deterministic=True)
 
-plus ``learn(...)``, which trains it (or does nothing for a fixed rule). An SB3 model is therefore
-already a controller, and :func:`run_episode` runs any of them in the same way.
+An SB3 model is therefore already a controller, and :func:`run_episode` runs any of them in the
+same way. A :class:`Learner` is a controller that also trains: ``learn`` (into a work folder),
+``save`` and a classmethod ``load``. How each registered controller is trained is said by its
+registry entry (:mod:`arbiter_env.controllers.registry`), never by its name.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -33,7 +36,33 @@ class Controller(Protocol):
         state: Any = None,
         episode_start: Any = None,
         deterministic: bool = False,
-    ) -> tuple[Any, Any]: ...
+    ) -> tuple[Any, Any]:
+        """The action for ``observation`` and the next recurrent state (``None`` if stateless)."""
+        ...
+
+
+@runtime_checkable
+class Learner(Controller, Protocol):
+    """A controller that trains: ``learn`` into a work folder, ``save``, and ``load`` back.
+
+    ``learn(total_timesteps, work_dir=...)`` trains in the controller's env; anything it keeps
+    beside the model (a search's study, for example) goes in ``work_dir`` unless the controller
+    was configured with a folder of its own. ``save(path)`` writes what ``cls.load(path, env)``
+    needs to rebuild the trained controller for ``env``.
+    """
+
+    def learn(self, total_timesteps: int, *, work_dir: str | Path | None = None) -> Any:
+        """Trains for ``total_timesteps`` env steps (or the controller's own budget)."""
+        ...
+
+    def save(self, path: str | Path) -> None:
+        """Writes the trained controller to ``path``."""
+        ...
+
+    @classmethod
+    def load(cls, path: str | Path, env: gym.Env) -> Controller:
+        """The controller saved at ``path``, acting in ``env``."""
+        ...
 
 
 class BatchSizeController(abc.ABC):
@@ -58,12 +87,15 @@ class BatchSizeController(abc.ABC):
         episode_start: Any = None,
         deterministic: bool = True,
     ) -> tuple[Any, Any]:
+        """The action of :meth:`choose_batch_size`'s size in the env's encoding."""
         if episode_start is not None and bool(np.any(episode_start)):
             self.on_episode_start(observation)
         batch_size = self.choose_batch_size(np.asarray(observation, dtype=np.float32))
         return self.batch_env.encode(int(batch_size)), state
 
-    def learn(self, total_timesteps: int = 0, **kwargs: Any) -> BatchSizeController:
+    def learn(
+        self, total_timesteps: int = 0, *, work_dir: str | Path | None = None, **kwargs: Any
+    ) -> BatchSizeController:
         """Rules need no training; search-based controllers override this."""
         return self
 
@@ -95,14 +127,22 @@ class EpisodeRecord:
 
     @property
     def episode_return(self) -> float:
+        """The sum of the episode's rewards."""
         return float(sum(self.rewards))
 
     @property
     def final_val_loss(self) -> float:
+        """The validation loss after the last interval (NaN before any)."""
         return self.val_losses[-1] if self.val_losses else math.nan
 
     @property
+    def final_val_accuracy(self) -> float:
+        """The validation accuracy after the last interval (NaN before any)."""
+        return self.val_accuracies[-1] if self.val_accuracies else math.nan
+
+    @property
     def total_updates(self) -> int:
+        """Inner optimizer updates of the whole episode."""
         return self.updates[-1] if self.updates else 0
 
 
