@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from arbiter_env.agents.arbiter_config import Milestone
 from arbiter_env.agents.arbiter_network import logit_to_batch_size
-from arbiter_env.trainer import InnerTrainer
+
+if TYPE_CHECKING:
+    from arbiter_env.trainer import InnerTrainer
 
 
 class SearchDiagnostics:

@@ -63,8 +63,6 @@ def _add_episode(commands: Any) -> None:
 
 
 def _add_train(commands: Any) -> None:
-    from arbiter_env.controllers import trainable_controllers
-
     train = commands.add_parser(
         "train",
         help="train an agent (PPO and other SB3 algorithms, or Arbiter)",
@@ -75,7 +73,10 @@ def _add_train(commands: Any) -> None:
         "that evaluate and compare load.",
     )
     train.add_argument(
-        "--agent", required=True, help=f"one of {', '.join(trainable_controllers())}"
+        "--agent",
+        required=True,
+        help="a controller whose registry entry can train it: an SB3 algorithm (ppo, a2c, dqn, "
+        "sac, td3) or arbiter; an unknown name lists them",
     )
     _add_task_options(train, default=None)
     train.add_argument("--config", type=Path, help="YAML config file")
