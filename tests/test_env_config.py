@@ -107,7 +107,8 @@ def test_every_field_reaches_the_sb3_agent_config(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(set(SAMPLES) - SET_BY_THE_EXPERIMENT))
 def test_every_field_of_an_experiment_reaches_the_rl_agent_it_trains(name: str, tmp_path) -> None:
     pytest.importorskip("arbiter_env.agents.sb3")
-    from arbiter_env.experiments.worker import sb3_training_config
+    from arbiter_env.agents.sb3.learning import sb3_training_config
+    from arbiter_env.experiments.worker import training_job
 
     plain, typed = SAMPLES[name]
     config = ExperimentConfig(
@@ -118,7 +119,7 @@ def test_every_field_of_an_experiment_reaches_the_rl_agent_it_trains(name: str, 
         env={name: plain},
     )
     (train,), _ = plan_runs(config, tmp_path)
-    agent = sb3_training_config(train)
+    agent = sb3_training_config(training_job(train))
     assert getattr(agent.env, name) == typed
     assert agent.env.task_kwargs == {"epochs": 0.5} and agent.total_timesteps == 8
 
