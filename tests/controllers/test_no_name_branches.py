@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2] / "arbiter_env"
 RUNNER_MODULES = sorted([*(ROOT / "cli").glob("*.py"), *(ROOT / "experiments").glob("*.py")])
 
 
-def _constants(nodes: list[ast.expr], names: set[str]) -> list[int]:
+def _constants(nodes: list[ast.expr], names: set[str] | frozenset[str]) -> list[int]:
     return [
         leaf.lineno
         for node in nodes
