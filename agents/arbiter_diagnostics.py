@@ -18,7 +18,7 @@ from arbiter_env.agents.arbiter_config import Milestone
 from arbiter_env.agents.arbiter_network import logit_to_batch_size
 
 if TYPE_CHECKING:
-    from arbiter_env.trainer import InnerTrainer
+    from arbiter_env.training.trainer import InnerTrainer
 
 
 class SearchDiagnostics:
