@@ -76,12 +76,12 @@ class ArbiterTrainingPlan:
     @property
     def task(self) -> str:
         """The task trained on."""
-        return self.run_config.task
+        return self.run_config.task_name
 
     @property
     def total(self) -> int:
         """Intervals of all the seeds' episodes."""
-        return len(self.run_config.seeds) * self.env.unwrapped.task.num_intervals
+        return len(self.run_config.seeds) * self.env.get_wrapper_attr("task").num_intervals
 
     def run(self, log: RunLogger, progress: Callable[[int], None]) -> TrainOutcome:
         """Plays every seed with logging and saves the agent and its run config."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from arbiter_env.config import ConfigError
+from arbiter_env.tasks.families import FamilySplit
 
 EnvBuilder = Callable[..., Any]
 """``(task, task_overrides, family_split, *, env_args) -> env`` (the command line's)."""
@@ -51,7 +52,7 @@ class CheckpointRequest:
     path: Path
     task: str | None
     task_overrides: dict[str, Any]
-    split: str
+    split: FamilySplit
     kwargs: dict[str, Any]
     env_args: dict[str, Any]
     trusted: bool = False
@@ -136,5 +137,5 @@ def _rl(request: CheckpointRequest) -> SavedAgent:
         lambda env: load_rl_controller(
             request.path, env, device=saved.device, trusted=request.trusted
         ),
-        env_config.task,
+        env_config.task_name,
     )

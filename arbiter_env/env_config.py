@@ -209,6 +209,11 @@ class EnvConfig:
 
     # --- use ------------------------------------------------------------------------------------
 
+    @property
+    def task_name(self) -> str:
+        """The task's or family's name, whether ``task`` holds a name or the object itself."""
+        return self.task if isinstance(self.task, str) else self.task.name
+
     def env_config(self) -> EnvConfig:
         """Just the environment's arguments (of a config that extends this one, such as a run's)."""
         return EnvConfig(**self.as_kwargs())

@@ -152,8 +152,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from arbiter_env.controllers import make_controller
-    from arbiter_env.controllers import BatchSizeController, run_episode
+    from arbiter_env.controllers import BatchSizeController, make_controller, run_episode
     from arbiter_env.env import BatchSizeEnv
 
     class Replay(BatchSizeController):

@@ -18,8 +18,7 @@ import numpy as np
 import optuna
 
 from arbiter_env.baselines import BASELINES, FixedBatchSize, StaticHPO
-from arbiter_env.controllers import make_controller
-from arbiter_env.controllers import EpisodeRecord, evaluate
+from arbiter_env.controllers import EpisodeRecord, evaluate, make_controller
 from arbiter_env.env import BatchSizeEnv
 
 

@@ -182,7 +182,7 @@ class SB3TrainingPlan:
     @property
     def task(self) -> str:
         """The task or family trained on."""
-        return self.agent.env.task
+        return self.agent.env.task_name
 
     @property
     def total(self) -> int:
@@ -262,7 +262,7 @@ def _preflight(config: AgentConfig, resume: Path | None) -> None:
             check_action_space(config.algo, env.action_space)
         except ValueError as error:
             problems.append(f"{config.algo}: {_first_line(error)}")
-        if not _is_family(config.env.task):
+        if not _is_family(config.env.task_name):
             break  # one task: the evaluation env is built the same way
     problems = list(dict.fromkeys(problems))
     if problems:

@@ -18,8 +18,7 @@ from arbiter_env.agents.arbiter import (
     logit_to_batch_size,
 )
 from arbiter_env.agents.run_arbiter import load_run_config, run_arbiter
-from arbiter_env.controllers import make_controller
-from arbiter_env.controllers import run_episode
+from arbiter_env.controllers import make_controller, run_episode
 from arbiter_env.env import BatchSizeEnv
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,7 @@ from arbiter_env.agents.arbiter_la import (
     ArbiterLAConfig,
     predicted_validation_change,
 )
-from arbiter_env.controllers import make_controller
-from arbiter_env.controllers import BatchSizeController, run_episode
+from arbiter_env.controllers import BatchSizeController, make_controller, run_episode
 from arbiter_env.env import BatchSizeEnv
 
 MODEL = {

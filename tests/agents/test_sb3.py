@@ -18,8 +18,7 @@ from arbiter_env.agents.sb3 import (
     train_rl_agent,
 )
 from arbiter_env.config import from_dict, to_dict
-from arbiter_env.controllers import list_controllers, make_controller
-from arbiter_env.controllers import run_episode
+from arbiter_env.controllers import list_controllers, make_controller, run_episode
 from arbiter_env.env import BatchSizeEnv
 
 TINY_ENV = "env.task_kwargs={epochs: 0.5, num_intervals: 4}"

@@ -7,8 +7,7 @@ import pytest
 from arbiter_env.actions import ACTION_ENCODINGS
 from arbiter_env.baselines import BASELINES, StaticHPO
 from arbiter_env.config import ConfigError, load_yaml
-from arbiter_env.controllers import list_controllers, make_controller
-from arbiter_env.controllers import run_episode
+from arbiter_env.controllers import list_controllers, make_controller, run_episode
 from arbiter_env.env import BatchSizeEnv
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "baselines"
