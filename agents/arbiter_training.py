@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from arbiter_env.agents.arbiter import Arbiter
 from arbiter_env.agents.arbiter_checkpoint import CHECKPOINT_FILE, RUN_CONFIG_FILE
 from arbiter_env.agents.run_arbiter import ArbiterRunConfig, make_env, run_arbiter
-from arbiter_env.config import apply_overrides, from_dict, save_yaml, to_dict
-from arbiter_env.controllers import LearnerTraining, TrainOutcome, TrainRequest, inline_value
+from arbiter_env.config import apply_overrides, apply_values, from_dict, save_yaml, to_dict
+from arbiter_env.controllers import LearnerTraining, TrainOutcome, TrainRequest
 from arbiter_env.env_config import EnvConfig
+from arbiter_env.runlog.values import plain_value
 
 if TYPE_CHECKING:
     from arbiter_env.runlog import RunLogger
@@ -48,14 +49,15 @@ class ArbiterTraining(LearnerTraining):
         """The resolved :class:`ArbiterRunConfig` of ``arbiter train --agent arbiter``."""
         if request.resume is not None:
             raise ValueError("--resume applies to RL agents; Arbiter learns within each episode.")
-        overrides = [f"task={request.task}"] if request.task else []
-        overrides += [f"task_kwargs.{item}" for item in request.task_overrides]
-        # ArbiterRunConfig is an EnvConfig: every env argument is one of its fields.
-        overrides += [f"{key}={inline_value(value)}" for key, value in request.env_args.items()]
-        if request.seed is not None:
-            overrides.append(f"seeds=[{request.seed}]")
-        overrides += request.overrides
+        task = [f"task={request.task}"] if request.task else []
+        task += [f"task_kwargs.{item}" for item in request.task_overrides]
         data = request.file_data if request.config_file is not None else {}
+        data = apply_overrides(data, task)
+        # ArbiterRunConfig is an EnvConfig: every env argument is one of its fields. The values
+        # are typed already; they go in as data, not as strings to parse again.
+        data = apply_values(data, {key: plain_value(v) for key, v in request.env_args.items()})
+        overrides = [f"seeds=[{request.seed}]"] if request.seed is not None else []
+        overrides += request.overrides
         return ArbiterTrainingPlan(from_dict(ArbiterRunConfig, apply_overrides(data, overrides)))
 
 

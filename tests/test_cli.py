@@ -259,3 +259,39 @@ def test_tasks_marks_local_data_and_controllers_have_a_line_each(capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "One batch size for the whole run" in lines["fixed"]
     assert "checkpoint=PATH" in lines["arbiter"] and "stable-baselines3 PPO" in lines["ppo"]
+
+
+def test_env_options_are_read_once_into_typed_values_that_reach_the_agents_configs(tmp_path):
+    import argparse
+
+    from arbiter_env.cli import inputs
+    from arbiter_env.cli.train import _resume_command
+    from arbiter_env.config import ConfigError
+    from arbiter_env.controllers import TrainRequest, controller_entry
+    from arbiter_env.rewards import RewardConfig
+
+    items = ["num_intervals=3", "reward.cost=updates", "reward.cost_weight=0.5"]
+    values = inputs.env_args(items)
+    assert values == {"num_intervals": 3, "reward": RewardConfig(cost="updates", cost_weight=0.5)}
+    with pytest.raises(ConfigError, match="task fields go in -t"):
+        inputs.env_args(["task_kwargs.epochs=1"])
+    # The resume hint writes the typed values back as options that read back to the same values.
+    args = argparse.Namespace(
+        agent="ppo",
+        task=None,
+        config=None,
+        seed=None,
+        task_override=[],
+        env_args=values,
+        no_eval=False,
+        wandb=None,
+        overrides=[],
+    )
+    command = _resume_command(args, tmp_path, tmp_path / "checkpoint.zip")
+    options = [command[i + 1] for i, part in enumerate(command) if part == "-e"]
+    assert inputs.env_args(options) == values
+    # Both agents' training configs receive the typed values unchanged.
+    arbiter = controller_entry("arbiter").training.prepare(TrainRequest("arbiter", env_args=values))
+    ppo = controller_entry("ppo").training.prepare(TrainRequest("ppo", env_args=values))
+    for env in (arbiter.run_config, ppo.agent.env):
+        assert (env.num_intervals, env.reward) == (3, values["reward"])

@@ -37,7 +37,6 @@ from arbiter_env.controllers import (
     TrainingJob,
     TrainOutcome,
     TrainRequest,
-    inline_value,
     make_controller,
 )
 
@@ -114,17 +113,19 @@ class SB3Training:
     def prepare(self, request: TrainRequest) -> SB3TrainingPlan:
         """``arbiter train --agent ALGO``: the resolved config, checked before anything runs."""
         overrides = [f"env.task_kwargs.{item}" for item in request.task_overrides]
-        overrides += [f"env.{key}={inline_value(value)}" for key, value in request.env_args.items()]
+        # Typed already: set as values, not turned back into strings to parse.
+        settings = {f"env.{key}": value for key, value in request.env_args.items()}
         if request.seed is not None:
             overrides.append(f"seed={request.seed}")
+        overrides += request.overrides
         if request.config_file is not None:
             overrides.insert(0, f"algo={request.agent}")  # --agent wins over the file
             config = resolve_agent_config(
-                request.file_data, task=request.task, overrides=[*overrides, *request.overrides]
+                request.file_data, task=request.task, overrides=overrides, settings=settings
             )
         else:
             config = load_agent_config(
-                request.agent, task=request.task, overrides=[*overrides, *request.overrides]
+                request.agent, task=request.task, overrides=overrides, settings=settings
             )
         _preflight(config, request.resume)
         return SB3TrainingPlan(config, request)

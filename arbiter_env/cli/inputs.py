@@ -76,28 +76,30 @@ def make_env(
         raise ValueError(f"Task {task!r}: {error}") from None
 
 
+# Set by their own options (--task, -t, --split) or not from the command line at all.
+_NOT_ENV_OPTIONS = {
+    "task": "use --task",
+    "task_kwargs": "task fields go in -t KEY=VALUE",
+    "family_split": "use --split",
+    "render_mode": "the command line does not render",
+}
+
+
 def env_keys() -> list[str]:
     """The ``BatchSizeEnv`` arguments that ``-e KEY=VALUE`` may set."""
-    import inspect
+    from arbiter_env.env_config import EnvConfig
 
-    from arbiter_env.env import BatchSizeEnv
-
-    fixed = {"self", "task", "task_kwargs", "family_split", "render_mode", "config"}
-    parameters = inspect.signature(BatchSizeEnv.__init__).parameters
-    return [name for name in parameters if name not in fixed]
+    return [name for name in EnvConfig.field_names() if name not in _NOT_ENV_OPTIONS]
 
 
 def env_args(items: list[str]) -> dict[str, Any]:
-    """``-e KEY=VALUE`` items as ``BatchSizeEnv`` keyword arguments, with their names checked."""
-    values = apply_overrides({}, items)
-    keys = env_keys()
-    unknown = sorted(set(values) - set(keys))
-    if unknown:
-        raise ConfigError(
-            f"Unknown env argument(s) {', '.join(unknown)}; valid: {', '.join(keys)} "
-            "(task fields go in -t KEY=VALUE)."
-        )
-    return values
+    """``-e KEY=VALUE`` items as typed ``BatchSizeEnv`` arguments, each read once, here."""
+    from arbiter_env.env_config import EnvConfig
+
+    try:
+        return EnvConfig.checked(apply_overrides({}, items), path="-e", exclude=_NOT_ENV_OPTIONS)
+    except ConfigError as error:
+        raise ConfigError(f"{error} (task fields go in -t KEY=VALUE)") from None
 
 
 def set_threads(threads: int | None) -> None:

@@ -18,6 +18,7 @@ from arbiter_env.cli.output import (
 )
 from arbiter_env.config import ConfigError
 from arbiter_env.controllers import TrainRequest, inline_value
+from arbiter_env.runlog.values import plain_value
 from arbiter_env.user_code import import_modules, share_with_workers
 
 
@@ -133,7 +134,7 @@ def _resume_command(args: argparse.Namespace, run_dir: Path, checkpoint: Path) -
     for item in args.task_override:
         command += ["-t", item]
     for key, value in (getattr(args, "env_args", None) or {}).items():
-        command += ["-e", f"{key}={inline_value(value)}"]
+        command += ["-e", f"{key}={inline_value(plain_value(value))}"]
     for module in getattr(args, "imports", None) or []:
         command += ["--import", module]
     if getattr(args, "threads", None) is not None:
