@@ -195,7 +195,7 @@ def _evaluate(spec: RunSpec) -> dict[str, Any]:
         wall_time = time.perf_counter() - tracker.started
         summary = _episode_summary(spec, record, tracker, wall_time)
         log.log_episode(record, controller=spec.label)
-        log.set_summary(summary)
+        log.set_summary(summary, in_run_file=False)  # result.json is the run's record
     if log.wandb_error is not None:
         summary["wandb_error"] = log.wandb_error
     return summary

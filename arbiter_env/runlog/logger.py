@@ -136,6 +136,7 @@ class RunLogger:
         self._records: dict[int, tuple[EpisodeRecord, dict[str, Any] | None, int]] = {}
         self._controller_names: dict[int, str] = {}
         self._summary: dict[str, Any] = {}
+        self._run_file_summary: dict[str, Any] = {}
         if config is not None:
             (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
         self._local = JsonlWriter(self.run_dir, (INTERVALS_FILE, EPISODES_FILE, METRICS_FILE))
@@ -463,10 +464,20 @@ class RunLogger:
         (self.run_dir / CONFIG_FILE).write_text(yaml.safe_dump(self.config, sort_keys=False))
         self._wandb.update_config(values)
 
-    def set_summary(self, values: Mapping[str, Any]) -> None:
-        """Sets run-level summary values (written to ``run.json`` and the W&B run summary)."""
+    def set_summary(self, values: Mapping[str, Any], *, in_run_file: bool = True) -> None:
+        """Sets run-level summary values (written to the W&B run summary and ``run.json``).
+
+        Args:
+            values: Names to values.
+            in_run_file: Also write them into ``run.json``. A comparison's worker passes
+                ``False``: its ``result.json`` is the run's one saved record, and a second copy
+                could only drift from it.
+        """
         self._check_open()
-        self._summary.update(plain_config(values))
+        plain = plain_config(values)
+        self._summary.update(plain)
+        if in_run_file:
+            self._run_file_summary.update(plain)
 
     # --- closing --------------------------------------------------------------------------------
 
@@ -488,7 +499,7 @@ class RunLogger:
             "wandb_mode": self.wandb_mode,
             "wandb_run_dir": str(self.wandb_run_dir) if self.wandb_run_dir else None,
             "wandb_error": self.wandb_error,
-            "summary": self._summary,
+            "summary": self._run_file_summary,
         }
         (self.run_dir / RUN_FILE).write_text(
             json.dumps(json_safe(run_info), indent=2, allow_nan=False)

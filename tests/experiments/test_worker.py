@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 
 from arbiter_env.config import from_dict
 from arbiter_env.experiments import ExperimentConfig, execute_run, plan_runs
+from arbiter_env.runlog import RUN_FILE
 
 EXPERIMENT = {
     "name": "worker",
@@ -54,3 +56,18 @@ def test_an_sb3_agent_is_trained_by_its_package_then_evaluated_from_its_saved_mo
     result = execute_run(evaluate)
     assert result["status"] == "ok", result["traceback"]
     assert result["intervals"] == 3 and evaluate.model_path == train.model_path
+
+
+def test_an_evaluation_run_keeps_its_metrics_in_one_record(tmp_path, restore_threads) -> None:
+    experiment = {
+        **EXPERIMENT,
+        "controllers": [{"name": "b32", "controller": "fixed", "kwargs": {"batch_size": 32}}],
+    }
+    (), (run,) = plan_runs(from_dict(ExperimentConfig, experiment), tmp_path)
+    result = execute_run(run)
+    assert result["status"] == "ok", result["traceback"]
+    saved = json.loads(Path(run.result_path).read_text())
+    assert saved["final_val_loss"] == result["final_val_loss"]
+    # run.json keeps what the logger knows (counts, W&B state), not a second copy of the metrics.
+    run_info = json.loads((Path(run.folder) / RUN_FILE).read_text())
+    assert run_info["intervals"] == 3 and run_info["summary"] == {}
