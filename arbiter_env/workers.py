@@ -5,8 +5,9 @@ the driver is killed (SIGKILL, out of memory) nothing tells them, and they would
 and writing into a run folder that a resumed driver is already planning. :func:`die_with_driver`
 is the pool's initializer: each worker
 
-* asks Linux to send it SIGKILL when its parent (the fork server, which itself exits as soon as
-  the driver's end of its pipe closes) dies (``prctl(PR_SET_PDEATHSIG)``), and
+* asks Linux to send it SIGKILL when its parent, the fork server, dies
+  (``prctl(PR_SET_PDEATHSIG)``); the server asks the same of its own parent, the driver, in
+  :mod:`arbiter_env.forkserver_guard`, so a killed driver takes the whole tree with it, and
 * starts a daemon thread that checks every ``poll_seconds`` whether the driver is still alive and
   ends the worker if it is not (the portable fallback, and a second line on Linux).
 """
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 
-__all__ = ["die_with_driver", "driver_alive", "exit_if_driver_gone"]
+__all__ = ["die_with_driver", "driver_alive", "exit_if_driver_gone", "kill_me_when_parent_dies"]
 
 _PR_SET_PDEATHSIG = 1
 # Set by die_with_driver in pool workers; None in the driver itself and under other engines.
@@ -41,16 +42,26 @@ def driver_alive(pid: int) -> bool:
     return True
 
 
-def die_with_driver(driver_pid: int, poll_seconds: float = 0.2) -> None:
-    """Makes the calling worker end when ``driver_pid`` ends (see the module docstring)."""
-    global _driver_pid
-    _driver_pid = driver_pid
+def kill_me_when_parent_dies(expected_parent: int) -> None:
+    """Asks Linux to SIGKILL this process when its parent ends; exits now if it already has.
+
+    Elsewhere than on Linux only the check runs.
+    """
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != expected_parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def die_with_driver(driver_pid: int, poll_seconds: float = 0.2) -> None:
+    """Makes the calling worker end when ``driver_pid`` ends (see the module docstring)."""
+    global _driver_pid
+    _driver_pid = driver_pid
+    kill_me_when_parent_dies(expected_parent=os.getppid())
     if not driver_alive(driver_pid):  # died before the request above took effect
         os._exit(1)
 

@@ -57,7 +57,11 @@ class _LocalEngine:
         # fast, and a second comparison in the same process (a resume) reuses the server.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(_PRELOAD))
+        from arbiter_env.forkserver_guard import DRIVER_ENV_VAR
         from arbiter_env.workers import die_with_driver
+
+        # Read by the fork server (started lazily, with this environment) as it imports _PRELOAD.
+        os.environ[DRIVER_ENV_VAR] = str(os.getpid())
 
         # Workers end when this driver ends, however it ends (SIGKILL included): orphans would
         # keep writing into the folder while a resumed driver plans it.
@@ -87,8 +91,9 @@ class _LocalEngine:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-# Imported once by the local engine's fork server; importing has no side effects such as threads.
+# Imported once by the local engine's fork server; importing them starts no threads.
 _PRELOAD = (
+    "arbiter_env.forkserver_guard",  # first: the server dies with the driver from here on
     "arbiter_env.experiments.worker",
     "sklearn.datasets",
     "torch._dynamo",
