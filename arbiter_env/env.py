@@ -262,7 +262,12 @@ class BatchSizeEnv(gym.Env):
 
     def decode(self, action: Any) -> int:
         """Batch size that ``action`` selects from the current state."""
-        return self.action_encoding.decode(action, self.batch_size)
+        encoding = self.action_encoding
+        if type(action) is int and encoding.name == "discrete" and 0 <= action < len(self.ladder):
+            # A plain index (what agents and the baselines pass): the ladder entry, without
+            # the space's checks, which cost as much as a small tensor operation.
+            return int(self.ladder[action])
+        return encoding.decode(action, self.batch_size)
 
     def encode(self, batch_size: int) -> Any:
         """Action that moves the batch size as close to ``batch_size`` as one step allows."""

@@ -42,11 +42,14 @@ ratio (b) depends on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
 import statistics
+import sys
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -168,8 +171,16 @@ def validation_loss_and_accuracy(
         return tuple(torch.stack([loss, accuracy]).tolist())
 
 
-def env_episode(env: BatchSizeEnv, batch_size: int, seed: int) -> tuple[float, float]:
-    """Wall time of the episode's steps and the part of it spent on gradient statistics."""
+def env_episode(
+    env: BatchSizeEnv,
+    batch_size: int,
+    seed: int,
+    after_reset: Callable[[], object] | None = None,
+) -> tuple[float, float]:
+    """Wall time of the episode's steps and the part of it spent on gradient statistics.
+
+    ``after_reset`` is called between the (untimed) reset and the first step.
+    """
     trainer = env.trainer
     measure = trainer.gradient_statistics
     spent = [0.0]
@@ -181,6 +192,8 @@ def env_episode(env: BatchSizeEnv, batch_size: int, seed: int) -> tuple[float, f
         return result
 
     env.reset(seed=seed)
+    if after_reset is not None:
+        after_reset()
     trainer.gradient_statistics = timed_statistics
     action, terminated = env.encode(batch_size), False
     _sync(trainer.data.x_train)
@@ -214,12 +227,18 @@ def measure_env(task: Task, batch_size: int, repeats: int) -> dict[str, float]:
 
 
 def measure_env_sizes(
-    task: Task, batch_sizes: list[int], repeats: int, statistics_source: str
+    task: Task,
+    batch_sizes: list[int],
+    repeats: int,
+    statistics_source: str,
+    statistics_rows: int | None = None,
 ) -> dict[str, float]:
     """``env_total_over_plain@B`` at each size: the env with its statistics (from the
     training batches unless ``statistics_source="probe"``) over the plain loop. Sizes are
-    interleaved inside every repeat, so slow phases of a shared machine hit all of them."""
+    interleaved inside every repeat, so slow phases of a shared machine hit all of them.
+    ``statistics_rows``: the trainer's opt-in row subset (``InnerTrainer.statistics_rows``)."""
     env = BatchSizeEnv(task, record_wall_time=False, gradient_statistics=statistics_source)
+    env.trainer.statistics_rows = statistics_rows
     times: dict[int, tuple[list[float], list[float]]] = {b: ([], []) for b in batch_sizes}
     without: dict[int, list[float]] = {b: [] for b in batch_sizes}
     for repeat in range(repeats + 1):  # the first round warms caches and is discarded
@@ -233,6 +252,8 @@ def measure_env_sizes(
     # The median of the per-repeat ratios: each pair ran back to back, so a slow phase of the
     # machine cancels within the pair.
     suffix = "" if statistics_source == "training" else f"[{statistics_source}]"
+    if statistics_rows is not None:
+        suffix += f"[rows={statistics_rows}]"
     rows = {
         f"env_total_over_plain{suffix}@{b}": statistics.median(
             e / p for e, p in zip(*times[b], strict=True)
@@ -245,6 +266,87 @@ def measure_env_sizes(
             f"env_without_stats_over_plain@{b}": statistics.median(without[b]) for b in batch_sizes
         }
     return rows
+
+
+@contextlib.contextmanager
+def _timed(owner: object, name: str, spent: dict[str, float], label: str) -> Iterator[None]:
+    """Adds the wall time of every call of ``owner.name`` to ``spent[label]`` inside the context."""
+    original = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
+
+    setattr(owner, name, timed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def measure_breakdown(
+    task: Task, batch_sizes: list[int], repeats: int, statistics_rows: int | None
+) -> dict[str, float]:
+    """Where the env's time goes beside the plain loop's, as fractions of the plain loop.
+
+    ``breakdown[env:PART]@B``: the interval's training steps (``steps``, recorded steps
+    included), the statistics' reductions (``statistics``), the mean loss and divergence check
+    (``interval_end``), validation and test passes (``validation``) and everything else of
+    ``env.step`` (``env_rest``: action, observation, reward, ``info``). ``breakdown[plain:steps]``
+    and ``breakdown[plain:validation]`` split the plain loop the same way. Each part is the median
+    over repeats of its time over the plain loop's; the wrappers that time them add a few µs a
+    call, so the parts sum to a little more than ``env_total_over_plain``.
+    """
+    from arbiter_env.training.step_stats import LinearStepRecorder
+    from arbiter_env.training.trainer import InnerTrainer
+
+    env = BatchSizeEnv(task, record_wall_time=False)
+    env.trainer.statistics_rows = statistics_rows
+    parts: dict[str, list[float]] = {}
+    for repeat in range(repeats + 1):
+        for batch_size in batch_sizes:
+            spent: dict[str, float] = {}
+            with contextlib.ExitStack() as stack:
+                for owner, name, label in (
+                    (InnerTrainer, "_run_steps", "steps"),
+                    (InnerTrainer, "evaluate", "validation"),
+                    (InnerTrainer, "_finish_interval", "interval_end"),
+                    (InnerTrainer, "train", "train"),
+                    (LinearStepRecorder, "sums", "statistics_reduce"),
+                    (LinearStepRecorder, "statistics", "statistics_host"),
+                    (sys.modules[__name__], "validation_loss_and_accuracy", "plain_validation"),
+                ):
+                    stack.enter_context(_timed(owner, name, spent, label))
+                # The parts of the reset (a validation pass, a probe) are not in the episode's time.
+                total, probe = env_episode(env, batch_size, repeat, after_reset=spent.clear)
+                plain = plain_episode(task, env, batch_size, seed=repeat)
+            if not repeat:
+                continue  # warm-up
+
+            def get(label: str, spent: dict[str, float] = spent) -> float:
+                return spent.get(label, 0.0)
+
+            # train = steps + statistics_reduce + interval_end (holding statistics_host) + rest
+            statistics_s = get("statistics_reduce") + get("statistics_host") + probe
+            shares = {
+                "env:steps": get("steps"),
+                "env:statistics": statistics_s,
+                "env:interval_end": get("interval_end") - get("statistics_host"),
+                "env:train_rest": get("train")
+                - get("steps")
+                - get("interval_end")
+                - get("statistics_reduce"),
+                "env:validation": get("validation"),
+                "env:env_rest": total - get("train") - get("validation") - probe,
+                "plain:steps": plain - get("plain_validation"),
+                "plain:validation": get("plain_validation"),
+            }
+            for part, seconds in shares.items():
+                parts.setdefault(f"breakdown[{part}]@{batch_size}", []).append(seconds / plain)
+    return {name: statistics.median(values) for name, values in parts.items()}
 
 
 def measure_sampler(task: Task, repeats: int) -> dict[str, float]:
@@ -368,6 +470,17 @@ def main(argv: list[str] | None = None) -> None:
         default="training",
         help="where the env's gradient statistics come from in the by-size rows",
     )
+    parser.add_argument(
+        "--statistics-rows",
+        type=int,
+        default=None,
+        help="per-sample norms on this many rows of a larger batch (InnerTrainer.statistics_rows)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also time the parts of the env and of the plain loop at each size (breakdown[...])",
+    )
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("perf.json"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args(argv)
@@ -383,7 +496,11 @@ def main(argv: list[str] | None = None) -> None:
             measured |= measure_env(task, batch_size, args.repeats)
         sizes = args.sizes if args.sizes is not None else DEFAULT_SIZES.get(name, [])
         if "sizes" not in args.skip and sizes:
-            measured |= measure_env_sizes(task, sizes, args.repeats, args.statistics)
+            measured |= measure_env_sizes(
+                task, sizes, args.repeats, args.statistics, args.statistics_rows
+            )
+        if args.breakdown and sizes:
+            measured |= measure_breakdown(task, sizes, args.repeats, args.statistics_rows)
         if "sampler" not in args.skip and name != "wrn-16-4-random":
             measured |= measure_sampler(task, args.repeats)
         # Arbiter on a WRN-16-4 takes many minutes per episode on a CPU: measured on CUDA only.

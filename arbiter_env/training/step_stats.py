@@ -20,6 +20,17 @@ Only the last full steps of the interval are recorded, enough for ``task.probe_s
 to the decision the observation informs, never fewer examples than the probe had, and a cost
 that stays a small part of the interval at every batch size.
 
+**A row subset (opt-in).** ``LinearStepRecorder(..., max_rows=R)`` (``trainer.statistics_rows``)
+forms the per-sample norms on the first ``R`` rows of a step of ``B > R`` examples only, and
+scales their sum by ``B/R``; ``‖ḡ_t‖²`` still comes from the whole batch. The batch is a slice
+of the sampler's random epoch order, so its first rows are a uniform subset of it drawn without
+replacement, and ``E[(B/R)·Σ_{i≤R}‖g_i‖² | batch] = Σ_{i≤B}‖g_i‖²``: ``S_t`` and ``G_t`` stay
+unbiased. Their variance grows: the mean of ``‖g_i‖²`` comes from ``R`` rows instead of ``B``
+(its variance by the factor ``(B/R)·(B−R)/(B−1)``, about 8 at B=512, R=64), which is what a
+probe of ``R`` examples has, with ``‖ḡ‖²`` from ``B`` examples. The operations on the kept
+tensors shrink ``B/R``-fold. Off by default: the population env reproduces the default
+arithmetic bit for bit. At ``B ≤ R`` nothing changes, bit for bit.
+
 **Other deterministic networks of known per-example layers** (:func:`microbatch_backward`, for
 example the small CNN). Each recorded step is back-propagated as ``M`` equal micro-batches
 (``DEFAULT_MICROBATCHES`` = 2, or ``task.probe_microbatches``; ``torch.autograd.grad`` each,
@@ -192,14 +203,18 @@ def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a, b)
 
 
-def mean_loss_output_gradient(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def mean_loss_output_gradient(
+    log_probs: torch.Tensor, targets: torch.Tensor, batch: int | None = None
+) -> torch.Tensor:
     """Gradient of the batch-mean cross-entropy at the logits.
 
-    For ``(..., B, C)`` log-probabilities, computed with the kernels autograd runs (``nll_loss``
-    then ``log_softmax`` backward).
+    For ``(..., R, C)`` log-probabilities, computed with the kernels autograd runs (``nll_loss``
+    then ``log_softmax`` backward). ``batch`` is the size B of the batch whose mean the loss is
+    (default ``R``): the rows may be the first ``R`` rows of a larger batch.
     """
     index = targets.unsqueeze(-1)
-    fill = _minus_one_over(log_probs.shape[-2], log_probs.dtype, log_probs.device)
+    size = log_probs.shape[-2] if batch is None else batch
+    fill = _minus_one_over(size, log_probs.dtype, log_probs.device)
     nll_grad = torch.zeros_like(log_probs).scatter_(-1, index, fill.expand(index.shape))
     return torch.ops.aten._log_softmax_backward_data(
         nll_grad, log_probs, log_probs.dim() - 1, log_probs.dtype
@@ -230,11 +245,21 @@ class LinearStepRecorder:
     meta-steps) run without them. The ``.grad`` tensors are only referenced, so the optimizer
     must not modify them in place (torch's built-in optimizers don't); a modified one is detected
     through its version counter and the interval's result is then ``None``.
+
+    Args:
+        model: The network.
+        layers: Its ``nn.Linear`` layers (:func:`linear_layers_of`).
+        max_rows: ``None`` (default): per-sample norms of every example of a step. An integer
+            ``R >= 2``: of the first ``R`` rows of larger steps, scaled to the batch (unbiased,
+            noisier; see the module docstring).
     """
 
-    def __init__(self, model: nn.Module, layers: list[nn.Linear]):
+    def __init__(self, model: nn.Module, layers: list[nn.Linear], max_rows: int | None = None):
+        if max_rows is not None and max_rows < 2:
+            raise ValueError(f"max_rows must be None or >= 2, got {max_rows}.")
         self.model = model
         self.layers = layers
+        self.max_rows = max_rows
         self.params = [p for p in model.parameters() if p.requires_grad]
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._recording = False
@@ -267,6 +292,7 @@ class LinearStepRecorder:
         self._pending = 0
         self._reduced: list[torch.Tensor] = []  # per flush: (2, steps) unit sums and ‖ḡ‖²
         self._reduced_sizes: list[list[int]] = []
+        self._reduced_rows: list[list[int]] = []
         self._valid = True
 
     def start(self) -> None:
@@ -382,6 +408,7 @@ class LinearStepRecorder:
         mean_sq = torch.linalg.vecdot(flat, flat)
         self._reduced.append(torch.cat([unit_sums, mean_sq.to(unit_sums.dtype)]))
         self._reduced_sizes.append(list(self._sizes))
+        self._reduced_rows.append([self._rows(n) for n in self._sizes])
         self._inputs = [[] for _ in self.layers]
         self._deltas = [[] for _ in self.layers]
         self._log_probs, self._targets, self._weights = [], [], []
@@ -389,21 +416,35 @@ class LinearStepRecorder:
         self._sizes = []
         self._pending = 0
 
-    def _per_sample_sums(self, steps: range | list[int]) -> torch.Tensor:
-        """``Σ_i ‖g_i‖²/B²`` of each of the given equal-size steps, as a ``(steps,)`` tensor."""
+    def _rows(self, size: int) -> int:
+        """Rows of a step of ``size`` examples whose per-sample norms are formed."""
+        return size if self.max_rows is None else min(size, self.max_rows)
 
-        def stacked(tensors: list[torch.Tensor]) -> torch.Tensor:
+    def _per_sample_sums(self, steps: range | list[int]) -> torch.Tensor:
+        """``Σ_i ‖g_i‖²/B²`` of the given equal-size steps, as a ``(steps,)`` tensor.
+
+        The sum runs over the first ``_rows(B)`` rows of each step.
+        """
+        size = self._sizes[steps[0]]
+        rows = self._rows(size)
+
+        def whole(tensors: list[torch.Tensor]) -> torch.Tensor:
             if len(steps) == 1:
                 return tensors[steps[0]].unsqueeze(0)
             return torch.stack([tensors[t] for t in steps])
 
+        def stacked(tensors: list[torch.Tensor]) -> torch.Tensor:  # per-example tensors
+            return whole(tensors) if rows == size else whole(tensors)[:, :rows]
+
         count = len(self.layers)
         inputs = [stacked(x) for x in self._inputs]
         if self._relu_mlp:
-            delta = mean_loss_output_gradient(stacked(self._log_probs), stacked(self._targets))
+            delta = mean_loss_output_gradient(
+                stacked(self._log_probs), stacked(self._targets), size
+            )
             deltas: list[torch.Tensor] = [delta] * count
             for index in range(count - 1, 0, -1):  # back through the ReLUs, as autograd does
-                weight = stacked([w[index - 1] for w in self._weights])
+                weight = whole([w[index - 1] for w in self._weights])
                 delta = torch.ops.aten.threshold_backward(
                     batched_matmul(delta, weight), inputs[index], 0
                 )
@@ -442,17 +483,20 @@ class LinearStepRecorder:
         """:class:`GradientStatistics` from the host copy of :meth:`sums`."""
         examples, unit_sums, mean_sq = [], [], []
         offset = 0
-        for sizes in self._reduced_sizes:
+        for sizes, rows in zip(self._reduced_sizes, self._reduced_rows, strict=True):
             k = len(sizes)
             # The δ are gradients of the batch *mean*: per-sample gradients are B times them.
+            # A sum over R < B rows stands for the batch's by B/R (unbiased; see max_rows).
             unit_sums += [
-                v * n * n for v, n in zip(values[offset : offset + k], sizes, strict=True)
+                v * n * n if r == n else v * n * n * (n / r)
+                for v, n, r in zip(values[offset : offset + k], sizes, rows, strict=True)
             ]
             mean_sq += values[offset + k : offset + 2 * k]
             examples += sizes
             offset += 2 * k
         self._reduced = []
         self._reduced_sizes = []
+        self._reduced_rows = []
         return statistics_from_steps(
             StepSums(examples, examples, unit_sums, mean_sq), reference_size
         )

@@ -75,6 +75,13 @@ class InnerTrainer(HyperLearningInterface):
             networks with batch norm, other networks with dropout or unknown modules, and
             intervals without a usable step fall back to the probe. ``"probe"``: always a fresh
             probe batch (:meth:`gradient_statistics`).
+
+    Attributes:
+        statistics_rows: ``None`` (default), or ``R``: the ``nn.Linear`` recorder forms
+            per-sample norms on the first ``R`` rows of a larger batch only, scaled to the
+            batch (unbiased, with about the variance of an ``R``-example probe; see
+            :mod:`arbiter_env.training.step_stats`). Read at :meth:`reset`. Training never
+            depends on it.
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class InnerTrainer(HyperLearningInterface):
         if statistics not in ("training", "probe"):
             raise ValueError(f"Unknown statistics {statistics!r}; use 'training' or 'probe'.")
         self.statistics: StatisticsSource = statistics
+        self.statistics_rows: int | None = None
         self.task = task
         self.device = check_device(task.device, "device")
         self.data = split_task_data(task)
@@ -160,7 +168,7 @@ class InnerTrainer(HyperLearningInterface):
             layers = linear_layers_of(model)
             if layers is not None:
                 # Per-sample norms hold for any per-example forward, dropout included.
-                self._linear_recorder = LinearStepRecorder(model, layers)
+                self._linear_recorder = LinearStepRecorder(model, layers, self.statistics_rows)
             elif self._mode_independent:
                 # Micro-batches draw dropout masks differently, so only deterministic networks.
                 self._microbatch_statistics = True

@@ -295,3 +295,22 @@ def test_checking_the_output_layer_leaves_the_global_rng_alone(tiny_task):
     state = torch.get_rng_state()
     InnerTrainer(tiny_task)
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_evaluation_in_one_chunk_gives_the_numbers_of_the_chunked_loop(tiny_task):
+    one = InnerTrainer(tiny_task)
+    chunked = InnerTrainer(tiny_task.replace(eval_batch_size=7))
+    for trainer in (one, chunked):
+        trainer.reset(5)
+        trainer.train(8, 40)
+    assert one.data.x_val.shape[0] <= tiny_task.eval_batch_size
+    for split in ("validation", "test", "train"):
+        loss, accuracy = one.evaluate(split)
+        chunk_loss, chunk_accuracy = chunked.evaluate(split)
+        assert loss == pytest.approx(chunk_loss, rel=1e-6) and accuracy == chunk_accuracy
+    # The one-chunk path: the float32 sum of the losses, divided in float64.
+    model = _network(one)
+    with torch.no_grad():
+        logits = model(one.data.x_val)
+        total = nn.functional.cross_entropy(logits, one.data.y_val, reduction="sum")
+    assert one.evaluate("validation")[0] == total.item() / one.data.x_val.shape[0]
