@@ -189,13 +189,15 @@ class InnerTrainer(HyperLearningInterface):
             )
         self.batch_size = batch_size
         self._apply_learning_rate()
-        dropout_seed = int(torch.randint(2**62, (), generator=self._dropout_generator))
         # A network made only of the known deterministic, mode-independent layers needs neither
-        # the mode switch nor a seeded global RNG, so it skips their per-interval cost.
+        # the mode switch nor a seeded global RNG (nor its seed, which nothing else reads), so
+        # it skips their per-interval cost.
         random_stream = (
             contextlib.nullcontext()
             if self._mode_independent
-            else self._forked_global_rng(dropout_seed)
+            else self._forked_global_rng(
+                int(torch.randint(2**62, (), generator=self._dropout_generator))
+            )
         )
         if not self._mode_independent:
             model.train()
@@ -362,15 +364,17 @@ class InnerTrainer(HyperLearningInterface):
             "train": (self.data.x_train, self.data.y_train),
         }[split]
         chunk = self.task.eval_batch_size
-        if inputs.shape[0] <= chunk:
+        count = inputs.shape[0]
+        if count <= chunk:
             # One chunk (every built-in task's validation part): the same numbers as the loop
-            # below (0.0 + x is x), with four tensor operations fewer per interval.
+            # below, with half its tensor operations: 0.0 + x is x, stack promotes the loss to
+            # float64 exactly, and Python divides doubles as torch does.
             with self.evaluation_mode() as model:
                 logits = model(inputs)
-                loss = F.cross_entropy(logits, targets, reduction="sum").double()
+                loss = F.cross_entropy(logits, targets, reduction="sum")
                 correct_count = (logits.argmax(1) == targets).sum().double()
-            loss, accuracy = (torch.stack([loss, correct_count]) / inputs.shape[0]).tolist()
-            return loss, accuracy
+            loss_sum, correct_sum = torch.stack([loss, correct_count]).tolist()
+            return loss_sum / count, correct_sum / count
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.float64)
         with self.evaluation_mode() as model:
