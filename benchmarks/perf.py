@@ -19,6 +19,11 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
   1.05 (issue 16). The statistics come from the training batches unless
   ``--statistics probe``, which also reports ``env_without_stats_over_plain@B``: the env with
   the probe's time taken out, the cost of everything but the statistics.
+* ``env_total_over_plain[rows=R]@B``: the same with ``--statistics-rows R``, the opt-in row
+  subset of the statistics (per-sample norms on ``R`` rows of a larger batch;
+  ``InnerTrainer.statistics_rows``, see ``arbiter_env/training/step_stats.py``).
+* ``breakdown[env:PART]@B`` and ``breakdown[plain:PART]@B`` (``--breakdown``): where the time
+  goes, each part over the plain loop's total (see ``measure_breakdown``).
 * ``stats_over_training``: time of the per-interval gradient statistics divided by the rest of the
   step (the interval's training and validation). Target <= 0.10.
 * ``arbiter_over_fixed``: an episode at a fixed size with Arbiter doing all its work (warm-up to
@@ -440,7 +445,7 @@ def _sync(tensor: torch.Tensor) -> None:
         torch.cuda.synchronize(tensor.device)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -483,46 +488,49 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("perf.json"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _measure_task(name: str, args: argparse.Namespace) -> list[dict]:
+    """The rows of one task, as ``args`` asks."""
+    task, batch_size = benchmark_task(name, args.device)
+    measured: dict[str, float] = {}
+    interval_samples = BatchSizeEnv(task).interval_boundaries[1]
+    if "env" not in args.skip:
+        measured |= measure_env(task, batch_size, args.repeats)
+    sizes = args.sizes if args.sizes is not None else DEFAULT_SIZES.get(name, [])
+    if "sizes" not in args.skip and sizes:
+        measured |= measure_env_sizes(
+            task, sizes, args.repeats, args.statistics, args.statistics_rows
+        )
+    if args.breakdown and sizes:
+        measured |= measure_breakdown(task, sizes, args.repeats, args.statistics_rows)
+    if "sampler" not in args.skip and name != "wrn-16-4-random":
+        measured |= measure_sampler(task, args.repeats)
+    # Arbiter on a WRN-16-4 takes many minutes per episode on a CPU: measured on CUDA only.
+    if "arbiter" not in args.skip and (name != "wrn-16-4-random" or args.device != "cpu"):
+        measured |= measure_arbiter(task, batch_size, max(2, args.repeats - 1))
+    if "ppo" not in args.skip and name == "digits-mlp" and args.device == "cpu":
+        measured |= measure_ppo(name, args.ppo_steps)
+    return [
+        {
+            "task": name,
+            "measurement": measurement,
+            "value": value,
+            "target": TARGETS.get(measurement.split("@")[0]),
+            "unit": "steps/s" if measurement.startswith("ppo") else "ratio",
+            "interval_samples": interval_samples,
+        }
+        for measurement, value in measured.items()
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Runs the measurements the command line asks for and writes the JSON report."""
+    args = _parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    rows = []
-    for name in args.tasks:
-        task, batch_size = benchmark_task(name, args.device)
-        measured: dict[str, float] = {}
-        interval_samples = BatchSizeEnv(task).interval_boundaries[1]
-        if "env" not in args.skip:
-            measured |= measure_env(task, batch_size, args.repeats)
-        sizes = args.sizes if args.sizes is not None else DEFAULT_SIZES.get(name, [])
-        if "sizes" not in args.skip and sizes:
-            measured |= measure_env_sizes(
-                task, sizes, args.repeats, args.statistics, args.statistics_rows
-            )
-        if args.breakdown and sizes:
-            measured |= measure_breakdown(task, sizes, args.repeats, args.statistics_rows)
-        if "sampler" not in args.skip and name != "wrn-16-4-random":
-            measured |= measure_sampler(task, args.repeats)
-        # Arbiter on a WRN-16-4 takes many minutes per episode on a CPU: measured on CUDA only.
-        if "arbiter" not in args.skip and (name != "wrn-16-4-random" or args.device != "cpu"):
-            measured |= measure_arbiter(task, batch_size, max(2, args.repeats - 1))
-        if "ppo" not in args.skip and name == "digits-mlp" and args.device == "cpu":
-            measured |= measure_ppo(name, args.ppo_steps)
-        for measurement, value in measured.items():
-            base = measurement.split("@")[0]
-            target = TARGETS.get(base)
-            unit = "steps/s" if base.startswith("ppo") else "ratio"
-            rows.append(
-                {
-                    "task": name,
-                    "measurement": measurement,
-                    "value": value,
-                    "target": target,
-                    "unit": unit,
-                    "interval_samples": interval_samples,
-                }
-            )
-
+    rows = [row for name in args.tasks for row in _measure_task(name, args)]
     print(f"\n{'task':<18} {'measurement':<34} {'value':>10} {'target':>8}  ok")
     for row in rows:
         target, met = row["target"], meets_target(row["measurement"], row["value"])
