@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from arbiter_env.config import ConfigError, load_yaml
 from arbiter_env.env_config import EnvOverrides
+from arbiter_env.wandb_utils import WandbMode
 
 EngineName = Literal["local", "ray"]
-WandbMode = Literal["offline", "online", "disabled"]
 
 _LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

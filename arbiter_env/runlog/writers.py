@@ -14,12 +14,12 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from arbiter_env.runlog.values import is_number, json_safe
 from arbiter_env.wandb_utils import WandbMode, prepare_wandb, wandb_api_key_configured
 
-WANDB_MODES: tuple[WandbMode, ...] = ("disabled", "offline", "online")
+WANDB_MODES: tuple[WandbMode, ...] = get_args(WandbMode)
 
 DEFAULT_PROJECT = "arbiter-env"
 INTERVALS_FILE = "intervals.jsonl"
