@@ -43,12 +43,16 @@ class Architecture:
 
     Attributes:
         path: ``"mlp"`` or ``"func"`` (see the module docstring).
-        key: Equal for networks that can be stacked and trained together.
+        key: Equal for networks that can be stacked and trained together exactly.
+        padded_key: Equal for networks that can be trained together once padded with zeros:
+            for the ``"mlp"`` path, MLPs of the same depth, input and output size (hidden
+            widths may differ; see :func:`stack_padded`); ``key`` otherwise.
         per_sample: Whether per-sample gradients hold for the statistics (``nn.Linear``
             networks); otherwise micro-batches of ``units`` give them.
         units: Number of micro-batches (networks that are not made of ``nn.Linear`` alone).
         base: The structure on the meta device, for ``functional_call``.
         names: Names of the parameters, in ``named_parameters`` order.
+        shapes: The parameters' shapes.
     """
 
     path: BatchedPath
@@ -57,6 +61,8 @@ class Architecture:
     units: int
     base: nn.Module = field(compare=False, repr=False)
     names: tuple[str, ...] = ()
+    padded_key: tuple = ()
+    shapes: tuple[tuple[int, ...], ...] = ()
 
     @classmethod
     def of(cls, model: nn.Module, path: Literal["auto", "mlp", "func"], units: int):
@@ -72,6 +78,9 @@ class Architecture:
         # Two networks of the same printed structure and parameter shapes compute the same
         # function of their parameters (for the known per-example layers the population takes).
         key = (chosen, shapes) if chosen == "mlp" else (chosen, repr(model), shapes, units)
+        # Zero hidden units of a ReLU MLP stay zero and change no other number (see
+        # stack_padded): only the depth and the outer sizes must agree.
+        padded_key = ("mlp", len(shapes), shapes[0][1:], shapes[-1]) if chosen == "mlp" else key
         return cls(
             path=chosen,
             key=key,
@@ -79,6 +88,8 @@ class Architecture:
             units=units,
             base=copy.deepcopy(model).to("meta"),
             names=tuple(name for name, _ in model.named_parameters()),
+            padded_key=padded_key,
+            shapes=shapes,
         )
 
     def loss_and_grads(
@@ -291,6 +302,35 @@ def cascade_sum(values: torch.Tensor) -> torch.Tensor:
     return total
 
 
+# --- stacking, with zero padding ---------------------------------------------------------------
+
+
+def stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.stack(tensors)``, padding each with zeros (at the end of each dim) to the largest.
+
+    Tensors of one shape are stacked as they are. For the ``"mlp"`` path, padding hidden widths
+    is exact in real arithmetic: a zero hidden unit (zero weight row and bias) has a zero
+    pre-activation, so ``relu`` gives 0 and ``threshold_backward`` passes no gradient; its
+    weight row, bias and the next layer's zero column get zero gradients, so SGD (momentum,
+    weight decay, Nesterov) keeps them exactly zero, and they add exact zeros to every sum
+    (activations, per-sample norms, |G|²). Only the float rounding of the products may differ:
+    a product over a longer inner dimension is blocked differently.
+    """
+    shape = tensors[0].shape
+    if all(t.shape == shape for t in tensors):
+        return torch.stack(tensors)
+    largest = [max(t.shape[d] for t in tensors) for d in range(len(shape))]
+    out = tensors[0].new_zeros((len(tensors), *largest))
+    for k, t in enumerate(tensors):
+        out[(k, *(slice(0, n) for n in t.shape))] = t
+    return out
+
+
+def unpadded(row: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """The leading ``shape`` block of one member's padded ``row`` (a view)."""
+    return row[tuple(slice(0, n) for n in shape)]
+
+
 # --- batched SGD ------------------------------------------------------------------------------
 
 
@@ -305,7 +345,7 @@ def stack_buffers(
     """
     have = [all(b is not None for b in s) for s in states]
     stacked = [
-        torch.stack(
+        stack_padded(
             [
                 buffer if (buffer := s[k]) is not None else torch.zeros_like(params[j][k])
                 for j, s in enumerate(states)

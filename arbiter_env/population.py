@@ -66,7 +66,7 @@ from gymnasium.vector.utils import batch_space
 
 from arbiter_env.batched import Architecture, SgdSettings, mlp_evaluate
 from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population_group import MemberGroup, MemberResults
+from arbiter_env.population_group import MemberGroup, MemberResults, merge_padded
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.data import DataSplits
 from arbiter_env.training.network import mode_independent
@@ -76,6 +76,7 @@ from arbiter_env.training.step_stats import DEFAULT_MICROBATCHES
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 PopulationPath = Literal["auto", "mlp", "func"]
+GroupBy = Literal["architecture", "padded"]
 
 
 class Population:
@@ -86,9 +87,16 @@ class Population:
             :class:`~arbiter_env.tasks.families.TaskFamily`; ``family_split`` picks the split).
         n_envs: Number of members N.
         path: ``"auto"``, ``"mlp"`` or ``"func"`` (see the module docstring).
+        group_by: ``"architecture"`` (members of one architecture train together: bit for bit
+            the single env's numbers) or ``"padded"`` (MLPs of one family that differ only in
+            hidden width also train together, zero-padded to the group's largest width: the
+            same numbers up to float rounding). ``None`` takes :attr:`default_group_by`.
         **env_kwargs: Passed to every member's ``BatchSizeEnv`` (``task_kwargs``,
             ``family_split``, ``action_encoding``, ``num_intervals``, ``reward``, ...).
     """
+
+    default_group_by: GroupBy = "architecture"
+    """The grouping of populations built without ``group_by`` (see the module docstring)."""
 
     def __init__(
         self,
@@ -96,12 +104,17 @@ class Population:
         n_envs: int = 16,
         *,
         path: PopulationPath = "auto",
+        group_by: GroupBy | None = None,
         **env_kwargs: Any,
     ):
         if not isinstance(n_envs, int) or n_envs < 1:
             raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}.")
         if path not in ("auto", "mlp", "func"):
             raise ValueError(f"Unknown path {path!r}; use 'auto', 'mlp' or 'func'.")
+        group_by = self.default_group_by if group_by is None else group_by
+        if group_by not in ("architecture", "padded"):
+            raise ValueError(f"Unknown group_by {group_by!r}; use 'architecture' or 'padded'.")
+        self.group_by: GroupBy = group_by
         first = BatchSizeEnv(task, **env_kwargs)
         self.family = first.family
         if self.family is None:  # the task is resolved once; the members take it as it is
@@ -219,9 +232,12 @@ class Population:
             key = (architecture.key, batch_size, trainer.task.probe_size)
             group = groups.setdefault(key, MemberGroup(architecture, batch_size))
             group.add(index, trainer, stop - start, settings)
-        for group in groups.values():
+        planned = list(groups.values())
+        if self.group_by == "padded":
+            planned = merge_padded(planned)
+        for group in planned:
             group.order()
-        return list(groups.values())
+        return planned
 
     def _validation(self) -> dict[int, tuple[float, float]]:
         """Validation loss and accuracy of the "mlp" members, in one batched pass per group."""
@@ -229,6 +245,7 @@ class Population:
         for index, env in enumerate(self.envs):
             architecture = self._architecture(env.trainer)
             if architecture.path == "mlp":
+                # One pass over the validation set per interval: not padded (no steps to save).
                 key = (architecture.key, id(env.trainer.data), env.trainer.task.eval_batch_size)
                 groups.setdefault(key, []).append(index)
         validation: dict[int, tuple[float, float]] = {}

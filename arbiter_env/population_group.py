@@ -1,7 +1,8 @@
 """One interval of a group of population members, trained batched (see :mod:`.population`).
 
-A :class:`MemberGroup` holds the members that share an architecture and a batch size this
-interval. Their parameters and momentum buffers are stacked; each step runs one batched forward
+A :class:`MemberGroup` holds the members that share an architecture (or, grouped with
+``group_by="padded"``, MLPs that differ only in hidden widths, zero-padded to the largest:
+:func:`~arbiter_env.batched.stack_padded`) and a batch size this interval. Their parameters and momentum buffers are stacked; each step runs one batched forward
 and backward pass (:class:`~arbiter_env.batched.Architecture`) and ``torch.optim.SGD``'s update
 (:func:`~arbiter_env.batched.sgd`); the results are written back into the members' own modules
 and optimizer states, and each member gets the ``IntervalResult`` and statistics that
@@ -30,6 +31,8 @@ from arbiter_env.batched import (
     batch_mean_losses,
     sgd,
     stack_buffers,
+    stack_padded,
+    unpadded,
 )
 from arbiter_env.training.stats import GradientStatistics
 from arbiter_env.training.step_stats import StepSums, statistics_from_steps
@@ -139,7 +142,7 @@ class MemberGroup:
         """Trains every member for the interval; returns each one's result and statistics."""
         trainers = self.trainers
         params = [list(t._trainable) for t in trainers]
-        stacked = [torch.stack([p[k].detach() for p in params]) for k in range(len(params[0]))]
+        stacked = [stack_padded([p[k].detach() for p in params]) for k in range(len(params[0]))]
         buffers, fresh = None, None
         if any(settings.momentum for settings in self.settings):
             states = [
@@ -152,10 +155,11 @@ class MemberGroup:
         with torch.no_grad():
             for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
                 for p, s in zip(own, stacked, strict=True):
-                    p.copy_(s[j])
+                    p.copy_(unpadded(s[j], p.shape))
                 if buffers is not None and self.settings[j].momentum:
                     for p, b in zip(own, buffers, strict=True):
-                        trainer.optimizer.state[p]["momentum_buffer"] = b[j].clone()
+                        buffer = unpadded(b[j], p.shape).clone()
+                        trainer.optimizer.state[p]["momentum_buffer"] = buffer
         return self._results(losses, recorded, stacked)
 
     def _run_steps(
@@ -286,3 +290,75 @@ class MemberGroup:
         probe_size = self.trainers[0].task.probe_size
         mean_sq = [m for _, _, m in steps]
         return statistics_from_steps(StepSums(used, units, unit_sums, mean_sq), probe_size)
+
+
+# --- group_by="padded": merging groups of MLPs that differ only in hidden width -----------------
+
+STEP_OVERHEAD_MACS = 1_500_000
+"""The fixed cost of one batched training step of a group, in multiply-adds of its products.
+
+Measured on the 2-core CPU, one thread (digits MLPs, N = 1-4, B = 8-512; the loop of
+``mlp_loss_and_grads`` and ``MemberSgd.step``): a step costs about 250 µs plus about 0.15 ns
+per multiply-add of the forward pass (backward and update included), and 250 µs ≈ 1.5·10⁶ of
+those. Padding pays while the multiply-adds it adds cost less than the steps it saves."""
+
+
+def _padded_macs(shapes: list[tuple[tuple[int, ...], ...]]) -> int:
+    """Multiply-adds per example of the forward pass of ``shapes`` padded to the largest."""
+    total = 0
+    for column in zip(*shapes, strict=True):
+        if len(column[0]) == 2:  # a weight (out, in)
+            total += max(s[0] for s in column) * max(s[1] for s in column)
+    return total
+
+
+def _cost(groups: list[MemberGroup]) -> float:
+    """Cost of one step of ``groups`` merged into one padded stack, in multiply-adds."""
+    members = sum(len(g.members) for g in groups)
+    macs = _padded_macs([g.architecture.shapes for g in groups])
+    return STEP_OVERHEAD_MACS + members * groups[0].batch_size * macs
+
+
+def _merged(groups: list[MemberGroup]) -> MemberGroup:
+    widest = max(groups, key=lambda g: _padded_macs([g.architecture.shapes]))
+    merged = MemberGroup(widest.architecture, widest.batch_size)
+    for group in groups:
+        for j, index in enumerate(group.members):
+            merged.add(index, group.trainers[j], group.samples[j], group.settings[j])
+    return merged
+
+
+def merge_padded(groups: list[MemberGroup]) -> list[MemberGroup]:
+    """Merges groups of one batch size whose MLPs differ only in hidden widths, where it pays.
+
+    Groups of one ``padded_key`` and batch size, ordered by size, are split into consecutive
+    runs (every split is tried; a family has a few widths) so that the summed cost of a step,
+    :data:`STEP_OVERHEAD_MACS` per group plus the padded multiply-adds of its members, is
+    least: small batches, where the fixed cost dominates, merge; large ones keep their widths.
+    """
+    buckets: dict[tuple, list[MemberGroup]] = {}
+    for group in groups:
+        arch = group.architecture
+        probe_size = group.trainers[0].task.probe_size  # the statistics take the first one's
+        buckets.setdefault((arch.padded_key, group.batch_size, probe_size), []).append(group)
+    out: list[MemberGroup] = []
+    for bucket in buckets.values():
+        if len(bucket) == 1 or len(bucket) > 8:  # > 8 widths: not a family's few; keep them
+            out += bucket
+            continue
+        bucket.sort(key=lambda g: _padded_macs([g.architecture.shapes]))
+        best: tuple[float, list[list[MemberGroup]]] | None = None
+        for cuts in range(2 ** (len(bucket) - 1)):  # bit i: a cut after bucket[i]
+            runs, run = [], [bucket[0]]
+            for i, group in enumerate(bucket[1:]):
+                if cuts >> i & 1:
+                    runs.append(run)
+                    run = []
+                run.append(group)
+            runs.append(run)
+            cost = sum(_cost(r) for r in runs)
+            if best is None or cost < best[0]:
+                best = (cost, runs)
+        assert best is not None
+        out += [run[0] if len(run) == 1 else _merged(run) for run in best[1]]
+    return out

@@ -12,7 +12,9 @@ Contenders, timed in alternation (``--repeats`` rounds, median of each):
 
 * ``population``: :class:`arbiter_env.agents.population_vec_env.PopulationEnv` with N members, for each batched
   path asked for (``--paths``: ``mlp`` is the hand-written batched MLP, ``func`` the general
-  ``torch.func`` path);
+  ``torch.func`` path) and each grouping asked for (``--group-by``: ``architecture`` trains
+  members of one architecture together, bit for bit a single env; ``padded`` also trains MLPs
+  of one family that differ only in hidden width together, zero-padded to the largest);
 * ``dummy``: SB3's ``DummyVecEnv`` of N ``BatchSizeEnv`` (the CPU baseline of issue 16), or
   ``single``: one ``BatchSizeEnv`` stepping alone, scaled to N·(its steps/s) (the GPU baseline:
   the target there is population ≥ 0.5·N × single).
@@ -82,9 +84,15 @@ def measure(
     repeats: int,
     batch_size: int,
     device: str,
+    group_by: tuple[str, ...] = ("architecture",),
 ) -> list[dict]:
+    """One row per workload and population contender (path and grouping)."""
     kwargs: dict[str, Any] = {"task_kwargs": {"device": device}, "record_wall_time": False}
-    populations = {path: PopulationEnv(task, n_envs, path=path, **kwargs) for path in paths}
+    populations = {
+        (path, grouping): PopulationEnv(task, n_envs, path=path, group_by=grouping, **kwargs)
+        for path in paths
+        for grouping in group_by
+    }
     reference: Any
     if baseline == "dummy":
         reference = DummyVecEnv([lambda: BatchSizeEnv(task, **kwargs) for _ in range(n_envs)])
@@ -94,7 +102,7 @@ def measure(
     probe_env.reset(seed=0)  # encode() needs a current batch size
     rows = []
     for workload in workloads:
-        rates: dict[str, list[float]] = {name: [] for name in [*populations, baseline]}
+        rates: dict[Any, list[float]] = {name: [] for name in [*populations, baseline]}
         for repeat in range(repeats + 1):  # the first round warms up and is discarded
             actions = _actions(probe_env, n_envs, steps, workload, batch_size, seed=repeat)
             for path, env in populations.items():
@@ -113,8 +121,8 @@ def measure(
             if repeat:
                 rates[baseline].append(rate)
         base = statistics.median(rates[baseline])
-        for path in populations:
-            value = statistics.median(rates[path])
+        for path, grouping in populations:
+            value = statistics.median(rates[path, grouping])
             rows.append(
                 {
                     "task": task,
@@ -122,6 +130,7 @@ def measure(
                     "n_envs": n_envs,
                     "workload": workload,
                     "path": path,
+                    "group_by": grouping,
                     "population_steps_per_s": value,
                     "baseline": baseline,
                     # For "single": N × one env's rate, so the GPU target is ratio >= 0.5.
@@ -140,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-envs", type=int, default=16)
     parser.add_argument("--workloads", nargs="+", default=["mixed", "fixed"])
     parser.add_argument("--paths", nargs="+", default=["mlp", "func"])
+    parser.add_argument(
+        "--group-by", nargs="+", choices=["architecture", "padded"], default=["architecture"]
+    )
     parser.add_argument("--baseline", choices=["dummy", "single"], default="dummy")
     parser.add_argument("--steps", type=int, default=40, help="vector steps per timing")
     parser.add_argument("--repeats", type=int, default=3)
@@ -160,17 +172,19 @@ def main(argv: list[str] | None = None) -> None:
         args.repeats,
         args.batch_size,
         args.device,
+        tuple(args.group_by),
     )
     target = (
         {"mixed": 3.0, "fixed": 5.0} if args.baseline == "dummy" else {"mixed": 0.5, "fixed": 0.5}
     )
     print(
-        f"\n{'workload':<8} {'path':<5} {'population/s':>13} {args.baseline + '/s':>12} {'ratio':>7}"
+        f"\n{'workload':<8} {'path':<5} {'group_by':<12} {'population/s':>13} {args.baseline + '/s':>12} {'ratio':>7}"
     )
     for row in rows:
         goal = target.get(row["workload"])
         print(
-            f"{row['workload']:<8} {row['path']:<5} {row['population_steps_per_s']:>13.1f} "
+            f"{row['workload']:<8} {row['path']:<5} {row['group_by']:<12} "
+            f"{row['population_steps_per_s']:>13.1f} "
             f"{row['baseline_steps_per_s']:>12.1f} {row['ratio']:>7.2f}"
             + ("" if goal is None else f"  (target >= {goal})")
         )

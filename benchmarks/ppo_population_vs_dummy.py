@@ -23,6 +23,13 @@ diverged episodes.
 
     python benchmarks/ppo_population_vs_dummy.py --timesteps 16384 --n-envs 16 \\
         --json benchmarks/ppo-population-family.json --markdown benchmarks/ppo-population-family.md
+
+``--group-by padded`` builds the population with ``Population(group_by="padded")`` (MLPs of the
+family that differ only in hidden width train in one zero-padded stack where that pays; the
+numbers then agree with single envs to float rounding, not bit for bit, so the two PPO runs may
+learn different policies). Each run also reports the time spent inside the vec env's
+``reset``/``step_wait`` (the rest is PPO's own work: policy forward passes, buffer, updates),
+and for the population the mean number of batched groups per vector step.
 """
 
 import argparse
@@ -37,8 +44,42 @@ from pathlib import Path
 import numpy as np
 import torch
 from ppo_vs_fixed import FixedSize, episodes
+from stable_baselines3.common.vec_env import DummyVecEnv
 
+from arbiter_env.agents.population_vec_env import PopulationEnv
 from arbiter_env.agents.sb3 import load_agent_config, load_rl_controller, train_rl_agent
+from arbiter_env.population import Population
+
+ENV_TIME = {"s": 0.0, "steps": 0, "groups": 0}
+
+
+def _timed(method):
+    def wrapper(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            ENV_TIME["s"] += time.perf_counter() - started
+
+    return wrapper
+
+
+def _counted_plan(method):
+    def wrapper(self, actions):
+        groups = method(self, actions)
+        ENV_TIME["steps"] += 1
+        ENV_TIME["groups"] += len(groups)
+        return groups
+
+    return wrapper
+
+
+def instrument() -> None:
+    """Times the vec envs' ``reset``/``step_wait`` and counts the population's groups."""
+    for cls in (DummyVecEnv, PopulationEnv):
+        cls.reset = _timed(cls.reset)  # type: ignore[method-assign]
+        cls.step_wait = _timed(cls.step_wait)  # type: ignore[method-assign]
+    Population._plan = _counted_plan(Population._plan)  # type: ignore[method-assign]
 
 
 def summary(losses: list[float]) -> dict:
@@ -65,6 +106,7 @@ def train(task: str, vec_env: str, args, seed: int) -> tuple[Path, float]:
         f"checkpoint_every={10 * args.timesteps}",  # only the final checkpoint
     ]
     config = load_agent_config("ppo", task=task, overrides=overrides)
+    ENV_TIME.update(s=0.0, steps=0, groups=0)
     started = time.perf_counter()
     final = train_rl_agent(config, Path(args.out) / f"{vec_env}-seed{seed}")
     return final, time.perf_counter() - started
@@ -93,8 +135,12 @@ def ppo_runs(env, cases, args, median: dict) -> list[dict]:
     for seed in args.seeds:
         for vec_env in ("dummy", "population"):
             final, wall = train(args.task, vec_env, args, seed)
+            timing = {"env_s": ENV_TIME["s"], "ppo_s": wall - ENV_TIME["s"]}
+            if vec_env == "population":
+                timing["group_by"] = Population.default_group_by
+                timing["groups_per_step"] = ENV_TIME["groups"] / max(ENV_TIME["steps"], 1)
             losses = episodes(env, lambda e, p=final: load_rl_controller(p, e), cases)
-            row = {"seed": seed, "vec_env": vec_env, "wall_s": wall, **summary(losses)}
+            row = {"seed": seed, "vec_env": vec_env, "wall_s": wall, **timing, **summary(losses)}
             runs.append(row)
             print(
                 f"  seed {seed} {vec_env:<10} trained in {wall:6.1f}s: mean final val loss "
@@ -121,7 +167,16 @@ def main() -> None:
     parser.add_argument("--out", default="runs/ppo_population_vs_dummy")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument(
+        "--group-by",
+        choices=["architecture", "padded"],
+        default=None,
+        help="the population's grouping (default: Population.default_group_by)",
+    )
     args = parser.parse_args()
+    if args.group_by:
+        Population.default_group_by = args.group_by
+    instrument()
     torch.set_num_threads(args.threads)
     # The first torch.optim.Adam imports torch._dynamo (seconds): not inside the first timing.
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
@@ -168,15 +223,19 @@ def markdown(result: dict) -> str:
         f"(test instances × seeds {sorted({s for s, _ in result['eval_cases']})}); PPO "
         f"{result['timesteps']} timesteps, {result['n_envs']} envs, seeds {result['ppo_seeds']}.",
         "",
-        "| controller | training wall s | population / dummy | final val loss (mean ± s.e.) "
-        "| diverged | beats median fixed? |",
-        "|---|---:|---:|---:|---:|---|",
+        "| controller | training wall s | in env s | PPO's own s | population / dummy "
+        "| final val loss (mean ± s.e.) | diverged | beats median fixed? |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in result["runs"]:
         ratio = f"{run['wall_ratio']:.2f}" if "wall_ratio" in run else ""
+        name = run["vec_env"]
+        if "group_by" in run:
+            name += f" ({run['group_by']}, {run['groups_per_step']:.1f} groups/step)"
         lines.append(
-            f"| PPO, {run['vec_env']}, seed {run['seed']} | {run['wall_s']:.1f} | {ratio} | "
-            f"{_cell(run)} | {run['diverged']} | {'yes' if run['mean'] < median['mean'] else 'no'} |"
+            f"| PPO, {name}, seed {run['seed']} | {run['wall_s']:.1f} | {run['env_s']:.1f} | "
+            f"{run['ppo_s']:.1f} | {ratio} | {_cell(run)} | {run['diverged']} | "
+            f"{'yes' if run['mean'] < median['mean'] else 'no'} |"
         )
     for size, row in result["fixed"].items():
         tags = [
@@ -185,7 +244,7 @@ def markdown(result: dict) -> str:
             if chosen["batch_size"] == size
         ]
         label = f"fixed B={size}" + (f" ({', '.join(tags)})" if tags else "")
-        lines.append(f"| {label} | | | {_cell(row)} | {row['diverged']} | |")
+        lines.append(f"| {label} | | | | | {_cell(row)} | {row['diverged']} | |")
     identical = [r["same_losses_as_dummy"] for r in result["runs"] if "same_losses_as_dummy" in r]
     lines += [
         "",
