@@ -322,7 +322,7 @@ def stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
     largest = [max(t.shape[d] for t in tensors) for d in range(len(shape))]
     out = tensors[0].new_zeros((len(tensors), *largest))
     for k, t in enumerate(tensors):
-        out[(k, *(slice(0, n) for n in t.shape))] = t
+        unpadded(out[k], t.shape).copy_(t)
     return out
 
 

@@ -105,12 +105,12 @@ def measure(
         rates: dict[Any, list[float]] = {name: [] for name in [*populations, baseline]}
         for repeat in range(repeats + 1):  # the first round warms up and is discarded
             actions = _actions(probe_env, n_envs, steps, workload, batch_size, seed=repeat)
-            for path, env in populations.items():
+            for contender, env in populations.items():
                 env.seed(repeat)
                 env.reset()
                 rate = _time_vec(env, actions)
                 if repeat:
-                    rates[path].append(rate)
+                    rates[contender].append(rate)
             if baseline == "dummy":
                 reference.seed(repeat)
                 reference.reset()

@@ -40,6 +40,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -135,7 +136,7 @@ def ppo_runs(env, cases, args, median: dict) -> list[dict]:
     for seed in args.seeds:
         for vec_env in ("dummy", "population"):
             final, wall = train(args.task, vec_env, args, seed)
-            timing = {"env_s": ENV_TIME["s"], "ppo_s": wall - ENV_TIME["s"]}
+            timing: dict[str, Any] = {"env_s": ENV_TIME["s"], "ppo_s": wall - ENV_TIME["s"]}
             if vec_env == "population":
                 timing["group_by"] = Population.default_group_by
                 timing["groups_per_step"] = ENV_TIME["groups"] / max(ENV_TIME["steps"], 1)
