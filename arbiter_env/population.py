@@ -54,7 +54,7 @@ differently in the last bits, so members agree with single envs to 1e-5 relative
 intervals, not bit for bit (``tests/test_population.py``), and drift apart further as chaotic
 training goes on. ``group_by="architecture"`` keeps one group per architecture and bit-identity.
 Populations of one architecture (any single task) are the same under both. The default is
-``"padded"``, chosen by measurement (:attr:`Population.default_group_by`).
+``"architecture"``, chosen by measurement (:attr:`Population.default_group_by`).
 
 Two batched paths compute the step's loss and gradients (:class:`~arbiter_env.batched.
 Architecture`): ``"mlp"`` for the built-in MLP (a hand-written backward pass built of autograd's
@@ -115,14 +115,15 @@ class Population:
             ``family_split``, ``action_encoding``, ``num_intervals``, ``reward``, ...).
     """
 
-    default_group_by: GroupBy = "padded"
+    default_group_by: GroupBy = "architecture"
     """The grouping of populations built without ``group_by`` (see the module docstring).
 
-    ``"padded"``: on ``digits-mlp-family`` (N=16, one thread, the loaded 2-core CPU) it trained
-    PPO about 12% faster than ``"architecture"`` (4,096 steps, two interleaved runs each: 33.7
-    and 28.0 s against 35.0 and 34.7 s) and stepped random actions about 15% faster (20 vector
-    steps, median of 5 interleaved rounds: 2.68 s against 3.14 s); on a single task it is the
-    same grouping."""
+    ``"architecture"``, chosen by measurement: on ``digits-mlp-family`` (N=16, random actions,
+    one thread, the shared 2-core CPU) ``"padded"`` cut the groups per interval from about 11
+    to 9, but its speed-up stayed within the machine's noise: +15% (median of 5 interleaved
+    rounds of 20 vector steps, load ~3.5), +1% (``benchmarks/population_throughput.py``, 4
+    rounds), -9% (8 rounds at load ~1), and +12% for PPO alone (4,096 steps, two runs each),
+    while the exact grouping keeps the single env's numbers bit for bit."""
 
     def __init__(
         self,

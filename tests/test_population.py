@@ -223,7 +223,7 @@ def test_family_members_follow_single_envs_of_the_family_bit_for_bit(split):
 
 
 def test_family_members_are_grouped_by_architecture_and_batch_size():
-    population = Population(SMALL_FAMILY, 5, group_by="architecture", **FAMILY_KWARGS)
+    population = Population(SMALL_FAMILY, 5, **FAMILY_KWARGS)
     chosen = _family_members("train")
     assert chosen[3].epochs != chosen[0].epochs
     for index, instance in enumerate(chosen):
@@ -328,10 +328,11 @@ def test_padded_family_members_follow_single_envs_within_1e_5(split, monkeypatch
     assert widths == {8, 16} and any(padding_seen)
 
 
-def test_padded_grouping_puts_every_width_of_a_family_in_one_group_by_default():
+def test_padded_grouping_puts_every_width_of_a_family_in_one_group():
+    assert Population.default_group_by == "architecture"  # exact unless asked
     chosen = _family_members("train")
     counts = {}
-    for group_by in ("architecture", None):  # None: the default
+    for group_by in (None, "padded"):  # None: the default
         population = Population(SMALL_FAMILY, 5, group_by=group_by, **FAMILY_KWARGS)
         for index, instance in enumerate(chosen):
             population.reset_member(index, index, {"family_instance": instance.index})
