@@ -123,21 +123,11 @@ def measure(
         base = statistics.median(rates[baseline])
         for path, grouping in populations:
             value = statistics.median(rates[path, grouping])
-            rows.append(
-                {
-                    "task": task,
-                    "device": device,
-                    "n_envs": n_envs,
-                    "workload": workload,
-                    "path": path,
-                    "group_by": grouping,
-                    "population_steps_per_s": value,
-                    "baseline": baseline,
-                    # For "single": N × one env's rate, so the GPU target is ratio >= 0.5.
-                    "baseline_steps_per_s": base,
-                    "ratio": value / base,
-                }
-            )
+            row = {"task": task, "device": device, "n_envs": n_envs, "workload": workload}
+            row |= {"path": path, "group_by": grouping, "population_steps_per_s": value}
+            # For "single": N × one env's rate, so the GPU target is ratio >= 0.5.
+            row |= {"baseline": baseline, "baseline_steps_per_s": base, "ratio": value / base}
+            rows.append(row)
     return rows
 
 
