@@ -1,8 +1,8 @@
 """A population of inner networks trained in lockstep: one batched step for N environments.
 
-On the small networks of the built-in tasks every tensor operation costs 10–30 µs of fixed
-overhead whatever its size, so training N networks with batched operations costs little more than
-training one. :class:`Population` holds N copies of :class:`~arbiter_env.env.BatchSizeEnv` (one
+On the small networks of the built-in tasks a tensor operation's fixed overhead outweighs its
+arithmetic, so training N networks with batched operations costs little more than training one
+(``benchmarks/RESULTS.md``, "the population env", measures how much). :class:`Population` holds N copies of :class:`~arbiter_env.env.BatchSizeEnv` (one
 task, or one task family; each member its own seed, batch size, optimizer state, observation,
 reward and termination) whose inner training runs batched; as an SB3 ``VecEnv`` it is
 :class:`arbiter_env.agents.population_vec_env.PopulationEnv` (there, as stable-baselines3 is
@@ -26,9 +26,8 @@ interval's steps with one batched forward, backward and SGD update per step
 members' own modules and optimizer states. Each member's ``BatchSizeEnv.step`` then runs as
 usual with the interval's training already done, so validation, statistics, observation,
 reward, termination and ``info`` come from the same code as a single env. Batch sizes are
-grouped, not padded: padding to the largest size in the population multiplies the arithmetic,
-which the feasibility measurements of issue 16 found to cost 2× (largest member's size) to 6×
-(512).
+grouped, not padded: padding every member to the largest size in the population would multiply
+the arithmetic and change the members' trajectories.
 
 **Task families.** With a family (``Population("digits-mlp-family", 16, family_split="test")``)
 every member is a ``BatchSizeEnv`` of the family and draws its instance at each reset with its
