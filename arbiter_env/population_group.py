@@ -301,10 +301,11 @@ class MemberGroup:
 STEP_OVERHEAD_MACS = 1_500_000
 """The fixed cost of one batched training step of a group, in multiply-adds of its products.
 
-Measured on the 2-core CPU, one thread (digits MLPs, N = 1-4, B = 8-512; the loop of
-``mlp_loss_and_grads`` and ``MemberSgd.step``): a step costs about 250 µs plus about 0.15 ns
-per multiply-add of the forward pass (backward and update included), and 250 µs ≈ 1.5·10⁶ of
-those. Padding pays while the multiply-adds it adds cost less than the steps it saves."""
+A step costs a fixed amount plus a cost per multiply-add of the forward pass (backward and
+update included); this is the ratio of the two, fitted on the CPU by
+``benchmarks/population_step_cost.py`` (``benchmarks/RESULTS.md`` records the fits, which vary
+with the machine's load by about a factor of two). Padding pays while the multiply-adds it adds
+cost less than the steps it saves. Only ``group_by="padded"`` reads it."""
 
 
 def _padded_macs(shapes: list[tuple[tuple[int, ...], ...]]) -> int:
