@@ -210,11 +210,11 @@ class MemberGroup:
     ) -> None:
         """The SGD update of the members ``start:stop`` (``grads`` holds theirs)."""
         if (start, stop) not in updates:
-            settings = self.settings[start:stop]
+            members = self.settings[start:stop]
             # Shared settings take torch's own _foreach update below, which is faster than the
             # per-member tensors of lr and momentum that MemberSgd needs.
-            shared = len(set(settings)) == 1
-            updates[start, stop] = None if shared else MemberSgd.of(settings, stacked[0].device)
+            shared = len(set(members)) == 1
+            updates[start, stop] = None if shared else MemberSgd.of(members, stacked[0].device)
         update = updates[start, stop]
         if update is not None:  # one update for all, each with its own lr and momentum
             update.step(
