@@ -121,3 +121,13 @@ def relu_mlp(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
 def exploding_task() -> Task:
     """A ReLU network (unbounded activations) with a learning rate that overflows float32."""
     return TINY_TASK.replace(name="tiny-exploding", model=relu_mlp, optimizer={"lr": 1e30})
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    """For tests that call execute_run in this process: it changes process-wide settings."""
+    # execute_run pins torch to one thread and silences W&B, as in a worker process.
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from arbiter_env.config import ConfigError, from_dict
 from arbiter_env.controllers import (
@@ -75,15 +74,6 @@ def _experiment(controller: str, train_timesteps: int) -> ExperimentConfig:
             "wandb": {"mode": "disabled"},
         },
     )
-
-
-@pytest.fixture
-def restore_threads(monkeypatch):
-    # execute_run pins torch to one thread and silences W&B, as in a worker process.
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow  # a training and an evaluation run in this process: about 10 s

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from arbiter_env.config import from_dict
 from arbiter_env.experiments import ExperimentConfig, execute_run, plan_runs
@@ -34,15 +33,6 @@ EXPERIMENT = {
     "task_overrides": {"epochs": 0.5, "num_intervals": 3},
     "wandb": {"mode": "disabled"},
 }
-
-
-@pytest.fixture
-def restore_threads(monkeypatch):
-    # execute_run pins torch to one thread and silences W&B, as in a worker process.
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow  # about 5 s: a real (tiny) PPO training
