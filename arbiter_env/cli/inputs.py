@@ -94,12 +94,23 @@ def env_keys() -> list[str]:
 
 def env_args(items: list[str]) -> dict[str, Any]:
     """``-e KEY=VALUE`` items as typed ``BatchSizeEnv`` arguments, each read once, here."""
+    import difflib
+
     from arbiter_env.env_config import EnvConfig
 
-    try:
-        return EnvConfig.checked(apply_overrides({}, items), path="-e", exclude=_NOT_ENV_OPTIONS)
-    except ConfigError as error:
-        raise ConfigError(f"{error} (task fields go in -t KEY=VALUE)") from None
+    values = apply_overrides({}, items)
+    for key in sorted(values.keys() & _NOT_ENV_OPTIONS.keys()):
+        raise ConfigError(f"-e {key}=... is not an option: {_NOT_ENV_OPTIONS[key]}.")
+    keys = env_keys()
+    unknown = sorted(set(values) - set(keys))
+    if unknown:
+        close = [m for key in unknown for m in difflib.get_close_matches(key, keys, n=1)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(
+            f"Unknown env argument(s) {', '.join(unknown)}{hint}; valid: {', '.join(keys)} "
+            "(task fields go in -t KEY=VALUE)."
+        )
+    return EnvConfig.checked(values)
 
 
 def set_threads(threads: int | None) -> None:
