@@ -389,7 +389,9 @@ def sgd(
         grads = list(torch._foreach_add(grads, params, alpha=settings.weight_decay))
     if settings.momentum != 0:
         assert buffers is not None
-        torch._foreach_mul_(buffers, settings.momentum)
+        # A 0-dim tensor takes the fast path of _foreach_mul_ (a Python float goes tensor by
+        # tensor on the CPU) and rounds the same: the float is cast to the tensors' dtype.
+        torch._foreach_mul_(buffers, _scalar_tensor(settings.momentum, buffers[0]))
         torch._foreach_add_(buffers, grads, alpha=1 - settings.dampening)
         if fresh is not None:
             for buf, d_p in zip(buffers, grads, strict=True):
@@ -401,6 +403,19 @@ def sgd(
             else buffers
         )
     torch._foreach_add_(params, grads, alpha=-settings.lr)
+
+
+_SCALARS: dict[tuple, torch.Tensor] = {}
+
+
+def _scalar_tensor(value: float, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a 0-dim tensor of ``like``'s dtype and device (cached)."""
+    key = (value, like.dtype, like.device)
+    if key not in _SCALARS:
+        if len(_SCALARS) > 256:
+            _SCALARS.clear()
+        _SCALARS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return _SCALARS[key]
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,11 @@ from arbiter_env.training.stats import GradientStatistics
 from arbiter_env.training.step_stats import StepSums, statistics_from_steps
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
+
+def _pad_stack(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return pad_sequence(tensors, batch_first=True)
+
+
 MemberResults = dict[int, tuple[IntervalResult, GradientStatistics | None]]
 Span = tuple[int, int]
 
@@ -151,15 +156,24 @@ class MemberGroup:
             ]
             buffers, fresh = stack_buffers(states, [list(own) for own in params])
         losses, recorded = self._run_steps(stacked, buffers, fresh)
-        # Write back into each member's own module and optimizer state.
+        # Write back into each member's own module and optimizer state, one _foreach copy for
+        # all of them; a member's first buffers are new tensors, as torch.optim.SGD makes them.
         with torch.no_grad():
+            targets, sources = [], []
             for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
-                for p, s in zip(own, stacked, strict=True):
-                    p.copy_(unpadded(s[j], p.shape))
-                if buffers is not None and self.settings[j].momentum:
-                    for p, b in zip(own, buffers, strict=True):
-                        buffer = unpadded(b[j], p.shape).clone()
-                        trainer.optimizer.state[p]["momentum_buffer"] = buffer
+                targets += own
+                sources += [unpadded(s[j], p.shape) for p, s in zip(own, stacked, strict=True)]
+                if buffers is None or not self.settings[j].momentum:
+                    continue
+                state = trainer.optimizer.state
+                for p, b in zip(own, buffers, strict=True):
+                    row = unpadded(b[j], p.shape)
+                    if (buffer := state[p].get("momentum_buffer")) is None:
+                        state[p]["momentum_buffer"] = row.clone()
+                    else:
+                        targets.append(buffer)
+                        sources.append(row)
+            torch._foreach_copy_(targets, sources)
         return self._results(losses, recorded, stacked)
 
     def _run_steps(
@@ -174,28 +188,34 @@ class MemberGroup:
         # The sampler is a stream: one draw of the whole interval holds the same examples, in
         # the same order, as one draw per batch, and each step takes a slice of it.
         drawn = [t.sampler.next_batch(n) for t, n in zip(self.trainers, self.samples, strict=True)]
-        all_inputs = pad_sequence([x for x, _ in drawn], batch_first=True)
-        all_targets = pad_sequence([y for _, y in drawn], batch_first=True)
+        stack = torch.stack if len(set(self.samples)) == 1 else _pad_stack
+        all_inputs = stack([x for x, _ in drawn])
+        all_targets = stack([y for _, y in drawn])
         windows = [self.record_window(j) for j in range(len(self.members))]
+        count = len(self.members)
         losses, recorded = [], []
-        updates: dict[Span, MemberSgd | None] = {}
-        for offset in range(0, self.samples[0], self.batch_size):
-            step = []
-            for start, stop, size in self.slices(offset):
-                record = any(low <= offset <= high for low, high in windows[start:stop])
-                picked, grads, sums = self.architecture.loss_and_grads(
-                    [s[start:stop] for s in stacked],
-                    all_inputs[start:stop, offset : offset + size],
-                    all_targets[start:stop, offset : offset + size],
-                    record,
-                )
-                if sums is not None:
-                    recorded.append(_Recorded(start, stop, size, offset, *sums))
-                with torch.no_grad():
+        updates: dict[Span, MemberSgd | list[tuple[int, int, SgdSettings]]] = {}
+        offsets = range(0, self.samples[0], self.batch_size)
+        step_inputs = all_inputs.split(self.batch_size, dim=1)  # one view per step, at once
+        step_targets = all_targets.split(self.batch_size, dim=1)
+        # The arithmetic is written out (no autograd); torch.func's transforms ignore this.
+        with torch.no_grad():
+            for offset, inputs, targets in zip(offsets, step_inputs, step_targets, strict=True):
+                step = []
+                for start, stop, size in self.slices(offset):
+                    record = any(low <= offset <= high for low, high in windows[start:stop])
+                    if start == 0 and stop == count:  # the common case: no member slices
+                        members, x, y = stacked, inputs, targets
+                    else:
+                        members = [s[start:stop] for s in stacked]
+                        x, y = inputs[start:stop, :size], targets[start:stop, :size]
+                    picked, grads, sums = self.architecture.loss_and_grads(members, x, y, record)
+                    if sums is not None:
+                        recorded.append(_Recorded(start, stop, size, offset, *sums))
                     self._update(start, stop, stacked, grads, buffers, fresh, updates)
-                step.append((start, stop, picked))
-            fresh = None  # every member's first update is the first step's
-            losses.append(step)
+                    step.append((start, stop, picked))
+                fresh = None  # every member's first update is the first step's
+                losses.append(step)
         return losses, recorded
 
     def _update(
@@ -206,25 +226,32 @@ class MemberGroup:
         grads: list[torch.Tensor],
         buffers: list[torch.Tensor] | None,
         fresh: torch.Tensor | None,
-        updates: dict[Span, MemberSgd | None],
+        updates: dict[Span, MemberSgd | list[tuple[int, int, SgdSettings]]],
     ) -> None:
         """The SGD update of the members ``start:stop`` (``grads`` holds theirs)."""
-        if (start, stop) not in updates:
-            members = self.settings[start:stop]
-            # Shared settings take torch's own _foreach update below, which is faster than the
+        plan = updates.get((start, stop))
+        if plan is None:
+            runs = self.runs(start, stop)
+            # Shared settings take torch's own _foreach update, which is faster than the
             # per-member tensors of lr and momentum that MemberSgd needs.
-            shared = len(set(members)) == 1
-            updates[start, stop] = None if shared else MemberSgd.of(members, stacked[0].device)
-        update = updates[start, stop]
-        if update is not None:  # one update for all, each with its own lr and momentum
-            update.step(
+            member_sgd = (
+                None
+                if len(runs) == 1
+                else MemberSgd.of(self.settings[start:stop], stacked[0].device)
+            )
+            plan = updates[start, stop] = runs if member_sgd is None else member_sgd
+        if start == 0 and stop == len(self.members) and isinstance(plan, list) and len(plan) == 1:
+            sgd(stacked, grads, buffers, fresh, plan[0][2])  # the common case: no member slices
+            return
+        if isinstance(plan, MemberSgd):  # one update for all, each with its own lr and momentum
+            plan.step(
                 [s[start:stop] for s in stacked],
                 grads,
                 None if buffers is None else [buf[start:stop] for buf in buffers],
                 None if fresh is None else fresh[start:stop],
             )
             return
-        for a, b, settings in self.runs(start, stop):  # other settings differ: one update each
+        for a, b, settings in plan:  # other settings differ: one update each
             sgd(
                 [s[a:b] for s in stacked],
                 [g[a - start : b - start] for g in grads],
@@ -244,7 +271,10 @@ class MemberGroup:
         rows = []
         for start, stop, samples in self.lengths():
             picked = [
-                p[start - a : stop - a] for step in losses for a, b, p in step if a <= start < b
+                p if (a, b) == (start, stop) else p[start - a : stop - a]
+                for step in losses
+                for a, b, p in step
+                if a <= start < b
             ]
             table = batch_mean_losses(picked)  # (members, updates), as InnerTrainer.train has
             last_size = samples - batch_size * (table.shape[1] - 1)  # its (updates,) vector
