@@ -168,7 +168,7 @@ def mlp_loss_and_grads(
     the members; on the CPU they give the single network's results bit for bit.
     """
     members, batch = inputs.shape[:2]
-    x = inputs.reshape(members, batch, -1)
+    x = inputs if inputs.dim() == 3 else inputs.reshape(members, batch, -1)
     weights, biases = params[0::2], params[1::2]
     activations = [x]  # inputs of each layer
     h = x
@@ -178,11 +178,12 @@ def mlp_loss_and_grads(
             h = torch.relu(h)
             activations.append(h)
     log_probs = torch.log_softmax(h, dim=2)
-    picked = log_probs.gather(2, targets.unsqueeze(2)).squeeze(2)
+    target_index = targets.unsqueeze(2)
+    picked = log_probs.gather(2, target_index).squeeze(2)
     # nll_loss's backward for the batch mean: -1/B at each example's target, 0 elsewhere
     # (1/B divided in the network's dtype, as nll_loss divides by its total weight).
     fill = _fill_value(members, batch, h.dtype, h.device)
-    nll_grad = torch.zeros_like(log_probs).scatter_(2, targets.unsqueeze(2), fill)
+    nll_grad = torch.zeros_like(log_probs).scatter_(2, target_index, fill)
     delta = torch.ops.aten._log_softmax_backward_data(nll_grad, log_probs, 2, h.dtype)
     grads: list[torch.Tensor] = [torch.empty(0)] * len(params)
     terms = []

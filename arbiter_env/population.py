@@ -83,6 +83,7 @@ import numpy as np
 import torch
 from gymnasium.vector.utils import batch_space
 
+from arbiter_env.allocator import keep_freed_memory
 from arbiter_env.batched import Architecture, SgdSettings, mlp_evaluate
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.population_group import MemberGroup, MemberResults, merge_padded
@@ -110,6 +111,9 @@ class Population:
             the single env's numbers) or ``"padded"`` (MLPs of one family that differ only in
             hidden width also train together, zero-padded to the group's largest width: the
             same numbers up to float rounding). ``None`` takes :attr:`default_group_by`.
+        tune_allocator: Keep freed memory in the process
+            (:func:`arbiter_env.allocator.keep_freed_memory`: glibc's ``mallopt``, process-wide),
+            so that the stacked tensors do not take page faults at every step.
         **env_kwargs: Passed to every member's ``BatchSizeEnv`` (``task_kwargs``,
             ``family_split``, ``action_encoding``, ``num_intervals``, ``reward``, ...).
     """
@@ -131,6 +135,7 @@ class Population:
         *,
         path: PopulationPath = "auto",
         group_by: GroupBy | None = None,
+        tune_allocator: bool = True,
         **env_kwargs: Any,
     ):
         if not isinstance(n_envs, int) or n_envs < 1:
@@ -141,6 +146,8 @@ class Population:
         if group_by not in ("architecture", "padded"):
             raise ValueError(f"Unknown group_by {group_by!r}; use 'architecture' or 'padded'.")
         self.group_by: GroupBy = group_by
+        if tune_allocator:
+            keep_freed_memory()
         first = BatchSizeEnv(task, **env_kwargs)
         self.family = first.family
         if self.family is None:  # the task is resolved once; the members take it as it is

@@ -159,7 +159,8 @@ class MemberGroup:
         # Write back into each member's own module and optimizer state, one _foreach copy for
         # all of them; a member's first buffers are new tensors, as torch.optim.SGD makes them.
         with torch.no_grad():
-            targets, sources = [], []
+            targets: list[torch.Tensor] = []
+            sources: list[torch.Tensor] = []
             for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
                 targets += own
                 sources += [unpadded(s[j], p.shape) for p, s in zip(own, stacked, strict=True)]
@@ -188,10 +189,12 @@ class MemberGroup:
         # The sampler is a stream: one draw of the whole interval holds the same examples, in
         # the same order, as one draw per batch, and each step takes a slice of it.
         drawn = [t.sampler.next_batch(n) for t, n in zip(self.trainers, self.samples, strict=True)]
-        stack = torch.stack if len(set(self.samples)) == 1 else _pad_stack
+        uniform = len(set(self.samples)) == 1
+        stack = torch.stack if uniform else _pad_stack
         all_inputs = stack([x for x, _ in drawn])
         all_targets = stack([y for _, y in drawn])
         windows = [self.record_window(j) for j in range(len(self.members))]
+        distinct_windows = list(set(windows))  # usually one: a check per step, not per member
         count = len(self.members)
         losses, recorded = [], []
         updates: dict[Span, MemberSgd | list[tuple[int, int, SgdSettings]]] = {}
@@ -202,8 +205,13 @@ class MemberGroup:
         with torch.no_grad():
             for offset, inputs, targets in zip(offsets, step_inputs, step_targets, strict=True):
                 step = []
-                for start, stop, size in self.slices(offset):
-                    record = any(low <= offset <= high for low, high in windows[start:stop])
+                # Members of one interval length take every step together: one slice of all.
+                spans = [(0, count, inputs.shape[1])] if uniform else self.slices(offset)
+                for start, stop, size in spans:
+                    in_window = (
+                        distinct_windows if len(distinct_windows) == 1 else windows[start:stop]
+                    )
+                    record = any(low <= offset <= high for low, high in in_window)
                     if start == 0 and stop == count:  # the common case: no member slices
                         members, x, y = stacked, inputs, targets
                     else:
@@ -281,8 +289,12 @@ class MemberGroup:
             rows.append(
                 (table.sum(1) * batch_size - table[:, -1] * (batch_size - last_size)) / samples
             )
-        norms = torch.stack([s.reshape(count, -1).double().square().sum(1) for s in stacked])
-        pieces = [torch.cat(rows).double(), torch.sqrt(norms.sum(0))]
+        # As InnerTrainer.train checks divergence: each parameter tensor's norm, in its dtype,
+        # is finite (the largest of a member's norms stands for all of them).
+        norms = torch.stack(
+            [torch.linalg.vector_norm(s.reshape(count, -1), dim=1) for s in stacked]
+        )
+        pieces = [torch.cat(rows).double(), norms.amax(0).double()]
         pieces += [t.double() for r in recorded for t in (r.unit_sq, r.mean_sq)]
         values = torch.cat(pieces).tolist()  # one host transfer for the whole group
         out: MemberResults = {}

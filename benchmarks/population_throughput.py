@@ -19,7 +19,9 @@ Contenders, timed in alternation (``--repeats`` rounds, median of each):
   ``single``: one ``BatchSizeEnv`` stepping alone, scaled to N·(its steps/s) (the GPU baseline:
   the target there is population ≥ 0.5·N × single).
 
-Episode ends and resets happen inside the timed steps, as they do in training. Targets (issue 16,
+Episode ends and resets happen inside the timed steps, as they do in training. The population
+raises glibc's malloc thresholds (``arbiter_env/allocator.py``; process-wide, so the baseline in
+this process runs under the same allocator); ``--no-tune-allocator`` measures without. Targets (issue 16,
 2-core CPU, N=16, one thread): population/dummy ≥ 3 on ``mixed`` and ≥ 5 on ``fixed``.
 """
 
@@ -85,11 +87,14 @@ def measure(
     batch_size: int,
     device: str,
     group_by: tuple[str, ...] = ("architecture",),
+    tune_allocator: bool = True,
 ) -> list[dict]:
     """One row per workload and population contender (path and grouping)."""
     kwargs: dict[str, Any] = {"task_kwargs": {"device": device}, "record_wall_time": False}
     populations = {
-        (path, grouping): PopulationEnv(task, n_envs, path=path, group_by=grouping, **kwargs)
+        (path, grouping): PopulationEnv(
+            task, n_envs, path=path, group_by=grouping, tune_allocator=tune_allocator, **kwargs
+        )
         for path in paths
         for grouping in group_by
     }
@@ -125,6 +130,7 @@ def measure(
             value = statistics.median(rates[path, grouping])
             row = {"task": task, "device": device, "n_envs": n_envs, "workload": workload}
             row |= {"path": path, "group_by": grouping, "population_steps_per_s": value}
+            row |= {"tune_allocator": tune_allocator}
             # For "single": N × one env's rate, so the GPU target is ratio >= 0.5.
             row |= {"baseline": baseline, "baseline_steps_per_s": base, "ratio": value / base}
             rows.append(row)
@@ -148,6 +154,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: default)")
+    parser.add_argument(
+        "--no-tune-allocator",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone (the population raises them by default; "
+        "the setting is process-wide, so the baseline runs under the same allocator)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.threads:
@@ -163,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         args.batch_size,
         args.device,
         tuple(args.group_by),
+        not args.no_tune_allocator,
     )
     target = (
         {"mixed": 3.0, "fixed": 5.0} if args.baseline == "dummy" else {"mixed": 0.5, "fixed": 0.5}

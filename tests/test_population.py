@@ -100,6 +100,12 @@ def test_members_reset_at_different_times_keep_their_own_optimizer_state(relu_ta
     _compare(relu_task, "mlp", "training", 4, exact=True, resets=[(2, 1)])
 
 
+def test_a_diverging_member_ends_its_episode_as_a_single_env_does(relu_task):
+    task = relu_task.replace(optimizer={"name": "sgd", "lr": 1e30, "momentum": 0.9})
+    population = _compare(task, "mlp", "training", 1, exact=True)
+    assert all(env._done for env in population.envs)
+
+
 def test_the_general_path_matches_single_envs_on_the_first_intervals(tiny_task):
     # torch.func batches the products (bmm rounds small ones differently from mm), and sums the
     # per-sample statistics in another order (vmap of per-sample gradients, not ‖δ‖²‖a‖²).
@@ -153,6 +159,15 @@ def test_gymnasium_make_vec_builds_the_population(relu_task):
     observations, rewards, terminations, _, _ = envs.step(np.array([1, 2]))  # autoreset
     assert not terminations.any() and rewards.tolist() == [0.0, 0.0]
     assert observations[:, 0].max() == 0.0
+
+
+def test_the_population_tunes_the_allocator_unless_told_not_to(relu_task, monkeypatch):
+    calls = []
+    monkeypatch.setattr("arbiter_env.population.keep_freed_memory", lambda: calls.append(1))
+    Population(relu_task, 1, tune_allocator=False)
+    assert calls == []
+    Population(relu_task, 1)
+    assert calls == [1]
 
 
 def test_unsupported_tasks_are_rejected_with_the_reason(relu_task, dropout_task):
