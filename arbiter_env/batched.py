@@ -175,7 +175,7 @@ def mlp_loss_and_grads(
     for index, (w, b) in enumerate(zip(weights, biases, strict=True)):
         h = _linear(h, w, b)
         if index < len(weights) - 1:
-            h = torch.relu(h)
+            h = h.relu_()  # in place: the backward pass needs only the output, as autograd's
             activations.append(h)
     log_probs = torch.log_softmax(h, dim=2)
     target_index = targets.unsqueeze(2)
@@ -239,7 +239,7 @@ def mlp_evaluate(
         for index, (w, b) in enumerate(zip(weights, biases, strict=True)):
             h = _linear(h, w, b)
             if index < len(weights) - 1:
-                h = torch.relu(h)
+                h = h.relu_()
         log_probs = torch.log_softmax(h, dim=2)
         picked = log_probs.gather(2, y.expand(members, -1).unsqueeze(2)).squeeze(2)
         loss_sum += cascade_sum(-picked).double()
