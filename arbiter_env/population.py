@@ -62,6 +62,11 @@ own kernels) and ``"func"`` for any other deterministic per-example network (``t
 of unknown behaviour, and optimizers other than SGD (with momentum, Nesterov, weight decay) are
 not supported and raise an error that says so.
 
+**Memory.** The stacked tensors (a few hundred KiB to a few MiB) are allocated and freed at
+every step; by default the population raises glibc's ``malloc`` thresholds for the process so
+that they come back from the heap instead of fresh pages (:mod:`arbiter_env.allocator`;
+``tune_allocator=False`` leaves the allocator alone).
+
 **Equivalence with the single env.** Everything but the training arithmetic is the single env's
 own code, on the same seeds: the same instance, the same examples in the same order, the same
 initialisation, the same statistics estimator on the same steps. On the CPU the ``"mlp"`` path

@@ -39,8 +39,9 @@ from arbiter_env.training.step_stats import StepSums, statistics_from_steps
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 
-def _pad_stack(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return pad_sequence(tensors, batch_first=True)
+def _rows(tensors: list[torch.Tensor], start: int, stop: int, count: int) -> list[torch.Tensor]:
+    """Rows ``start:stop`` of each of ``tensors`` (of ``count`` rows); themselves if that is all."""
+    return tensors if start == 0 and stop == count else [t[start:stop] for t in tensors]
 
 
 MemberResults = dict[int, tuple[IntervalResult, GradientStatistics | None]]
@@ -190,9 +191,12 @@ class MemberGroup:
         # the same order, as one draw per batch, and each step takes a slice of it.
         drawn = [t.sampler.next_batch(n) for t, n in zip(self.trainers, self.samples, strict=True)]
         uniform = len(set(self.samples)) == 1
-        stack = torch.stack if uniform else _pad_stack
-        all_inputs = stack([x for x, _ in drawn])
-        all_targets = stack([y for _, y in drawn])
+        inputs_drawn, targets_drawn = [x for x, _ in drawn], [y for _, y in drawn]
+        if uniform:  # no padding to do: a plain stack is cheaper
+            all_inputs, all_targets = torch.stack(inputs_drawn), torch.stack(targets_drawn)
+        else:
+            all_inputs = pad_sequence(inputs_drawn, batch_first=True)
+            all_targets = pad_sequence(targets_drawn, batch_first=True)
         windows = [self.record_window(j) for j in range(len(self.members))]
         distinct_windows = list(set(windows))  # usually one: a check per step, not per member
         count = len(self.members)
@@ -213,10 +217,10 @@ class MemberGroup:
                     )
                     record = any(low <= offset <= high for low, high in in_window)
                     if start == 0 and stop == count:  # the common case: no member slices
-                        members, x, y = stacked, inputs, targets
+                        x, y = inputs, targets
                     else:
-                        members = [s[start:stop] for s in stacked]
                         x, y = inputs[start:stop, :size], targets[start:stop, :size]
+                    members = _rows(stacked, start, stop, count)
                     picked, grads, sums = self.architecture.loss_and_grads(members, x, y, record)
                     if sums is not None:
                         recorded.append(_Recorded(start, stop, size, offset, *sums))
@@ -248,22 +252,20 @@ class MemberGroup:
                 else MemberSgd.of(self.settings[start:stop], stacked[0].device)
             )
             plan = updates[start, stop] = runs if member_sgd is None else member_sgd
-        if start == 0 and stop == len(self.members) and isinstance(plan, list) and len(plan) == 1:
-            sgd(stacked, grads, buffers, fresh, plan[0][2])  # the common case: no member slices
-            return
+        count = len(self.members)
         if isinstance(plan, MemberSgd):  # one update for all, each with its own lr and momentum
             plan.step(
-                [s[start:stop] for s in stacked],
+                _rows(stacked, start, stop, count),
                 grads,
-                None if buffers is None else [buf[start:stop] for buf in buffers],
+                None if buffers is None else _rows(buffers, start, stop, count),
                 None if fresh is None else fresh[start:stop],
             )
             return
-        for a, b, settings in plan:  # other settings differ: one update each
+        for a, b, settings in plan:  # settings differ in more than lr and momentum: one each
             sgd(
-                [s[a:b] for s in stacked],
-                [g[a - start : b - start] for g in grads],
-                None if buffers is None else [buf[a:b] for buf in buffers],
+                _rows(stacked, a, b, count),
+                _rows(grads, a - start, b - start, stop - start),
+                None if buffers is None else _rows(buffers, a, b, count),
                 None if fresh is None else fresh[a:b],
                 settings,
             )
