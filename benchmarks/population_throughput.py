@@ -39,7 +39,10 @@ import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from arbiter_env.agents.population_vec_env import PopulationEnv
+from arbiter_env.batched import Architecture
 from arbiter_env.env import BatchSizeEnv
+from arbiter_env.population import Population
+from arbiter_env.population_group import MemberGroup
 
 
 def _actions(env: BatchSizeEnv, n_envs: int, steps: int, workload: str, batch_size: int, seed: int):
@@ -137,6 +140,55 @@ def measure(
     return rows
 
 
+# The population's parts, each timed where it is called: (class, method, label). Nested parts
+# (a group's steps inside its training) are timed on their own; "vector step" is the whole.
+_PARTS = [
+    (PopulationEnv, "step_wait", "vector step"),
+    (MemberGroup, "train", "groups: training"),
+    (Architecture, "loss_and_grads", "  forward and backward passes"),
+    (MemberGroup, "_update", "  SGD updates"),
+    (MemberGroup, "_results", "  interval loss, statistics, divergence"),
+    (Population, "_validation", "validation pass"),
+    (Population, "reset_member", "resets"),
+    (BatchSizeEnv, "step", "members' BatchSizeEnv.step"),
+]
+
+
+def breakdown(task: str, n_envs: int, workload: str, steps: int, batch_size: int) -> dict:
+    """Share of a vector step's time in each part of the population (one round, timers on)."""
+    seconds = dict.fromkeys([label for _, _, label in _PARTS], 0.0)
+    originals = [(cls, name, getattr(cls, name)) for cls, name, _ in _PARTS]
+
+    def timed(method, label):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                seconds[label] += time.perf_counter() - started
+
+        return wrapper
+
+    env = PopulationEnv(task, n_envs, path="mlp", record_wall_time=False)
+    probe_env = BatchSizeEnv(task, record_wall_time=False)
+    probe_env.reset(seed=0)
+    actions = _actions(probe_env, n_envs, steps, workload, batch_size, seed=0)
+    env.seed(0)
+    env.reset()
+    for row in actions[: steps // 4]:  # warm-up
+        env.step(row)
+    try:
+        for cls, name, label in _PARTS:
+            setattr(cls, name, timed(getattr(cls, name), label))
+        for row in actions:
+            env.step(row)
+    finally:
+        for cls, name, method in originals:
+            setattr(cls, name, method)
+    total = seconds["vector step"]
+    return {label: value / total for label, value in seconds.items()}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -159,6 +211,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="leave glibc's malloc thresholds alone (the population raises them by default; "
         "the setting is process-wide, so the baseline runs under the same allocator)",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also print where a vector step's time goes (mlp path, one round with timers)",
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -191,6 +248,13 @@ def main(argv: list[str] | None = None) -> None:
             f"{row['baseline_steps_per_s']:>12.1f} {row['ratio']:>7.2f}"
             + ("" if goal is None else f"  (target >= {goal})")
         )
+    if args.breakdown:
+        for workload in args.workloads:
+            shares = breakdown(args.task, args.n_envs, workload, args.steps, args.batch_size)
+            rows.append({"workload": workload, "breakdown": shares})
+            print(f"\nwhere a vector step's time goes ({workload}):")
+            for label, share in shares.items():
+                print(f"  {label:<42} {share:6.1%}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
