@@ -154,7 +154,9 @@ _PARTS = [
 ]
 
 
-def breakdown(task: str, n_envs: int, workload: str, steps: int, batch_size: int) -> dict:
+def breakdown(
+    task: str, n_envs: int, workload: str, steps: int, batch_size: int, device: str
+) -> dict:
     """Share of a vector step's time in each part of the population (one round, timers on)."""
     seconds = dict.fromkeys([label for _, _, label in _PARTS], 0.0)
     originals = [(cls, name, getattr(cls, name)) for cls, name, _ in _PARTS]
@@ -169,8 +171,9 @@ def breakdown(task: str, n_envs: int, workload: str, steps: int, batch_size: int
 
         return wrapper
 
-    env = PopulationEnv(task, n_envs, path="mlp", record_wall_time=False)
-    probe_env = BatchSizeEnv(task, record_wall_time=False)
+    kwargs: dict[str, Any] = {"task_kwargs": {"device": device}, "record_wall_time": False}
+    env = PopulationEnv(task, n_envs, path="mlp", **kwargs)
+    probe_env = BatchSizeEnv(task, **kwargs)
     probe_env.reset(seed=0)
     actions = _actions(probe_env, n_envs, steps, workload, batch_size, seed=0)
     env.seed(0)
@@ -250,7 +253,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.breakdown:
         for workload in args.workloads:
-            shares = breakdown(args.task, args.n_envs, workload, args.steps, args.batch_size)
+            shares = breakdown(
+                args.task, args.n_envs, workload, args.steps, args.batch_size, args.device
+            )
             rows.append({"workload": workload, "breakdown": shares})
             print(f"\nwhere a vector step's time goes ({workload}):")
             for label, share in shares.items():
