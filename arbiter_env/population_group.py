@@ -193,8 +193,8 @@ class MemberGroup:
         fresh: torch.Tensor | None,
     ) -> tuple[list[list[tuple[int, int, torch.Tensor]]], list[_Recorded]]:
         """Trains the stacked members; returns each step's losses by slice, and the sums."""
-        for trainer in self.trainers:  # keep each member's dropout stream where a single env has it
-            torch.randint(2**62, (), generator=trainer._dropout_generator)
+        # No dropout seed is drawn: the population takes networks without dropout, for which
+        # InnerTrainer.train draws none either.
         # The sampler is a stream: one draw of the whole interval holds the same examples, in
         # the same order, as one draw per batch, and each step takes a slice of it.
         drawn = [t.sampler.next_batch(n) for t, n in zip(self.trainers, self.samples, strict=True)]
