@@ -263,9 +263,14 @@ class BatchSizeEnv(gym.Env):
     def decode(self, action: Any) -> int:
         """Batch size that ``action`` selects from the current state."""
         encoding = self.action_encoding
-        if type(action) is int and encoding.name == "discrete" and 0 <= action < len(self.ladder):
-            # A plain index (what agents and the baselines pass): the ladder entry, without
-            # the space's checks, which cost as much as a small tensor operation.
+        if (
+            (type(action) is int or isinstance(action, np.integer))
+            and encoding.name == "discrete"
+            and 0 <= action < len(self.ladder)
+        ):
+            # A plain index (what agents and the baselines pass, or an element of SB3's action
+            # array): the ladder entry, without the space's checks, which cost as much as a
+            # small tensor operation.
             return int(self.ladder[action])
         return encoding.decode(action, self.batch_size)
 

@@ -149,41 +149,42 @@ class MemberGroup:
 
     # --- training -------------------------------------------------------------------------------
 
+    # The arithmetic is written out (no autograd); torch.func's transforms ignore no_grad.
+    @torch.no_grad()
     def train(self) -> MemberResults:
         """Trains every member for the interval; returns each one's result and statistics."""
         trainers = self.trainers
         params = [list(t._trainable) for t in trainers]
-        stacked = [stack_padded([p[k].detach() for p in params]) for k in range(len(params[0]))]
+        stacked = [stack_padded([p[k] for p in params]) for k in range(len(params[0]))]
         buffers, fresh = None, None
         if any(settings.momentum for settings in self.settings):
             states = [
                 [t.optimizer.state.get(p, {}).get("momentum_buffer") for p in own]
                 for t, own in zip(trainers, params, strict=True)
             ]
-            buffers, fresh = stack_buffers(states, [list(own) for own in params])
+            buffers, fresh = stack_buffers(states, params)
         losses, recorded = self._run_steps(stacked, buffers, fresh)
         # Write back into each member's own module and optimizer state, one _foreach copy for
         # all of them; a member's first buffers are new tensors, as torch.optim.SGD makes them.
-        with torch.no_grad():
-            targets: list[torch.Tensor] = []
-            sources: list[torch.Tensor] = []
-            # unbind: every member's view at once (indexing them one by one costs µs each).
-            param_rows = [s.unbind(0) for s in stacked]
-            buffer_rows = [] if buffers is None else [b.unbind(0) for b in buffers]
-            for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
-                targets += own
-                sources += [_member(rows[j], p) for p, rows in zip(own, param_rows, strict=True)]
-                if buffers is None or not self.settings[j].momentum:
-                    continue
-                state = trainer.optimizer.state
-                for p, rows in zip(own, buffer_rows, strict=True):
-                    row = _member(rows[j], p)
-                    if (buffer := state[p].get("momentum_buffer")) is None:
-                        state[p]["momentum_buffer"] = row.clone()
-                    else:
-                        targets.append(buffer)
-                        sources.append(row)
-            torch._foreach_copy_(targets, sources)
+        targets: list[torch.Tensor] = []
+        sources: list[torch.Tensor] = []
+        # unbind: every member's view at once (indexing them one by one costs µs each).
+        param_rows = [s.unbind(0) for s in stacked]
+        buffer_rows = [] if buffers is None else [b.unbind(0) for b in buffers]
+        for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
+            targets += own
+            sources += [_member(rows[j], p) for p, rows in zip(own, param_rows, strict=True)]
+            if buffers is None or not self.settings[j].momentum:
+                continue
+            state = trainer.optimizer.state
+            for p, rows in zip(own, buffer_rows, strict=True):
+                row = _member(rows[j], p)
+                if (buffer := state[p].get("momentum_buffer")) is None:
+                    state[p]["momentum_buffer"] = row.clone()
+                else:
+                    targets.append(buffer)
+                    sources.append(row)
+        torch._foreach_copy_(targets, sources)
         return self._results(losses, recorded, stacked)
 
     def _run_steps(
@@ -213,29 +214,25 @@ class MemberGroup:
         offsets = range(0, self.samples[0], self.batch_size)
         step_inputs = all_inputs.split(self.batch_size, dim=1)  # one view per step, at once
         step_targets = all_targets.split(self.batch_size, dim=1)
-        # The arithmetic is written out (no autograd); torch.func's transforms ignore this.
-        with torch.no_grad():
-            for offset, inputs, targets in zip(offsets, step_inputs, step_targets, strict=True):
-                step = []
-                # Members of one interval length take every step together: one slice of all.
-                spans = [(0, count, inputs.shape[1])] if uniform else self.slices(offset)
-                for start, stop, size in spans:
-                    in_window = (
-                        distinct_windows if len(distinct_windows) == 1 else windows[start:stop]
-                    )
-                    record = any(low <= offset <= high for low, high in in_window)
-                    if start == 0 and stop == count:  # the common case: no member slices
-                        x, y = inputs, targets
-                    else:
-                        x, y = inputs[start:stop, :size], targets[start:stop, :size]
-                    members = _rows(stacked, start, stop, count)
-                    picked, grads, sums = self.architecture.loss_and_grads(members, x, y, record)
-                    if sums is not None:
-                        recorded.append(_Recorded(start, stop, size, offset, *sums))
-                    self._update(start, stop, stacked, grads, buffers, fresh, updates)
-                    step.append((start, stop, picked))
-                fresh = None  # every member's first update is the first step's
-                losses.append(step)
+        for offset, inputs, targets in zip(offsets, step_inputs, step_targets, strict=True):
+            step = []
+            # Members of one interval length take every step together: one slice of all.
+            spans = [(0, count, inputs.shape[1])] if uniform else self.slices(offset)
+            for start, stop, size in spans:
+                in_window = distinct_windows if len(distinct_windows) == 1 else windows[start:stop]
+                record = any(low <= offset <= high for low, high in in_window)
+                if start == 0 and stop == count:  # the common case: no member slices
+                    x, y = inputs, targets
+                else:
+                    x, y = inputs[start:stop, :size], targets[start:stop, :size]
+                members = _rows(stacked, start, stop, count)
+                picked, grads, sums = self.architecture.loss_and_grads(members, x, y, record)
+                if sums is not None:
+                    recorded.append(_Recorded(start, stop, size, offset, *sums))
+                self._update(start, stop, stacked, grads, buffers, fresh, updates)
+                step.append((start, stop, picked))
+            fresh = None  # every member's first update is the first step's
+            losses.append(step)
         return losses, recorded
 
     def _update(

@@ -123,7 +123,13 @@ def test_divergence_terminates_cleanly_with_penalty_flag_and_finite_observation(
 
 @pytest.mark.parametrize(
     ("action_encoding", "action"),
-    [("discrete", 99), ("continuous", np.array([2.0])), ("relative", -1)],
+    [
+        ("discrete", 99),
+        ("discrete", np.int64(-1)),
+        ("discrete", np.uint8(99)),
+        ("continuous", np.array([2.0])),
+        ("relative", -1),
+    ],
 )
 def test_out_of_space_action_raises_value_error_naming_the_space(
     tiny_task, action_encoding, action
@@ -132,6 +138,14 @@ def test_out_of_space_action_raises_value_error_naming_the_space(
     env.reset(seed=0)
     with pytest.raises(ValueError, match="outside the action space"):
         env.step(action)
+
+
+def test_numpy_integer_actions_select_the_same_size_as_python_ints(tiny_task):
+    env = BatchSizeEnv(tiny_task)
+    env.reset(seed=0)
+    for index in range(len(env.ladder)):
+        for action in (np.int64(index), np.int32(index), np.array([index])[0]):
+            assert env.decode(action) == env.decode(index) == env.ladder[index]
 
 
 @pytest.mark.parametrize(
