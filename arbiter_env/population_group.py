@@ -154,7 +154,7 @@ class MemberGroup:
     def train(self) -> MemberResults:
         """Trains every member for the interval; returns each one's result and statistics."""
         trainers = self.trainers
-        params = [list(t._trainable) for t in trainers]
+        params: list[list[torch.Tensor]] = [list(t._trainable) for t in trainers]
         stacked = [stack_padded([p[k] for p in params]) for k in range(len(params[0]))]
         buffers, fresh = None, None
         if any(settings.momentum for settings in self.settings):
