@@ -16,6 +16,7 @@ for all of them. Two paths compute a step's losses and gradients (:class:`Archit
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -206,17 +207,10 @@ def mlp_loss_and_grads(
     return picked, grads, sums
 
 
-_FILLS: dict[tuple, torch.Tensor] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _fill_value(members: int, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    key = (members, batch, dtype, device)
-    if key not in _FILLS:
-        if len(_FILLS) > 256:
-            _FILLS.clear()
-        value = -(torch.ones((), dtype=dtype, device=device) / batch)
-        _FILLS[key] = value.expand(members, batch, 1)
-    return _FILLS[key]
+    value = -(torch.ones((), dtype=dtype, device=device) / batch)
+    return value.expand(members, batch, 1)
 
 
 def mlp_evaluate(
@@ -392,7 +386,9 @@ def sgd(
         assert buffers is not None
         # A 0-dim tensor takes the fast path of _foreach_mul_ (a Python float goes tensor by
         # tensor on the CPU) and rounds the same: the float is cast to the tensors' dtype.
-        torch._foreach_mul_(buffers, _scalar_tensor(settings.momentum, buffers[0]))
+        torch._foreach_mul_(
+            buffers, _scalar_tensor(settings.momentum, buffers[0].dtype, buffers[0].device)
+        )
         torch._foreach_add_(buffers, grads, alpha=1 - settings.dampening)
         if fresh is not None:
             for buf, d_p in zip(buffers, grads, strict=True):
@@ -406,17 +402,10 @@ def sgd(
     torch._foreach_add_(params, grads, alpha=-settings.lr)
 
 
-_SCALARS: dict[tuple, torch.Tensor] = {}
-
-
-def _scalar_tensor(value: float, like: torch.Tensor) -> torch.Tensor:
-    """``value`` as a 0-dim tensor of ``like``'s dtype and device (cached)."""
-    key = (value, like.dtype, like.device)
-    if key not in _SCALARS:
-        if len(_SCALARS) > 256:
-            _SCALARS.clear()
-        _SCALARS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
-    return _SCALARS[key]
+@functools.lru_cache(maxsize=256)
+def _scalar_tensor(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``value`` as a 0-dim tensor of ``dtype`` on ``device`` (cached: made once per setting)."""
+    return torch.tensor(value, dtype=dtype, device=device)
 
 
 @dataclass(frozen=True)
