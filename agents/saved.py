@@ -45,7 +45,8 @@ class CheckpointRequest:
         split: Task family split of the evaluation instances.
         kwargs: Controller arguments (Arbiter only; RL checkpoints take none).
         env_args: Env arguments to change.
-        trusted: Load an RL checkpoint with SB3's own (unpickling) loader.
+        trusted: Load an RL checkpoint with SB3's own (unpickling) loader; without it an rl-zoo3
+            model (which has no other loader) is refused.
         default_task: The task when neither the request nor the checkpoint names one.
     """
 
@@ -101,6 +102,7 @@ def _zoo(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
     from arbiter_env.env import BatchSizeEnv
     from arbiter_env.tasks import is_family
 
+    zoo.require_trust(request.path, request.trusted)  # before a run folder or env is made
     trained = dict(zoo.read_zoo_args(request.path).get("env_kwargs") or {})
     task = request.task or trained.pop("task", None) or request.default_task
     task_overrides = {**(trained.pop("task_kwargs", None) or {}), **request.task_overrides}
@@ -110,15 +112,17 @@ def _zoo(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
     family_split = request.split if is_family(task) else None
     return SavedAgent(
         lambda: make_env(task, task_overrides, family_split, env_args=env_args),
-        lambda env: zoo.load_zoo_controller(request.path, env),
+        lambda env: zoo.load_zoo_controller(request.path, env, trusted=request.trusted),
         task,
     )
 
 
 def _rl(request: CheckpointRequest) -> SavedAgent:
     from arbiter_env.agents.sb3 import load_checkpoint_config, load_rl_controller
+    from arbiter_env.agents.sb3.controller import require_trust_for_pickles
 
     saved = load_checkpoint_config(request.path)
+    require_trust_for_pickles(request.path, request.trusted)  # before a run folder is made
     env_fields = {f.name for f in dataclasses.fields(saved.env)}
     unsupported = sorted(set(request.env_args) - env_fields)
     if unsupported:

@@ -13,8 +13,14 @@ arbiter_env -conf configs/zoo/ppo.yml``) saves a run as::
 :func:`load_zoo_controller` accepts the run folder (final model), or either ``.zip``; it loads the
 ``VecNormalize`` statistics beside it (frozen) and returns the same
 :class:`~arbiter_env.agents.sb3.SB3Controller` that ``arbiter train`` checkpoints give, so
-``arbiter evaluate --controller logs/ppo/arbiter_env-BatchSize-v0_1`` and a comparison entry
-``{controller: ppo, kwargs: {checkpoint: logs/ppo/arbiter_env-BatchSize-v0_1}}`` both work.
+``arbiter evaluate --trust-checkpoint --controller logs/ppo/arbiter_env-BatchSize-v0_1`` and a
+comparison entry ``{controller: ppo, kwargs: {checkpoint: logs/ppo/..., trusted: true}}`` both work.
+
+A zoo model has no ``config.yaml`` to rebuild its pickled entries from (the policy class, the
+spaces, schedules), and ``vecnormalize.pkl`` is a pickle of the whole wrapper: loading either
+runs code the file names. So a zoo model is only loaded when the caller says it trusts it
+(``trusted=True``, ``--trust-checkpoint``); otherwise :class:`UnsafeCheckpointError` is raised
+before any of its files is opened.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
+from arbiter_env.agents.safe_load import UnsafeCheckpointError
 from arbiter_env.agents.sb3 import (
     ALGORITHMS,
     CONFIG_FILE,
@@ -96,8 +103,31 @@ def read_zoo_args(path: str | Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def require_trust(path: str | Path, trusted: bool) -> None:
+    """Refuses to load the zoo model at ``path`` unless ``trusted``; opens none of its files.
+
+    Raises:
+        UnsafeCheckpointError: one line naming the file that would be unpickled and the flag.
+    """
+    if trusted:
+        return
+    model_file, normalize_file, _ = find_zoo_files(path)
+    pickles = f"{model_file}" + (f" and {normalize_file}" if normalize_file else "")
+    raise UnsafeCheckpointError(
+        f"{pickles}: an rl-zoo3 model (no {CONFIG_FILE} beside it) can only be loaded by "
+        "unpickling it, which runs any code its author put there; load it only if you made or "
+        "trust it: arbiter evaluate --trust-checkpoint (trusted=True in Python or in a "
+        "comparison's kwargs)."
+    )
+
+
 def load_zoo_controller(
-    path: str | Path, env: gym.Env | None = None, *, algo: str | None = None, device: str = "cpu"
+    path: str | Path,
+    env: gym.Env | None = None,
+    *,
+    algo: str | None = None,
+    device: str = "cpu",
+    trusted: bool = False,
 ) -> SB3Controller:
     """A model saved by rl-zoo3 as a controller, with its frozen ``VecNormalize`` statistics.
 
@@ -107,7 +137,13 @@ def load_zoo_controller(
         algo: The algorithm; default: ``algo`` of the zoo's ``args.yml``, else the run folder's
             parent folder name (``logs/ALGO/...``).
         device: Torch device the model is loaded onto.
+        trusted: Whether the caller trusts the files; loading unpickles them, so without it the
+            model is refused (:func:`require_trust`).
+
+    Raises:
+        UnsafeCheckpointError: ``trusted`` is false.
     """
+    require_trust(path, trusted)
     model_file, normalize_file, _ = find_zoo_files(path)
     algo = algo or read_zoo_args(path).get("algo") or model_file.parent.parent.name
     if algo not in ALGORITHMS:
@@ -131,20 +167,25 @@ def load_zoo_controller(
 
 
 def make_rl_controller(
-    algo: str, env: gym.Env, *, checkpoint: str | Path | None = None, **kwargs: Any
+    algo: str,
+    env: gym.Env,
+    *,
+    checkpoint: str | Path | None = None,
+    trusted: bool = False,
+    **kwargs: Any,
 ) -> SB3Controller:
     """Registry factory of the RL agents: a zoo model, an ``arbiter train`` checkpoint, or new.
 
-    ``checkpoint`` may be an rl-zoo3 run folder or model ``.zip``; anything else goes to
-    :func:`arbiter_env.agents.sb3.make_sb3_controller`.
+    ``checkpoint`` may be an rl-zoo3 run folder or model ``.zip`` (loaded only when ``trusted``);
+    anything else goes to :func:`arbiter_env.agents.sb3.make_sb3_controller`.
     """
     if checkpoint is not None and is_zoo_model(checkpoint):
         if kwargs:
             raise ValueError(
                 f"An rl-zoo3 model takes no controller arguments; got {sorted(kwargs)}."
             )
-        return load_zoo_controller(checkpoint, env, algo=algo)
-    return make_sb3_controller(algo, env, checkpoint=checkpoint, **kwargs)
+        return load_zoo_controller(checkpoint, env, algo=algo, trusted=trusted)
+    return make_sb3_controller(algo, env, checkpoint=checkpoint, trusted=trusted, **kwargs)
 
 
 __all__ = [
@@ -154,4 +195,5 @@ __all__ = [
     "load_zoo_controller",
     "make_rl_controller",
     "read_zoo_args",
+    "require_trust",
 ]

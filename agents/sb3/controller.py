@@ -100,19 +100,9 @@ def load_rl_controller(
         trusted: Use SB3's own loader (which unpickles the checkpoint's entries, and a legacy
             ``vecnormalize.pkl``): only for checkpoints you made or trust.
     """
-    from arbiter_env.agents.safe_load import UnsafeCheckpointError
-
     folder = checkpoint_folder(checkpoint)
     config = load_checkpoint_config(folder)
-    legacy_only = (folder / vecnormalize_io.LEGACY_PICKLE_FILE).is_file() and not (
-        folder / vecnormalize_io.STATS_FILE
-    ).is_file()
-    if legacy_only and not trusted:
-        raise UnsafeCheckpointError(
-            f"{folder} keeps its VecNormalize statistics as a pickle "
-            f"({vecnormalize_io.LEGACY_PICKLE_FILE}), which can run code when loaded. Load "
-            "it only if you trust it (trusted=True, or `arbiter evaluate --trust-checkpoint`)."
-        )
+    require_trust_for_pickles(folder, trusted)
     with preserved_global_rngs():  # SB3's load reseeds the global generators
         if trusted:
             model = ALGORITHMS[config.algo].load(folder / MODEL_FILE, device=device)
@@ -122,6 +112,25 @@ def load_rl_controller(
     if env is not None:
         check_spaces(model, env.observation_space, env.action_space, folder)
     return SB3Controller(model, vec_normalize, config)
+
+
+def require_trust_for_pickles(checkpoint: str | Path, trusted: bool) -> None:
+    """Refuses a checkpoint whose statistics exist only as a pickle, unless ``trusted``.
+
+    Raises:
+        UnsafeCheckpointError: one line naming the pickle and the flag that allows it.
+    """
+    from arbiter_env.agents.safe_load import UnsafeCheckpointError
+
+    folder = checkpoint_folder(checkpoint)
+    legacy = folder / vecnormalize_io.LEGACY_PICKLE_FILE
+    if trusted or not legacy.is_file() or (folder / vecnormalize_io.STATS_FILE).is_file():
+        return
+    raise UnsafeCheckpointError(
+        f"{legacy}: the VecNormalize statistics of this checkpoint are a pickle, which runs any "
+        "code its author put there when loaded; load it only if you made or trust it: arbiter "
+        "evaluate --trust-checkpoint (trusted=True in Python)."
+    )
 
 
 def _load_model_safely(
@@ -208,8 +217,12 @@ def make_sb3_controller(
     config: str | Path | AgentConfig | None = None,
     overrides: Sequence[str] | None = None,
     total_timesteps: int = 0,
+    trusted: bool = False,
 ) -> SB3Controller:
     """Controller-registry factory: a trained agent from ``checkpoint``, or a new one for ``env``.
+
+    ``trusted`` loads the checkpoint with SB3's own, unpickling loader (see
+    :func:`load_rl_controller`).
 
     Without a checkpoint, the agent is created for ``env`` from ``config`` (an
     :class:`AgentConfig`, a YAML path, or the ``algo``'s default file, with ``overrides``) and
@@ -217,7 +230,7 @@ def make_sb3_controller(
     ``controller.learn(n)``).
     """
     if checkpoint is not None:
-        controller = load_rl_controller(checkpoint, env)
+        controller = load_rl_controller(checkpoint, env, trusted=trusted)
         if controller.config is not None and controller.config.algo != algo:
             raise ValueError(
                 f"Checkpoint {checkpoint} holds a {controller.config.algo!r} agent, not {algo!r}."

@@ -85,9 +85,10 @@ def _add_train(commands: Any) -> None:
         "--resume",
         type=Path,
         metavar="CHECKPOINT",
-        help="RL: continue training from a checkpoint folder (its model.zip is SB3's format, "
-        "partly cloudpickle, so it can run code: resume only from checkpoints you trust)",
+        help="RL: continue training from a checkpoint folder (needs --trust-checkpoint: resuming "
+        "unpickles the training state)",
     )
+    _add_trust_option(train)
     train.add_argument(
         "--no-eval", action="store_true", help="RL: skip the held-out evaluation after training"
     )
@@ -112,23 +113,27 @@ def _add_evaluate(commands: Any) -> None:
         metavar="NAME_OR_CHECKPOINT",
         help="a registered controller name, an RL checkpoint folder (arbiter train, or an "
         "rl-zoo3 model .zip or its folder), or an Arbiter checkpoint folder (a path: ./x, /x, "
-        "a/b or x.zip; a bare name is always a controller). An arbiter train checkpoint is "
-        "loaded without unpickling anything from it (its pickled entries are rebuilt from its "
-        "config.yaml); an rl-zoo3 model is read with stable-baselines3's loader and its "
-        "vecnormalize.pkl with pickle, which can run code: use only zoo models you trust",
+        "a/b or x.zip; a bare name is always a controller); see --trust-checkpoint",
     )
-    evaluate.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="load an arbiter train checkpoint with stable-baselines3's own loader, which "
-        "unpickles parts of model.zip (and a legacy vecnormalize.pkl) and so can run code its "
-        "author put there: only for checkpoints you made or trust",
-    )
+    _add_trust_option(evaluate)
     _add_task_options(evaluate, default=None)
     _add_evaluate_options(evaluate)
     evaluate.add_argument("overrides", nargs="*", metavar="key=value", help="controller kwargs")
     _add_run_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
+
+
+TRUST_RULE = (
+    "nothing in a checkpoint is unpickled unless this flag is given, whatever the folder "
+    "holds: an arbiter train checkpoint is loaded without it (model.zip's pickled entries are "
+    "rebuilt from config.yaml, statistics read from vecnormalize.npz); an rl-zoo3 model, a "
+    "vecnormalize.pkl and --resume need it, because unpickling runs any code the file's author "
+    "put there: give it only for checkpoints you made or trust"
+)
+
+
+def _add_trust_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--trust-checkpoint", action="store_true", help=TRUST_RULE)
 
 
 def _add_evaluate_options(evaluate: argparse.ArgumentParser) -> None:

@@ -67,6 +67,11 @@ def _request(args: argparse.Namespace) -> TrainRequest:
     """The checked command line as a :class:`TrainRequest` (the config's imports imported)."""
     if args.config is not None and not args.config.is_file():
         raise FileNotFoundError(f"Config file {args.config} does not exist.")
+    if args.resume is not None and not args.trust_checkpoint:
+        raise ValueError(
+            f"--resume {args.resume}: resuming unpickles the checkpoint's training state, which "
+            "runs any code its author put there; add --trust-checkpoint if you made or trust it."
+        )
     file_data = _read_config_imports(args)  # imports: first, they may register the task
     if args.task is not None and not (
         inputs.is_family(args.task) or args.task in inputs.list_tasks()
@@ -139,7 +144,7 @@ def _resume_command(args: argparse.Namespace, run_dir: Path, checkpoint: Path) -
         command += ["--import", module]
     if getattr(args, "threads", None) is not None:
         command += ["--threads", str(args.threads)]
-    command += ["--run-dir", str(run_dir), "--resume", str(checkpoint)]
+    command += ["--run-dir", str(run_dir), "--resume", str(checkpoint), "--trust-checkpoint"]
     if args.no_eval:
         command.append("--no-eval")
     if args.wandb:

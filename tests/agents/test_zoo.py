@@ -49,7 +49,7 @@ def test_a_zoo_model_loads_with_its_frozen_vecnormalize(tmp_path: Path) -> None:
     assert zoo.is_zoo_model(tmp_path / "run")
     assert zoo.read_zoo_args(tmp_path / "run")["env_kwargs"] == {"task_kwargs": TINY_TASK}
     env = BatchSizeEnv("digits-mlp", task_kwargs=TINY_TASK)
-    controller = zoo.load_zoo_controller(tmp_path / "run", env)
+    controller = zoo.load_zoo_controller(tmp_path / "run", env, trusted=True)
     assert controller.vec_normalize is not None and not controller.vec_normalize.training
     observation, _ = env.reset(seed=0)
     expected, _ = model.predict(vec_normalize.normalize_obs(observation), deterministic=True)
@@ -64,7 +64,7 @@ def test_registered_rl_controllers_accept_a_zoo_model_zip(tmp_path: Path) -> Non
     save_like_the_zoo(tmp_path / "run", normalize=False)
     env = BatchSizeEnv("digits-mlp", task_kwargs=TINY_TASK)
     controller = make_controller(
-        "ppo", env, checkpoint=str(tmp_path / "run" / f"{zoo.ENV_NAME}.zip")
+        "ppo", env, checkpoint=str(tmp_path / "run" / f"{zoo.ENV_NAME}.zip"), trusted=True
     )
     assert controller.vec_normalize is None
     with pytest.raises(ValueError, match="no controller arguments"):
@@ -77,7 +77,8 @@ def test_evaluate_runs_a_zoo_model_in_the_env_the_zoo_trained_it_in(
     monkeypatch.chdir(tmp_path)
     save_like_the_zoo(tmp_path / "logs" / "ppo" / f"{zoo.ENV_NAME}_1")
     run = tmp_path / "eval"
-    argv = ["evaluate", "--controller", f"logs/ppo/{zoo.ENV_NAME}_1", "--seeds", "0"]
+    argv = ["evaluate", "--trust-checkpoint", "--controller", f"logs/ppo/{zoo.ENV_NAME}_1"]
+    argv += ["--seeds", "0"]
     assert main([*argv, "--wandb", "disabled", "--run-dir", str(run)]) == 0
     (episode,) = [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
     assert episode["intervals"] == TINY_TASK["num_intervals"]  # the zoo's env_kwargs were used
@@ -118,7 +119,8 @@ def test_rl_zoo3_trains_ppo_with_the_shipped_hyperparameters_and_evaluate_loads_
     run = tmp_path / "logs" / "ppo" / f"{zoo.ENV_NAME}_1"
     assert (run / f"{zoo.ENV_NAME}.zip").is_file()
     assert (run / zoo.ENV_NAME / "vecnormalize.pkl").is_file()  # normalize: in configs/zoo/ppo.yml
-    evaluate = [sys.executable, "-m", "arbiter_env.cli", "evaluate", "--controller", str(run)]
+    evaluate = [sys.executable, "-m", "arbiter_env.cli", "evaluate", "--trust-checkpoint"]
+    evaluate += ["--controller", str(run)]
     result = subprocess.run(
         [*evaluate, "--seeds", "0", "--wandb", "disabled", "--run-dir", str(tmp_path / "eval")],
         cwd=tmp_path,

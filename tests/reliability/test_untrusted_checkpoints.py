@@ -139,3 +139,158 @@ def test_checkpoint_with_an_unknown_pickled_entry_is_refused_unexecuted(
     with pytest.raises(UnsafeCheckpointError, match="surprise"):
         load_rl_controller(tampered)
     assert not marker.exists()
+
+
+# --- one trust rule, whatever the folder layout --------------------------------------------------
+
+
+class _CreatesMarker:
+    """A pickle payload: unpickling it creates ``marker`` (``open(marker, "w")``)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _bare_model_zip(path: Path, marker: Path) -> Path:
+    """A real SB3 ``.zip`` (untrained PPO) whose pickled ``observation_space`` creates ``marker``."""
+    from stable_baselines3 import PPO
+
+    env = BatchSizeEnv("digits-mlp", task_kwargs={"epochs": 0.25}, num_intervals=2)
+    PPO("MlpPolicy", env, n_steps=8, batch_size=8, device="cpu").save(path)
+    _tamper(path, "observation_space", _CreatesMarker(marker))
+    return path
+
+
+def _zoo_run(folder: Path, marker: Path, *, model_payload: bool, pickle_payload: bool) -> Path:
+    """rl-zoo3's layout: ``ENV.zip``, ``ENV/args.yml`` and ``ENV/vecnormalize.pkl``."""
+    from arbiter_env.agents import zoo
+
+    params = folder / zoo.ENV_NAME
+    params.mkdir(parents=True)
+    model = _bare_model_zip(folder / f"{zoo.ENV_NAME}.zip", marker)
+    if not model_payload:  # the model is clean: only the statistics carry the payload
+        from stable_baselines3 import PPO
+
+        env = BatchSizeEnv("digits-mlp", task_kwargs={"epochs": 0.25}, num_intervals=2)
+        PPO("MlpPolicy", env, n_steps=8, batch_size=8, device="cpu").save(model)
+    (params / "args.yml").write_text("algo: ppo\nenv: arbiter_env/BatchSize-v0\n")
+    if pickle_payload:
+        (params / "vecnormalize.pkl").write_bytes(pickle.dumps(_CreatesMarker(marker)))
+    return folder
+
+
+def _evaluate_refuses(
+    path: Path, tmp_path: Path, capsys: pytest.CaptureFixture, *, names: Path
+) -> None:
+    """``arbiter evaluate --controller path`` exits 2 with one line naming ``names`` and the flag."""
+    from arbiter_env.cli import main
+
+    run_dir = tmp_path / "eval-run"
+    argv = ["evaluate", "--controller", str(path), "--seeds", "0", "--wandb", "disabled"]
+    assert main([*argv, "--run-dir", str(run_dir)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert str(names) in lines[0] and "--trust-checkpoint" in lines[0]
+    assert not run_dir.exists()  # refused before any work
+
+
+@pytest.mark.parametrize(
+    ("model_payload", "pickle_payload"), [(True, True), (True, False), (False, True)]
+)
+def test_a_zoo_run_folder_is_never_unpickled_without_trust_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture, model_payload: bool, pickle_payload: bool
+) -> None:
+    from arbiter_env.agents import zoo
+
+    marker = tmp_path / "pwned"
+    run = _zoo_run(
+        tmp_path / "logs" / "ppo" / "run_1",
+        marker,
+        model_payload=model_payload,
+        pickle_payload=pickle_payload,
+    )
+    _evaluate_refuses(run, tmp_path, capsys, names=run / f"{zoo.ENV_NAME}.zip")
+    assert not marker.exists()
+
+
+def test_a_bare_model_zip_is_never_unpickled_without_trust_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    marker = tmp_path / "pwned"
+    model = _bare_model_zip(tmp_path / "downloaded" / "policy.zip", marker)
+    _evaluate_refuses(model, tmp_path, capsys, names=model)
+    _evaluate_refuses(model.parent, tmp_path, capsys, names=model)
+    assert not marker.exists()
+
+
+def test_deleting_config_yaml_does_not_get_past_the_trust_gate(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(checkpoint, tampered)
+    marker = tmp_path / "pwned"
+    _tamper(tampered / "model.zip", "observation_space", _CreatesMarker(marker))
+    (tampered / "config.yaml").unlink()
+    _evaluate_refuses(tampered, tmp_path, capsys, names=tampered / "model.zip")
+    assert not marker.exists()
+
+
+def test_a_vecnormalize_pickle_beside_our_checkpoint_is_refused_unexecuted(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(checkpoint, tampered)
+    marker = tmp_path / "pwned"
+    (tampered / vecnormalize_io.STATS_FILE).unlink()
+    pickle_file = tampered / vecnormalize_io.LEGACY_PICKLE_FILE
+    pickle_file.write_bytes(pickle.dumps(_CreatesMarker(marker)))
+    _evaluate_refuses(tampered, tmp_path, capsys, names=pickle_file)
+    assert not marker.exists()
+
+
+def test_the_controller_registry_refuses_a_zoo_model_unless_trusted(tmp_path: Path) -> None:
+    from arbiter_env.agents.safe_load import UnsafeCheckpointError
+    from arbiter_env.controllers import make_controller
+
+    marker = tmp_path / "pwned"
+    run = _zoo_run(tmp_path / "run", marker, model_payload=True, pickle_payload=True)
+    env = BatchSizeEnv("digits-mlp", task_kwargs={"epochs": 0.25}, num_intervals=2)
+    with pytest.raises(UnsafeCheckpointError, match="trusted=True"):
+        make_controller("ppo", env, checkpoint=str(run))
+    assert not marker.exists()
+
+
+def test_train_resume_needs_trust_checkpoint_and_unpickles_nothing_without_it(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import shutil
+
+    from arbiter_env.cli import main
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(checkpoint, tampered)
+    marker = tmp_path / "pwned"
+    _tamper(tampered / "model.zip", "observation_space", _CreatesMarker(marker))
+    run_dir = tmp_path / "resumed"
+    argv = ["train", "--agent", "ppo", "--resume", str(tampered), "--no-eval"]
+    assert main([*argv, "--run-dir", str(run_dir), "--wandb", "disabled"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(tampered) in lines[0] and "--trust-checkpoint" in lines[0]
+    assert not marker.exists() and not run_dir.exists()
+
+
+def test_help_states_the_trust_rule() -> None:
+    from arbiter_env.cli.parser import build_parser
+
+    parser = build_parser()
+    for command in ("evaluate", "train"):
+        subparser = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        text = " ".join(subparser.format_help().split())
+        assert "nothing in a checkpoint is unpickled unless this flag is given" in text
