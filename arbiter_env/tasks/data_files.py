@@ -11,6 +11,7 @@ the file names expected.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 import zlib
@@ -24,7 +25,7 @@ import torch
 from arbiter_env.tasks.datasets import ClassificationData, all_dims, standardize_splits
 from arbiter_env.tasks.safe_pickle import UnsafePickleError, restricted_load
 
-__all__ = ["load_cifar", "load_idx"]
+__all__ = ["IDX_MAX_BYTES", "load_cifar", "load_idx"]
 
 _IDX_FILES = (
     "train-images-idx3-ubyte",
@@ -60,6 +61,12 @@ def _find_idx_file(directory: Path, file_name: str) -> Path | None:
 
 
 _READ_CHUNK = 1 << 20
+IDX_MAX_BYTES = 1 << 28
+"""The largest IDX file :func:`load_idx` reads by default: 256 MiB, over five times MNIST's
+largest file (60,000 images of 28x28 and a 16-byte header: 47,040,016 bytes)."""
+_DEFLATE_MAX_RATIO = 1032
+"""Deflate (gzip's compression) expands its input at most about 1032-fold (zlib's technical
+details), so a ``.gz`` file of n bytes holds at most 1032·n bytes."""
 
 
 def _open_idx(path: Path) -> Any:
@@ -79,12 +86,34 @@ def _read_exactly(handle: Any, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _read_idx(path: Path, magic: int) -> np.ndarray:
+def _check_claimed_size(path: Path, shape: tuple[int, ...], expected: int, max_bytes: int) -> None:
+    """Refuses a header whose size is above ``max_bytes`` or more than the file can hold.
+
+    Checked before any of the payload is read or inflated: the only size the header's author
+    chooses is the one checked here, never one the reader acts on.
+    """
+    if expected > max_bytes:
+        raise ValueError(
+            f"{path}: header shape {shape} claims {expected} bytes, above the {max_bytes}-byte "
+            "limit for an IDX file (load_idx(max_bytes=...)); the file is damaged or not an IDX "
+            "file. Replace the file."
+        )
+    stored = path.stat().st_size
+    if path.suffix == ".gz" and expected > stored * _DEFLATE_MAX_RATIO:
+        raise ValueError(
+            f"{path} is truncated: header shape {shape} needs {expected} bytes, but a "
+            f"{stored}-byte gzip file inflates to at most {stored * _DEFLATE_MAX_RATIO}. "
+            "Replace the file."
+        )
+
+
+def _read_idx(path: Path, magic: int, max_bytes: int = IDX_MAX_BYTES) -> np.ndarray:
     """Parses an IDX file of unsigned bytes and checks its magic number and length.
 
-    The header is read first and decompression stops at the size it announces (plus one byte to
-    detect a longer file), so a small ``.gz`` that inflates to gigabytes costs only what its
-    header claims, and a header that claims more than the file holds fails as truncated.
+    The header is read first and checked against ``max_bytes`` and against what the file's size
+    can hold; decompression then stops at the size the header announces (plus one byte to detect
+    a longer file). A small ``.gz`` that inflates to gigabytes thus costs at most ``max_bytes``,
+    whatever its header claims, and sizes are exact Python integers (no overflow in messages).
     """
     try:
         with _open_idx(path) as handle:
@@ -93,7 +122,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
                 raise ValueError(
                     f"{path} is truncated: it has no complete IDX header. Replace the file."
                 )
-            found_magic = int(np.frombuffer(head, dtype=">u4", count=1)[0])
+            found_magic = int.from_bytes(head, "big")
             if found_magic != magic:
                 raise ValueError(
                     f"{path} has IDX magic number {found_magic:#010x}, expected {magic:#010x} "
@@ -105,13 +134,14 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
             dims = _read_exactly(handle, 4 * num_dims)
             if len(dims) < 4 * num_dims:
                 raise ValueError(f"{path} is truncated inside its IDX header. Replace the file.")
-            shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4", count=num_dims))
-            payload_size = int(np.prod(shape, dtype=np.int64))
+            shape = tuple(int.from_bytes(dims[i : i + 4], "big") for i in range(0, len(dims), 4))
+            payload_size = math.prod(shape)
             expected = header_size + payload_size
             if path.suffix != ".gz" and path.stat().st_size != expected:
                 found_size = path.stat().st_size
                 payload = b""
             else:
+                _check_claimed_size(path, shape, expected, max_bytes)
                 payload = _read_exactly(handle, payload_size + 1)
                 found_size = header_size + len(payload)
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
@@ -128,7 +158,10 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 
 
 def load_idx(
-    data_dir: str | os.PathLike[str], name: Literal["mnist", "fashion-mnist"]
+    data_dir: str | os.PathLike[str],
+    name: Literal["mnist", "fashion-mnist"],
+    *,
+    max_bytes: int = IDX_MAX_BYTES,
 ) -> ClassificationData:
     """MNIST or Fashion-MNIST from the four IDX files: 60000 train / 10000 test, 10 classes.
 
@@ -137,6 +170,12 @@ def load_idx(
     ``data_dir/MNIST/raw`` or ``data_dir/FashionMNIST/raw``). The first folder holding all four
     files is used. Images become ``float32`` of shape ``(n, 1, 28, 28)``, scaled to ``[0, 1]`` and
     then standardised with the scalar mean and std of the train images.
+
+    Args:
+        data_dir: Where the files are (see above).
+        name: ``"mnist"`` or ``"fashion-mnist"``.
+        max_bytes: The largest (decompressed) file read; a header that claims more is refused
+            before anything is inflated.
 
     Raises:
         FileNotFoundError: No searched folder holds all four files; the message lists every
@@ -163,8 +202,8 @@ def load_idx(
     train_images_path, train_labels_path, test_images_path, test_labels_path = found
 
     def split(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        images = _read_idx(images_path, _IDX_IMAGES_MAGIC)
-        labels = _read_idx(labels_path, _IDX_LABELS_MAGIC)
+        images = _read_idx(images_path, _IDX_IMAGES_MAGIC, max_bytes)
+        labels = _read_idx(labels_path, _IDX_LABELS_MAGIC, max_bytes)
         if images.shape[0] != labels.shape[0]:
             raise ValueError(
                 f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
@@ -216,7 +255,13 @@ def _read_cifar_batch(
             f"{label_key!r}, found {keys}."
         )
     data = np.asarray(batch[b"data"])
-    labels = np.asarray(batch[label_key], dtype=np.int64)
+    labels = np.asarray(batch[label_key])
+    if labels.size and labels.dtype.kind not in "iu":
+        # A cast would turn 2.7 into 2 (and "3" into an error far away): refuse it here.
+        raise ValueError(
+            f"{path}: {label_key!r} must hold integer class labels, got {labels.dtype} values."
+        )
+    labels = labels.astype(np.int64)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(
             f"{path}: b'data' must be uint8 of shape (n, 3072), got {data.dtype} {data.shape}."

@@ -136,3 +136,97 @@ def test_idx_files_round_trip_after_the_capped_reader(tmp_path: Path) -> None:
         )
     data = load_idx(tmp_path, "mnist")
     assert data.num_train == 2 and data.y_train.tolist() == [3, 7]
+
+
+def _gzip_bomb(path: Path, header: bytes, inflated_mib: int) -> Path:
+    """``header`` followed by ``inflated_mib`` MiB of zeros, gzip-compressed (about 1 KB per MiB)."""
+    with gzip.open(path, "wb") as handle:
+        handle.write(header)
+        zeros = bytes(1 << 20)
+        for _ in range(inflated_mib):
+            handle.write(zeros)
+    return path
+
+
+def _counting_gzip_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of every decompressed chunk read from a ``GzipFile`` from now on."""
+    read: list[int] = []
+    original_read = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        chunk = original_read(self, size)
+        read.append(len(chunk))
+        return chunk
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting_read)
+    return read
+
+
+def test_idx_gzip_bomb_claiming_2_to_the_30_images_is_refused_fast_without_inflating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+    import tracemalloc
+
+    header = np.array([_IDX_IMAGES_MAGIC, 2**30, 28, 28], dtype=">u4").tobytes()
+    bomb = _gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", header, inflated_mib=256)
+    assert bomb.stat().st_size < 1 << 20
+    read = _counting_gzip_reads(monkeypatch)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ValueError, match="limit for an IDX file") as refused:
+            _read_idx(bomb, _IDX_IMAGES_MAGIC)
+    finally:
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert sum(read) == 16  # the header, and not one byte of the payload
+    assert elapsed < 2.0 and peak < 8 << 20
+    assert f"claims {16 + 2**30 * 28 * 28} bytes" in str(refused.value)
+
+
+def test_idx_gzip_whose_header_needs_more_than_its_compressed_size_can_hold_is_not_inflated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 60,000 images (47 MB: under the cap) announced by a file of about 1 KB.
+    header = np.array([_IDX_IMAGES_MAGIC, 60_000, 28, 28], dtype=">u4").tobytes()
+    path = _gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", header, inflated_mib=1)
+    read = _counting_gzip_reads(monkeypatch)
+    with pytest.raises(ValueError, match=r"truncated.*inflates to at most"):
+        _read_idx(path, _IDX_IMAGES_MAGIC)
+    assert sum(read) == 16
+
+
+def test_idx_cap_is_the_callers_not_the_headers(tmp_path: Path) -> None:
+    images = np.zeros((4, 28, 28), dtype=np.uint8)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(
+        gzip.compress(np.array([_IDX_IMAGES_MAGIC, 4, 28, 28], ">u4").tobytes() + images.tobytes())
+    )
+    assert _read_idx(path, _IDX_IMAGES_MAGIC).shape == (4, 28, 28)
+    with pytest.raises(ValueError, match="above the 1000-byte limit"):
+        _read_idx(path, _IDX_IMAGES_MAGIC, max_bytes=1000)
+
+
+def test_idx_size_messages_use_exact_integers(tmp_path: Path) -> None:
+    top = 2**32 - 1
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(np.array([_IDX_IMAGES_MAGIC, top, top, top], dtype=">u4").tobytes())
+    with pytest.raises(ValueError) as refused:
+        _read_idx(path, _IDX_IMAGES_MAGIC)
+    message = str(refused.value)
+    assert f"needs {16 + top**3} bytes, file has 16" in message, message
+    gz = tmp_path / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(ValueError, match=f"claims {16 + top**3} bytes"):
+        _read_idx(gz, _IDX_IMAGES_MAGIC)
+
+
+def test_float_cifar_labels_are_refused_not_truncated(tmp_path: Path) -> None:
+    folder = _cifar10_folder(tmp_path)
+    batch = pickle.loads((folder / "data_batch_3").read_bytes())
+    batch[b"labels"] = [0.0, 1.7]
+    (folder / "data_batch_3").write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(ValueError, match=r"data_batch_3: b'labels' must hold integer"):
+        load_cifar(tmp_path, 10)
