@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pickle
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -64,6 +65,35 @@ from arbiter_env.controllers import BatchSizeController, run_episode
 from arbiter_env.training.hyper import StepInfo
 from arbiter_env.training.trainer import InnerTrainer
 
+
+def _first_line(error: BaseException) -> str:
+    """The first sentence of ``error``'s message, after its type (torch's run on for lines)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {(lines[0] if lines else '').split('. ')[0]}"
+
+
+def _read_checkpoint_state(path: Path) -> dict[str, Any]:
+    """The saved state of ``path``, read with torch's weights-only (tensors and plain data) loader."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(
+            f"{path} was refused: it holds objects other than tensors and plain values, which "
+            "only a code-running unpickler could build; nothing in it was run."
+        ) from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise ValueError(
+            f"{path} is not a readable checkpoint, damaged or truncated ({_first_line(error)})."
+        ) from None
+    missing = [key for key in _STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(
+            f"{path} is not an Arbiter checkpoint (Arbiter.save writes one): it lacks "
+            f"{', '.join(missing)}; was it saved by another controller?"
+        )
+    return state
+
+
 __all__ = [
     "Arbiter",
     "ArbiterConfig",
@@ -75,6 +105,7 @@ __all__ = [
 ]
 
 _CHECKPOINT_VERSION = 1
+_STATE_KEYS = ("version", "config", "schedule", "phi", "alpha", "optimizer", "generator")
 
 
 class WarmupError(RuntimeError):
@@ -468,11 +499,24 @@ class Arbiter(BatchSizeController):
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env, **kwargs: Any) -> Arbiter:
-        """Builds an Arbiter for ``env`` from a file written by :meth:`save`."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        """Builds an Arbiter for ``env`` from a file written by :meth:`save`.
+
+        Raises:
+            ValueError: one line naming the file and what is wrong with it: damaged, holding
+                objects that only a code-running unpickler could build (refused unexecuted),
+                saved by something else, or saved for another network.
+        """
+        path = Path(path)
+        state = _read_checkpoint_state(path)
         config = from_dict(cls.config_class, state["config"])
         agent = cls(env, config, schedule=kwargs.pop("schedule", state["schedule"]), **kwargs)
-        agent.load_state_dict(state)
+        try:
+            agent.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path} does not fit an Arbiter in this env ({_first_line(error)}); was it saved "
+                "for another task or encoder?"
+            ) from None
         return agent
 
     # --- diagnostics ----------------------------------------------------------------------------

@@ -51,12 +51,15 @@ def is_arbiter_checkpoint(path: str | Path) -> bool:
 
 def read_run_config(path: str | Path) -> dict[str, Any]:
     """The run config saved beside a checkpoint (``{}`` if there is none)."""
-    import yaml
+    from arbiter_env.config import ConfigError, read_yaml_file
 
     file = checkpoint_file(path).parent / RUN_CONFIG_FILE
     if not file.is_file():
         return {}
-    return yaml.safe_load(file.read_text()) or {}
+    data = read_yaml_file(file) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of keys to values.")
+    return data
 
 
 def make_arbiter(env: gym.Env, checkpoint: str | Path | None = None, **kwargs: Any) -> Arbiter:

@@ -14,6 +14,7 @@ schedule) as cloudpickle; :mod:`arbiter_env.agents.safe_load` loads it without u
 from __future__ import annotations
 
 import warnings
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -78,6 +79,38 @@ def _load_legacy_pickle(folder: Path, venv: VecEnv) -> VecNormalize:
     return VecNormalize.load(str(legacy), venv)
 
 
+_STATS_KEYS = (
+    "obs_mean",
+    "obs_var",
+    "obs_count",
+    "ret_mean",
+    "ret_var",
+    "ret_count",
+    "returns",
+    "clip_obs",
+    "clip_reward",
+    "gamma",
+    "epsilon",
+    "norm_obs",
+    "norm_reward",
+)
+
+
+def _read_stats(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of ``path``; a damaged or incomplete file raises one ``ValueError`` line."""
+    try:
+        with np.load(path, allow_pickle=False) as stats:
+            values = {key: stats[key] for key in stats.files}
+    except (EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{path} is damaged ({type(error).__name__}: {error}); save the checkpoint again."
+        ) from None
+    missing = [key for key in _STATS_KEYS if key not in values]
+    if missing:
+        raise ValueError(f"{path} is incomplete: it lacks {', '.join(missing)}.")
+    return values
+
+
 class _SpacesOnly(gym.Env):
     """An environment that only has spaces: enough for a ``VecNormalize`` that only normalises."""
 
@@ -110,8 +143,7 @@ def load_vecnormalize(
     path = folder / STATS_FILE
     if not path.is_file():
         return _load_legacy_pickle(folder, venv)
-    with np.load(path, allow_pickle=False) as stats:
-        values = {key: stats[key] for key in stats.files}
+    values = _read_stats(path)
     vec_normalize = VecNormalize(
         venv,
         norm_obs=bool(values["norm_obs"]),

@@ -31,8 +31,10 @@ from typing import Any, ClassVar
 __all__ = [
     "LOCK_FILE",
     "RunFolderBusy",
+    "RunFolderError",
     "RunFolderLock",
     "atomic_write_text",
+    "check_run_folder",
     "count_log_rows",
     "file_digest",
 ]
@@ -47,6 +49,33 @@ except ImportError:  # pragma: no cover - Windows: no flock; the lock is then ad
 
 class RunFolderBusy(RuntimeError):
     """Another live process holds the run folder's lock."""
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be written: a file, under a file, or in a read-only folder."""
+
+
+def check_run_folder(folder: str | os.PathLike[str], option: str = "--run-dir") -> None:
+    """Refuses a run folder that could not be written, before any work starts.
+
+    Raises:
+        RunFolderError: one line naming the folder, what is wrong and the fix.
+    """
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"{option} {folder} is a file, not a folder; choose another path.")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunFolderError(
+            f"{option} {folder} lies under {existing}, which is a file; choose another path."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "is" if existing == folder else f"would be created in {existing}, which is"
+        raise RunFolderError(
+            f"{option} {folder} {where} not writable (read-only); choose a folder you can write."
+        )
 
 
 class RunFolderLock:

@@ -20,6 +20,7 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Iterable
 
 IMPORTS_ENV_VAR = "ARBITER_IMPORTS"
@@ -60,7 +61,25 @@ def import_modules(modules: Iterable[str], *, source: str = "--import") -> list[
                 f"{source}: cannot import {name!r} ({error}). Is {name.replace('.', '/')}.py in "
                 f"the working folder {os.getcwd()} or on PYTHONPATH?"
             ) from error
+        except KeyboardInterrupt:
+            raise
+        # SystemExit too: a module that calls sys.exit() while being imported would otherwise
+        # end the command with its status, having done nothing.
+        except (Exception, SystemExit) as error:
+            raise UserImportError(
+                f"{source}: importing {name!r} failed: {_last_line(error)}"
+            ) from error
     return names
+
+
+def _last_line(error: BaseException) -> str:
+    """The last line of ``error``'s report, with the place of a syntax error."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r}) while being imported."
+    line = traceback.format_exception_only(type(error), error)[-1].strip()
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{line} ({error.filename}, line {error.lineno})"
+    return line
 
 
 def share_with_workers(modules: Iterable[str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +15,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from arbiter_env.agents import vecnormalize_io
+from arbiter_env.agents.safe_load import UnsafeCheckpointError
 from arbiter_env.agents.sb3.algorithms import ALGORITHMS
 from arbiter_env.agents.sb3.checkpoints import (
     MODEL_FILE,
@@ -103,11 +106,23 @@ def load_rl_controller(
     folder = checkpoint_folder(checkpoint)
     config = load_checkpoint_config(folder)
     require_trust_for_pickles(folder, trusted)
-    with preserved_global_rngs():  # SB3's load reseeds the global generators
-        if trusted:
-            model = ALGORITHMS[config.algo].load(folder / MODEL_FILE, device=device)
-        else:
-            model = _load_model_safely(folder, config, env, device)
+    try:
+        with preserved_global_rngs():  # SB3's load reseeds the global generators
+            if trusted:
+                model = ALGORITHMS[config.algo].load(folder / MODEL_FILE, device=device)
+            else:
+                model = _load_model_safely(folder, config, env, device)
+    except pickle.UnpicklingError:  # torch's weights-only loader refused an object
+        raise UnsafeCheckpointError(
+            f"{folder / MODEL_FILE} was refused: its weights hold objects other than tensors, "
+            "which only a code-running unpickler could build; nothing in it was run."
+        ) from None
+    except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        message = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(
+            f"{folder / MODEL_FILE} is damaged or does not fit its config.yaml "
+            f"({type(error).__name__}: {message})."
+        ) from None
     vec_normalize = _load_frozen_vec_normalize(folder, model)
     if env is not None:
         check_spaces(model, env.observation_space, env.action_space, folder)
@@ -120,8 +135,6 @@ def require_trust_for_pickles(checkpoint: str | Path, trusted: bool) -> None:
     Raises:
         UnsafeCheckpointError: one line naming the pickle and the flag that allows it.
     """
-    from arbiter_env.agents.safe_load import UnsafeCheckpointError
-
     folder = checkpoint_folder(checkpoint)
     legacy = folder / vecnormalize_io.LEGACY_PICKLE_FILE
     if trusted or not legacy.is_file() or (folder / vecnormalize_io.STATS_FILE).is_file():

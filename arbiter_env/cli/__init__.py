@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from arbiter_env.cli.inputs import set_threads
 from arbiter_env.cli.parser import build_parser
-from arbiter_env.runfolder import RunFolderBusy
+from arbiter_env.runfolder import RunFolderBusy, check_run_folder
 from arbiter_env.user_code import add_working_folder, import_modules, share_with_workers
 
 EXIT_USAGE = 2
@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # As with `python -m`: modules in the working folder are importable (--import, imports:).
         add_working_folder()
+        if getattr(args, "run_dir", None) is not None:
+            check_run_folder(args.run_dir)  # before anything is imported, built or trained
         share_with_workers(import_modules(getattr(args, "imports", None) or []))
         set_threads(getattr(args, "threads", None))
         return int(args.handler(args) or 0)

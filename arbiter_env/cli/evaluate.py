@@ -117,7 +117,14 @@ def _registered(
         name=args.controller,
         env=env_args,
     )
-    # Built once here, so that bad arguments fail before a run folder exists.
+    return _built_once(contestant)
+
+
+def _built_once(contestant: _Contestant) -> _Contestant:
+    """``contestant``, built once here so that bad arguments or a damaged checkpoint fail early.
+
+    Early means before a run folder exists.
+    """
     _, probe = contestant.make()
     close = getattr(probe, "close", None)
     if callable(close):
@@ -153,4 +160,4 @@ def _saved(
     )
     saved = open_saved_agent(request, inputs.make_env)
     name = checkpoint.name if checkpoint.name not in ("final", "") else str(checkpoint)
-    return _Contestant(saved.build_env, saved.load, saved.task, name, env_args)
+    return _built_once(_Contestant(saved.build_env, saved.load, saved.task, name, env_args))

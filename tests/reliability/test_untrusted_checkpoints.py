@@ -294,3 +294,59 @@ def test_help_states_the_trust_rule() -> None:
         subparser = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
         text = " ".join(subparser.format_help().split())
         assert "nothing in a checkpoint is unpickled unless this flag is given" in text
+
+
+def _replace_policy_weights(model_file: Path, payload: object) -> None:
+    """Rewrites ``policy.pth`` inside ``model.zip`` as a torch file holding ``payload``."""
+    import io
+    import zipfile
+
+    import torch
+
+    with zipfile.ZipFile(model_file) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO()
+    torch.save({"weights": payload}, buffer)
+    contents["policy.pth"] = buffer.getvalue()
+    with zipfile.ZipFile(model_file, "w") as archive:
+        for name, blob in contents.items():
+            archive.writestr(name, blob)
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_pickle_payload_in_policy_pth_is_refused_in_one_line(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, trusted: bool
+) -> None:
+    import shutil
+
+    from arbiter_env.cli import main
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(checkpoint, tampered)
+    marker = tmp_path / "pwned"
+    _replace_policy_weights(tampered / "model.zip", _CreatesMarker(marker))
+    argv = ["evaluate", "--controller", str(tampered), "--seeds", "0", "--wandb", "disabled"]
+    argv += ["--trust-checkpoint"] if trusted else []
+    assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(tampered / "model.zip") in lines[0], lines
+    assert "nothing in it was run" in lines[0]
+    assert not marker.exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not a zip"])
+def test_a_damaged_vecnormalize_npz_is_one_line_naming_it(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, content: bytes
+) -> None:
+    import shutil
+
+    from arbiter_env.cli import main
+
+    tampered = tmp_path / "tampered"
+    shutil.copytree(checkpoint, tampered)
+    (tampered / vecnormalize_io.STATS_FILE).write_bytes(content)
+    argv = ["evaluate", "--controller", str(tampered), "--seeds", "0", "--wandb", "disabled"]
+    assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and str(tampered / vecnormalize_io.STATS_FILE) in lines[0], lines
+    assert "is damaged" in lines[0]
