@@ -41,6 +41,7 @@ from arbiter_env.agents.sb3 import (
     make_sb3_controller,
     preserved_global_rngs,
 )
+from arbiter_env.config import ConfigError, StrictLoader
 
 ENV_NAME = "arbiter_env-BatchSize-v0"
 """The zoo's file name for ``arbiter_env/BatchSize-v0`` (``/`` becomes ``-``)."""
@@ -79,11 +80,11 @@ def find_zoo_files(path: str | Path) -> tuple[Path, Path | None, Path | None]:
     return model, normalize if normalize is not None and normalize.is_file() else None, folder
 
 
-class _ZooLoader(yaml.SafeLoader):
-    """Safe YAML that also reads the ``OrderedDict`` the zoo writes to ``args.yml``."""
+class _ZooLoader(StrictLoader):
+    """Strict, safe YAML that also reads the ``OrderedDict`` the zoo writes to ``args.yml``."""
 
 
-def _ordered_dict(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+def _ordered_dict(loader: StrictLoader, node: yaml.Node) -> dict[str, Any]:
     (pairs,) = loader.construct_sequence(node, deep=True)
     return {key: value for key, value in pairs}
 
@@ -98,8 +99,12 @@ def read_zoo_args(path: str | Path) -> dict[str, Any]:
     _, _, folder = find_zoo_files(path)
     if folder is None or not (folder / "args.yml").is_file():
         return {}
-    # _ZooLoader is a SafeLoader (plus OrderedDict), so this load runs no code.
-    data = yaml.load((folder / "args.yml").read_text(), Loader=_ZooLoader)
+    file = folder / "args.yml"
+    try:
+        # _ZooLoader is a SafeLoader (plus OrderedDict), so this load runs no code.
+        data = yaml.load(file.read_text(), Loader=_ZooLoader)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{file}: invalid YAML: {str(error).splitlines()[0]}") from None
     return data if isinstance(data, dict) else {}
 
 

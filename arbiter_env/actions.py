@@ -101,12 +101,28 @@ class ActionEncoding:
         }
         return min(candidates, key=lambda a: (abs(math.log(candidates[a] / target)), a != KEEP))
 
+    def settled_size(self, batch_size: int, current_batch_size: int) -> int:
+        """The size a controller that keeps asking for ``batch_size`` ends up training with.
+
+        The nearest rung for ``discrete``, the rounded size for ``continuous``, and for
+        ``relative`` the size that halving or doubling from ``current_batch_size`` settles on.
+        """
+        current = reached = int(current_batch_size)
+        for _ in range(64):  # relative: one halving or doubling per step
+            reached = self.decode(self.encode(batch_size, current), current)
+            if reached == current:
+                break
+            current = reached
+        return reached
+
     def _validated(self, action: object) -> np.ndarray:
         """``action`` as an array (0-d for the discrete encodings), once it is in the space."""
         candidate = action
         # numpy would turn "0.5" into 0.5, True into 1 and 1+0j into 1 (with a warning); an
         # action of the wrong kind is a bug in the caller, so refuse it instead of guessing.
-        kind = np.asarray(action).dtype.kind if _array_like(action) else "O"
+        kind = "i" if _plain_int(action) else "O"
+        if kind == "O" and _array_like(action):
+            kind = np.asarray(action).dtype.kind
         allowed = "fiu" if isinstance(self.space, spaces.Box) else "iu"
         if kind not in allowed:
             raise ValueError(
@@ -128,6 +144,11 @@ class ActionEncoding:
                 f"(action_encoding={self.name!r})."
             )
         return np.asarray(candidate)
+
+
+def _plain_int(action: object) -> bool:
+    """A Python ``int`` (not ``bool``): numpy holds one beyond int64 as an object, not a number."""
+    return isinstance(action, int) and not isinstance(action, bool)
 
 
 def _array_like(action: object) -> bool:

@@ -75,25 +75,130 @@ def _nested_default(field: dataclasses.Field[Any], hint: Any) -> Any:
 
 def load_yaml(cls: type[T], file: str | Path, overrides: list[str] | None = None) -> T:
     """Loads ``cls`` from a YAML file, then applies ``key=value`` overrides."""
-    file = Path(file)
-    if not file.is_file():
-        raise ConfigError(f"Config file {file} does not exist.")
+    file = check_config_file(file)
     data = read_yaml_file(file) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of keys to values.")
     return from_dict(cls, apply_overrides(data, overrides or []), path="")
 
 
+def check_config_file(file: str | Path) -> Path:
+    """``file`` as a path, once it is known to be a regular file that can be read.
+
+    Raises:
+        ConfigError: naming the path and what it is instead (missing, a folder, a device).
+    """
+    file = Path(file).expanduser()
+    if not file.exists():
+        raise ConfigError(f"Config file {file} does not exist.")
+    if file.is_dir():
+        raise ConfigError(f"Config file {file} is a folder; give a YAML file.")
+    if not file.is_file():
+        raise ConfigError(f"Config file {file} is not a regular file; give a YAML file.")
+    return file
+
+
+MAX_YAML_DEPTH = 64
+"""The deepest nesting of mappings and lists a YAML config may have."""
+MAX_YAML_NODES = 100_000
+"""The most values a YAML config may hold once its aliases are expanded (a 'billion laughs'
+document is refused, however few bytes it has)."""
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys, deep nesting and alias bombs.
+
+    Plain data only, as with ``yaml.safe_load`` (python tags are refused). A mapping that repeats
+    a key is refused rather than silently keeping the last value; the document's nesting is
+    limited to :data:`MAX_YAML_DEPTH` and its size, aliases expanded, to :data:`MAX_YAML_NODES`
+    (aliases stay usable, merge keys ``<<: *defaults`` included).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """The next node, counting how deep it sits."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nesting deeper than {MAX_YAML_DEPTH} levels",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> Any:
+        """The next document, once its expanded size is known to be bounded."""
+        node = super().compose_document()
+        if node is not None and _expanded_size(node, {}) > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"more than {MAX_YAML_NODES} values once aliases are expanded",
+                node.start_mark,
+            )
+        return node
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """The mapping of ``node``, once no key repeats (merged ``<<`` keys may be overridden)."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # an unhashable key: the base class reports it
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: Any, sizes: dict[int, int]) -> int:
+    """Values under ``node`` with every alias expanded; shared nodes are counted once per use."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    sizes[id(node)] = MAX_YAML_NODES + 1  # a node that contains itself never ends
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, sizes) + _expanded_size(v, sizes) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(item, sizes) for item in node.value)
+    else:
+        size = 1
+    sizes[id(node)] = size
+    return size
+
+
+def parse_yaml(text: Any) -> Any:
+    """Plain data from YAML text or a stream, through :class:`StrictLoader`."""
+    return yaml.load(text, Loader=StrictLoader)  # a SafeLoader subclass
+
+
 def read_yaml_file(file: str | Path) -> Any:
     """Parses a YAML file; a syntax error becomes one ``ConfigError`` line ``FILE:LINE:COLUMN: ...``.
 
-    ``yaml.safe_load`` builds plain data only (python tags such as ``!!python/object`` are
-    refused as a syntax error), so a config file can never run code.
+    The file is read with :class:`StrictLoader`: plain data only (python tags such as
+    ``!!python/object`` are refused as a syntax error), so a config file can never run code; and
+    a duplicate key, deep nesting or an alias bomb is refused the same way.
     """
     file = Path(file)
     try:
         with file.open(encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return parse_yaml(handle)
     except yaml.YAMLError as error:
         raise ConfigError(_yaml_error_line(str(file), error)) from None
     except UnicodeDecodeError as error:
@@ -118,7 +223,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key:
             raise ConfigError(f"Override {item!r} is not of the form key=value.")
         try:
-            value = yaml.safe_load(raw)
+            value = parse_yaml(raw)
         except yaml.YAMLError as error:
             raise ConfigError(_yaml_error_line(f"override {item!r}", error)) from None
         _set_dotted(result, key, value, item)
@@ -250,10 +355,14 @@ def _plain(value: Any) -> Any:
 
 __all__ = [
     "ConfigError",
+    "StrictLoader",
     "apply_overrides",
     "apply_values",
+    "check_config_file",
     "from_dict",
     "load_yaml",
+    "parse_yaml",
+    "read_yaml_file",
     "save_yaml",
     "to_dict",
 ]

@@ -235,6 +235,15 @@ class BatchSizeEnv(gym.Env):
     def _use_trainer(self, trainer: InnerTrainer) -> None:
         """Makes ``trainer`` (and its task) the one the next intervals train with."""
         task = trainer.task
+        num_train = int(trainer.data.x_train.shape[0])
+        if task.batch_max > num_train:
+            # A batch of more examples than the training part holds would repeat examples, and
+            # info would report a batch size the run never really had.
+            raise ValueError(
+                f"Task {task.name!r}: batch_max {task.batch_max} is above the {num_train} "
+                f"examples of its training part; set batch_max <= {num_train} "
+                f"(task_kwargs={{'batch_max': ...}}, or -t batch_max=...)."
+            )
         if trainer.budget < task.num_intervals:
             raise ValueError(
                 f"Task {task.name!r}: a budget of {trainer.budget} samples cannot fill "
@@ -321,6 +330,11 @@ class BatchSizeEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Starts a new inner training run; ``seed`` reseeds everything the episode uses."""
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(
+                f"reset(options=...) must be a dict or None, got {type(options).__name__} "
+                f"{options!r}."
+            )
         super().reset(seed=seed)
         if self.family is not None:
             self._switch_family_instance(options)

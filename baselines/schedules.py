@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 
 from arbiter_env.baselines.common import (
@@ -91,6 +93,21 @@ class FixedBatchSize(Schedule):
 
     Config = FixedConfig
     config: FixedConfig
+
+    def __init__(self, env: gym.Env, config: FixedConfig | None = None, **overrides: Any):
+        super().__init__(env, config, **overrides)
+        wanted = self.config.batch_size
+        encoding = self.batch_env.action_encoding
+        reached = wanted and encoding.settled_size(wanted, self.batch_env.task.batch_start)
+        if wanted is not None and reached != wanted:
+            # The run would train at `reached` while its name and config say `wanted`.
+            raise ValueError(
+                f"fixed: batch_size {wanted} cannot be selected with the "
+                f"{encoding.name!r} encoding of {self.batch_env.task.name} (ladder "
+                f"{', '.join(str(int(b)) for b in encoding.ladder)}); the nearest size it can "
+                f"select is {reached}. Use batch_size={reached}, or action_encoding=continuous "
+                f"for any size in [{encoding.batch_min}, {encoding.batch_max}]."
+            )
 
     def batch_size_at(self, progress: float) -> int:
         """The configured size at every ``progress``."""

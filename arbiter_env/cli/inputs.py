@@ -141,12 +141,7 @@ def check_reachable(env: Any, batch_size: int, task: str) -> None:
     ladder) while its title and config say ``batch_size``.
     """
     encoding = env.unwrapped.action_encoding
-    current, reached = int(env.unwrapped.task.batch_start), None
-    for _ in range(64):  # relative encoding: one halving or doubling per step
-        reached = encoding.decode(encoding.encode(batch_size, current), current)
-        if reached == current:
-            break
-        current = reached
+    reached = encoding.settled_size(batch_size, env.unwrapped.task.batch_start)
     if reached == batch_size:
         return
     ladder = ", ".join(str(int(size)) for size in encoding.ladder)

@@ -16,7 +16,7 @@ from arbiter_env.cli.output import (
     print_training,
     run_seeds,
 )
-from arbiter_env.config import ConfigError
+from arbiter_env.config import ConfigError, check_config_file, read_yaml_file
 from arbiter_env.controllers import TrainRequest, inline_value
 from arbiter_env.runlog.values import plain_value
 from arbiter_env.user_code import import_modules, share_with_workers
@@ -65,8 +65,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _request(args: argparse.Namespace) -> TrainRequest:
     """The checked command line as a :class:`TrainRequest` (the config's imports imported)."""
-    if args.config is not None and not args.config.is_file():
-        raise FileNotFoundError(f"Config file {args.config} does not exist.")
+    if args.config is not None:
+        check_config_file(args.config)
     if args.resume is not None and not args.trust_checkpoint:
         raise ValueError(
             f"--resume {args.resume}: resuming unpickles the checkpoint's training state, which "
@@ -98,11 +98,9 @@ def _request(args: argparse.Namespace) -> TrainRequest:
 
 def _read_config_imports(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--config`` YAML as a mapping, after importing the modules of its ``imports:``."""
-    import yaml
-
     if args.config is None:
         return {}
-    data = yaml.safe_load(args.config.read_text()) or {}
+    data = read_yaml_file(args.config) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{args.config}: the top level must be a mapping of keys to values.")
     modules = data.pop("imports", None) or []

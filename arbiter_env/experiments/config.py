@@ -15,6 +15,18 @@ from arbiter_env.wandb_utils import WandbMode
 EngineName = Literal["local", "ray"]
 
 _LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_NOT_IN_A_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def path_component(text: str, default: str = "unnamed") -> str:
+    """``text`` as one safe folder name: other characters become ``-``, no leading ``.`` or ``-``.
+
+    Experiment and task names become folder names inside ``output_dir`` / the run folder; a name
+    such as ``../../x`` or ``a/b`` must not reach another folder.
+    """
+    component = _NOT_IN_A_NAME.sub("-", text).lstrip(".-")
+    return component or default
+
 
 # Settings that change results; a resumed folder must agree on them.
 RESULT_KEYS = (

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from arbiter_env.env_config import EnvConfig, EnvOverrides
-from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig
+from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig, path_component
 from arbiter_env.experiments.files import RESULT_FILE
 from arbiter_env.runlog import INTERVALS_FILE
 
@@ -119,7 +119,7 @@ def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSp
             )
             model_path = None
             if spec.train_timesteps > 0:
-                model_dir = run_dir / "models" / task / spec.name
+                model_dir = run_dir / "models" / path_component(task) / spec.name
                 # train_rl_agent saves its final checkpoint folder as RUN_FOLDER/final.
                 model_path = str(model_dir / "final")
                 train.append(
@@ -131,7 +131,7 @@ def plan_runs(config: ExperimentConfig, run_dir: str | Path) -> tuple[list[RunSp
                     )
                 )
             for seed in config.seeds:
-                folder = run_dir / "runs" / task / spec.name / f"seed-{seed}"
+                folder = run_dir / "runs" / path_component(task) / spec.name / f"seed-{seed}"
                 evaluate.append(
                     run(kind="evaluate", seed=seed, folder=str(folder), model_path=model_path)
                 )

@@ -22,6 +22,7 @@ from arbiter_env.experiments.config import (
     EngineName,
     ExperimentConfig,
     load_experiment,
+    path_component,
 )
 from arbiter_env.experiments.engines import Outcome, make_engine
 from arbiter_env.experiments.files import CONFIG_FILE, RESULT_FILE, read_json, write_json
@@ -50,7 +51,7 @@ class ComparisonResult:
 def default_run_dir(config: ExperimentConfig) -> Path:
     """``<output_dir>/<name>-<YYYYmmdd-HHMMSS>``: a new folder per comparison started."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(config.output_dir) / f"{config.name}-{stamp}"
+    return Path(config.output_dir) / f"{path_component(config.name, 'experiment')}-{stamp}"
 
 
 def run_comparison(

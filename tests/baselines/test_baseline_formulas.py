@@ -72,10 +72,20 @@ class Reference:
         )
 
 
+def _wide_data():
+    # A training part of a million examples, so that batch_max can be a million (the env refuses
+    # a batch_max above its training set). No episode runs here: the values do not matter.
+    from arbiter_env.tasks import from_tensors
+
+    labels = torch.arange(1_250_000) % 3
+    return from_tensors(torch.zeros(1_250_000, 6), labels, torch.zeros(6, 6), labels[:6], 3)
+
+
 @pytest.fixture
 def wide_env(tiny_task):
     # Wide bounds so that no decision below is clipped.
-    return BatchSizeEnv(tiny_task.replace(batch_min=1, batch_start=16, batch_max=1_000_000))
+    wide = tiny_task.replace(data=_wide_data, batch_min=1, batch_start=16, batch_max=1_000_000)
+    return BatchSizeEnv(wide)
 
 
 def assert_rounded(decision: int, exact: float) -> None:

@@ -1,6 +1,7 @@
 """Schedules give the documented sizes (and learning rates) at the documented times."""
 
 import pytest
+import torch
 
 from arbiter_env.baselines import (
     AdaBatch,
@@ -15,6 +16,16 @@ from arbiter_env.baselines import (
 )
 from arbiter_env.controllers import run_episode
 from arbiter_env.env import BatchSizeEnv
+from arbiter_env.tasks import from_tensors
+
+
+def _blobs_640():
+    """640 training examples: enough for the ladder's top rung, 512 (the env refuses more)."""
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 6, generator=generator) * 2
+    labels = torch.randint(3, (850,), generator=generator)
+    inputs = centres[labels] + torch.randn(850, 6, generator=generator)
+    return from_tensors(inputs[:800], labels[:800], inputs[800:], labels[800:], num_classes=3)
 
 
 @pytest.fixture
@@ -22,7 +33,7 @@ def env(tiny_task):
     # Ladder 8..512 starting at 128 like the built-in tasks; 10 intervals of 32 samples each, so
     # the decision for interval i sees progress exactly i/10.
     task = tiny_task.replace(
-        batch_min=8, batch_start=128, batch_max=512, epochs=2, num_intervals=10
+        data=_blobs_640, batch_min=8, batch_start=128, batch_max=512, epochs=0.5, num_intervals=10
     )
     environment = BatchSizeEnv(task)
     assert environment.budget == 320
@@ -56,7 +67,9 @@ def test_smith_grows_the_batch_then_decays_the_learning_rate(env):
 
 
 def test_smith_lr_follows_the_size_really_used_under_relative_actions(tiny_task):
-    task = tiny_task.replace(batch_min=8, batch_start=128, batch_max=512, num_intervals=10)
+    task = tiny_task.replace(
+        data=_blobs_640, batch_min=8, batch_start=128, batch_max=512, epochs=0.5, num_intervals=10
+    )
     env = BatchSizeEnv(task, action_encoding="relative")
     record = run_episode(env, SmithSchedule(env), seed=0)
     # One doubling per step: 256 at 0.3 (ε₀·256/640), 512 from 0.4 on.
