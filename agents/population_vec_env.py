@@ -121,8 +121,13 @@ def make_population_env(
 
     With ``seed``, member i is seeded with ``seed + i`` at the first reset (as SB3's
     ``make_vec_env`` seeds its envs).
+
+    Raises:
+        ValueError: ``n_envs`` is not a positive integer (``True`` is not 1).
     """
-    env = PopulationEnv(task, n_envs, **kwargs)
+    if isinstance(n_envs, bool) or not isinstance(n_envs, int | np.integer) or n_envs < 1:
+        raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}.")
+    env = PopulationEnv(task, int(n_envs), **kwargs)
     if seed is not None:
         env.seed(seed)
     return env

@@ -100,3 +100,12 @@ def test_a_task_name_with_separators_stays_one_folder_of_the_run(tmp_path: Path)
         folder.is_relative_to(tmp_path.resolve())
         and folder.parent.parent.parent == (tmp_path / "runs").resolve()
     )
+
+
+@pytest.mark.parametrize("n_envs", [True, False, 0, -1, 2.0, "2"])
+def test_make_population_env_takes_a_positive_integer_not_a_bool(n_envs: object) -> None:
+    pytest.importorskip("stable_baselines3")
+    from arbiter_env.agents.population_vec_env import make_population_env
+
+    with pytest.raises(ValueError, match="n_envs must be a positive integer"):
+        make_population_env("digits-mlp", n_envs)  # type: ignore[arg-type]
