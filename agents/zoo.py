@@ -112,11 +112,12 @@ def require_trust(path: str | Path, trusted: bool) -> None:
     """Refuses to load the zoo model at ``path`` unless ``trusted``; opens none of its files.
 
     Raises:
+        FileNotFoundError: there is no model ``.zip`` at ``path``.
         UnsafeCheckpointError: one line naming the file that would be unpickled and the flag.
     """
+    model_file, normalize_file, _ = find_zoo_files(path)
     if trusted:
         return
-    model_file, normalize_file, _ = find_zoo_files(path)
     pickles = f"{model_file}" + (f" and {normalize_file}" if normalize_file else "")
     raise UnsafeCheckpointError(
         f"{pickles}: an rl-zoo3 model (no {CONFIG_FILE} beside it) can only be loaded by "

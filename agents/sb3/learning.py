@@ -28,7 +28,7 @@ from arbiter_env.agents.sb3.config import (
     load_agent_config,
     resolve_agent_config,
 )
-from arbiter_env.agents.sb3.controller import load_rl_controller
+from arbiter_env.agents.sb3.controller import load_rl_controller, require_trust_for_pickles
 from arbiter_env.agents.sb3.training import train_rl_agent
 from arbiter_env.config import ConfigError
 from arbiter_env.controllers import (
@@ -133,7 +133,7 @@ class SB3Training:
 
 def _check_untrained(name: str, kwargs: dict[str, Any], env: gym.Env) -> None:
     """A contestant the comparison does not train: a checkpoint, or training in each run."""
-    allowed = {"checkpoint", "config", "overrides", "total_timesteps"}
+    allowed = {"checkpoint", "config", "overrides", "total_timesteps", "trusted"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise ConfigError(
@@ -160,9 +160,10 @@ def _check_untrained(name: str, kwargs: dict[str, Any], env: gym.Env) -> None:
     from arbiter_env.agents import zoo
 
     if zoo.is_zoo_model(checkpoint):
-        zoo.find_zoo_files(checkpoint)  # the model file must be there
+        zoo.require_trust(checkpoint, bool(kwargs.get("trusted", False)))  # model file there too
         return
     saved = load_checkpoint_config(checkpoint)
+    require_trust_for_pickles(checkpoint, bool(kwargs.get("trusted", False)))
     if saved.algo != name:
         raise ConfigError(f"checkpoint {checkpoint} holds a {saved.algo!r} agent.")
     check_action_space(saved.algo, env.action_space)

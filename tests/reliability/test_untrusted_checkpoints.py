@@ -350,3 +350,22 @@ def test_a_damaged_vecnormalize_npz_is_one_line_naming_it(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and str(tampered / vecnormalize_io.STATS_FILE) in lines[0], lines
     assert "is damaged" in lines[0]
+
+
+def test_a_comparison_refuses_an_untrusted_zoo_model_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import yaml
+
+    from arbiter_env.cli import main
+
+    marker = tmp_path / "pwned"
+    run = _zoo_run(tmp_path / "zoo", marker, model_payload=True, pickle_payload=True)
+    config = tmp_path / "experiment.yaml"
+    contestant = {"name": "zoo", "controller": "ppo", "kwargs": {"checkpoint": str(run)}}
+    experiment = {"name": "x", "tasks": ["digits-mlp"], "controllers": [contestant]}
+    config.write_text(yaml.safe_dump(experiment | {"wandb": {"mode": "disabled"}}))
+    assert main(["compare", "--config", str(config), "--run-dir", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert str(run) in error and "trusted=True" in error, error
+    assert not marker.exists() and not (tmp_path / "run" / "runs").exists()
