@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pickle
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -60,39 +59,11 @@ from arbiter_env.agents.arbiter_network import (
     build_phi,
     logit_to_batch_size,
 )
+from arbiter_env.agents.tensor_files import first_line, read_tensor_file
 from arbiter_env.config import from_dict, to_dict
 from arbiter_env.controllers import BatchSizeController, run_episode
 from arbiter_env.training.hyper import StepInfo
 from arbiter_env.training.trainer import InnerTrainer
-
-
-def _first_line(error: BaseException) -> str:
-    """The first sentence of ``error``'s message, after its type (torch's run on for lines)."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {(lines[0] if lines else '').split('. ')[0]}"
-
-
-def _read_checkpoint_state(path: Path) -> dict[str, Any]:
-    """The saved state of ``path``, read with torch's weights-only (tensors and plain data) loader."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ValueError(
-            f"{path} was refused: it holds objects other than tensors and plain values, which "
-            "only a code-running unpickler could build; nothing in it was run."
-        ) from None
-    except (RuntimeError, EOFError, ValueError) as error:
-        raise ValueError(
-            f"{path} is not a readable checkpoint, damaged or truncated ({_first_line(error)})."
-        ) from None
-    missing = [key for key in _STATE_KEYS if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise ValueError(
-            f"{path} is not an Arbiter checkpoint (Arbiter.save writes one): it lacks "
-            f"{', '.join(missing)}; was it saved by another controller?"
-        )
-    return state
-
 
 __all__ = [
     "Arbiter",
@@ -499,24 +470,16 @@ class Arbiter(BatchSizeController):
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env, **kwargs: Any) -> Arbiter:
-        """Builds an Arbiter for ``env`` from a file written by :meth:`save`.
-
-        Raises:
-            ValueError: one line naming the file and what is wrong with it: damaged, holding
-                objects that only a code-running unpickler could build (refused unexecuted),
-                saved by something else, or saved for another network.
-        """
+        """An Arbiter for ``env`` from :meth:`save`'s file; a bad file is a one-line ValueError."""
         path = Path(path)
-        state = _read_checkpoint_state(path)
+        state = read_tensor_file(path, _STATE_KEYS, "an Arbiter checkpoint (Arbiter.save)")
         config = from_dict(cls.config_class, state["config"])
         agent = cls(env, config, schedule=kwargs.pop("schedule", state["schedule"]), **kwargs)
         try:
             agent.load_state_dict(state)
-        except (RuntimeError, KeyError, TypeError) as error:
-            raise ValueError(
-                f"{path} does not fit an Arbiter in this env ({_first_line(error)}); was it saved "
-                "for another task or encoder?"
-            ) from None
+        except (RuntimeError, KeyError, TypeError) as error:  # saved for another network
+            message = f"{path} does not fit an Arbiter in this env ({first_line(error)})"
+            raise ValueError(f"{message}; was it saved for another task or encoder?") from None
         return agent
 
     # --- diagnostics ----------------------------------------------------------------------------

@@ -157,6 +157,23 @@ def _read_idx(path: Path, magic: int, max_bytes: int = IDX_MAX_BYTES) -> np.ndar
     return np.frombuffer(payload, dtype=np.uint8).reshape(shape)
 
 
+def _find_idx_files(root: Path, name: str) -> list[Path]:
+    """The four IDX files in the first folder searched that holds them all."""
+    searched = _idx_candidate_dirs(root, name)
+    for directory in searched:
+        found = [_find_idx_file(directory, file_name) for file_name in _IDX_FILES]
+        if all(path is not None for path in found):
+            return found  # type: ignore[return-value]
+    raise FileNotFoundError(
+        f"Could not find the {name} IDX files. Searched these folders:\n"
+        + "".join(f"  {directory}\n" for directory in searched)
+        + "for all four of these files (each plain or with a .gz suffix):\n"
+        + "".join(f"  {file_name}\n" for file_name in _IDX_FILES)
+        + f"arbiter-env never downloads data: get the files from {_IDX_SOURCES[name]} and "
+        "place them in one of those folders (or pass data_dir=... pointing at them)."
+    )
+
+
 def load_idx(
     data_dir: str | os.PathLike[str],
     name: Literal["mnist", "fashion-mnist"],
@@ -171,11 +188,8 @@ def load_idx(
     files is used. Images become ``float32`` of shape ``(n, 1, 28, 28)``, scaled to ``[0, 1]`` and
     then standardised with the scalar mean and std of the train images.
 
-    Args:
-        data_dir: Where the files are (see above).
-        name: ``"mnist"`` or ``"fashion-mnist"``.
-        max_bytes: The largest (decompressed) file read; a header that claims more is refused
-            before anything is inflated.
+    ``max_bytes`` is the largest (decompressed) file read: a header that claims more is refused
+    before anything is inflated.
 
     Raises:
         FileNotFoundError: No searched folder holds all four files; the message lists every
@@ -184,21 +198,7 @@ def load_idx(
     """
     if name not in _IDX_SUBDIRS:
         raise ValueError(f"name must be 'mnist' or 'fashion-mnist', got {name!r}.")
-    root = Path(data_dir).expanduser()
-    searched = _idx_candidate_dirs(root, name)
-    for directory in searched:
-        found = [_find_idx_file(directory, file_name) for file_name in _IDX_FILES]
-        if all(path is not None for path in found):
-            break
-    else:
-        raise FileNotFoundError(
-            f"Could not find the {name} IDX files. Searched these folders:\n"
-            + "".join(f"  {directory}\n" for directory in searched)
-            + "for all four of these files (each plain or with a .gz suffix):\n"
-            + "".join(f"  {file_name}\n" for file_name in _IDX_FILES)
-            + f"arbiter-env never downloads data: get the files from {_IDX_SOURCES[name]} and "
-            "place them in one of those folders (or pass data_dir=... pointing at them)."
-        )
+    found = _find_idx_files(Path(data_dir).expanduser(), name)
     train_images_path, train_labels_path, test_images_path, test_labels_path = found
 
     def split(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,8 +214,8 @@ def load_idx(
         x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
         return x, torch.from_numpy(labels.astype(np.int64))
 
-    x_train, y_train = split(train_images_path, train_labels_path)  # type: ignore[arg-type]
-    x_test, y_test = split(test_images_path, test_labels_path)  # type: ignore[arg-type]
+    x_train, y_train = split(train_images_path, train_labels_path)
+    x_test, y_test = split(test_images_path, test_labels_path)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(
             f"Train images are {tuple(x_train.shape[2:])} but test images are "
