@@ -206,7 +206,7 @@ def test_plan_accepts_an_rl_zoo3_model_and_names_a_missing_checkpoint(in_tmp: Pa
     zoo_run.mkdir()
     shutil.copy(final / "model.zip", zoo_run / "model.zip")  # a zoo folder has no config.yaml
 
-    def plan(checkpoint: str) -> object:
+    def plan(checkpoint: str, **kwargs: object) -> object:
         return load_experiment(
             _write(
                 in_tmp,
@@ -214,13 +214,19 @@ def test_plan_accepts_an_rl_zoo3_model_and_names_a_missing_checkpoint(in_tmp: Pa
                     "name": "x",
                     "tasks": ["digits-mlp"],
                     "controllers": [
-                        {"name": "rl", "controller": "ppo", "kwargs": {"checkpoint": checkpoint}}
+                        {
+                            "name": "rl",
+                            "controller": "ppo",
+                            "kwargs": {"checkpoint": checkpoint, **kwargs},
+                        }
                     ],
                 },
             )
         )
 
-    check_plan(plan(str(zoo_run)))
+    check_plan(plan(str(zoo_run), trusted=True))  # a zoo model can only be unpickled
+    with pytest.raises(PlanError, match="trusted=True"):
+        check_plan(plan(str(zoo_run)))
     check_plan(plan(str(final)))
     with pytest.raises(PlanError, match="controllers\\[0\\] \\(rl\\)"):
         check_plan(plan(str(in_tmp / "nowhere")))
