@@ -21,6 +21,8 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecNormalize
 
+from arbiter_env.agents.tensor_files import first_line
+
 __all__ = [
     "LEGACY_PICKLE_FILE",
     "STATS_FILE",
@@ -103,7 +105,7 @@ def _read_stats(path: Path) -> dict[str, np.ndarray]:
             values = {key: stats[key] for key in stats.files}
     except (EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(
-            f"{path} is damaged ({type(error).__name__}: {error}); save the checkpoint again."
+            f"{path} is damaged ({first_line(error)}); save the checkpoint again."
         ) from None
     missing = [key for key in _STATS_KEYS if key not in values]
     if missing:

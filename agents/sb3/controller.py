@@ -27,6 +27,7 @@ from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config
 from arbiter_env.agents.sb3.envs import wrap_vec_normalize
 from arbiter_env.agents.sb3.runtime import preserved_global_rngs
 from arbiter_env.agents.sb3.training import make_rl_agent
+from arbiter_env.agents.tensor_files import first_line
 from arbiter_env.controllers import EpisodeRecord, evaluate
 from arbiter_env.env import BatchSizeEnv
 
@@ -118,10 +119,9 @@ def load_rl_controller(
             "which only a code-running unpickler could build; nothing in it was run."
         ) from None
     except (RuntimeError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        message = (str(error).strip().splitlines() or [""])[0]
         raise ValueError(
             f"{folder / MODEL_FILE} is damaged or does not fit its config.yaml "
-            f"({type(error).__name__}: {message})."
+            f"({first_line(error)})."
         ) from None
     vec_normalize = _load_frozen_vec_normalize(folder, model)
     if env is not None:
