@@ -10,17 +10,26 @@ Per task and controller (:func:`summarize`, :func:`markdown_table`):
   size, samples, inner updates and wall time;
 * diverged runs counted and shown (their losses are not finite, so they are left out of the
   means and counted instead);
-* the **best fixed size in hindsight** marked: among the controllers registered as ``fixed``, the
-  one with the highest mean *score* on that task (see below). It is an oracle: it was chosen after
-  seeing the evaluation seeds, so it is an upper bound for any single static choice.
+* the **best fixed size in hindsight** marked: rank 1 of :func:`rank_fixed_sizes` (the fixed
+  sizes ranked by mean final validation loss, sizes that diverged last). It is an oracle: it
+  was chosen after seeing the evaluation seeds, so it is an upper bound for any single static
+  choice.
+
+Before anything is pooled across tasks, scores are **normalised per task**
+(:func:`task_normalisation`): 0 = the median fixed size (:func:`median_fixed_size`, rank
+``ceil(k/2)`` of the k ranked sizes), 1 = the upper reference (the best fixed size, or
+:data:`ORACLE_LABEL` when it ran), each by its mean over seeds; separately on test accuracy
+and on final validation loss (higher is better on both scales). A diverged run scores one
+below the worst finished run of its task, and at most -1 (:func:`run_scores`), so diverging
+never scores as well as finishing. Per-task tables stay in raw units.
 
 Across tasks and seeds (:func:`aggregate`), the aggregates of Agarwal et al., "Deep
 Reinforcement Learning at the Edge of the Statistical Precipice" (NeurIPS 2021), defined as the
 ``rliable`` library defines them and computed here with numpy:
 
-* **IQM**: the interquartile mean of all runs' scores pooled over tasks (``scipy.stats.trim_mean``
-  with 25 % cut at each end, as ``rliable.metrics.aggregate_iqm``);
-* **probability of improvement** P(X > Y) over the best fixed size Y of each task: the
+* **IQM**: the interquartile mean of all runs' normalised scores pooled over tasks
+  (``scipy.stats.trim_mean`` with 25 % cut at each end, as ``rliable.metrics.aggregate_iqm``);
+* **probability of improvement** P(X > Y) over the upper reference Y of each task: the
   Mann–Whitney U statistic divided by ``n_x·n_y`` (ties count one half), averaged over tasks, as
   ``rliable.metrics.probability_of_improvement``;
 * **95 % confidence intervals** by the stratified bootstrap (runs resampled with replacement
@@ -35,9 +44,8 @@ rliable itself is not a dependency: it pins ``arch`` and pulls statsmodels, pand
 into the environment for a few lines of arithmetic. ``tests/test_report.py`` checks these
 functions against rliable's formulas on known inputs.
 
-The **score** of a run is its final test accuracy; a diverged run (no finite accuracy) scores 0,
-the worst possible, so diverging can never look better than finishing. Failed runs (an error, no
-episode) have no score and are counted as failures instead.
+A comparison with a single task whose scores cannot be normalised (no fixed size, or only
+one) reports raw scores; several such tasks get no across-task numbers at all, with the reason.
 """
 
 from __future__ import annotations
@@ -51,7 +59,7 @@ from typing import Any
 import numpy as np
 
 SCORE_METRIC = "test_accuracy"
-"""The result key used as a run's score (higher is better)."""
+"""The result key of the main score: the profile's and the ``iqm``/``p_improvement`` columns'."""
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -133,16 +141,6 @@ def mean_sem(values: Sequence[float]) -> tuple[float, float, int]:
     return float(np.mean(finite)), sem, n
 
 
-def run_score(result: dict[str, Any]) -> float | None:
-    """The score of one run (see the module docstring); ``None`` for a failed run."""
-    if result.get("status") != "ok":
-        return None
-    value = _number(result.get(SCORE_METRIC))
-    if bool(result.get("diverged")) or not math.isfinite(value):
-        return 0.0
-    return value
-
-
 def summarize(
     results: list[dict[str, Any]], target_accuracy: float | None = None
 ) -> list[dict[str, Any]]:
@@ -150,8 +148,8 @@ def summarize(
 
     Means are over the successful runs that did not diverge, and only their finite values;
     the time-to-target metrics are over the runs that reached the target (``target_reached``).
-    ``score_mean`` is the mean :func:`run_score`; ``best_fixed`` marks the best fixed size in
-    hindsight of each task (:func:`best_fixed_labels`).
+    ``best_fixed`` marks the best fixed size in hindsight of each task
+    (:func:`best_fixed_labels`).
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for result in results:
@@ -192,8 +190,6 @@ def summarize(
             row[f"{key}_n"] = n
             if key == "samples_to_target":
                 row["target_reached"] = n
-        scores = [s for s in (run_score(r) for r in ok) if s is not None]
-        row["score_mean"] = float(np.mean(scores)) if scores else math.nan
         row["errors"] = "; ".join(f"seed {r['seed']}: {r.get('error')}" for r in failed)
         rows.append(row)
     best = best_fixed_labels(rows)
@@ -202,23 +198,50 @@ def summarize(
     return rows
 
 
-def best_fixed_labels(rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Task -> label of its best fixed size in hindsight (highest mean score; ties: first).
+def rank_fixed_sizes(rows: list[dict[str, Any]], task: str) -> list[str]:
+    """The fixed sizes of ``task`` ranked best first: the project's one ranking of a ladder.
 
-    Only controllers registered as ``fixed`` with at least one successful run count; a task
-    without any has no entry.
+    ``rows`` are :func:`summarize` rows. Only controllers registered as ``fixed`` with at least
+    one successful run count. They are ranked by the fraction of their runs that diverged
+    (sizes that diverged rank after every size that always finished, whatever their losses),
+    then by mean final validation loss over the runs that finished (lower is better), then by
+    their order in the table. Validation loss, not test accuracy, so that the choice uses no
+    test data.
     """
-    best: dict[str, tuple[float, str]] = {}
-    for row in rows:
-        if row.get("kind") != "fixed" or not row.get("ok"):
-            continue
-        score = _number(row.get("score_mean"))
-        if not math.isfinite(score):
-            continue
-        task = row["task"]
-        if task not in best or score > best[task][0]:
-            best[task] = (score, row["controller"])
-    return {task: label for task, (_, label) in best.items()}
+    candidates = [
+        row for row in rows if row["task"] == task and row.get("kind") == "fixed" and row.get("ok")
+    ]
+
+    def key(item: tuple[int, dict[str, Any]]) -> tuple[float, float, int]:
+        index, row = item
+        loss = _number(row.get("final_val_loss_mean"))
+        return (row["diverged"] / row["ok"], loss if math.isfinite(loss) else math.inf, index)
+
+    return [row["controller"] for _, row in sorted(enumerate(candidates), key=key)]
+
+
+def median_fixed_size(rows: list[dict[str, Any]], task: str) -> str | None:
+    """The median fixed size of ``task``: rank ``ceil(k/2)`` of :func:`rank_fixed_sizes`.
+
+    With k ranked sizes, the one at 1-based rank ``ceil(k/2)`` (the 4th of 7, the 1st of 2);
+    ``None`` when the task has no fixed size. It is the 0 of the normalised scores
+    (:func:`task_normalisation`).
+    """
+    ranking = rank_fixed_sizes(rows, task)
+    return ranking[math.ceil(len(ranking) / 2) - 1] if ranking else None
+
+
+def best_fixed_labels(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Task -> label of its best fixed size in hindsight: rank 1 of :func:`rank_fixed_sizes`.
+
+    A task without a fixed size that ran has no entry.
+    """
+    best = {}
+    for task in dict.fromkeys(row["task"] for row in rows):
+        ranking = rank_fixed_sizes(rows, task)
+        if ranking:
+            best[task] = ranking[0]
+    return best
 
 
 def format_mean_sem(mean: float, sem: float, fmt: str) -> str:
@@ -249,11 +272,13 @@ def markdown_table(
     target_accuracy: float | None = None,
     title: str | None = None,
     aggregates: list[dict[str, Any]] | None = None,
+    aggregates_note: str = "",
 ) -> str:
     """The summary as Markdown: one table per task, then the aggregates across tasks, if given.
 
     Columns: controller (``**label** ★`` for the best fixed size in hindsight), runs
-    (successful/all), diverged (count), then ``mean ± s.e.`` of each metric.
+    (successful/all), diverged (count), then ``mean ± s.e.`` of each metric (the header says
+    ``± s.e.``). ``aggregates_note`` says why the aggregates are raw or missing.
     """
     if not rows:
         return "No results.\n"
@@ -263,7 +288,7 @@ def markdown_table(
     lines = [f"# {title}", ""] if title else []
     for task in dict.fromkeys(r["task"] for r in rows):
         lines += [f"## {task}", ""]
-        header = ["controller", "runs", "diverged", *[m[1] for m in metrics]]
+        header = ["controller", "runs", "diverged", *[f"{m[1]} (± s.e.)" for m in metrics]]
         if target_accuracy is not None:
             header = [h.replace("to target", f"to {target_accuracy:g} acc") for h in header]
         lines.append("| " + " | ".join(header) + " |")
@@ -281,8 +306,9 @@ def markdown_table(
         f"Mean ± standard error over seeds (n = {', '.join(map(str, seeds))} per controller; "
         "runs = successful/all). Diverged runs are counted in 'diverged' and left out of the "
         "means; a mean over fewer runs than succeeded shows its count as (n=...). "
-        "★ marks the best fixed size in hindsight: the fixed size with the highest mean test "
-        "accuracy on these seeds (a diverged run counts as 0), chosen after seeing them. Mean "
+        "★ marks the best fixed size in hindsight: the fixed size with the lowest mean final "
+        "validation loss on these seeds among those that never diverged, chosen after seeing "
+        "them. Mean "
         "batch size is sample-weighted; samples and inner updates are totals over the episode; "
         "wall time is the evaluation episode's (training of trained controllers not included)."
     )
@@ -291,8 +317,8 @@ def markdown_table(
             f"Time to target: first interval end with validation accuracy ≥ {target_accuracy:g}, "
             "averaged over the runs that reached it (reached/successful runs in parentheses)."
         )
-    if aggregates:
-        lines += ["", aggregates_markdown(aggregates).rstrip("\n")]
+    if aggregates or aggregates_note:
+        lines += ["", aggregates_markdown(aggregates or [], aggregates_note).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
@@ -401,6 +427,91 @@ def profile_interval(
     return performance_profile(scores, taus), low, high
 
 
+# --- normalised scores ---------------------------------------------------------------------------
+
+ORACLE_LABEL = "oracle-greedy"
+"""A controller of this name, when a comparison has it on every task, is the upper reference
+of the normalised scores instead of the best fixed size."""
+
+NORMALISED_METRICS: tuple[tuple[str, str], ...] = (
+    ("test_accuracy", "test accuracy"),
+    ("final_val_loss", "final val loss"),
+)
+"""The result keys that get normalised scores (key, name in tables)."""
+
+
+class NormalisationError(ValueError):
+    """A task's scores cannot be normalised (no fixed size, or the two references coincide)."""
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """The affine map of one task and metric onto the normalised scale.
+
+    ``lower`` (the median fixed size's mean) maps to 0 and ``upper`` (the best fixed size's or
+    the oracle's mean) to 1, whatever the metric's direction: on validation loss, where lower
+    is better, ``upper < lower`` and a loss below the best fixed size's scores above 1.
+    """
+
+    task: str
+    metric: str
+    lower_label: str
+    upper_label: str
+    lower: float
+    upper: float
+
+    def __call__(self, value: float | np.ndarray) -> float | np.ndarray:
+        """The normalised score of a raw value (or of an array of them)."""
+        return (np.asarray(value, dtype=float) - self.lower) / (self.upper - self.lower)
+
+
+def upper_reference(rows: list[dict[str, Any]], task: str, upper: str | None = None) -> str | None:
+    """The label whose mean is the normalised score 1 on ``task``.
+
+    ``upper`` if given; else :data:`ORACLE_LABEL` when the task has a successful run of it;
+    else the best fixed size (rank 1 of :func:`rank_fixed_sizes`).
+    """
+    if upper is not None:
+        return upper
+    if any(r["task"] == task and r["controller"] == ORACLE_LABEL and r["ok"] for r in rows):
+        return ORACLE_LABEL
+    ranking = rank_fixed_sizes(rows, task)
+    return ranking[0] if ranking else None
+
+
+def task_normalisation(
+    rows: list[dict[str, Any]], task: str, metric: str, upper: str | None = None
+) -> Normalisation:
+    """How ``metric`` of ``task`` is normalised: 0 = the median fixed size, 1 = the upper one.
+
+    Args:
+        rows: :func:`summarize` rows.
+        task: The task.
+        metric: A result key with a mean in the rows (``test_accuracy``, ``final_val_loss``).
+        upper: The label of the upper reference; default :func:`upper_reference`.
+
+    Raises:
+        NormalisationError: The task has no fixed size, a reference has no finite mean, or the
+            two references have the same mean (one fixed size; the best is the median).
+    """
+    lower_label = median_fixed_size(rows, task)
+    upper_label = upper_reference(rows, task, upper)
+    if lower_label is None or upper_label is None:
+        raise NormalisationError(f"{task}: no fixed size ran, so there is no reference")
+    means = {r["controller"]: _number(r.get(f"{metric}_mean")) for r in rows if r["task"] == task}
+    lower, high = means.get(lower_label, math.nan), means.get(upper_label, math.nan)
+    if not (math.isfinite(lower) and math.isfinite(high)):
+        raise NormalisationError(
+            f"{task}: a reference ({lower_label}, {upper_label}) never finished"
+        )
+    if lower == high:
+        raise NormalisationError(
+            f"{task}: the median fixed size {lower_label} and the upper reference {upper_label} "
+            f"have the same mean {metric} (normalising needs two different references)"
+        )
+    return Normalisation(task, metric, lower_label, upper_label, lower, high)
+
+
 @dataclass(frozen=True)
 class ScoreTable:
     """Scores of every controller, per task: what the aggregates are computed from."""
@@ -410,99 +521,234 @@ class ScoreTable:
     """Label -> one array of run scores per task (in ``tasks`` order)."""
     kinds: dict[str, str]
     reference: list[np.ndarray] | None
-    """Per task, the scores of its best fixed size in hindsight; ``None`` if a task has none."""
+    """Per task, the scores of its upper reference; ``None`` if a task has none."""
     reference_labels: dict[str, str]
+    """Task -> label of the upper reference (the best fixed size, or the oracle)."""
     left_out: list[str]
     """Labels without a successful run on every task (not comparable across tasks)."""
+    metric: str = SCORE_METRIC
+    normalised: bool = True
+    """``True``: 0 = median fixed size, 1 = the upper reference, per task. ``False``: raw values
+    (one task whose scores cannot be normalised; nothing is pooled across tasks then)."""
+    note: str = ""
+    """Why the scores are raw, if they are."""
 
 
-def score_table(results: list[dict[str, Any]]) -> ScoreTable:
-    """Collects run scores per controller and task, and the best fixed size of each task."""
+def score_table(
+    results: list[dict[str, Any]], metric: str = SCORE_METRIC, upper: str | None = None
+) -> ScoreTable:
+    """Normalised run scores of ``metric`` per controller and task (see :func:`run_scores`).
+
+    Every task is normalised (:func:`task_normalisation`) before anything is pooled. When some
+    task cannot be, a single-task comparison keeps raw scores (nothing is pooled across tasks)
+    and a multi-task one has no scores (``scores`` empty, ``note`` says why).
+    """
+    rows = summarize(results)
     tasks = list(dict.fromkeys(r["task"] for r in results))
     labels = list(dict.fromkeys(r["label"] for r in results))
-    collected: dict[str, dict[str, list[float]]] = {label: {} for label in labels}
-    kinds: dict[str, str] = {}
-    for result in results:
-        kinds.setdefault(result["label"], controller_kind(str(result.get("controller", ""))))
-        score = run_score(result)
-        if score is not None:
-            collected[result["label"]].setdefault(result["task"], []).append(score)
+    kinds = {r["controller"]: r["kind"] for r in rows}
+    maps: dict[str, Normalisation] = {}
+    problems = []
+    for task in tasks:
+        try:
+            maps[task] = task_normalisation(rows, task, metric, upper)
+        except NormalisationError as error:
+            problems.append(str(error))
+    normalised = not problems
+    note = ""
+    if problems:
+        note = "; ".join(problems)
+        if len(tasks) > 1:
+            note = f"no across-task numbers: scores cannot be normalised ({note})"
+            return ScoreTable(tasks, {}, kinds, None, {}, labels, metric, False, note)
+        note = f"raw {metric.replace('_', ' ')}, not normalised ({note})"
+    collected: dict[str, dict[str, np.ndarray]] = {label: {} for label in labels}
+    for task in tasks:
+        task_results = [r for r in results if r["task"] == task]
+        scores = run_scores(task_results, metric, maps.get(task))
+        for label, values in scores.items():
+            if len(values):
+                collected[label][task] = values
     complete = {
-        label: [np.asarray(per_task[t], dtype=float) for t in tasks]
+        label: [per_task[t] for t in tasks]
         for label, per_task in collected.items()
-        if all(per_task.get(t) for t in tasks)
+        if all(t in per_task for t in tasks)
     }
-    best = best_fixed_labels(summarize(results))
+    references = {
+        task: maps[task].upper_label if normalised else upper_reference(rows, task, upper)
+        for task in tasks
+    }
     reference = None
-    if all(t in best for t in tasks):
-        reference = [np.asarray(collected[best[t]][t], dtype=float) for t in tasks]
+    if all(references[t] in collected and t in collected[references[t]] for t in tasks):
+        reference = [collected[str(references[t])][t] for t in tasks]
     left_out = [label for label in labels if label not in complete]
-    return ScoreTable(tasks, complete, kinds, reference, best, left_out)
+    return ScoreTable(
+        tasks,
+        complete,
+        kinds,
+        reference,
+        {t: str(label) for t, label in references.items() if label is not None},
+        left_out,
+        metric,
+        normalised,
+        note,
+    )
+
+
+def run_scores(
+    task_results: list[dict[str, Any]], metric: str, normalisation: Normalisation | None
+) -> dict[str, np.ndarray]:
+    """Label -> the scores of its successful runs on one task, in seed order.
+
+    A finished run scores its normalised ``metric`` (its raw value when ``normalisation`` is
+    ``None``). A diverged run, or one without a finite value, scores one below the worst
+    finished run of the task and at most -1 (raw: 0 for accuracy, one above the worst loss),
+    so that diverging never scores as well as finishing. Failed runs have no score.
+    """
+    higher_is_better = metric != "final_val_loss" or normalisation is not None
+    scores: dict[str, list[float]] = {}
+    finished: list[float] = []
+    for result in task_results:
+        if result.get("status") != "ok":
+            continue
+        value = _number(result.get(metric))
+        if bool(result.get("diverged")) or not math.isfinite(value):
+            scores.setdefault(result["label"], []).append(math.nan)
+            continue
+        score = float(normalisation(value)) if normalisation is not None else value
+        scores.setdefault(result["label"], []).append(score)
+        finished.append(score)
+    if normalisation is not None:
+        floor = min([-1.0, *finished]) - 1.0
+    elif metric == SCORE_METRIC:
+        floor = 0.0
+    else:
+        floor = max(finished, default=0.0) + 1.0
+    out = {}
+    for label, values in scores.items():
+        array = np.asarray(values, dtype=float)
+        array[np.isnan(array)] = floor
+        out[label] = array if higher_is_better else -array
+    return out
 
 
 def aggregate(
     results: list[dict[str, Any]],
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
+    upper: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per controller: IQM and P(improvement over the best fixed size), with 95 % CIs.
+    """One row per controller: IQM and P(improvement over the upper reference), with 95 % CIs.
 
-    Rows have ``controller, kind, tasks, runs, iqm, iqm_low, iqm_high`` and, when every task
-    has a fixed size, ``p_improvement, p_improvement_low, p_improvement_high``. Controllers
-    without a successful run on every task are left out.
+    Computed on normalised scores (:func:`score_table`) of each of :data:`NORMALISED_METRICS`.
+    Rows have ``controller, kind, tasks, runs, normalised`` and, per metric ``M``
+    (``test_accuracy``, ``final_val_loss``), ``M_iqm, M_iqm_low, M_iqm_high`` and, when every
+    task has an upper reference, ``M_p_improvement, M_p_improvement_low,
+    M_p_improvement_high``; ``iqm``/``p_improvement`` (and their bounds) repeat the test
+    accuracy's. ``reference`` names the upper reference. Controllers without a successful run
+    on every task are left out; no rows when no metric can be compared across tasks.
     """
-    table = score_table(results)
+    tables = {metric: score_table(results, metric, upper) for metric, _ in NORMALISED_METRICS}
+    labels = list(dict.fromkeys(label for t in tables.values() for label in t.scores))
     rows = []
-    for label, scores in table.scores.items():
-        value, low, high = iqm_interval(scores, resamples, seed)
-        row: dict[str, Any] = {
-            "controller": label,
-            "kind": table.kinds[label],
-            "tasks": len(table.tasks),
-            "runs": int(sum(len(s) for s in scores)),
-            "iqm": value,
-            "iqm_low": low,
-            "iqm_high": high,
-        }
-        if table.reference is not None:
-            p, p_low, p_high = improvement_interval(scores, table.reference, resamples, seed)
-            row |= {"p_improvement": p, "p_improvement_low": p_low, "p_improvement_high": p_high}
+    for label in labels:
+        row: dict[str, Any] = {}
+        for metric, table in tables.items():
+            scores = table.scores.get(label)
+            if scores is None:
+                continue
+            value, low, high = iqm_interval(scores, resamples, seed)
+            row |= {
+                "controller": label,
+                "kind": table.kinds.get(label, "other"),
+                "tasks": len(table.tasks),
+                "runs": int(sum(len(s) for s in scores)),
+                "normalised": table.normalised,
+                "reference": ", ".join(dict.fromkeys(table.reference_labels.values())),
+                f"{metric}_iqm": value,
+                f"{metric}_iqm_low": low,
+                f"{metric}_iqm_high": high,
+            }
+            if table.reference is not None:
+                p, p_low, p_high = improvement_interval(scores, table.reference, resamples, seed)
+                row |= {
+                    f"{metric}_p_improvement": p,
+                    f"{metric}_p_improvement_low": p_low,
+                    f"{metric}_p_improvement_high": p_high,
+                }
+        for key in (
+            "iqm",
+            "iqm_low",
+            "iqm_high",
+            "p_improvement",
+            "p_improvement_low",
+            "p_improvement_high",
+        ):
+            if f"{SCORE_METRIC}_{key}" in row:
+                row[key] = row[f"{SCORE_METRIC}_{key}"]
         rows.append(row)
     return rows
 
 
-def aggregates_markdown(rows: list[dict[str, Any]]) -> str:
-    """The aggregates as a Markdown section."""
+def aggregates_note(results: list[dict[str, Any]], upper: str | None = None) -> str:
+    """Why the across-task numbers are raw or missing (empty when they are normalised)."""
+    return score_table(results, SCORE_METRIC, upper).note
+
+
+def aggregates_markdown(rows: list[dict[str, Any]], note: str = "") -> str:
+    """The aggregates as a Markdown section (``note``: why scores are raw or missing)."""
     if not rows:
-        return ""
-    with_poi = "p_improvement" in rows[0]
+        return f"## Across tasks and seeds\n\n{note.capitalize()}.\n" if note else ""
+    normalised = all(row.get("normalised", True) for row in rows)
+    metrics = [(m, name) for m, name in NORMALISED_METRICS if f"{m}_iqm" in rows[0]]
+    with_poi = [(m, name) for m, name in metrics if f"{m}_p_improvement" in rows[0]]
+    reference = rows[0].get("reference") or "best fixed"
+    scale = "normalised " if normalised else ""
     lines = ["## Across tasks and seeds", ""]
-    header = ["controller", "kind", "runs", "IQM test accuracy [95% CI]"]
-    if with_poi:
-        header.append("P(improvement over best fixed) [95% CI]")
+    header = ["controller", "kind", "runs"]
+    header += [f"IQM {scale}{name} [95% CI]" for _, name in metrics]
+    header += [f"P(better {name} than upper reference) [95% CI]" for _, name in with_poi]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|---|---|" + "|".join(["---:"] * (len(header) - 2)) + "|")
+    number = "{:.3f}" if normalised else "{:.4f}"
     for row in rows:
         cells = [
             row["controller"],
             row["kind"],
             f"{row['runs']} ({row['tasks']} task{'s' if row['tasks'] != 1 else ''})",
-            f"{row['iqm']:.4f} [{row['iqm_low']:.4f}, {row['iqm_high']:.4f}]",
         ]
-        if with_poi:
+        for metric, _ in metrics:
+            value, low, high = (row[f"{metric}_iqm{s}"] for s in ("", "_low", "_high"))
+            sign = -1.0 if metric == "final_val_loss" and not normalised else 1.0
+            low, high = sorted((sign * low, sign * high))
             cells.append(
-                f"{row['p_improvement']:.2f} "
-                f"[{row['p_improvement_low']:.2f}, {row['p_improvement_high']:.2f}]"
+                f"{number.format(sign * value)} [{number.format(low)}, {number.format(high)}]"
             )
+        for metric, _ in with_poi:
+            p, low, high = (row[f"{metric}_p_improvement{s}"] for s in ("", "_low", "_high"))
+            cells.append(f"{p:.2f} [{low:.2f}, {high:.2f}]")
         lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if normalised:
+        lines.append(
+            "Scores are normalised per task before pooling: 0 = the median fixed size, "
+            f"1 = the upper reference ({reference}), each by its mean over seeds, separately on "
+            "test accuracy and on final validation loss (higher is better on both scales; the "
+            "per-task tables above stay in raw units). The median fixed size is rank ceil(k/2) "
+            "of the k fixed sizes ranked by mean final validation loss, sizes that diverged "
+            "last; the best fixed size is rank 1. A diverged run scores one below the worst "
+            "finished run of its task (at most -1)."
+        )
+    else:
+        lines.append(f"Scores: {note}. A diverged run scores 0 on accuracy.")
     lines += [
         "",
-        "Score: final test accuracy (a diverged run scores 0). IQM: interquartile mean of all "
-        "runs pooled over tasks. P(improvement): probability that a run of the controller beats "
-        "a run of the task's best fixed size in hindsight (ties count ½), averaged over tasks; "
-        "0.5 means no difference. 95% CIs: stratified bootstrap over runs within tasks, "
-        f"percentile method, {BOOTSTRAP_RESAMPLES:,} resamples (definitions of the rliable "
-        "library; Agarwal et al., NeurIPS 2021). With few seeds the intervals are wide.",
+        "IQM: interquartile mean of all runs pooled over tasks. P(better than upper "
+        "reference): probability that a run of the controller beats a run of the upper "
+        "reference (ties count ½), averaged over tasks; 0.5 means no difference. 95% CIs: "
+        "stratified bootstrap over runs within tasks, percentile method, "
+        f"{BOOTSTRAP_RESAMPLES:,} resamples (definitions of the rliable library; Agarwal et al., "
+        "NeurIPS 2021). With few seeds the intervals are wide.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -518,10 +764,15 @@ def _number(value: Any) -> float:
 
 __all__ = [
     "METRICS",
+    "NORMALISED_METRICS",
+    "ORACLE_LABEL",
     "SCORE_METRIC",
+    "Normalisation",
+    "NormalisationError",
     "ScoreTable",
     "aggregate",
     "aggregates_markdown",
+    "aggregates_note",
     "best_fixed_labels",
     "controller_kind",
     "dumps_strict",
@@ -531,12 +782,16 @@ __all__ = [
     "iqm_interval",
     "markdown_table",
     "mean_sem",
+    "median_fixed_size",
     "performance_profile",
     "probability_of_improvement",
     "profile_interval",
-    "run_score",
+    "rank_fixed_sizes",
+    "run_scores",
     "score_table",
     "stratified_bootstrap",
     "strict_json_value",
     "summarize",
+    "task_normalisation",
+    "upper_reference",
 ]

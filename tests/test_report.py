@@ -75,16 +75,13 @@ def test_summary_counts_diverged_runs_and_leaves_them_out_of_the_means() -> None
     assert (fixed8["ok"], fixed8["diverged"], fixed8["test_accuracy_n"]) == (3, 1, 2)
     assert fixed8["test_accuracy_mean"] == pytest.approx(0.91)
     assert fixed8["test_accuracy_sem"] == pytest.approx(np.std([0.90, 0.92], ddof=1) / math.sqrt(2))
-    # The diverged run scores 0 for the hindsight choice: (0.90 + 0 + 0.92) / 3.
-    assert fixed8["score_mean"] == pytest.approx(1.82 / 3)
     assert rows["arbiter"]["mean_batch_size_mean"] == pytest.approx(39.0)
     assert rows["broken"]["failed"] == 1 and rows["broken"]["kind"] == "other"
 
 
 def test_best_fixed_size_in_hindsight_penalises_divergence() -> None:
     rows = report.summarize(_experiment())
-    # fixed-8 has the best accuracy when it finishes, but it diverged once: fixed-64 is the
-    # better static choice (mean score 0.82 against 0.607).
+    # fixed-8 has the lowest loss when it finishes, but it diverged once: it ranks last.
     assert report.best_fixed_labels(rows) == {"t1": "fixed-64"}
     assert [r["controller"] for r in rows if r["best_fixed"]] == ["fixed-64"]
 
@@ -93,6 +90,7 @@ def test_markdown_table_marks_best_fixed_and_shows_divergence_and_batch_size() -
     results = _experiment()
     markdown = report.markdown_table(report.summarize(results), aggregates=None)
     assert "| **fixed-64** ★ | 3/3 | 0 |" in markdown
+    assert "test accuracy (± s.e.)" in markdown
     assert "| fixed-8 | 3/3 | 1 |" in markdown
     assert "mean batch size" in markdown and "39.0 ± 1.5" in markdown
     assert "0.9100 ± 0.0100 (n=2)" in markdown
@@ -150,7 +148,8 @@ def test_performance_profile_is_the_fraction_above_tau_averaged_over_tasks() -> 
 
 
 def test_aggregate_compares_every_controller_with_the_best_fixed_size() -> None:
-    rows = {r["controller"]: r for r in report.aggregate(_experiment(), resamples=300)}
+    results = _experiment() + [_result("fixed-32", s, 0.70 + 0.01 * s) for s in range(3)]
+    rows = {r["controller"]: r for r in report.aggregate(results, resamples=300)}
     assert "broken" not in rows  # no successful run: not comparable
     assert rows["fixed-64"]["p_improvement"] == pytest.approx(0.5)
     # arbiter's 0.95 and 0.85 against fixed-64's 0.80, 0.82, 0.84: every pair is a win.
@@ -158,14 +157,106 @@ def test_aggregate_compares_every_controller_with_the_best_fixed_size() -> None:
     assert rows["arbiter"]["runs"] == 2 and rows["arbiter"]["kind"] == "arbiter"
     assert rows["fixed-8"]["iqm_low"] <= rows["fixed-8"]["iqm"] <= rows["fixed-8"]["iqm_high"]
     markdown = report.aggregates_markdown(list(rows.values()))
-    assert "P(improvement over best fixed)" in markdown and "IQM" in markdown
+    assert "P(better test accuracy than upper reference)" in markdown
+    assert "IQM normalised test accuracy" in markdown
 
 
-def test_aggregate_without_fixed_sizes_reports_iqm_only() -> None:
-    results = [_result("arbiter", s, 0.9, task=t) for s in range(2) for t in ("a", "b")]
-    (row,) = report.aggregate(results, resamples=100)
-    assert row["tasks"] == 2 and row["iqm"] == pytest.approx(0.9)
-    assert "p_improvement" not in row
+def _ladder(task, losses, *, seeds=(0, 1), offset=0.0):
+    """Fixed sizes with the given final validation losses (accuracy = offset + 1 - loss)."""
+    return [
+        _result(f"fixed-{2**i}", seed, 0.0, task=task, final_val_loss=loss)
+        | {"test_accuracy": offset + 1.0 - loss}
+        for i, loss in enumerate(losses)
+        for seed in seeds
+    ]
+
+
+def test_median_fixed_size_is_rank_ceil_k_over_2_by_validation_loss_diverged_last() -> None:
+    # Seven sizes; fixed-1 diverged once, so it ranks last although its finished run is best.
+    results = _ladder("t", [0.05, 0.30, 0.20, 0.10, 0.40, 0.25, 0.15])
+    results[0] |= {"diverged": True, "final_val_loss": math.nan, "test_accuracy": math.nan}
+    rows = report.summarize(results)
+    ranking = report.rank_fixed_sizes(rows, "t")
+    assert ranking == [
+        "fixed-8",
+        "fixed-64",
+        "fixed-4",
+        "fixed-32",
+        "fixed-2",
+        "fixed-16",
+        "fixed-1",
+    ]
+    assert report.median_fixed_size(rows, "t") == "fixed-32"  # rank 4 of 7
+    assert report.best_fixed_labels(rows) == {"t": "fixed-8"}
+    assert report.median_fixed_size(report.summarize(_ladder("t", [0.2, 0.1])), "t") == "fixed-2"
+    assert report.median_fixed_size(rows, "no such task") is None
+
+
+def test_normalised_scores_put_the_median_fixed_size_at_0_and_the_best_at_1() -> None:
+    results = _ladder("t", [0.30, 0.10, 0.20])  # best fixed-2 (0.1), median fixed-4 (0.2)
+    rows = report.summarize(results)
+    for metric in ("test_accuracy", "final_val_loss"):
+        norm = report.task_normalisation(rows, "t", metric)
+        assert (norm.lower_label, norm.upper_label) == ("fixed-4", "fixed-2")
+        assert float(norm(rows[2][f"{metric}_mean"])) == pytest.approx(0.0)
+        assert float(norm(rows[1][f"{metric}_mean"])) == pytest.approx(1.0)
+    # Lower loss is better: a loss below the best fixed size's scores above 1.
+    loss = report.task_normalisation(rows, "t", "final_val_loss")
+    assert float(loss(0.05)) == pytest.approx(1.5)
+
+
+def test_across_task_numbers_pool_normalised_scores_not_raw_units() -> None:
+    # Two tasks on very different accuracy scales; arbiter sits at the best fixed size's level
+    # on both, so its normalised IQM is 1 on each and pooled, whatever the raw numbers.
+    results = _ladder("easy", [0.30, 0.10, 0.20], offset=0.0)
+    results += _ladder("hard", [1.30, 1.10, 1.20], offset=0.4)
+    results += [_result("arbiter", s, 0.9, task="easy", final_val_loss=0.1) for s in (0, 1)]
+    results += [
+        _result("arbiter", s, 0.0, task="hard", final_val_loss=1.1) | {"test_accuracy": 0.3}
+        for s in (0, 1)
+    ]
+    rows = {r["controller"]: r for r in report.aggregate(results, resamples=100)}
+    assert rows["arbiter"]["iqm"] == pytest.approx(1.0)
+    assert rows["arbiter"]["final_val_loss_iqm"] == pytest.approx(1.0)
+    assert rows["fixed-4"]["iqm"] == pytest.approx(0.0)
+    assert rows["arbiter"]["normalised"] and rows["arbiter"]["reference"] == "fixed-2"
+    table = report.score_table(results)
+    assert table.normalised and [len(s) for s in table.scores["arbiter"]] == [2, 2]
+
+
+def test_an_oracle_in_the_results_becomes_the_upper_reference() -> None:
+    results = _ladder("t", [0.30, 0.10, 0.20])
+    results += [_result("oracle-greedy", s, 0.0, final_val_loss=0.0) for s in (0, 1)]
+    for result in results[-2:]:
+        result["task"], result["test_accuracy"] = "t", 1.0
+    rows = report.summarize(results)
+    assert report.upper_reference(rows, "t") == report.ORACLE_LABEL
+    norm = report.task_normalisation(rows, "t", "final_val_loss")
+    assert float(norm(0.0)) == pytest.approx(1.0) and float(norm(0.2)) == pytest.approx(0.0)
+    # The parameter picks another upper reference explicitly.
+    assert report.task_normalisation(rows, "t", "final_val_loss", upper="fixed-2").upper == 0.1
+
+
+def test_a_diverged_run_scores_below_every_finished_run_of_its_task() -> None:
+    results = _ladder("t", [0.30, 0.10, 0.20])
+    results += [_result("wild", 0, 0.0, diverged=True, task="t"), _result("wild", 1, 0.1, task="t")]
+    scores = report.score_table(results, "final_val_loss").scores
+    finished = np.concatenate([s[0] for label, s in scores.items() if label != "wild"])
+    wild = scores["wild"][0]
+    assert wild[0] <= -2.0 and wild[0] < min(finished.min(), wild[1])
+
+
+def test_without_normalisable_references_one_task_is_raw_and_several_get_a_reason() -> None:
+    single = [_result("arbiter", s, 0.9) for s in range(2)] + [_result("fixed-8", 0, 0.8)]
+    (arbiter, _) = report.aggregate(single, resamples=100)
+    assert arbiter["iqm"] == pytest.approx(0.9) and not arbiter["normalised"]
+    assert "not normalised" in report.aggregates_note(single)
+    several = [_result("arbiter", s, 0.9, task=t) for s in range(2) for t in ("a", "b")]
+    assert report.aggregate(several, resamples=100) == []
+    note = report.aggregates_note(several)
+    assert "no across-task numbers" in note and "no fixed size" in note
+    markdown = report.markdown_table(report.summarize(several), aggregates=[], aggregates_note=note)
+    assert "No across-task numbers" in markdown
 
 
 def test_aggregates_match_rliable_when_it_is_installed() -> None:

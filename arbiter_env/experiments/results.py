@@ -24,7 +24,13 @@ from arbiter_env.experiments.files import (
     read_json,
     read_jsonl,
 )
-from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
+from arbiter_env.report import (
+    aggregate,
+    aggregates_note,
+    dumps_strict,
+    markdown_table,
+    summarize,
+)
 from arbiter_env.runfolder import atomic_write_text
 from arbiter_env.runlog import INTERVALS_FILE, wandb_init_timeout
 
@@ -79,7 +85,9 @@ def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
     rows = summarize(results, target)
     aggregates = aggregate(results)
     title = config.name if config is not None else run_dir.name
-    markdown = markdown_table(rows, target, title=title, aggregates=aggregates)
+    markdown = markdown_table(
+        rows, target, title=title, aggregates=aggregates, aggregates_note=aggregates_note(results)
+    )
     if config is not None and config.description:
         markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
     _write_csv(run_dir / RESULTS_CSV, rows)
