@@ -34,7 +34,10 @@ def add_comparison_subcommands(subparsers: Any) -> None:
     compare.add_argument(
         "--max-workers", type=int, default=None, help="Processes of the local engine."
     )
-    compare.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    compare.add_argument(
+        "--no-progress", action="store_true", help="Print no progress (bar or per-run lines)."
+    )
+    _add_figure_size(compare)
     add_import_option(compare)
     compare.add_argument(
         "overrides", nargs="*", metavar="key=value", help="Config overrides, e.g. seeds=[0,1]."
@@ -46,8 +49,19 @@ def add_comparison_subcommands(subparsers: Any) -> None:
         "plot", help="rebuild a comparison's tables and plots from its saved logs"
     )
     plot.add_argument("run_dir", metavar="RUN_FOLDER")
+    _add_figure_size(plot)
     add_import_option(plot)
     plot.set_defaults(func=plot_command, handler=plot_command)
+
+
+def _add_figure_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--figure-size",
+        choices=["page", "column"],
+        default="page",
+        help="Figures 7 in wide with a title (page, the default) or 3.4 in wide without one "
+        "(column: one column of a paper).",
+    )
 
 
 def compare_command(args: argparse.Namespace) -> int:
@@ -72,6 +86,7 @@ def compare_command(args: argparse.Namespace) -> int:
             engine=args.engine,
             ray_address=args.ray_address,
             progress=not getattr(args, "no_progress", False),
+            figure_size=getattr(args, "figure_size", "page"),
         )
     except (ConfigError, FileNotFoundError, RunFolderBusy) as error:
         print(f"arbiter compare: error: {error}", file=sys.stderr)
@@ -119,7 +134,7 @@ def _resume_command(args: argparse.Namespace, run_dir: str) -> str:
 def plot_command(args: argparse.Namespace) -> int:
     """``arbiter plot RUN_FOLDER``: rebuilds tables and plots; 2 if the folder has no results."""
     try:
-        report = rebuild_report(args.run_dir)
+        report = rebuild_report(args.run_dir, getattr(args, "figure_size", "page"))
     except (ConfigError, FileNotFoundError) as error:
         print(f"arbiter plot: error: {error}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import io
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arbiter_env.config import to_dict
 from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
@@ -33,6 +33,9 @@ from arbiter_env.report import (
 )
 from arbiter_env.runfolder import atomic_write_text
 from arbiter_env.runlog import INTERVALS_FILE, wandb_init_timeout
+
+if TYPE_CHECKING:  # matplotlib is imported only when a report is drawn
+    from arbiter_env.plots import FigureSize
 
 
 def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dict[str, Any]]]:
@@ -64,10 +67,11 @@ def _pairs(config: ExperimentConfig) -> list[tuple[str, ControllerSpec]]:
     return [(task, spec) for task in config.tasks for spec in config.controllers]
 
 
-def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
+def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dict[str, Any]:
     """Writes the tables (CSV, Markdown) and the plots of ``run_dir`` from its saved files.
 
     Reruns nothing; used at the end of every comparison and by ``arbiter plot RUN_DIR``.
+    ``figure_size``: ``"page"`` or ``"column"`` (:data:`arbiter_env.plots.FIGURE_SIZES`).
 
     Returns:
         ``{"rows": summary rows, "aggregates": rows across tasks, "results_csv": path,
@@ -94,7 +98,7 @@ def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
     atomic_write_text(run_dir / RESULTS_MD, markdown)
     _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
     atomic_write_text(run_dir / AGGREGATES_JSON, dumps_strict(aggregates, indent=2) + "\n")
-    plot_paths = plots.plot_comparison(results, run_dir / "plots")
+    plot_paths = plots.plot_comparison(results, run_dir / "plots", figure_size)
     return {
         "rows": rows,
         "aggregates": aggregates,

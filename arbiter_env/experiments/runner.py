@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arbiter_env.config import ConfigError, save_yaml, to_dict
 from arbiter_env.experiments.config import (
@@ -30,6 +30,9 @@ from arbiter_env.experiments.results import log_wandb_summary, rebuild_report
 from arbiter_env.experiments.worker import failed_result
 from arbiter_env.runfolder import RunFolderLock, count_log_rows, file_digest
 from arbiter_env.runlog import INTERVALS_FILE
+
+if TYPE_CHECKING:
+    from arbiter_env.plots import FigureSize
 
 
 @dataclass
@@ -59,6 +62,7 @@ def run_comparison(
     engine: EngineName | None = None,
     ray_address: str | None = None,
     progress: bool = True,
+    figure_size: FigureSize = "page",
 ) -> ComparisonResult:
     """Runs every controller of ``config`` on every task and seed, then writes the report.
 
@@ -69,7 +73,8 @@ def run_comparison(
         engine: ``"local"`` or ``"ray"``; default ``config.engine.name``.
         ray_address: Ray cluster to join; default ``config.engine.ray_address`` (None starts a
             local Ray).
-        progress: Show a progress bar and failures as they happen.
+        progress: Show progress (a bar in a terminal, a line per finished run otherwise).
+        figure_size: ``"page"`` or ``"column"`` figures (:mod:`arbiter_env.plots`).
 
     Returns:
         The per-run results, counts, the report's paths and the wall time.
@@ -91,7 +96,7 @@ def run_comparison(
     # One writer per folder: a second comparison on it fails here, naming this one.
     try:
         with RunFolderLock(run_dir, command=f"arbiter compare ({config.name})"):
-            return _run_locked(config, run_dir, engine_config, progress, started)
+            return _run_locked(config, run_dir, engine_config, progress, started, figure_size)
     except ConfigError:
         if fresh:  # a plan that never ran leaves no folder behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -104,6 +109,7 @@ def _run_locked(
     engine_config: EngineConfig,
     progress: bool,
     started: float,
+    figure_size: FigureSize,
 ) -> ComparisonResult:
     config = _resolve(config, run_dir, engine_config)
     from arbiter_env.plan_check import check_plan
@@ -121,7 +127,7 @@ def _run_locked(
 
     results = [read_json(spec.result_path) for spec in eval_specs]
     results = [result if isinstance(result, dict) else {} for result in results]
-    report = rebuild_report(run_dir)
+    report = rebuild_report(run_dir, figure_size)
     wall_time = time.perf_counter() - started
     failed = sum(1 for r in results if r.get("status") != "ok")
     log_wandb_summary(config, run_dir, report, wall_time)
