@@ -18,6 +18,7 @@ import hashlib
 import netrc
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -113,6 +114,22 @@ def summary_run_id(*parts: Any) -> str:
     digest = hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:16]
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", str(parts[-1]) if parts else "run")[:40].strip("-")
     return f"{name}-{digest}" if name else digest
+
+
+def wandb_review_lines(wandb_folder: Path, runs: int, *, mode: str = "offline") -> list[str]:
+    """What to type to browse a folder of W&B runs offline and to upload them all later."""
+    if runs == 0:
+        return []
+    where = shlex.quote(str(wandb_folder))
+    noun = "run" if runs == 1 else "runs"
+    lines = [f"W&B: {runs} {mode} {noun} in {wandb_folder}"]
+    lines.append(f"  browse them (no account, no network):  wandb leet {where}")
+    if mode == "offline":
+        lines.append(
+            f"  upload them all (after wandb login):   wandb sync {where}   "
+            f"(wandb sync --dry-run {where} lists them first)"
+        )
+    return lines
 
 
 # --- dashboard sections -------------------------------------------------------------------------

@@ -146,14 +146,17 @@ def print_training(episodes: list[dict[str, Any]], checkpoint: Path) -> None:
 
 
 def print_run_folder(run_dir: Path) -> None:
-    """Where the run is, and how to upload an offline W&B run."""
+    """Where the run is, and the commands that browse its W&B run offline and upload it."""
+    from arbiter_env.wandb_utils import wandb_review_lines
+
     info_file = run_dir / "run.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     print(f"run folder: {run_dir}")
     if info.get("wandb_error"):
         print(f"W&B: off after an error ({info['wandb_error']}); local logs are complete")
-    elif info.get("wandb_mode") == "offline" and info.get("wandb_run_dir"):
-        print(f"W&B: offline run; upload with: wandb sync {info['wandb_run_dir']}")
+    elif info.get("wandb_run_dir") and info.get("wandb_mode") in ("offline", "online"):
+        for line in wandb_review_lines(run_dir / "wandb", 1, mode=info["wandb_mode"]):
+            print(line)
 
 
 def schedule(batch_sizes: list[int]) -> str:

@@ -9,10 +9,11 @@ from typing import Any
 
 from arbiter_env.config import ConfigError
 from arbiter_env.experiments.config import load_experiment
-from arbiter_env.experiments.results import rebuild_report
+from arbiter_env.experiments.results import WANDB_FOLDER, rebuild_report
 from arbiter_env.experiments.runner import default_run_dir, run_comparison
 from arbiter_env.runfolder import RunFolderBusy
 from arbiter_env.user_code import add_import_option
+from arbiter_env.wandb_utils import wandb_review_lines
 
 EXIT_IO_ERROR = 74
 """Exit status when the run folder cannot be written (``EX_IOERR`` of ``sysexits.h``)."""
@@ -112,6 +113,10 @@ def compare_command(args: argparse.Namespace) -> int:
         f"run(s) executed now, training runs included (finished runs are skipped on resume). "
         f"{result.wall_time:.1f} s. Report: {result.run_dir}"
     )
+    for line in wandb_review_lines(
+        result.run_dir / WANDB_FOLDER, len(result.wandb_runs), mode=config.wandb.mode
+    ):
+        print(line)
     return 1 if result.failed else 0
 
 

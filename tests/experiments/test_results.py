@@ -130,3 +130,30 @@ def test_tables_and_results_are_written_with_the_plots_permissions(tmp_path) -> 
         tmp_path / "runs" / "toy" / "fixed-8" / "seed-0" / "result.json",
     ):
         assert stat.S_IMODE(path.stat().st_mode) == plot_mode, path
+
+
+def test_every_wandb_run_of_a_comparison_is_linked_into_one_folder(tmp_path) -> None:
+    from arbiter_env.experiments.results import gather_wandb_runs
+
+    evaluation = tmp_path / "runs/toy/fixed-8/seed-0/wandb/offline-run-20260101_000000-aaa"
+    training = tmp_path / "models/toy/ppo/wandb/offline-run-20260101_000001-bbb"
+    summary = tmp_path / "wandb/offline-run-20260101_000002-toy-summary-ccc"
+    for folder in (evaluation, training, summary):
+        folder.mkdir(parents=True)
+    runs = gather_wandb_runs(tmp_path)
+    assert [p.name for p in runs] == [evaluation.name, training.name, summary.name]
+    linked = tmp_path / "wandb" / training.name
+    assert linked.is_symlink() and linked.resolve() == training.resolve()
+    assert not Path(linked.readlink()).is_absolute()  # the run folder can be moved
+    assert gather_wandb_runs(tmp_path) == runs  # a second call adds nothing
+
+
+def test_without_wandb_runs_nothing_is_linked_or_printed(tmp_path) -> None:
+    from arbiter_env.experiments.results import gather_wandb_runs
+    from arbiter_env.wandb_utils import wandb_review_lines
+
+    assert gather_wandb_runs(tmp_path) == [] and not (tmp_path / "wandb").exists()
+    assert wandb_review_lines(tmp_path / "wandb", 0) == []
+    lines = "\n".join(wandb_review_lines(tmp_path / "wandb", 3))
+    assert f"wandb leet {tmp_path / 'wandb'}" in lines
+    assert f"wandb sync {tmp_path / 'wandb'}" in lines and "3 offline runs" in lines
