@@ -103,7 +103,7 @@ def print_intervals(record: EpisodeRecord) -> None:
 
 
 def print_summary(records: list[EpisodeRecord], *, title: str) -> None:
-    """One row per episode, and the mean ± standard deviation over several."""
+    """One row per episode, and the mean ± sample standard deviation (s.d.) over several."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -122,7 +122,7 @@ def print_summary(records: list[EpisodeRecord], *, title: str) -> None:
     if len(records) > 1:
         table.add_section()
         table.add_row(
-            "mean",
+            "mean ± s.d.",
             mean(r.episode_return for r in records),
             mean(r.final_val_loss for r in records),
             mean(r.final_val_accuracy for r in records),
@@ -157,6 +157,40 @@ def print_run_folder(run_dir: Path) -> None:
     elif info.get("wandb_run_dir") and info.get("wandb_mode") in ("offline", "online"):
         for line in wandb_review_lines(run_dir / "wandb", 1, mode=info["wandb_mode"]):
             print(line)
+
+
+ARBITER_MODES_DOC = "docs/logging_and_cli.md#arbiters-two-modes"
+
+
+def arbiter_mode_lines(*, checkpoint: str | None = None, learned_timesteps: int = 0) -> list[str]:
+    """Which of Arbiter's two modes produced the numbers just printed, and which to report.
+
+    Args:
+        checkpoint: The checkpoint the agent started from (evaluate); ``None`` for a fresh one.
+        learned_timesteps: Env steps one agent learned over before playing the seeds (train's
+            ``learn_timesteps``); 0 when every seed got a fresh agent.
+    """
+    if checkpoint is not None:
+        mode = (
+            f"Arbiter mode: started from the checkpoint {checkpoint} (φ and the response map "
+            "meta-trained on earlier episodes) and went on learning online within each episode. "
+            "Schedules and accuracies differ from a fresh agent on the same seed."
+        )
+    elif learned_timesteps:
+        mode = (
+            f"Arbiter mode: one agent learned over {learned_timesteps:,} env steps first, then "
+            "played every seed, learning online within each episode."
+        )
+    else:
+        mode = (
+            "Arbiter mode: learning online from scratch: a fresh agent per seed, meta-trained "
+            "only within its own episode (no checkpoint loaded), as in `arbiter compare`."
+        )
+    return [
+        mode,
+        "Report the from-scratch online numbers (this mode in `arbiter compare`) for Arbiter as "
+        f"a batch-size scheduler; see {ARBITER_MODES_DOC}.",
+    ]
 
 
 def schedule(batch_sizes: list[int]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
 from arbiter_env.config import ConfigError
@@ -27,7 +28,11 @@ def add_comparison_subcommands(subparsers: Any) -> None:
         description="Runs an experiment from configs/experiments/NAME.yaml. An existing "
         "--run-dir of the same experiment resumes: finished runs are skipped.",
     )
-    compare.add_argument("--config", required=True, help="Experiment YAML file.")
+    compare.add_argument(
+        "--config",
+        required=True,
+        help="Experiment YAML file, or NAME for configs/experiments/NAME.yaml.",
+    )
     compare.add_argument("--engine", choices=["local", "ray"], default=None)
     compare.add_argument("--ray-address", default=None, help="Join this Ray cluster.")
     compare.add_argument("--run-dir", default=None, help="Run folder (resumes if it exists).")
@@ -65,6 +70,31 @@ def _add_figure_size(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def experiment_file(name: str) -> Path:
+    """``--config``'s file: the path given, or ``configs/experiments/NAME.yaml`` for a NAME.
+
+    A NAME (no folder, no ``.yaml``) is looked up in ``configs/experiments/`` of the working
+    folder, then of the source checkout this package runs from.
+
+    Raises:
+        FileNotFoundError: NAME is in neither folder; the message names both paths.
+    """
+    path = Path(name)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path
+    candidates = [
+        root / "configs" / "experiments" / f"{name}.yaml"
+        for root in (Path.cwd(), Path(__file__).resolve().parents[2])
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = " or ".join(str(c) for c in dict.fromkeys(candidates))
+    raise FileNotFoundError(
+        f"--config {name}: no file {name!r}, and no experiment of that name at {tried}."
+    )
+
+
 def compare_command(args: argparse.Namespace) -> int:
     """``arbiter compare``: 0 when every run succeeded, 1 when some failed, 2 on a bad config."""
     overrides = list(getattr(args, "overrides", None) or [])
@@ -74,7 +104,7 @@ def compare_command(args: argparse.Namespace) -> int:
         overrides.append(f"engine.max_workers={args.max_workers}")
     run_dir = args.run_dir
     try:
-        config = load_experiment(args.config, overrides)
+        config = load_experiment(experiment_file(args.config), overrides)
         extra = [m for m in getattr(args, "imports", None) or [] if m not in config.imports]
         if extra:  # --import on the command line: the workers import them as well
             config = dataclasses.replace(config, imports=[*config.imports, *extra])
