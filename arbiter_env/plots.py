@@ -321,7 +321,7 @@ def plot_val_loss(
                         label=keywords["label"],
                     )
                     keywords = keywords | {"label": None}
-                    ends.append((axes, x[-1], y[-1], curve["color"]))
+                    ends.append((axes, float(x[-1]), float(y[-1]), curve["color"]))
                 elif keywords["label"] is not None:
                     # Diverged before its first interval ended: still listed in the legend.
                     axes.plot([], [], **keywords)
@@ -339,11 +339,11 @@ def plot_val_loss(
                 color="0.3",
             )
         else:
-            scale, low, high = limits
+            scale, bottom, top = limits
             axes.set_yscale(scale)
-            axes.set_ylim(low, high)
-    for axes, x, y, colour in ends:
-        _mark_divergence(axes, x, y, colour)
+            axes.set_ylim(bottom, top)
+    for axes, last_x, last_y, colour in ends:
+        _mark_divergence(axes, last_x, last_y, colour)
     scale_note = " (log scale)" if limits is not None and limits[0] == "log" else ""
     for axes in _unique(panels):
         _finish(axes)

@@ -439,6 +439,9 @@ NORMALISED_METRICS: tuple[tuple[str, str], ...] = (
 )
 """The result keys that get normalised scores (key, name in tables)."""
 
+LOWER_IS_BETTER = {"final_val_loss": -1}
+"""-1 for a metric where lower is better (others: higher is better)."""
+
 
 class NormalisationError(ValueError):
     """A task's scores cannot be normalised (no fixed size, or the two references coincide)."""
@@ -491,8 +494,10 @@ def task_normalisation(
         upper: The label of the upper reference; default :func:`upper_reference`.
 
     Raises:
-        NormalisationError: The task has no fixed size, a reference has no finite mean, or the
-            two references have the same mean (one fixed size; the best is the median).
+        NormalisationError: The task has no fixed size, a reference has no finite mean, the
+            two references have the same mean (one fixed size; the best is the median), or the
+            upper one is worse on ``metric`` than the median (possible on test accuracy, since
+            sizes are ranked by validation loss).
     """
     lower_label = median_fixed_size(rows, task)
     upper_label = upper_reference(rows, task, upper)
@@ -508,6 +513,12 @@ def task_normalisation(
         raise NormalisationError(
             f"{task}: the median fixed size {lower_label} and the upper reference {upper_label} "
             f"have the same mean {metric} (normalising needs two different references)"
+        )
+    if (high - lower) * LOWER_IS_BETTER.get(metric, 1) < 0:
+        raise NormalisationError(
+            f"{task}: the upper reference {upper_label} has a worse mean {metric} than the "
+            f"median fixed size {lower_label} (the ranking is by validation loss), so 0 and 1 "
+            "would swap"
         )
     return Normalisation(task, metric, lower_label, upper_label, lower, high)
 
@@ -579,7 +590,7 @@ def score_table(
         for task in tasks
     }
     reference = None
-    if all(references[t] in collected and t in collected[references[t]] for t in tasks):
+    if all(t in collected.get(str(references[t]), {}) for t in tasks):
         reference = [collected[str(references[t])][t] for t in tasks]
     left_out = [label for label in labels if label not in complete]
     return ScoreTable(
@@ -641,8 +652,9 @@ def aggregate(
     """One row per controller: IQM and P(improvement over the upper reference), with 95 % CIs.
 
     Computed on normalised scores (:func:`score_table`) of each of :data:`NORMALISED_METRICS`.
-    Rows have ``controller, kind, tasks, runs, normalised`` and, per metric ``M``
-    (``test_accuracy``, ``final_val_loss``), ``M_iqm, M_iqm_low, M_iqm_high`` and, when every
+    Rows have ``controller, kind, tasks, runs`` and, per metric ``M`` (``test_accuracy``,
+    ``final_val_loss``), ``M_normalised`` (``False``: raw values of a single task whose scores
+    cannot be normalised), ``M_iqm, M_iqm_low, M_iqm_high`` and, when every
     task has an upper reference, ``M_p_improvement, M_p_improvement_low,
     M_p_improvement_high``; ``iqm``/``p_improvement`` (and their bounds) repeat the test
     accuracy's. ``reference`` names the upper reference. Controllers without a successful run
@@ -663,7 +675,7 @@ def aggregate(
                 "kind": table.kinds.get(label, "other"),
                 "tasks": len(table.tasks),
                 "runs": int(sum(len(s) for s in scores)),
-                "normalised": table.normalised,
+                f"{metric}_normalised": table.normalised,
                 "reference": ", ".join(dict.fromkeys(table.reference_labels.values())),
                 f"{metric}_iqm": value,
                 f"{metric}_iqm_low": low,
@@ -677,6 +689,7 @@ def aggregate(
                     f"{metric}_p_improvement_high": p_high,
                 }
         for key in (
+            "normalised",
             "iqm",
             "iqm_low",
             "iqm_high",
@@ -691,26 +704,29 @@ def aggregate(
 
 
 def aggregates_note(results: list[dict[str, Any]], upper: str | None = None) -> str:
-    """Why the across-task numbers are raw or missing (empty when they are normalised)."""
-    return score_table(results, SCORE_METRIC, upper).note
+    """Why across-task numbers are raw or missing, per metric (empty when all are normalised)."""
+    notes = [score_table(results, metric, upper).note for metric, _ in NORMALISED_METRICS]
+    return "; ".join(dict.fromkeys(note for note in notes if note))
 
 
 def aggregates_markdown(rows: list[dict[str, Any]], note: str = "") -> str:
     """The aggregates as a Markdown section (``note``: why scores are raw or missing)."""
     if not rows:
-        return f"## Across tasks and seeds\n\n{note.capitalize()}.\n" if note else ""
-    normalised = all(row.get("normalised", True) for row in rows)
+        return f"## Across tasks and seeds\n\n{note[:1].upper()}{note[1:]}.\n" if note else ""
     metrics = [(m, name) for m, name in NORMALISED_METRICS if f"{m}_iqm" in rows[0]]
     with_poi = [(m, name) for m, name in metrics if f"{m}_p_improvement" in rows[0]]
+    normalised = {m: all(row.get(f"{m}_normalised", True) for row in rows) for m, _ in metrics}
     reference = rows[0].get("reference") or "best fixed"
-    scale = "normalised " if normalised else ""
     lines = ["## Across tasks and seeds", ""]
     header = ["controller", "kind", "runs"]
-    header += [f"IQM {scale}{name} [95% CI]" for _, name in metrics]
+    header += [
+        f"IQM {'normalised ' if normalised[m] else ''}{name}{'' if normalised[m] else ' (raw)'} "
+        "[95% CI]"
+        for m, name in metrics
+    ]
     header += [f"P(better {name} than upper reference) [95% CI]" for _, name in with_poi]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|---|---|" + "|".join(["---:"] * (len(header) - 2)) + "|")
-    number = "{:.3f}" if normalised else "{:.4f}"
     for row in rows:
         cells = [
             row["controller"],
@@ -718,18 +734,26 @@ def aggregates_markdown(rows: list[dict[str, Any]], note: str = "") -> str:
             f"{row['runs']} ({row['tasks']} task{'s' if row['tasks'] != 1 else ''})",
         ]
         for metric, _ in metrics:
+            if f"{metric}_iqm" not in row:
+                cells.append("–")
+                continue
             value, low, high = (row[f"{metric}_iqm{s}"] for s in ("", "_low", "_high"))
-            sign = -1.0 if metric == "final_val_loss" and not normalised else 1.0
+            number = "{:.3f}" if normalised[metric] else "{:.4f}"
+            # Raw loss scores are negated (higher is better in every score): undo it here.
+            sign = LOWER_IS_BETTER.get(metric, 1) if not normalised[metric] else 1
             low, high = sorted((sign * low, sign * high))
             cells.append(
                 f"{number.format(sign * value)} [{number.format(low)}, {number.format(high)}]"
             )
         for metric, _ in with_poi:
+            if f"{metric}_p_improvement" not in row:
+                cells.append("–")
+                continue
             p, low, high = (row[f"{metric}_p_improvement{s}"] for s in ("", "_low", "_high"))
             cells.append(f"{p:.2f} [{low:.2f}, {high:.2f}]")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    if normalised:
+    if any(normalised.values()):
         lines.append(
             "Scores are normalised per task before pooling: 0 = the median fixed size, "
             f"1 = the upper reference ({reference}), each by its mean over seeds, separately on "
@@ -739,8 +763,8 @@ def aggregates_markdown(rows: list[dict[str, Any]], note: str = "") -> str:
             "last; the best fixed size is rank 1. A diverged run scores one below the worst "
             "finished run of its task (at most -1)."
         )
-    else:
-        lines.append(f"Scores: {note}. A diverged run scores 0 on accuracy.")
+    if note:
+        lines += ["", f"Raw scores: {note}. A diverged run scores 0 on raw accuracy."]
     lines += [
         "",
         "IQM: interquartile mean of all runs pooled over tasks. P(better than upper "

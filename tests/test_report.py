@@ -273,3 +273,23 @@ def test_aggregates_match_rliable_when_it_is_installed() -> None:
     taus = np.linspace(0, 1, 11)
     expected = np.mean(x[:, :, None] > taus[None, None, :], axis=(0, 1))
     np.testing.assert_allclose(report.performance_profile(ours_x, taus), expected)
+
+
+def test_a_best_size_with_worse_accuracy_than_the_median_is_not_used_to_normalise_accuracy() -> (
+    None
+):
+    # Ranked by validation loss, fixed-2 is best, but its test accuracy is below the median's:
+    # 0 and 1 would swap on accuracy, so accuracy stays raw while loss is normalised.
+    results = _ladder("t", [0.30, 0.10, 0.20])
+    for result in results:
+        if result["label"] == "fixed-2":
+            result["test_accuracy"] = 0.5
+    rows = report.summarize(results)
+    with pytest.raises(report.NormalisationError, match="would swap"):
+        report.task_normalisation(rows, "t", "test_accuracy")
+    (row, *_) = report.aggregate(results, resamples=50)
+    assert row["final_val_loss_normalised"] and not row["test_accuracy_normalised"]
+    markdown = report.aggregates_markdown(
+        report.aggregate(results, resamples=50), report.aggregates_note(results)
+    )
+    assert "IQM test accuracy (raw)" in markdown and "IQM normalised final val loss" in markdown

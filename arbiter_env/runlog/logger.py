@@ -152,9 +152,8 @@ class RunLogger:
         # dashboard: by default the run folder's name, the task, and task/controller/job.
         self.name = name or self.run_dir.resolve().name
         self.group = group or task or job_type or DEFAULT_PROJECT
-        self.tags = unique_tags(
-            [*(unique_tags(tags) or [task, controller, job_type]), kind_tag(controller)]
-        )
+        given: list[str | None] = list(unique_tags(tags)) or [task, controller, job_type]
+        self.tags = unique_tags([*given, kind_tag(controller)])
         if self.wandb_mode != "disabled":
             self._wandb.start(
                 self.config,
