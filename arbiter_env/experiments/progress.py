@@ -8,8 +8,9 @@
   then one flushed line per finished run: ``[done/total] label task seed: key metric (run
   time); elapsed, ETA``.
 
-The ETA is the elapsed time per finished run times the runs left: a rough guide, since
-trainings are longer than evaluations.
+The ETA is the elapsed time per finished run times the runs left, or, when longer, what a
+training in progress still needs at its pace so far (its timesteps done against those asked
+for): a rough guide, since runs differ in length.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class Progress:
         self.done = 0
         self.bar: Any = None
         self._running: list[RunSpec] = []
+        self._run_started: dict[str, float] = {}
         if not enabled:
             return
         resumed = f" ({skipped} finished before, skipped)" if skipped else ""
@@ -150,27 +152,43 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
     def eta(self) -> float | None:
-        """Seconds left at the mean pace so far; ``None`` before the first run finished."""
+        """Seconds left (see the module docstring); ``None`` before the first run finished."""
         if not self.done:
             return None
-        elapsed = time.monotonic() - self.started
-        return elapsed / self.done * (self.total - self.done)
+        now = time.monotonic()
+        estimates = [(now - self.started) / self.done * (self.total - self.done)]
+        for spec, done in self._trainings():
+            if done:
+                ran = now - self._run_started.get(describe_run(spec), now)
+                estimates.append(ran * (spec.train_timesteps / done - 1))
+        return max(estimates)
+
+    def _trainings(self) -> list[tuple[RunSpec, int]]:
+        """The training runs in progress and their timesteps done so far."""
+        return [
+            (spec, training_timesteps(spec) or 0)
+            for spec in self._running
+            if spec.kind == "train" and spec.train_timesteps
+        ]
 
     def running(self, specs: list[RunSpec]) -> None:
         """Names the runs in progress: the first ``slots`` of those submitted and unfinished."""
         self._running = specs[: self.slots]
+        now = time.monotonic()
+        for spec in self._running:
+            self._run_started.setdefault(describe_run(spec), now)
         self.refresh(queued=len(specs) - len(self._running))
 
     def refresh(self, queued: int | None = None) -> None:
         """Updates the bar's description (training runs: timesteps done of those asked for)."""
         if self.bar is None:
             return
+        trainings = dict((describe_run(spec), done) for spec, done in self._trainings())
         names = []
         for spec in self._running:
             name = describe_run(spec)
-            if spec.kind == "train" and spec.train_timesteps:
-                done = training_timesteps(spec) or 0
-                name += f" ({done:,}/{spec.train_timesteps:,} timesteps)"
+            if name in trainings:
+                name += f" ({trainings[name]:,}/{spec.train_timesteps:,} timesteps)"
             names.append(name)
         text = "running: " + ", ".join(names) if names else ""
         if queued:
@@ -187,9 +205,14 @@ class Progress:
         took = f" in {seconds:.1f} s" if isinstance(seconds, int | float) else ""
         eta = self.eta()
         left = f", ETA {clock(eta)}" if eta is not None and self.done < self.total else ""
+        trainings = "".join(
+            f"; {describe_run(other)} at {done:,}/{other.train_timesteps:,} timesteps"
+            for other, done in self._trainings()
+            if other is not spec
+        )
         self._print(
             f"[{self.done}/{self.total}] {describe_run(spec)}: {key_metric(result)}{took}; "
-            f"elapsed {clock(elapsed)}{left}"
+            f"elapsed {clock(elapsed)}{left}{trainings}"
         )
         if self.bar is not None:
             self.bar.update(self.task, advance=1)

@@ -85,6 +85,29 @@ def test_without_a_terminal_each_finished_run_prints_one_line(tmp_path) -> None:
     assert "ETA" not in lines[2]
 
 
+def test_a_long_training_in_progress_sets_the_eta_and_is_reported_in_timesteps(
+    tmp_path, monkeypatch
+) -> None:
+    from arbiter_env.experiments import progress
+
+    training = tmp_path / "ppo"
+    training.mkdir()
+    (training / "intervals.jsonl").write_text(json.dumps({"timesteps": 1024}) + "\n")
+    clock_now = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock_now[0])
+    stream = io.StringIO()
+    display = Progress(3, 0, run_dir=tmp_path, slots=2, stream=stream)
+    ppo = _spec("train", "ppo", 12345, folder=str(training), timesteps=4096)
+    fixed = _spec("evaluate", "fixed-8", 0)
+    display.running([ppo, fixed, _spec("evaluate", "fixed-8", 1)])
+    clock_now[0] = 160.0  # 60 s in: the training has done 1/4 of its timesteps
+    display.advance(fixed, {"status": "ok", "test_accuracy": 0.9, "run_seconds": 60.0})
+    line = stream.getvalue().splitlines()[-1]
+    # Pace alone says 60 s × 2 runs left = 2:00; the training needs 3 × 60 s = 3:00 more.
+    assert "ETA 3:00" in line
+    assert line.endswith("; ppo digits-mlp training at 1,024/4,096 timesteps")
+
+
 def test_key_metrics_and_clock() -> None:
     assert key_metric({"status": "ok", "diverged": True}) == "diverged"
     assert key_metric({"status": "ok", "kind": "train", "train_timesteps": 4096}) == (
