@@ -43,6 +43,18 @@ def test_controllers_lists_fixed(capsys):
     assert "fixed" in capsys.readouterr().out.split()
 
 
+def test_controllers_print_plain_text_without_restructuredtext_markup(capsys):
+    from arbiter_env.cli.listing import plain_text
+
+    assert main(["controllers"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out and ":class:" not in out
+    assert "B(p) = B_start" in out  # exponential-growth's formula, without its backquotes
+    assert plain_text("see :func:`make_task`, ``B``, **bold** and `link`_") == (
+        "see make_task, B, bold and link"
+    )
+
+
 def test_episode_runs_on_a_tiny_budget_and_prints_a_summary(tmp_path, capsys):
     run_dir = tmp_path / "episode"
     argv = ["episode", "--task", "digits-mlp", "--batch-size", "32", "--seed", "3"]
