@@ -11,16 +11,14 @@ For each task, :func:`plot_comparison` writes, each as ``NAME.png`` and a vector
   a zero baseline); diverged runs are counted in the controller's label;
 
 and across tasks ``performance_profile``: the fraction of runs whose normalised score exceeds τ,
-with 95 % stratified-bootstrap bands (:mod:`arbiter_env.report`: 0 = the median fixed size,
+with 95 % stratified-bootstrap bands (:mod:`arbiter_env.aggregates`: 0 = the median fixed size,
 1 = the best fixed size or the oracle).
 
-Styles: every controller gets a colour and line style of its own, whatever the mix of kinds:
-fixed sizes in shades of grey (solid), every other controller a colour of its own from a
-qualitative palette, with a line style per kind (schedules dashed, adaptive rules dash-dot, RL
-agents long dashes, Arbiter solid, ...). The best fixed size in hindsight is the reference: its
-curve is drawn in black, densely dotted and thick, a style no controller uses, and listed once
-in the legend. With more than :data:`CROWDED` controllers the curves are split into small
-multiples, one panel per kind, on shared axes, with one legend for the figure.
+Styles (:mod:`arbiter_env.plot_styles`): every controller gets a colour and line style of its
+own, whatever the mix of kinds; the best fixed size in hindsight is the reference, drawn in a
+style no controller uses and listed once in the legend. With more than :data:`CROWDED`
+controllers the curves are split into small multiples, one panel per kind, on shared axes, with
+one legend for the figure.
 
 Runs that diverged never set an axis range: the loss axis is fitted to the runs that finished
 (log scale when they are all positive), and a diverged run's last point is a × clipped to the
@@ -49,7 +47,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from arbiter_env import report
+from arbiter_env import aggregates, report, rliable_stats
+from arbiter_env.plot_styles import (
+    KIND_LINES,
+    KINDS,
+    REFERENCE_COLOUR,
+    REFERENCE_LINE,
+    Style,
+    style_for,
+)
 
 FigureSize = Literal["page", "column"]
 FIGURE_SIZES: tuple[FigureSize, ...] = ("page", "column")
@@ -59,93 +65,9 @@ _FONT_SIZE = {"page": 9.0, "column": 7.0}
 CROWDED = 6
 """More controllers than this in one plot: one panel per controller kind."""
 
-KINDS = ("fixed", "schedule", "adaptive", "hpo", "rl", "arbiter", "other")
-"""Controller kinds in the order of the panels."""
-
-KIND_LINES: dict[str, Any] = {
-    "fixed": "-",
-    "schedule": "--",
-    "adaptive": "-.",
-    "hpo": (0, (3, 1, 1, 1, 1, 1)),
-    "rl": (0, (6, 2)),
-    "arbiter": "-",
-    "other": (0, (4, 1, 1, 1)),
-}
-"""The line style of each controller kind."""
-
-REFERENCE_COLOUR = "black"
-REFERENCE_LINE: Any = (0, (1, 1))
-"""The best fixed size's style: black and densely dotted, which no controller uses."""
-REFERENCE_WIDTH = 2.4
-
 DIVERGED_MARKER = "x"
 
 FORMATS = ("png", "pdf")
-
-
-def _palette() -> list[Any]:
-    # tab10 without its grey (kept for fixed sizes), then tab20's light variants.
-    tab10 = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7]
-    tab20_light = [plt.get_cmap("tab20")(2 * i + 1) for i in range(10) if i != 7]
-    return tab10 + tab20_light
-
-
-class Style:
-    """Colour, line style and kind of every controller label of a plot.
-
-    Every label gets a different colour (fixed sizes greys from light to dark, the others a
-    qualitative palette, then evenly spaced hues when it runs out), so no two controllers share
-    a colour and line style. ``reference`` (the best fixed size, if any) is drawn in the
-    reference style instead.
-    """
-
-    def __init__(self, kinds: dict[str, str], reference: str | None = None):
-        self.kinds = {label: kind if kind in KINDS else "other" for label, kind in kinds.items()}
-        self.reference = reference
-        self.colour: dict[str, Any] = {}
-        self.line: dict[str, Any] = {}
-        fixed = [label for label, kind in self.kinds.items() if kind == "fixed"]
-        # Greys between 0.35 and 0.75 of the map: visible on white, never near the black reference.
-        shades = [0.55] if len(fixed) == 1 else np.linspace(0.35, 0.75, len(fixed))
-        for shade, label in zip(shades, fixed, strict=False):
-            self.colour[label] = plt.get_cmap("Greys")(float(shade))
-        others = [label for label in self.kinds if label not in self.colour]
-        palette = _palette()
-        extra = max(0, len(others) - len(palette))
-        hues = [plt.get_cmap("hsv")(h) for h in np.linspace(0.0, 1.0, extra, endpoint=False)]
-        for label, colour in zip(others, palette + hues, strict=False):
-            self.colour[label] = colour
-        for label, kind in self.kinds.items():
-            self.line[label] = KIND_LINES[kind]
-
-    def kinds_present(self, labels: list[str]) -> list[str]:
-        """The controller kinds among ``labels``, in the fixed order of :data:`KINDS`."""
-        return [kind for kind in KINDS if any(self.kinds[label] == kind for label in labels)]
-
-    def curve(self, label: str) -> dict[str, Any]:
-        """Keyword arguments of ``label``'s curve (the reference style for the best fixed size)."""
-        if label == self.reference:
-            return {
-                "color": REFERENCE_COLOUR,
-                "linestyle": REFERENCE_LINE,
-                "lw": REFERENCE_WIDTH,
-                "label": f"{label} (best fixed ★)",
-                "zorder": 1.5,  # under the controllers' curves: a guide, not a cover
-            }
-        return {
-            "color": self.colour[label],
-            "linestyle": self.line[label],
-            "lw": 1.6,
-            "label": label,
-        }
-
-
-def style_for(results: list[dict[str, Any]], reference: str | None = None) -> Style:
-    """The :class:`Style` of every label in ``results`` (kinds from the registered names)."""
-    kinds: dict[str, str] = {}
-    for result in results:
-        kinds.setdefault(result["label"], report.controller_kind(str(result.get("controller", ""))))
-    return Style(kinds, reference)
 
 
 def plot_comparison(
@@ -178,7 +100,7 @@ def plot_comparison(
             ):
                 paths.append(draw(by_label, style, folder / f"{name}.png", task, figure_size))
         if any(r.get("status") == "ok" for r in results):
-            table = report.score_table(results)
+            table = aggregates.score_table(results)
             paths.append(
                 plot_performance_profile(
                     table, style_for(results), out_dir / "performance_profile.png", figure_size
@@ -293,51 +215,14 @@ def plot_val_loss(
     finished_values: list[float] = []
     ends: list[tuple[Any, float, float, Any]] = []
     for label, runs in by_label.items():
-        curve = style.curve(label)
         targets = _unique(panels) if label == style.reference else [panels[style.kinds[label]]]
-        finished = [run for run in runs if not run.get("diverged")]
-        mean_curve = _mean_curve(finished)
         for number, axes in enumerate(targets):
-            keywords = curve if number == 0 else curve | {"label": None}
-            if mean_curve is not None:
-                x, mean, low, high, seeds = mean_curve
-                axes.plot(x, mean, **keywords)
-                if seeds > 1:
-                    axes.fill_between(x, low, high, color=curve["color"], alpha=0.15, linewidth=0)
-                finished_values += [v for v in (*low, *high) if math.isfinite(v)]
-                keywords = keywords | {"label": None}
-            for run in runs:
-                if not run.get("diverged"):
-                    continue
-                x, y = _losses(run)
-                if len(x):
-                    axes.plot(
-                        x,
-                        y,
-                        color=curve["color"],
-                        linestyle=curve["linestyle"],
-                        lw=0.8,
-                        alpha=0.7,
-                        label=keywords["label"],
-                    )
-                    keywords = keywords | {"label": None}
-                    ends.append((axes, float(x[-1]), float(y[-1]), curve["color"]))
-                elif keywords["label"] is not None:
-                    # Diverged before its first interval ended: still listed in the legend.
-                    axes.plot([], [], **keywords)
-                    keywords = keywords | {"label": None}
+            curve = style.curve(label) | ({"label": None} if number else {})
+            finished_values += _draw_losses(axes, runs, curve, ends)
     limits = _loss_limits(finished_values)
     for axes in _unique(panels):
         if limits is None:
-            axes.text(
-                0.5,
-                0.5,
-                "every run diverged",
-                ha="center",
-                va="center",
-                transform=axes.transAxes,
-                color="0.3",
-            )
+            _note(axes, "every run diverged")
         else:
             scale, bottom, top = limits
             axes.set_yscale(scale)
@@ -350,6 +235,46 @@ def plot_val_loss(
     _label_outer(panels, "samples seen", f"validation loss{scale_note}")
     _legend(figure, panels, diverged=bool(ends))
     return _save(figure, path)
+
+
+def _draw_losses(
+    axes: Any,
+    runs: list[dict[str, Any]],
+    curve: dict[str, Any],
+    ends: list[tuple[Any, float, float, Any]],
+) -> list[float]:
+    """One controller's loss curves in ``axes``; returns the finished runs' values.
+
+    Adds each diverged run's last point to ``ends``. The label goes on the first line drawn.
+    """
+    finished_values: list[float] = []
+    mean_curve = _mean_curve([run for run in runs if not run.get("diverged")])
+    if mean_curve is not None:
+        x, mean, low, high, seeds = mean_curve
+        axes.plot(x, mean, **curve)
+        if seeds > 1:
+            axes.fill_between(x, low, high, color=curve["color"], alpha=0.15, linewidth=0)
+        finished_values += [v for v in (*low, *high) if math.isfinite(v)]
+        curve = curve | {"label": None}
+    for run in runs:
+        if not run.get("diverged"):
+            continue
+        x, y = _losses(run)
+        if len(x):
+            thin = {"color": curve["color"], "linestyle": curve["linestyle"], "lw": 0.8}
+            axes.plot(x, y, alpha=0.7, label=curve["label"], **thin)
+            ends.append((axes, float(x[-1]), float(y[-1]), curve["color"]))
+        elif curve["label"] is not None:
+            axes.plot([], [], **curve)  # diverged before its first interval: still in the legend
+        curve = curve | {"label": None}
+    return finished_values
+
+
+def _note(axes: Any, text: str) -> None:
+    """Grey text in the middle of ``axes`` (what is missing, and why)."""
+    axes.text(
+        0.5, 0.5, text, ha="center", va="center", wrap=True, transform=axes.transAxes, color="0.3"
+    )
 
 
 def _losses(run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -415,27 +340,10 @@ def plot_test_accuracy(
     names = []
     for row, label in enumerate(labels):
         runs = by_label[label]
-        values = np.array([_finite_or_nan(r.get("test_accuracy")) for r in runs])
+        finite_all += _accuracy_row(axes, row, runs, style.curve(label)["color"])
         diverged = sum(bool(r.get("diverged")) for r in runs)
-        finite = values[np.isfinite(values)]
-        finite_all += finite.tolist()
         star = " ★" if label == style.reference else ""
         names.append(label + star + (f" ({diverged} diverged)" if diverged else ""))
-        colour = style.curve(label)["color"]
-        axes.scatter(finite, np.full(len(finite), row), s=14, color=colour, alpha=0.6, zorder=2)
-        mean, sem, n = report.mean_sem(finite.tolist())
-        if n:
-            axes.errorbar(
-                mean,
-                row,
-                xerr=sem if math.isfinite(sem) else None,
-                fmt="D",
-                color=colour,
-                markeredgecolor="black",
-                markersize=6,
-                capsize=3,
-                zorder=3,
-            )
     axes.set_yticks(range(len(labels)), names)
     axes.invert_yaxis()
     axes.grid(axis="x", alpha=0.3)
@@ -449,23 +357,36 @@ def plot_test_accuracy(
             xlabel += f" (axis from {lower:.2f}, not 0)"
     else:
         axes.set_xlim(0.0, 1.0)
-        axes.text(
-            0.5,
-            0.5,
-            "no run finished",
-            ha="center",
-            va="center",
-            transform=axes.transAxes,
-            color="0.3",
-        )
+        _note(axes, "no run finished")
     axes.set_xlabel(xlabel)
     if figure_size == "page":
         axes.set_title(f"{task}: final test accuracy (dots: seeds; ◆: mean ± s.e.)")
     return _save(figure, path)
 
 
+def _accuracy_row(axes: Any, row: int, runs: list[dict[str, Any]], colour: Any) -> list[float]:
+    """One controller's dots and mean ± s.e. at height ``row``; returns its finite accuracies."""
+    values = np.array([_finite_or_nan(r.get("test_accuracy")) for r in runs])
+    finite = values[np.isfinite(values)]
+    axes.scatter(finite, np.full(len(finite), row), s=14, color=colour, alpha=0.6, zorder=2)
+    mean, sem, n = report.mean_sem(finite.tolist())
+    if n:
+        axes.errorbar(
+            mean,
+            row,
+            xerr=sem if math.isfinite(sem) else None,
+            fmt="D",
+            color=colour,
+            markeredgecolor="black",
+            markersize=6,
+            capsize=3,
+            zorder=3,
+        )
+    return finite.tolist()
+
+
 def plot_performance_profile(
-    table: report.ScoreTable, style: Style, path: Path, figure_size: FigureSize = "page"
+    table: aggregates.ScoreTable, style: Style, path: Path, figure_size: FigureSize = "page"
 ) -> Path:
     """Run-score distribution across tasks and seeds, with 95 % bootstrap bands (rliable's).
 
@@ -478,16 +399,7 @@ def plot_performance_profile(
     if not labels:
         width = _WIDTH[figure_size]
         figure, axes = plt.subplots(figsize=(width, width * 0.4), layout="constrained")
-        axes.text(
-            0.5,
-            0.5,
-            table.note or "no scores",
-            ha="center",
-            va="center",
-            wrap=True,
-            transform=axes.transAxes,
-            fontsize="small",
-        )
+        _note(axes, table.note or "no scores")
         axes.set_axis_off()
         return _save(figure, path)
     figure, panels = _panels(
@@ -496,6 +408,30 @@ def plot_performance_profile(
         f"Performance profile over {len(table.tasks)} task(s), all seeds (95% bootstrap bands)",
         figure_size,
     )
+    taus = _profile_taus(table)
+    for label, scores in table.scores.items():
+        profile, band_low, band_high = rliable_stats.profile_interval(scores, taus)
+        axes = panels[style.kinds[label]]
+        curve = style.curve(label)
+        axes.plot(taus, profile, **curve)
+        axes.fill_between(taus, band_low, band_high, color=curve["color"], alpha=0.1, lw=0)
+    for axes in _unique(panels):
+        axes.set_ylim(0, 1.02)
+        if table.normalised:
+            for tau in (0.0, 1.0):
+                axes.axvline(tau, color="0.6", lw=0.6, zorder=0)
+        _finish(axes)
+    xlabel = f"{scale}{metric} τ"
+    if table.normalised:
+        upper = ", ".join(sorted(set(table.reference_labels.values()) & {aggregates.ORACLE_LABEL}))
+        xlabel += f" (0: median fixed, 1: {upper or 'best fixed'})"
+    _label_outer(panels, xlabel, "fraction of runs with score > τ")
+    _legend(figure, panels)
+    return _save(figure, path)
+
+
+def _profile_taus(table: aggregates.ScoreTable) -> np.ndarray:
+    """The thresholds τ of the profile: the finished runs' range, 0 and 1 included."""
     pooled = np.concatenate([s for scores in table.scores.values() for s in scores])
     # Diverged runs score below every finished run of their task and would stretch the axis
     # over an empty range: zoom to the runs that finished (a diverged run still counts, as a
@@ -509,25 +445,7 @@ def plot_performance_profile(
     low, high = low - pad, high + pad
     if not table.normalised and table.metric == report.SCORE_METRIC:
         low, high = max(0.0, low), min(1.0, high)  # raw accuracy
-    taus = np.linspace(low, high, 201)
-    for label, scores in table.scores.items():
-        profile, band_low, band_high = report.profile_interval(scores, taus)
-        axes = panels[style.kinds[label]]
-        curve = style.curve(label)
-        axes.plot(taus, profile, **curve)
-        axes.fill_between(taus, band_low, band_high, color=curve["color"], alpha=0.1, lw=0)
-    for axes in _unique(panels):
-        axes.set_ylim(0, 1.02)
-        if table.normalised:
-            for tau in (0.0, 1.0):
-                axes.axvline(tau, color="0.6", lw=0.6, zorder=0)
-        _finish(axes)
-    xlabel = f"{scale}{metric} τ"
-    if table.normalised:
-        xlabel += " (0: median fixed, 1: best fixed)"
-    _label_outer(panels, xlabel, "fraction of runs with score > τ")
-    _legend(figure, panels)
-    return _save(figure, path)
+    return np.linspace(low, high, 201)
 
 
 def _mean_curve(

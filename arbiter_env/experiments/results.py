@@ -1,6 +1,7 @@
 """A comparison's report from its saved files: tables, plots and the W&B summary run.
 
-The numbers come from :mod:`arbiter_env.report` (pure functions of the result records) and the
+The numbers come from :mod:`arbiter_env.report` and :mod:`arbiter_env.aggregates` (pure functions
+of the result records) and the
 figures from :mod:`arbiter_env.plots`; this module reads the run folder and writes the files.
 """
 
@@ -14,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arbiter_env.aggregates import aggregate, aggregates_markdown, aggregates_note
 from arbiter_env.config import to_dict
 from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
 from arbiter_env.experiments.files import (
@@ -26,14 +28,7 @@ from arbiter_env.experiments.files import (
     read_json,
     read_jsonl,
 )
-from arbiter_env.report import (
-    aggregate,
-    aggregates_note,
-    dumps_strict,
-    markdown_table,
-    strict_json_value,
-    summarize,
-)
+from arbiter_env.report import dumps_strict, markdown_table, strict_json_value, summarize
 from arbiter_env.runfolder import atomic_write_text
 from arbiter_env.runlog import INTERVALS_FILE, wandb_init_timeout
 
@@ -92,9 +87,8 @@ def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dic
     rows = summarize(results, target)
     aggregates = aggregate(results)
     title = config.name if config is not None else run_dir.name
-    markdown = markdown_table(
-        rows, target, title=title, aggregates=aggregates, aggregates_note=aggregates_note(results)
-    )
+    section = aggregates_markdown(aggregates, aggregates_note(results))
+    markdown = markdown_table(rows, target, title=title, aggregates_section=section)
     if config is not None and config.description:
         markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
     _write_csv(run_dir / RESULTS_CSV, rows)
