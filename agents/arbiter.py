@@ -114,6 +114,8 @@ class Arbiter(BatchSizeController):
     """
 
     config_class: type[ArbiterConfig] = ArbiterConfig
+    loaded_from: str | None = None  # the checkpoint it was loaded from (load)
+    learned_timesteps = 0  # env steps learned over before the episodes it plays (learn)
 
     def __init__(
         self,
@@ -243,6 +245,7 @@ class Arbiter(BatchSizeController):
             seed = int(torch.randint(2**31 - 1, (), generator=self.generator))
             record = run_episode(self.env, self, seed)
             steps += len(record.batch_sizes)
+        self.learned_timesteps += steps
         return self
 
     def close(self) -> None:
@@ -473,7 +476,14 @@ class Arbiter(BatchSizeController):
         config = from_dict(cls.config_class, state["config"])
         agent = cls(env, config, schedule=kwargs.pop("schedule", state["schedule"]), **kwargs)
         agent.load_state_dict(state)
+        agent.loaded_from = str(path)
         return agent
+
+    def run_notes(self) -> list[str]:
+        """Which of Arbiter's two modes ran, and which number to report (``arbiter evaluate``)."""
+        from arbiter_env.agents.arbiter_checkpoint import mode_notes
+
+        return mode_notes(self.loaded_from, self.learned_timesteps)
 
     # --- diagnostics ----------------------------------------------------------------------------
 

@@ -162,7 +162,13 @@ def _wandb_cli(*args: str, cwd: Path) -> str:
     import subprocess
 
     wandb = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
-    environment = os.environ | {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    # Offline, and pointed at a closed local port: nothing could leave the machine even if the
+    # command tried (it does not: both subcommands read local files only).
+    environment = os.environ | {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_BASE_URL": "http://127.0.0.1:9",
+    }
     done = subprocess.run(
         [wandb, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=60
     )

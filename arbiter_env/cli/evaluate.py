@@ -10,7 +10,6 @@ from typing import Any
 
 from arbiter_env.cli import inputs
 from arbiter_env.cli.output import (
-    arbiter_mode_lines,
     logged_run,
     print_run_folder,
     print_summary,
@@ -32,10 +31,6 @@ class _Contestant:
     name: str
     env: dict[str, Any]
     """The env arguments, as logged in the run's config."""
-    arbiter: bool = False
-    """An Arbiter agent (its output says which of its two modes ran)."""
-    checkpoint: str | None = None
-    """The checkpoint it starts from, if any."""
 
     def make(self) -> tuple[Any, Any]:
         # A fresh env as well as a fresh controller: what a seed gives then depends on nothing
@@ -81,15 +76,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         make = contestant.make
         if args.learn is not None:
             make = _learned(contestant, args.learn, log.run_dir / LEARN_FOLDER, progress)
-        records = run_seeds(log, progress, make, seeds, name=contestant.name, fresh=not shared)
+        notes: list[str] = []
+        records = run_seeds(
+            log, progress, make, seeds, name=contestant.name, fresh=not shared, notes=notes
+        )
     per_seed = "one controller shared across seeds" if shared else "a fresh controller per seed"
     where = f" ({split} instances)" if split else ""
     print_summary(records, title=f"{contestant.name} on {contestant.task}{where}; {per_seed}")
-    if contestant.arbiter:
-        for line in arbiter_mode_lines(
-            checkpoint=contestant.checkpoint, learned_timesteps=args.learn or 0
-        ):
-            print(line)
+    for line in notes:  # e.g. which of Arbiter's two modes ran
+        print(line)
     print_run_folder(log.run_dir)
     return 0
 
@@ -112,7 +107,7 @@ def _registered(
     kwargs: dict[str, Any],
 ) -> _Contestant:
     """A registered controller, with its entry's env defaults unless ``-e`` sets them."""
-    from arbiter_env.controllers import controller_entry, controller_kind
+    from arbiter_env.controllers import controller_entry
 
     entry = controller_entry(args.controller)
     if entry.needs_training and args.learn is None and "checkpoint" not in kwargs:
@@ -131,8 +126,6 @@ def _registered(
         task=task,
         name=args.controller,
         env=env_args,
-        arbiter=controller_kind(args.controller) == "arbiter",
-        checkpoint=str(kwargs["checkpoint"]) if "checkpoint" in kwargs else None,
     )
     # Built once here, so that bad arguments fail before a run folder exists.
     _, probe = contestant.make()
@@ -168,17 +161,6 @@ def _saved(
         trusted=args.trust_checkpoint,
         default_task=inputs.DEFAULT_TASK,
     )
-    from arbiter_env.agents.arbiter_checkpoint import is_arbiter_checkpoint
-
     saved = open_saved_agent(request, inputs.make_env)
     name = checkpoint.name if checkpoint.name not in ("final", "") else str(checkpoint)
-    arbiter = is_arbiter_checkpoint(checkpoint)
-    return _Contestant(
-        saved.build_env,
-        saved.load,
-        saved.task,
-        name,
-        env_args,
-        arbiter=arbiter,
-        checkpoint=str(checkpoint) if arbiter else None,
-    )
+    return _Contestant(saved.build_env, saved.load, saved.task, name, env_args)

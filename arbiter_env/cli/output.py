@@ -50,11 +50,14 @@ def run_seeds(
     fresh: bool,
     deterministic: bool = True,
     extra: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> list[EpisodeRecord]:
     """Runs one logged episode per seed, advancing a progress bar per interval.
 
     ``make()`` returns an ``(env, controller)`` pair. With ``fresh``, every seed gets a pair of
     its own, the controller closed after its episode; otherwise the one pair plays every seed.
+    A controller with ``run_notes()`` says how its numbers came about (Arbiter: which of its
+    two modes ran); its lines go to ``notes``, once each.
     """
     bar = progress.add_task(f"{name}: episodes (intervals)", total=None)
     records = []
@@ -75,6 +78,9 @@ def run_seeds(
                 extra=extra,
             )
         )
+        run_notes = getattr(player, "run_notes", None)
+        if notes is not None and callable(run_notes):
+            notes += [line for line in run_notes() if line not in notes]
         close = getattr(player, "close", None)
         if fresh and callable(close):
             close()  # e.g. Arbiter's step hook on the env's trainer
@@ -157,40 +163,6 @@ def print_run_folder(run_dir: Path) -> None:
     elif info.get("wandb_run_dir") and info.get("wandb_mode") in ("offline", "online"):
         for line in wandb_review_lines(run_dir / "wandb", 1, mode=info["wandb_mode"]):
             print(line)
-
-
-ARBITER_MODES_DOC = "docs/logging_and_cli.md#arbiters-two-modes"
-
-
-def arbiter_mode_lines(*, checkpoint: str | None = None, learned_timesteps: int = 0) -> list[str]:
-    """Which of Arbiter's two modes produced the numbers just printed, and which to report.
-
-    Args:
-        checkpoint: The checkpoint the agent started from (evaluate); ``None`` for a fresh one.
-        learned_timesteps: Env steps one agent learned over before playing the seeds (train's
-            ``learn_timesteps``); 0 when every seed got a fresh agent.
-    """
-    if checkpoint is not None:
-        mode = (
-            f"Arbiter mode: started from the checkpoint {checkpoint} (φ and the response map "
-            "meta-trained on earlier episodes) and went on learning online within each episode. "
-            "Schedules and accuracies differ from a fresh agent on the same seed."
-        )
-    elif learned_timesteps:
-        mode = (
-            f"Arbiter mode: one agent learned over {learned_timesteps:,} env steps first, then "
-            "played every seed, learning online within each episode."
-        )
-    else:
-        mode = (
-            "Arbiter mode: learning online from scratch: a fresh agent per seed, meta-trained "
-            "only within its own episode (no checkpoint loaded), as in `arbiter compare`."
-        )
-    return [
-        mode,
-        "Report the from-scratch online numbers (this mode in `arbiter compare`) for Arbiter as "
-        f"a batch-size scheduler; see {ARBITER_MODES_DOC}.",
-    ]
 
 
 def schedule(batch_sizes: list[int]) -> str:

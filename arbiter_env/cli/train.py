@@ -10,7 +10,6 @@ from typing import Any
 
 from arbiter_env.cli import inputs
 from arbiter_env.cli.output import (
-    arbiter_mode_lines,
     logged_run,
     print_run_folder,
     print_summary,
@@ -60,19 +59,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print_summary(records, title=outcome.title)
     for line in outcome.notes:
         print(line)
-    if _is_arbiter(args.agent):
-        for line in arbiter_mode_lines(
-            learned_timesteps=int(plan.config.get("learn_timesteps") or 0)
-        ):
-            print(line)
     print_run_folder(log.run_dir)
     return 0
-
-
-def _is_arbiter(name: str) -> bool:
-    from arbiter_env.controllers import controller_kind
-
-    return controller_kind(name) == "arbiter"
 
 
 def _request(args: argparse.Namespace) -> TrainRequest:
