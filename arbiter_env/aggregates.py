@@ -42,8 +42,8 @@ from arbiter_env.rliable_stats import (
 )
 
 ORACLE_LABEL = "oracle-greedy"
-"""A controller of this name, when a comparison has it on every task, is the upper reference
-of the normalised scores instead of the best fixed size."""
+"""A controller of this name (its label or its registered name), when it ran on a task, is that
+task's upper reference of the normalised scores instead of the best fixed size."""
 
 NORMALISED_METRICS: tuple[tuple[str, str], ...] = (
     ("test_accuracy", "test accuracy"),
@@ -83,13 +83,16 @@ class Normalisation:
 def upper_reference(rows: list[dict[str, Any]], task: str, upper: str | None = None) -> str | None:
     """The label whose mean is the normalised score 1 on ``task``.
 
-    ``upper`` if given; else :data:`ORACLE_LABEL` when the task has a successful run of it;
-    else the best fixed size (rank 1 of :func:`rank_fixed_sizes`).
+    ``upper`` if given; else the controller labelled or registered as :data:`ORACLE_LABEL`
+    when the task has a successful run of it; else the best fixed size (rank 1 of
+    :func:`rank_fixed_sizes`).
     """
     if upper is not None:
         return upper
-    if any(r["task"] == task and r["controller"] == ORACLE_LABEL and r["ok"] for r in rows):
-        return ORACLE_LABEL
+    for row in rows:
+        oracle = ORACLE_LABEL in (row["controller"], row.get("registered"))
+        if row["task"] == task and oracle and row["ok"]:
+            return str(row["controller"])
     ranking = rank_fixed_sizes(rows, task)
     return ranking[0] if ranking else None
 

@@ -64,6 +64,10 @@ def test_an_oracle_in_the_results_becomes_the_upper_reference() -> None:
     assert aggregates.upper_reference(rows, "t") == aggregates.ORACLE_LABEL
     norm = aggregates.task_normalisation(rows, "t", "final_val_loss")
     assert float(norm(0.0)) == pytest.approx(1.0) and float(norm(0.2)) == pytest.approx(0.0)
+    # Found by its registered name under another label as well.
+    for oracle in results[-2:]:
+        oracle["label"], oracle["controller"] = "oracle", aggregates.ORACLE_LABEL
+    assert aggregates.upper_reference(report.summarize(results), "t") == "oracle"
     # The parameter picks another upper reference explicitly.
     assert aggregates.task_normalisation(rows, "t", "final_val_loss", upper="fixed-2").upper == 0.1
 
