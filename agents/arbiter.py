@@ -116,6 +116,8 @@ class Arbiter(BatchSizeController):
     """
 
     config_class: type[ArbiterConfig] = ArbiterConfig
+    loaded_from: str | None = None  # the checkpoint it was loaded from (load)
+    learned_timesteps = 0  # env steps learned over before the episodes it plays (learn)
 
     def __init__(
         self,
@@ -245,6 +247,7 @@ class Arbiter(BatchSizeController):
             seed = int(torch.randint(2**31 - 1, (), generator=self.generator))
             record = run_episode(self.env, self, seed)
             steps += len(record.batch_sizes)
+        self.learned_timesteps += steps
         return self
 
     def close(self) -> None:
@@ -480,7 +483,14 @@ class Arbiter(BatchSizeController):
         except (RuntimeError, KeyError, TypeError) as error:  # saved for another network
             message = f"{path} does not fit an Arbiter in this env ({first_line(error)})"
             raise ValueError(f"{message}; was it saved for another task or encoder?") from None
+        agent.loaded_from = str(path)
         return agent
+
+    def run_notes(self) -> list[str]:
+        """Which of Arbiter's two modes ran, and which number to report (``arbiter evaluate``)."""
+        from arbiter_env.agents.arbiter_checkpoint import mode_notes
+
+        return mode_notes(self.loaded_from, self.learned_timesteps)
 
     # --- diagnostics ----------------------------------------------------------------------------
 

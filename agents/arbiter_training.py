@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbiter_env.agents.arbiter import Arbiter
-from arbiter_env.agents.arbiter_checkpoint import CHECKPOINT_FILE, RUN_CONFIG_FILE
+from arbiter_env.agents.arbiter_checkpoint import CHECKPOINT_FILE, RUN_CONFIG_FILE, mode_notes
 from arbiter_env.agents.run_arbiter import ArbiterRunConfig, make_env, run_arbiter
 from arbiter_env.config import apply_overrides, apply_values, from_dict, save_yaml, to_dict
 from arbiter_env.controllers import LearnerTraining, TrainOutcome, TrainRequest
@@ -119,6 +119,7 @@ class ArbiterTrainingPlan:
             notes=[
                 f"checkpoint: {checkpoint.parent} ({after})",
                 f"evaluate it with: arbiter evaluate --controller {checkpoint.parent}",
+                *mode_notes(learned_timesteps=config.learn_timesteps),
             ],
         )
 

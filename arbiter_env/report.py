@@ -1,4 +1,4 @@
-"""The numbers of a comparison's report: tables, reliable aggregates and strict JSON.
+"""The numbers of a comparison's report per task: tables, the fixed-size ranking, strict JSON.
 
 Pure functions of result records (the dicts of ``runs/TASK/LABEL/seed-S/result.json``), so that
 every number in a report can be tested without running anything.
@@ -10,34 +10,14 @@ Per task and controller (:func:`summarize`, :func:`markdown_table`):
   size, samples, inner updates and wall time;
 * diverged runs counted and shown (their losses are not finite, so they are left out of the
   means and counted instead);
-* the **best fixed size in hindsight** marked: among the controllers registered as ``fixed``, the
-  one with the highest mean *score* on that task (see below). It is an oracle: it was chosen after
-  seeing the evaluation seeds, so it is an upper bound for any single static choice.
+* the **best fixed size in hindsight** marked: rank 1 of :func:`rank_fixed_sizes` (the fixed
+  sizes ranked by mean final validation loss, sizes that diverged last). It is an oracle: it
+  was chosen after seeing the evaluation seeds, so it is an upper bound for any single static
+  choice. :func:`median_fixed_size` is rank ``ceil(k/2)`` of the same ranking.
 
-Across tasks and seeds (:func:`aggregate`), the aggregates of Agarwal et al., "Deep
-Reinforcement Learning at the Edge of the Statistical Precipice" (NeurIPS 2021), defined as the
-``rliable`` library defines them and computed here with numpy:
-
-* **IQM**: the interquartile mean of all runs' scores pooled over tasks (``scipy.stats.trim_mean``
-  with 25 % cut at each end, as ``rliable.metrics.aggregate_iqm``);
-* **probability of improvement** P(X > Y) over the best fixed size Y of each task: the
-  Mann–Whitney U statistic divided by ``n_x·n_y`` (ties count one half), averaged over tasks, as
-  ``rliable.metrics.probability_of_improvement``;
-* **95 % confidence intervals** by the stratified bootstrap (runs resampled with replacement
-  within each task; for P(X > Y) X's and Y's runs are resampled independently), percentile
-  method, as ``rliable.library.get_interval_estimates``; 2,000 resamples from a fixed seed by
-  default (rliable's default is 50,000), so a rebuilt report gives the same numbers;
-* the **performance profile** (run-score distribution): for each threshold τ, the fraction of
-  runs whose score exceeds τ, averaged over tasks, with pointwise bootstrap bands, as
-  ``rliable.metrics``' ``create_performance_profile``.
-
-rliable itself is not a dependency: it pins ``arch`` and pulls statsmodels, pandas and seaborn
-into the environment for a few lines of arithmetic. ``tests/test_report.py`` checks these
-functions against rliable's formulas on known inputs.
-
-The **score** of a run is its final test accuracy; a diverged run (no finite accuracy) scores 0,
-the worst possible, so diverging can never look better than finishing. Failed runs (an error, no
-episode) have no score and are counted as failures instead.
+Across tasks, scores are normalised per task (0 = median fixed size, 1 = best fixed size or the
+oracle) before anything is pooled: :mod:`arbiter_env.aggregates`, with the statistics of
+:mod:`arbiter_env.rliable_stats`.
 """
 
 from __future__ import annotations
@@ -45,17 +25,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 SCORE_METRIC = "test_accuracy"
-"""The result key used as a run's score (higher is better)."""
-
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
-CONFIDENCE = 0.95
+"""The result key of the main score: the profile's and the ``iqm``/``p_improvement`` columns'."""
 
 # (result key, column, format)
 METRICS: tuple[tuple[str, str, str], ...] = (
@@ -124,23 +99,13 @@ def mean_sem(values: Sequence[float]) -> tuple[float, float, int]:
     The standard error is ``std(ddof=1)/√n``; NaN for fewer than two values (one seed says
     nothing about the spread). Mean is NaN when there is no finite value.
     """
-    array = np.asarray([_number(v) for v in values], dtype=float)
+    array = np.asarray([as_number(v) for v in values], dtype=float)
     finite = array[np.isfinite(array)]
     n = len(finite)
     if n == 0:
         return math.nan, math.nan, 0
     sem = float(np.std(finite, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
     return float(np.mean(finite)), sem, n
-
-
-def run_score(result: dict[str, Any]) -> float | None:
-    """The score of one run (see the module docstring); ``None`` for a failed run."""
-    if result.get("status") != "ok":
-        return None
-    value = _number(result.get(SCORE_METRIC))
-    if bool(result.get("diverged")) or not math.isfinite(value):
-        return 0.0
-    return value
 
 
 def summarize(
@@ -150,14 +115,14 @@ def summarize(
 
     Means are over the successful runs that did not diverge, and only their finite values;
     the time-to-target metrics are over the runs that reached the target (``target_reached``).
-    ``score_mean`` is the mean :func:`run_score`; ``best_fixed`` marks the best fixed size in
-    hindsight of each task (:func:`best_fixed_labels`).
+    ``best_fixed`` marks the best fixed size in hindsight of each task
+    (:func:`best_fixed_labels`).
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for result in results:
         groups.setdefault((result["task"], result["label"]), []).append(result)
     with_hypergradient = any(
-        math.isfinite(_number(r.get("hypergradient_var")))
+        math.isfinite(as_number(r.get("hypergradient_var")))
         for r in results
         if r.get("status") == "ok"
     )
@@ -183,7 +148,7 @@ def summarize(
         }
         finished = [r for r in ok if not r.get("diverged")]
         for key, _, _ in metrics:
-            values = [_number(r.get(key)) for r in finished]
+            values = [as_number(r.get(key)) for r in finished]
             mean, sem, n = mean_sem(values)
             finite = [v for v in values if math.isfinite(v)]
             row[f"{key}_mean"] = mean
@@ -192,8 +157,6 @@ def summarize(
             row[f"{key}_n"] = n
             if key == "samples_to_target":
                 row["target_reached"] = n
-        scores = [s for s in (run_score(r) for r in ok) if s is not None]
-        row["score_mean"] = float(np.mean(scores)) if scores else math.nan
         row["errors"] = "; ".join(f"seed {r['seed']}: {r.get('error')}" for r in failed)
         rows.append(row)
     best = best_fixed_labels(rows)
@@ -202,23 +165,50 @@ def summarize(
     return rows
 
 
-def best_fixed_labels(rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Task -> label of its best fixed size in hindsight (highest mean score; ties: first).
+def rank_fixed_sizes(rows: list[dict[str, Any]], task: str) -> list[str]:
+    """The fixed sizes of ``task`` ranked best first: the project's one ranking of a ladder.
 
-    Only controllers registered as ``fixed`` with at least one successful run count; a task
-    without any has no entry.
+    ``rows`` are :func:`summarize` rows. Only controllers registered as ``fixed`` with at least
+    one successful run count. They are ranked by the fraction of their runs that diverged
+    (sizes that diverged rank after every size that always finished, whatever their losses),
+    then by mean final validation loss over the runs that finished (lower is better), then by
+    their order in the table. Validation loss, not test accuracy, so that the choice uses no
+    test data.
     """
-    best: dict[str, tuple[float, str]] = {}
-    for row in rows:
-        if row.get("kind") != "fixed" or not row.get("ok"):
-            continue
-        score = _number(row.get("score_mean"))
-        if not math.isfinite(score):
-            continue
-        task = row["task"]
-        if task not in best or score > best[task][0]:
-            best[task] = (score, row["controller"])
-    return {task: label for task, (_, label) in best.items()}
+    candidates = [
+        row for row in rows if row["task"] == task and row.get("kind") == "fixed" and row.get("ok")
+    ]
+
+    def key(item: tuple[int, dict[str, Any]]) -> tuple[float, float, int]:
+        index, row = item
+        loss = as_number(row.get("final_val_loss_mean"))
+        return (row["diverged"] / row["ok"], loss if math.isfinite(loss) else math.inf, index)
+
+    return [row["controller"] for _, row in sorted(enumerate(candidates), key=key)]
+
+
+def median_fixed_size(rows: list[dict[str, Any]], task: str) -> str | None:
+    """The median fixed size of ``task``: rank ``ceil(k/2)`` of :func:`rank_fixed_sizes`.
+
+    With k ranked sizes, the one at 1-based rank ``ceil(k/2)`` (the 4th of 7, the 1st of 2);
+    ``None`` when the task has no fixed size. It is the 0 of the normalised scores
+    (:func:`task_normalisation`).
+    """
+    ranking = rank_fixed_sizes(rows, task)
+    return ranking[math.ceil(len(ranking) / 2) - 1] if ranking else None
+
+
+def best_fixed_labels(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Task -> label of its best fixed size in hindsight: rank 1 of :func:`rank_fixed_sizes`.
+
+    A task without a fixed size that ran has no entry.
+    """
+    best = {}
+    for task in dict.fromkeys(row["task"] for row in rows):
+        ranking = rank_fixed_sizes(rows, task)
+        if ranking:
+            best[task] = ranking[0]
+    return best
 
 
 def format_mean_sem(mean: float, sem: float, fmt: str) -> str:
@@ -248,12 +238,14 @@ def markdown_table(
     rows: list[dict[str, Any]],
     target_accuracy: float | None = None,
     title: str | None = None,
-    aggregates: list[dict[str, Any]] | None = None,
+    aggregates_section: str = "",
 ) -> str:
-    """The summary as Markdown: one table per task, then the aggregates across tasks, if given.
+    """The summary as Markdown: one table per task, then ``aggregates_section``, if given.
 
     Columns: controller (``**label** ★`` for the best fixed size in hindsight), runs
-    (successful/all), diverged (count), then ``mean ± s.e.`` of each metric.
+    (successful/all), diverged (count), then ``mean ± s.e.`` of each metric (the header says
+    ``± s.e.``). ``aggregates_section``: the Markdown of the across-task numbers
+    (:func:`arbiter_env.aggregates.aggregates_markdown`).
     """
     if not rows:
         return "No results.\n"
@@ -263,7 +255,7 @@ def markdown_table(
     lines = [f"# {title}", ""] if title else []
     for task in dict.fromkeys(r["task"] for r in rows):
         lines += [f"## {task}", ""]
-        header = ["controller", "runs", "diverged", *[m[1] for m in metrics]]
+        header = ["controller", "runs", "diverged", *[f"{m[1]} (± s.e.)" for m in metrics]]
         if target_accuracy is not None:
             header = [h.replace("to target", f"to {target_accuracy:g} acc") for h in header]
         lines.append("| " + " | ".join(header) + " |")
@@ -281,8 +273,9 @@ def markdown_table(
         f"Mean ± standard error over seeds (n = {', '.join(map(str, seeds))} per controller; "
         "runs = successful/all). Diverged runs are counted in 'diverged' and left out of the "
         "means; a mean over fewer runs than succeeded shows its count as (n=...). "
-        "★ marks the best fixed size in hindsight: the fixed size with the highest mean test "
-        "accuracy on these seeds (a diverged run counts as 0), chosen after seeing them. Mean "
+        "★ marks the best fixed size in hindsight: the fixed size with the lowest mean final "
+        "validation loss on these seeds among those that never diverged, chosen after seeing "
+        "them. Mean "
         "batch size is sample-weighted; samples and inner updates are totals over the episode; "
         "wall time is the evaluation episode's (training of trained controllers not included)."
     )
@@ -291,223 +284,13 @@ def markdown_table(
             f"Time to target: first interval end with validation accuracy ≥ {target_accuracy:g}, "
             "averaged over the runs that reached it (reached/successful runs in parentheses)."
         )
-    if aggregates:
-        lines += ["", aggregates_markdown(aggregates).rstrip("\n")]
+    if aggregates_section:
+        lines += ["", aggregates_section.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 
-# --- across tasks and seeds ---------------------------------------------------------------------
-
-
-def iqm(scores: Sequence[np.ndarray]) -> float:
-    """Interquartile mean of the scores of all tasks pooled (25 % trimmed at each end)."""
-    from scipy.stats import trim_mean
-
-    pooled = np.concatenate([np.asarray(s, dtype=float) for s in scores])
-    return float(trim_mean(pooled, proportiontocut=0.25))
-
-
-def probability_of_improvement(x: Sequence[np.ndarray], y: Sequence[np.ndarray]) -> float:
-    """P(X > Y): per task the fraction of run pairs where X beats Y (ties ½), mean over tasks."""
-    per_task = [_pairwise_win_rate(np.asarray(a), np.asarray(b)) for a, b in zip(x, y, strict=True)]
-    return float(np.mean(np.asarray(per_task, dtype=float)))
-
-
-def _pairwise_win_rate(x: np.ndarray, y: np.ndarray) -> np.ndarray | float:
-    # The last two axes are the runs of X and of Y; leading axes (bootstrap resamples) are kept.
-    greater = (x[..., :, None] > y[..., None, :]).mean(axis=(-2, -1))
-    ties = (x[..., :, None] == y[..., None, :]).mean(axis=(-2, -1))
-    return greater + 0.5 * ties
-
-
-def performance_profile(scores: Sequence[np.ndarray], taus: np.ndarray) -> np.ndarray:
-    """Fraction of runs with score > τ for each τ, averaged over tasks (equal task weights)."""
-    taus = np.asarray(taus, dtype=float)
-    return np.mean([(np.asarray(s)[:, None] > taus[None, :]).mean(axis=0) for s in scores], axis=0)
-
-
-def stratified_bootstrap(
-    scores: Sequence[np.ndarray],
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int | np.random.Generator = BOOTSTRAP_SEED,
-) -> list[np.ndarray]:
-    """Stratified bootstrap resamples: per task, ``(resamples, n_task)`` runs drawn with replacement.
-
-    Tasks are the strata: each resample keeps every task's run count, as rliable's
-    ``StratifiedBootstrap``.
-    """
-    rng = np.random.default_rng(seed)
-    out = []
-    for task_scores in scores:
-        task_scores = np.asarray(task_scores, dtype=float)
-        index = rng.integers(0, len(task_scores), size=(resamples, len(task_scores)))
-        out.append(task_scores[index])
-    return out
-
-
-def percentile_interval(
-    estimates: np.ndarray, confidence: float = CONFIDENCE
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval over the first axis of ``estimates``."""
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(estimates, [tail, 100 - tail], axis=0)
-    return low, high
-
-
-def iqm_interval(
-    scores: Sequence[np.ndarray],
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float, float]:
-    """IQM and its stratified-bootstrap percentile interval: ``(iqm, low, high)``."""
-    from scipy.stats import trim_mean
-
-    samples = np.concatenate(stratified_bootstrap(scores, resamples, seed), axis=1)
-    estimates = trim_mean(samples, proportiontocut=0.25, axis=1)
-    low, high = percentile_interval(estimates, confidence)
-    return iqm(scores), float(low), float(high)
-
-
-def improvement_interval(
-    x: Sequence[np.ndarray],
-    y: Sequence[np.ndarray],
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float, float]:
-    """P(X > Y) and its interval; X's and Y's runs are resampled independently within tasks."""
-    rng = np.random.default_rng(seed)
-    x_samples = stratified_bootstrap(x, resamples, rng)
-    y_samples = stratified_bootstrap(y, resamples, rng)
-    per_task = [_pairwise_win_rate(a, b) for a, b in zip(x_samples, y_samples, strict=True)]
-    estimates = np.mean(np.stack([np.asarray(p, dtype=float) for p in per_task]), axis=0)
-    low, high = percentile_interval(estimates, confidence)
-    return probability_of_improvement(x, y), float(low), float(high)
-
-
-def profile_interval(
-    scores: Sequence[np.ndarray],
-    taus: np.ndarray,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The performance profile at ``taus`` and its pointwise bootstrap band."""
-    taus = np.asarray(taus, dtype=float)
-    samples = stratified_bootstrap(scores, resamples, seed)
-    per_task = [(s[:, :, None] > taus[None, None, :]).mean(axis=1) for s in samples]
-    low, high = percentile_interval(np.mean(per_task, axis=0), confidence)
-    return performance_profile(scores, taus), low, high
-
-
-@dataclass(frozen=True)
-class ScoreTable:
-    """Scores of every controller, per task: what the aggregates are computed from."""
-
-    tasks: list[str]
-    scores: dict[str, list[np.ndarray]]
-    """Label -> one array of run scores per task (in ``tasks`` order)."""
-    kinds: dict[str, str]
-    reference: list[np.ndarray] | None
-    """Per task, the scores of its best fixed size in hindsight; ``None`` if a task has none."""
-    reference_labels: dict[str, str]
-    left_out: list[str]
-    """Labels without a successful run on every task (not comparable across tasks)."""
-
-
-def score_table(results: list[dict[str, Any]]) -> ScoreTable:
-    """Collects run scores per controller and task, and the best fixed size of each task."""
-    tasks = list(dict.fromkeys(r["task"] for r in results))
-    labels = list(dict.fromkeys(r["label"] for r in results))
-    collected: dict[str, dict[str, list[float]]] = {label: {} for label in labels}
-    kinds: dict[str, str] = {}
-    for result in results:
-        kinds.setdefault(result["label"], controller_kind(str(result.get("controller", ""))))
-        score = run_score(result)
-        if score is not None:
-            collected[result["label"]].setdefault(result["task"], []).append(score)
-    complete = {
-        label: [np.asarray(per_task[t], dtype=float) for t in tasks]
-        for label, per_task in collected.items()
-        if all(per_task.get(t) for t in tasks)
-    }
-    best = best_fixed_labels(summarize(results))
-    reference = None
-    if all(t in best for t in tasks):
-        reference = [np.asarray(collected[best[t]][t], dtype=float) for t in tasks]
-    left_out = [label for label in labels if label not in complete]
-    return ScoreTable(tasks, complete, kinds, reference, best, left_out)
-
-
-def aggregate(
-    results: list[dict[str, Any]],
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-) -> list[dict[str, Any]]:
-    """One row per controller: IQM and P(improvement over the best fixed size), with 95 % CIs.
-
-    Rows have ``controller, kind, tasks, runs, iqm, iqm_low, iqm_high`` and, when every task
-    has a fixed size, ``p_improvement, p_improvement_low, p_improvement_high``. Controllers
-    without a successful run on every task are left out.
-    """
-    table = score_table(results)
-    rows = []
-    for label, scores in table.scores.items():
-        value, low, high = iqm_interval(scores, resamples, seed)
-        row: dict[str, Any] = {
-            "controller": label,
-            "kind": table.kinds[label],
-            "tasks": len(table.tasks),
-            "runs": int(sum(len(s) for s in scores)),
-            "iqm": value,
-            "iqm_low": low,
-            "iqm_high": high,
-        }
-        if table.reference is not None:
-            p, p_low, p_high = improvement_interval(scores, table.reference, resamples, seed)
-            row |= {"p_improvement": p, "p_improvement_low": p_low, "p_improvement_high": p_high}
-        rows.append(row)
-    return rows
-
-
-def aggregates_markdown(rows: list[dict[str, Any]]) -> str:
-    """The aggregates as a Markdown section."""
-    if not rows:
-        return ""
-    with_poi = "p_improvement" in rows[0]
-    lines = ["## Across tasks and seeds", ""]
-    header = ["controller", "kind", "runs", "IQM test accuracy [95% CI]"]
-    if with_poi:
-        header.append("P(improvement over best fixed) [95% CI]")
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|---|---|" + "|".join(["---:"] * (len(header) - 2)) + "|")
-    for row in rows:
-        cells = [
-            row["controller"],
-            row["kind"],
-            f"{row['runs']} ({row['tasks']} task{'s' if row['tasks'] != 1 else ''})",
-            f"{row['iqm']:.4f} [{row['iqm_low']:.4f}, {row['iqm_high']:.4f}]",
-        ]
-        if with_poi:
-            cells.append(
-                f"{row['p_improvement']:.2f} "
-                f"[{row['p_improvement_low']:.2f}, {row['p_improvement_high']:.2f}]"
-            )
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Score: final test accuracy (a diverged run scores 0). IQM: interquartile mean of all "
-        "runs pooled over tasks. P(improvement): probability that a run of the controller beats "
-        "a run of the task's best fixed size in hindsight (ties count ½), averaged over tasks; "
-        "0.5 means no difference. 95% CIs: stratified bootstrap over runs within tasks, "
-        f"percentile method, {BOOTSTRAP_RESAMPLES:,} resamples (definitions of the rliable "
-        "library; Agarwal et al., NeurIPS 2021). With few seeds the intervals are wide.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _number(value: Any) -> float:
+def as_number(value: Any) -> float:
+    """``value`` as a float; NaN for ``None``, text or anything that is not a number."""
     if value is None or isinstance(value, str):
         return math.nan
     try:
@@ -517,26 +300,19 @@ def _number(value: Any) -> float:
 
 
 __all__ = [
+    "HYPERGRADIENT_METRIC",
     "METRICS",
     "SCORE_METRIC",
-    "ScoreTable",
-    "aggregate",
-    "aggregates_markdown",
+    "TARGET_METRICS",
+    "as_number",
     "best_fixed_labels",
     "controller_kind",
     "dumps_strict",
     "format_mean_sem",
-    "improvement_interval",
-    "iqm",
-    "iqm_interval",
     "markdown_table",
     "mean_sem",
-    "performance_profile",
-    "probability_of_improvement",
-    "profile_interval",
-    "run_score",
-    "score_table",
-    "stratified_bootstrap",
+    "median_fixed_size",
+    "rank_fixed_sizes",
     "strict_json_value",
     "summarize",
 ]

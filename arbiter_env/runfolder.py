@@ -170,11 +170,17 @@ def _describe(text: str) -> str:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Replaces ``path`` with ``text`` atomically: a temp file, fsync, then rename."""
+    """Replaces ``path`` with ``text`` atomically: a temp file, fsync, then rename.
+
+    The file gets the permissions of any file the process creates (``0o666`` less the umask),
+    like the plots and logs beside it, not the ``0o600`` of a temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        with contextlib.suppress(AttributeError, NotImplementedError):  # no fchmod on Windows
+            os.fchmod(descriptor, 0o666 & ~_umask())
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
@@ -185,6 +191,13 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             os.unlink(temporary)
         raise
     _fsync_folder(path.parent)
+
+
+def _umask() -> int:
+    # The umask can only be read by setting it; set it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -18,6 +18,7 @@ import hashlib
 import netrc
 import os
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -115,6 +116,22 @@ def summary_run_id(*parts: Any) -> str:
     return f"{name}-{digest}" if name else digest
 
 
+def wandb_review_lines(wandb_folder: Path, runs: int, *, mode: str = "offline") -> list[str]:
+    """What to type to browse a folder of W&B runs offline and to upload them all later."""
+    if runs == 0:
+        return []
+    where = shlex.quote(str(wandb_folder))
+    noun = "run" if runs == 1 else "runs"
+    lines = [f"W&B: {runs} {mode} {noun} in {wandb_folder}"]
+    lines.append(f"  browse them (no account, no network):  wandb leet {where}")
+    if mode == "offline":
+        lines.append(
+            f"  upload them all (after wandb login):   wandb sync {where}   "
+            f"(wandb sync --dry-run {where} lists them first)"
+        )
+    return lines
+
+
 # --- dashboard sections -------------------------------------------------------------------------
 
 BOOKKEEPING_KEYS = frozenset(
@@ -129,6 +146,12 @@ BOOKKEEPING_KEYS = frozenset(
         "family_instance",
         "complete",
         "intervals",
+        # Constant within a run: the examples the gradient statistics came from.
+        "probe_size",
+        # SB3's Monitor: the episode's return, length and time, which episode/ already has.
+        "episode.r",
+        "episode.l",
+        "episode.t",
     }
 )
 """Fields that say where a record belongs, not how training went: kept in the local files and
@@ -144,8 +167,8 @@ _GRAD_STATS = (
 )
 _INTERVAL_SECTIONS = {
     # The inner network's training loss. SB3 uses train/ for the agent's own losses
-    # (train/loss is PPO's total loss), so the inner network's has a name of its own.
-    "train_loss": "train/inner_loss",
+    # (train/loss is PPO's total loss), so the inner network's is in a section of its own.
+    "train_loss": "inner/train_loss",
     "val_loss": "val/loss",
     "val_accuracy": "val/accuracy",
     "test_loss": "test/loss",
@@ -157,8 +180,10 @@ _INTERVAL_SECTIONS = {
     "episode_samples": "schedule/episode_samples",
     "reward": "env/reward",
     "diverged": "env/diverged",
-    "wall_time": "time/interval_wall_time",
-    "episode_wall_time": "time/episode_wall_time",
+    # SB3 uses time/ for its own timings; the env's are env/.
+    "wall_time": "env/interval_wall_time",
+    "episode_wall_time": "env/episode_wall_time",
+    "TimeLimit.truncated": "env/truncated",
     **{name: f"grad_stats/{name}" for name in _GRAD_STATS},
 }
 
@@ -181,10 +206,33 @@ def wandb_key(key: str) -> str | None:
     return f"{head}/{rest}" if dot and head and rest else f"interval/{key}"
 
 
+def noise_scale_defined(record: Mapping[str, Any]) -> bool:
+    """Whether the record's noise scale B_simple = tr(Σ)/|G|² was measurable.
+
+    The |G|² estimator subtracts the noise term tr(Σ)/n (n: the examples the statistics came
+    from, ``probe_size``) from the squared norm of the mean gradient; where |G|² is not above
+    that term, it cannot be told from 0 (it is clamped at a tiny positive number), and
+    B_simple is an artefact of the clamp (1e13 and more). Equivalently: B_simple < n. A record
+    without the three numbers is taken as measurable.
+    """
+    values = [record.get(k) for k in ("grad_sq_norm", "trace_covariance", "probe_size")]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return True
+    grad_sq, trace, examples = (float(v) for v in values)  # type: ignore[arg-type]
+    return examples > 0 and grad_sq > trace / examples
+
+
 def sectioned(record: Mapping[str, Any]) -> dict[str, Any]:
-    """``record`` with its keys mapped by :func:`wandb_key`, bookkeeping dropped."""
+    """``record`` with its keys mapped by :func:`wandb_key`, bookkeeping dropped.
+
+    The noise scale is left out of intervals where it was not measurable
+    (:func:`noise_scale_defined`); the local files keep it.
+    """
     out: dict[str, Any] = {}
+    skip_noise_scale = not noise_scale_defined(record)
     for key, value in record.items():
+        if key == "noise_scale" and skip_noise_scale:
+            continue
         name = wandb_key(key)
         if name is not None:
             out[name] = value

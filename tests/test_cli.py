@@ -43,6 +43,18 @@ def test_controllers_lists_fixed(capsys):
     assert "fixed" in capsys.readouterr().out.split()
 
 
+def test_controllers_print_plain_text_without_restructuredtext_markup(capsys):
+    from arbiter_env.cli.listing import plain_text
+
+    assert main(["controllers"]) == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out and ":class:" not in out
+    assert "B(p) = B_start" in out  # exponential-growth's formula, without its backquotes
+    assert plain_text("see :func:`make_task`, ``B``, **bold** and `link`_") == (
+        "see make_task, B, bold and link"
+    )
+
+
 def test_episode_runs_on_a_tiny_budget_and_prints_a_summary(tmp_path, capsys):
     run_dir = tmp_path / "episode"
     argv = ["episode", "--task", "digits-mlp", "--batch-size", "32", "--seed", "3"]
@@ -199,6 +211,9 @@ def test_train_arbiter_writes_a_checkpoint_that_evaluate_and_compare_load(tmp_pa
     out = capsys.readouterr().out
     checkpoint = run_dir / "checkpoint"
     assert f"checkpoint: {checkpoint}" in out
+    # Which of Arbiter's two modes gave the numbers, and which to report.
+    assert "Arbiter mode: learning online from scratch" in out
+    assert "Report the from-scratch online numbers" in out
     saved = yaml.safe_load((checkpoint / "arbiter_run.yaml").read_text())
     assert saved["action_encoding"] == "relative" and saved["task_kwargs"]["num_intervals"] == 2
 
@@ -208,6 +223,9 @@ def test_train_arbiter_writes_a_checkpoint_that_evaluate_and_compare_load(tmp_pa
     assert main([*argv, "--run-dir", str(eval_dir)]) == 0
     (episode,) = read_jsonl(eval_dir / "episodes.jsonl")
     assert episode["seed"] == 3 and episode["intervals"] == 2
+    out = capsys.readouterr().out
+    assert f"Arbiter mode: started from the checkpoint {checkpoint}" in out
+    assert out.count("Arbiter mode:") == 1  # once, not once per seed
 
     # A comparison entry {controller: arbiter, kwargs: {checkpoint: ...}} loads the same agent.
     env = BatchSizeEnv("digits-mlp", task_kwargs={"epochs": 0.5, "num_intervals": 2})
@@ -224,7 +242,9 @@ def test_evaluate_gives_each_seed_a_fresh_arbiter_unless_asked_to_share(tmp_path
     assert main([*common, *ARBITER_TINY, "--seeds", "1", "--run-dir", str(tmp_path / "b")]) == 0
     # Seed 1 gives the same result after seed 0 as alone: no state leaks between seeds.
     assert _final_losses(tmp_path / "a")[1] == _final_losses(tmp_path / "b")[1]
-    assert "a fresh controller per seed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "a fresh controller per seed" in out
+    assert "Arbiter mode: learning online from scratch" in out
     shared = [*common, *ARBITER_TINY, "--seeds", "0", "1", "--shared-agent"]
     assert main([*shared, "--run-dir", str(tmp_path / "c")]) == 0
     assert "one controller shared across seeds" in capsys.readouterr().out

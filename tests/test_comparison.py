@@ -157,6 +157,48 @@ def test_every_run_and_the_summary_are_logged_to_offline_wandb(local_run) -> Non
     assert summary, "the comparison's summary run (results table) is in RUN_DIR/wandb"
 
 
+def _wandb_cli(*args: str, cwd: Path) -> str:
+    import shutil
+    import subprocess
+
+    wandb = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
+    # Offline, and pointed at a closed local port: nothing could leave the machine even if the
+    # command tried (it does not: both subcommands read local files only).
+    environment = os.environ | {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_BASE_URL": "http://127.0.0.1:9",
+    }
+    done = subprocess.run(
+        [wandb, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def test_one_folder_holds_every_wandb_run_and_the_sync_dry_run_counts_them(local_run) -> None:
+    folder = local_run.run_dir / "wandb"
+    ran = [p for p in local_run.run_dir.rglob("offline-run-*") if p.is_dir() and not p.is_symlink()]
+    assert sorted(p.name for p in local_run.wandb_runs) == sorted(p.name for p in ran)
+    assert {p.name for p in folder.glob("offline-run-*")} == {p.name for p in ran}
+    dry_run = _wandb_cli("sync", "--dry-run", str(folder), cwd=local_run.run_dir)
+    assert f"Would sync {len(ran)} run(s)" in dry_run
+
+
+def test_the_summary_run_holds_the_tables_and_figures_as_media(local_run) -> None:
+    (summary_dir,) = (local_run.run_dir / "wandb").glob("offline-run-*-tiny-summary-*")
+    inspected = json.loads(
+        _wandb_cli("leet", "inspect", "--summary", "--json", str(summary_dir), cwd=summary_dir)
+    )
+    summary = inspected.get("summary") or inspected.get("metrics") or inspected
+    text = json.dumps(summary)
+    for key in ("tables/results", "tables/digits-mlp", "tables/across_tasks"):
+        assert f'"{key}"' in text and "table-file" in text, key
+    for plot in ("plots/digits-mlp/val_loss", "plots/performance_profile"):
+        assert f'"{plot}"' in text and "image-file" in text, plot
+    assert ".ncols" not in text  # tables in the summary: no chart of their sizes
+
+
 def test_a_failing_controller_is_reported_and_the_others_finish(local_run) -> None:
     assert local_run.failed == 2
     results = _results_by_run(local_run.run_dir)
@@ -322,27 +364,6 @@ def test_a_rerun_logs_to_the_same_wandb_summary_run(tmp_path, monkeypatch):
     ]
     # One id, so `wandb sync` of both folders updates one run instead of adding a second.
     assert run_ids[0] == run_ids[1] and run_ids[0].startswith("tiny-summary-")
-
-
-def test_progress_names_the_runs_in_progress_not_the_last_finished() -> None:
-    from types import SimpleNamespace
-
-    from arbiter_env.experiments.runner import _Progress
-
-    specs = [
-        SimpleNamespace(kind="train", label="ppo", task="digits-mlp", seed=12345),
-        SimpleNamespace(kind="evaluate", label="fixed-8", task="digits-mlp", seed=0),
-        SimpleNamespace(kind="evaluate", label="fixed-8", task="digits-mlp", seed=1),
-    ]
-    display = _Progress(3, 0, enabled=True, slots=2)
-    try:
-        display.running(specs)
-        description = display.bar.tasks[0].description
-    finally:
-        display.close()
-    assert description == (
-        "running: ppo digits-mlp training, fixed-8 digits-mlp seed 0 (+1 queued)"
-    )
 
 
 def test_a_controller_s_env_defaults_apply_unless_the_experiment_sets_them(tmp_path) -> None:

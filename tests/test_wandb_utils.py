@@ -159,7 +159,7 @@ def test_interval_fields_map_to_dashboard_sections_and_bookkeeping_is_dropped():
     assert sectioned(record) == {
         "samples": 10,
         "val/loss": 0.4,
-        "train/inner_loss": 0.5,
+        "inner/train_loss": 0.5,
         "grad_stats/noise_scale": 12.0,
         "schedule/batch_size": 32,
         "interval/hypergradient_mean": 0.1,
@@ -167,3 +167,36 @@ def test_interval_fields_map_to_dashboard_sections_and_bookkeeping_is_dropped():
         "arbiter/alpha_0": 0.25,
     }
     assert wandb_key("env_index") is None
+
+
+def test_the_noise_scale_is_charted_only_where_grad_sq_norm_exceeds_its_noise_term():
+    measurable = {
+        "grad_sq_norm": 0.5,
+        "trace_covariance": 16.0,
+        "probe_size": 64,
+        "noise_scale": 32,
+    }
+    # |G|² clamped at 1e-12: B_simple = 1.6e13 is an artefact, not a measurement.
+    clamped = measurable | {"grad_sq_norm": 1e-12, "noise_scale": 1.6e13}
+    assert sectioned(measurable)["grad_stats/noise_scale"] == 32
+    assert "grad_stats/noise_scale" not in sectioned(clamped)
+    assert sectioned(clamped)["grad_stats/grad_sq_norm"] == 1e-12
+    assert "grad_stats/probe_size" not in sectioned(measurable)
+
+
+def test_monitor_leftovers_and_env_timings_stay_out_of_sb3_sections():
+    record = {
+        "episode.r": 1.0,
+        "episode.l": 20,
+        "episode.t": 3.0,
+        "TimeLimit.truncated": False,
+        "wall_time": 0.1,
+        "episode_wall_time": 2.0,
+        "train_loss": 0.3,
+    }
+    assert sectioned(record) == {
+        "env/truncated": False,
+        "env/interval_wall_time": 0.1,
+        "env/episode_wall_time": 2.0,
+        "inner/train_loss": 0.3,
+    }

@@ -19,8 +19,10 @@ controller's name or kind.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from arbiter_env.cli.inputs import set_threads
 from arbiter_env.cli.parser import build_parser
@@ -28,6 +30,7 @@ from arbiter_env.runfolder import RunFolderBusy, check_run_folder
 from arbiter_env.user_code import add_working_folder, import_modules, share_with_workers
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,7 +58,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
-__all__ = ["EXIT_USAGE", "build_parser", "main"]
+def console_main() -> NoReturn:
+    """The ``arbiter`` executable: :func:`main`, then a prompt exit after Ctrl-C.
+
+    After an interruption every finished run is on disk (results are written atomically and
+    fsynced) and the resume command is printed; what is left is the interpreter's own teardown
+    of torch and the other extension modules, which takes seconds. It is skipped then, unless
+    W&B was used in this process (its exit handlers finish uploading and stop its service).
+    """
+    code = main()
+    if code == EXIT_INTERRUPTED and "wandb" not in sys.modules:
+        import multiprocessing.util
+
+        # What multiprocessing's own exit handler does (finalizers: its queues' semaphores are
+        # released, so its resource tracker has nothing to warn about), then the exit.
+        multiprocessing.util._exit_function()  # type: ignore[attr-defined]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "build_parser", "console_main", "main"]

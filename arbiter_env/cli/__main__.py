@@ -1,8 +1,6 @@
 """``python -m arbiter_env.cli``: the ``arbiter`` command."""
 
-import sys
-
-from arbiter_env.cli import main
+from arbiter_env.cli import console_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from arbiter_env.cli import inputs
-from arbiter_env.cli.output import logged_run, print_run_folder, print_summary, run_seeds
+from arbiter_env.cli.output import (
+    logged_run,
+    print_run_folder,
+    print_summary,
+    run_seeds,
+)
 from arbiter_env.config import apply_overrides
 
 LEARN_FOLDER = "learn"
@@ -71,10 +76,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         make = contestant.make
         if args.learn is not None:
             make = _learned(contestant, args.learn, log.run_dir / LEARN_FOLDER, progress)
-        records = run_seeds(log, progress, make, seeds, name=contestant.name, fresh=not shared)
+        notes: list[str] = []
+        records = run_seeds(
+            log, progress, make, seeds, name=contestant.name, fresh=not shared, notes=notes
+        )
     per_seed = "one controller shared across seeds" if shared else "a fresh controller per seed"
     where = f" ({split} instances)" if split else ""
     print_summary(records, title=f"{contestant.name} on {contestant.task}{where}; {per_seed}")
+    for line in notes:  # e.g. which of Arbiter's two modes ran
+        print(line)
     print_run_folder(log.run_dir)
     return 0
 

@@ -70,5 +70,15 @@ def cmd_controllers(args: argparse.Namespace) -> int:
     names = list_controllers()
     width = max(map(len, names), default=0)
     for name in names:
-        print(f"{name:<{width}}  {describe_controller(name)}".rstrip())
+        print(f"{name:<{width}}  {plain_text(describe_controller(name))}".rstrip())
     return 0
+
+
+def plain_text(text: str) -> str:
+    """A docstring line without its reStructuredText markup (``x``, :func:`x`, `x`, **x**)."""
+    import re
+
+    text = re.sub(r":[\w:]+:`~?([^`]+)`", r"\1", text)  # :func:`name`, :class:`~a.B`
+    text = re.sub(r"``([^`]+)``", r"\1", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"\1", text)
+    return re.sub(r"`([^`]+)`_?", r"\1", text)

@@ -50,11 +50,14 @@ def run_seeds(
     fresh: bool,
     deterministic: bool = True,
     extra: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
 ) -> list[EpisodeRecord]:
     """Runs one logged episode per seed, advancing a progress bar per interval.
 
     ``make()`` returns an ``(env, controller)`` pair. With ``fresh``, every seed gets a pair of
     its own, the controller closed after its episode; otherwise the one pair plays every seed.
+    A controller with ``run_notes()`` says how its numbers came about (Arbiter: which of its
+    two modes ran); its lines go to ``notes``, once each.
     """
     bar = progress.add_task(f"{name}: episodes (intervals)", total=None)
     records = []
@@ -75,6 +78,9 @@ def run_seeds(
                 extra=extra,
             )
         )
+        run_notes = getattr(player, "run_notes", None)
+        if notes is not None and callable(run_notes):
+            notes += [line for line in run_notes() if line not in notes]
         close = getattr(player, "close", None)
         if fresh and callable(close):
             close()  # e.g. Arbiter's step hook on the env's trainer
@@ -103,7 +109,7 @@ def print_intervals(record: EpisodeRecord) -> None:
 
 
 def print_summary(records: list[EpisodeRecord], *, title: str) -> None:
-    """One row per episode, and the mean ± standard deviation over several."""
+    """One row per episode, and the mean ± sample standard deviation (s.d.) over several."""
     from rich.table import Table
 
     table = Table(title=title)
@@ -122,7 +128,7 @@ def print_summary(records: list[EpisodeRecord], *, title: str) -> None:
     if len(records) > 1:
         table.add_section()
         table.add_row(
-            "mean",
+            "mean ± s.d.",
             mean(r.episode_return for r in records),
             mean(r.final_val_loss for r in records),
             mean(r.final_val_accuracy for r in records),
@@ -146,14 +152,17 @@ def print_training(episodes: list[dict[str, Any]], checkpoint: Path) -> None:
 
 
 def print_run_folder(run_dir: Path) -> None:
-    """Where the run is, and how to upload an offline W&B run."""
+    """Where the run is, and the commands that browse its W&B run offline and upload it."""
+    from arbiter_env.wandb_utils import wandb_review_lines
+
     info_file = run_dir / "run.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     print(f"run folder: {run_dir}")
     if info.get("wandb_error"):
         print(f"W&B: off after an error ({info['wandb_error']}); local logs are complete")
-    elif info.get("wandb_mode") == "offline" and info.get("wandb_run_dir"):
-        print(f"W&B: offline run; upload with: wandb sync {info['wandb_run_dir']}")
+    elif info.get("wandb_run_dir") and info.get("wandb_mode") in ("offline", "online"):
+        for line in wandb_review_lines(run_dir / "wandb", 1, mode=info["wandb_mode"]):
+            print(line)
 
 
 def schedule(batch_sizes: list[int]) -> str:

@@ -13,12 +13,14 @@ separate process (``engine="local"``) or as a Ray task (``engine="ray"``), and w
       models/TASK/LABEL/                a controller trained by this comparison (PPO): model.zip,
                                         result.json, its training logs
       results.csv, results.md           mean ± standard error over seeds, per task and controller,
-                                        then IQM and P(improvement) across tasks (arbiter_env.report)
+                                        then IQM and P(improvement) across tasks, on
+                                        normalised scores (arbiter_env.aggregates)
       aggregates.json                   those aggregates with their bootstrap CIs (strict JSON)
       runs.csv                          one row per run
       plots/TASK/*.png, *.pdf           batch size and validation loss against samples, test accuracy
       plots/performance_profile.*       run-score distribution across tasks and seeds
-      wandb/                            W&B runs (offline by default), one group per comparison
+      wandb/                            the summary W&B run and a link to every run of the
+                                        comparison (wandb leet / wandb sync RUN_DIR/wandb)
 
 Every controller sees the same seeds, the same task and the same sample budget; a seed fixes the
 inner network's initialisation, batch order and probes (``BatchSizeEnv.reset(seed=...)``), so two

@@ -7,6 +7,7 @@ pairs as runs finish; :func:`make_engine` picks one from an :class:`EngineConfig
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -28,12 +29,16 @@ class Engine(Protocol):
         """Starts the run; returns a handle."""
         ...
 
-    def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]:
-        """Blocks until at least one of ``handles`` finished; returns the finished ones."""
+    def wait(self, handles: list[Any], timeout: float | None = None) -> list[tuple[Any, Outcome]]:
+        """Blocks until one of ``handles`` finished or ``timeout`` passed; returns the finished."""
         ...
 
     def close(self) -> None:
-        """Stops the workers (and a Ray started here)."""
+        """Stops the workers (and a Ray started here) once they are idle."""
+        ...
+
+    def abort(self) -> None:
+        """Stops the workers now, runs in progress included (after Ctrl-C)."""
         ...
 
 
@@ -75,10 +80,10 @@ class _LocalEngine:
     def submit(self, spec: RunSpec) -> Any:
         return self.pool.submit(execute_run, spec)
 
-    def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]:
+    def wait(self, handles: list[Any], timeout: float | None = None) -> list[tuple[Any, Outcome]]:
         from concurrent.futures import FIRST_COMPLETED, wait
 
-        done, _ = wait(handles, return_when=FIRST_COMPLETED)
+        done, _ = wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
         results = []
         for future in done:
             try:
@@ -89,6 +94,18 @@ class _LocalEngine:
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        # The executor has no public way to stop a running task before Python 3.14: terminate
+        # its processes (a run killed mid-way wrote no result and is run again on resume).
+        processes = list(getattr(self.pool, "_processes", {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.join(timeout=1.0)
 
 
 # Imported once by the local engine's fork server; importing them starts no threads.
@@ -136,12 +153,15 @@ class _RayEngine:
             )
             self.owns_cluster = True
         self.remote = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+        self.submitted: list[Any] = []
 
     def submit(self, spec: RunSpec) -> Any:
-        return self.remote.remote(spec)
+        ref = self.remote.remote(spec)
+        self.submitted.append(ref)
+        return ref
 
-    def wait(self, handles: list[Any]) -> list[tuple[Any, Outcome]]:
-        ready, _ = self.ray.wait(handles, num_returns=1)
+    def wait(self, handles: list[Any], timeout: float | None = None) -> list[tuple[Any, Outcome]]:
+        ready, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
         results = []
         for ref in ready:
             try:
@@ -149,6 +169,12 @@ class _RayEngine:
             except Exception as error:  # broad on purpose: a worker crash, reported as a failure
                 results.append((ref, error))
         return results
+
+    def abort(self) -> None:
+        for ref in self.submitted:
+            with contextlib.suppress(Exception):  # finished already, or Ray is going down
+                self.ray.cancel(ref, force=True)
+        self.close()
 
     def close(self) -> None:
         if self.owns_cluster:

@@ -1,17 +1,21 @@
 """A comparison's report from its saved files: tables, plots and the W&B summary run.
 
-The numbers come from :mod:`arbiter_env.report` (pure functions of the result records) and the
+The numbers come from :mod:`arbiter_env.report` and :mod:`arbiter_env.aggregates` (pure functions
+of the result records) and the
 figures from :mod:`arbiter_env.plots`; this module reads the run folder and writes the files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
+import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from arbiter_env.aggregates import aggregate, aggregates_markdown, aggregates_note
 from arbiter_env.config import to_dict
 from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
 from arbiter_env.experiments.files import (
@@ -24,9 +28,12 @@ from arbiter_env.experiments.files import (
     read_json,
     read_jsonl,
 )
-from arbiter_env.report import aggregate, dumps_strict, markdown_table, summarize
+from arbiter_env.report import dumps_strict, markdown_table, strict_json_value, summarize
 from arbiter_env.runfolder import atomic_write_text
 from arbiter_env.runlog import INTERVALS_FILE, wandb_init_timeout
+
+if TYPE_CHECKING:  # matplotlib is imported only when a report is drawn
+    from arbiter_env.plots import FigureSize
 
 
 def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dict[str, Any]]]:
@@ -58,10 +65,11 @@ def _pairs(config: ExperimentConfig) -> list[tuple[str, ControllerSpec]]:
     return [(task, spec) for task in config.tasks for spec in config.controllers]
 
 
-def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
+def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dict[str, Any]:
     """Writes the tables (CSV, Markdown) and the plots of ``run_dir`` from its saved files.
 
     Reruns nothing; used at the end of every comparison and by ``arbiter plot RUN_DIR``.
+    ``figure_size``: ``"page"`` or ``"column"`` (:data:`arbiter_env.plots.FIGURE_SIZES`).
 
     Returns:
         ``{"rows": summary rows, "aggregates": rows across tasks, "results_csv": path,
@@ -79,14 +87,15 @@ def rebuild_report(run_dir: str | Path) -> dict[str, Any]:
     rows = summarize(results, target)
     aggregates = aggregate(results)
     title = config.name if config is not None else run_dir.name
-    markdown = markdown_table(rows, target, title=title, aggregates=aggregates)
+    section = aggregates_markdown(aggregates, aggregates_note(results))
+    markdown = markdown_table(rows, target, title=title, aggregates_section=section)
     if config is not None and config.description:
         markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
     _write_csv(run_dir / RESULTS_CSV, rows)
     atomic_write_text(run_dir / RESULTS_MD, markdown)
     _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
     atomic_write_text(run_dir / AGGREGATES_JSON, dumps_strict(aggregates, indent=2) + "\n")
-    plot_paths = plots.plot_comparison(results, run_dir / "plots")
+    plot_paths = plots.plot_comparison(results, run_dir / "plots", figure_size)
     return {
         "rows": rows,
         "aggregates": aggregates,
@@ -149,13 +158,51 @@ def _csv_cell(value: Any) -> Any:
     return "" if value is None else value
 
 
+WANDB_FOLDER = "wandb"
+"""``RUN_DIR/wandb``: the summary run, and a link to every other W&B run of the comparison."""
+
+
+def gather_wandb_runs(run_dir: str | Path) -> list[Path]:
+    """Links every W&B run of the comparison into ``RUN_DIR/wandb``; returns the runs there.
+
+    Each evaluation run (``runs/TASK/LABEL/seed-S/wandb/``) and each training run of a trained
+    controller (``models/TASK/LABEL/wandb/``) keeps its files where it ran; a relative symbolic
+    link to it in ``RUN_DIR/wandb`` (beside the summary run) makes that one folder the whole
+    comparison, so that ``wandb leet RUN_DIR/wandb`` browses every run and ``wandb sync
+    RUN_DIR/wandb`` uploads every run. Rerunning it adds the runs that are new.
+    """
+    run_dir = Path(run_dir)
+    folder = run_dir / WANDB_FOLDER
+    pattern = "*-run-*"  # offline-run-DATE-ID, or run-DATE-ID for an online run
+    found = [
+        path
+        for top in ("runs", "models")
+        for path in sorted((run_dir / top).glob(f"**/{WANDB_FOLDER}/{pattern}"))
+        if path.is_dir() and not path.is_symlink()
+    ]
+    if found:
+        folder.mkdir(exist_ok=True)
+    for path in found:
+        link = folder / path.name
+        if not link.exists() and not link.is_symlink():
+            with contextlib.suppress(OSError):  # a file system without links: runs stay apart
+                link.symlink_to(os.path.relpath(path, folder), target_is_directory=True)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob(pattern) if p.is_dir())
+
+
 def log_wandb_summary(
     config: ExperimentConfig, run_dir: Path, report: dict[str, Any], wall_time: float
 ) -> None:
-    """Adds a summary run to the comparison's W&B group: the results table and the plots.
+    """Adds a summary run to the comparison's W&B group: its tables and figures, as media.
 
-    The run's id is fixed by the project, group and name, and it resumes if it exists, so a
-    rerun of the comparison updates its one summary run instead of adding another.
+    Its summary holds ``tables/results`` (every task and controller, the CSV's columns),
+    ``tables/TASK`` (each task's rows), ``tables/across_tasks`` (the aggregates) and
+    ``plots/...`` (every figure as an image). Kept in the run's summary, not its history, so
+    they add no chart of table sizes. The run's id is fixed by the project, group and name, and
+    it resumes if it exists, so a rerun of the comparison updates its one summary run instead of
+    adding another.
     """
     if config.wandb.mode == "disabled":
         return
@@ -188,20 +235,27 @@ def log_wandb_summary(
             ),
         )
         rows = report["rows"]
-        columns = list(dict.fromkeys(key for row in rows for key in row))
-        table = wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
-        images = {
+        tables = {"tables/results": rows}
+        for task in dict.fromkeys(row.get("task") for row in rows if row.get("task")):
+            tables[f"tables/{task}"] = [row for row in rows if row.get("task") == task]
+        if report.get("aggregates"):
+            tables["tables/across_tasks"] = report["aggregates"]
+        for key, table_rows in tables.items():
+            run.summary[key] = _wandb_table(wandb, table_rows)
+        for path in report["plots"]:
             # plots/TASK/NAME, and plots/NAME for the plots across tasks.
-            "plots/" + Path(p).relative_to(run_dir / "plots").with_suffix("").as_posix(): (
-                wandb.Image(str(p))
-            )
-            for p in report["plots"]
-        }
-        run.log({"results": table, **images})
+            key = "plots/" + Path(path).relative_to(run_dir / "plots").with_suffix("").as_posix()
+            run.summary[key] = wandb.Image(str(path))
         run.summary["wall_time"] = wall_time
         run.finish()
     except Exception as error:  # broad on purpose: the local report is already written
         warnings.warn(f"W&B summary not logged ({type(error).__name__}: {error}).", stacklevel=2)
+
+
+def _wandb_table(wandb: Any, rows: list[dict[str, Any]]) -> Any:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    data = [[strict_json_value(row.get(column)) for column in columns] for row in rows]
+    return wandb.Table(columns=columns, data=data)
 
 
 def _report_problem(result: Any) -> str | None:

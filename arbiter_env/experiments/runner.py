@@ -13,7 +13,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arbiter_env.config import ConfigError, save_yaml, to_dict
 from arbiter_env.experiments.config import (
@@ -27,10 +27,22 @@ from arbiter_env.experiments.config import (
 from arbiter_env.experiments.engines import Outcome, make_engine
 from arbiter_env.experiments.files import CONFIG_FILE, RESULT_FILE, read_json, write_json
 from arbiter_env.experiments.plan import RunSpec, plan_runs
-from arbiter_env.experiments.results import log_wandb_summary, rebuild_report
+from arbiter_env.experiments.progress import Progress
+from arbiter_env.experiments.results import (
+    gather_wandb_runs,
+    log_wandb_summary,
+    rebuild_report,
+)
 from arbiter_env.experiments.worker import failed_result
 from arbiter_env.runfolder import RunFolderLock, count_log_rows, file_digest
 from arbiter_env.runlog import INTERVALS_FILE
+
+if TYPE_CHECKING:
+    from arbiter_env.plots import FigureSize
+
+
+PROGRESS_REFRESH_SECONDS = 1.0
+"""How often the progress display refreshes while no run finishes (a training's timesteps)."""
 
 
 @dataclass
@@ -46,6 +58,8 @@ class ComparisonResult:
     report: dict[str, Any]
     """Paths written by :func:`rebuild_report`."""
     wall_time: float
+    wandb_runs: list[Path] = dataclasses.field(default_factory=list)
+    """Every W&B run of the comparison, linked into ``run_dir/wandb`` (none when disabled)."""
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:
@@ -60,6 +74,7 @@ def run_comparison(
     engine: EngineName | None = None,
     ray_address: str | None = None,
     progress: bool = True,
+    figure_size: FigureSize = "page",
 ) -> ComparisonResult:
     """Runs every controller of ``config`` on every task and seed, then writes the report.
 
@@ -70,7 +85,8 @@ def run_comparison(
         engine: ``"local"`` or ``"ray"``; default ``config.engine.name``.
         ray_address: Ray cluster to join; default ``config.engine.ray_address`` (None starts a
             local Ray).
-        progress: Show a progress bar and failures as they happen.
+        progress: Show progress (a bar in a terminal, a line per finished run otherwise).
+        figure_size: ``"page"`` or ``"column"`` figures (:mod:`arbiter_env.plots`).
 
     Returns:
         The per-run results, counts, the report's paths and the wall time.
@@ -92,7 +108,7 @@ def run_comparison(
     # One writer per folder: a second comparison on it fails here, naming this one.
     try:
         with RunFolderLock(run_dir, command=f"arbiter compare ({config.name})"):
-            return _run_locked(config, run_dir, engine_config, progress, started)
+            return _run_locked(config, run_dir, engine_config, progress, started, figure_size)
     except ConfigError:
         if fresh:  # a plan that never ran leaves no folder behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -105,6 +121,7 @@ def _run_locked(
     engine_config: EngineConfig,
     progress: bool,
     started: float,
+    figure_size: FigureSize,
 ) -> ComparisonResult:
     config = _resolve(config, run_dir, engine_config)
     from arbiter_env.plan_check import check_plan
@@ -117,16 +134,19 @@ def _run_locked(
     train_specs, eval_specs = plan_runs(config, run_dir)
     schedule = _Schedule.of(train_specs, eval_specs)
     slots = engine_config.max_workers if engine_config.name == "local" else engine_config.num_cpus
-    display = _Progress(schedule.total, schedule.skipped, enabled=progress, slots=slots)
+    display = Progress(
+        schedule.total, schedule.skipped, run_dir=run_dir, enabled=progress, slots=slots
+    )
     executed = _execute(schedule, engine_config, display) if schedule.total else 0
 
     results = [read_json(spec.result_path) for spec in eval_specs]
     results = [result if isinstance(result, dict) else {} for result in results]
-    report = rebuild_report(run_dir)
+    report = rebuild_report(run_dir, figure_size)
     wall_time = time.perf_counter() - started
     failed = sum(1 for r in results if r.get("status") != "ok")
     log_wandb_summary(config, run_dir, report, wall_time)
-    return ComparisonResult(run_dir, results, executed, failed, report, wall_time)
+    wandb_runs = gather_wandb_runs(run_dir)
+    return ComparisonResult(run_dir, results, executed, failed, report, wall_time, wandb_runs)
 
 
 @dataclass
@@ -163,8 +183,12 @@ class _Schedule:
         return cls(pending_train + ready, waiting, skipped)
 
 
-def _execute(schedule: _Schedule, engine_config: EngineConfig, display: _Progress) -> int:
-    """Runs the schedule on the engine; returns how many runs executed."""
+def _execute(schedule: _Schedule, engine_config: EngineConfig, display: Progress) -> int:
+    """Runs the schedule on the engine; returns how many runs executed.
+
+    On Ctrl-C the runs in progress are stopped at once (their folders hold no result, so a
+    resume runs them again); finished runs are kept.
+    """
     executed = 0
     waiting = {path: list(specs) for path, specs in schedule.waiting.items()}
     runner = make_engine(engine_config)
@@ -174,7 +198,9 @@ def _execute(schedule: _Schedule, engine_config: EngineConfig, display: _Progres
             in_flight[runner.submit(spec)] = spec
         display.running(list(in_flight.values()))
         while in_flight:
-            for handle, outcome in runner.wait(list(in_flight)):
+            finished = runner.wait(list(in_flight), timeout=PROGRESS_REFRESH_SECONDS)
+            display.refresh()
+            for handle, outcome in finished:
                 spec = in_flight.pop(handle)
                 result = _as_result(spec, outcome)
                 executed += 1
@@ -183,9 +209,12 @@ def _execute(schedule: _Schedule, engine_config: EngineConfig, display: _Progres
                     for follower in waiting.pop(str(spec.model_path), []):
                         in_flight[runner.submit(follower)] = follower
                 display.running(list(in_flight.values()))
-    finally:
+    except BaseException:  # Ctrl-C above all: stop the workers now, not after their runs
         display.close()
-        runner.close()
+        runner.abort()
+        raise
+    display.close()
+    runner.close()
     return executed
 
 
@@ -271,62 +300,3 @@ def _as_result(spec: RunSpec, outcome: Outcome) -> dict[str, Any]:
     result = failed_result(spec, error=f"worker failed: {type(outcome).__name__}: {outcome}")
     write_json(spec.result_path, result)
     return result
-
-
-class _Progress:
-    """A rich progress bar over runs, naming the runs in progress; failures printed as they happen.
-
-    Runs start in submission order, so the first ``slots`` unfinished ones are those running
-    (PPO training first: it is submitted first).
-    """
-
-    def __init__(self, total: int, skipped: int, *, enabled: bool, slots: int = 1):
-        self.slots = max(1, slots)
-        self.enabled = enabled and total > 0
-        self.bar = None
-        if enabled and skipped:
-            print(f"Resuming: {skipped} finished run(s) skipped, {total} to run.")
-        if not self.enabled:
-            return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]compare"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}"),
-        )
-        self.task = self.bar.add_task("", total=total)
-        self.bar.start()
-
-    @staticmethod
-    def _name(spec: RunSpec) -> str:
-        what = "training" if spec.kind == "train" else f"seed {spec.seed}"
-        return f"{spec.label} {spec.task} {what}"
-
-    def running(self, specs: list[RunSpec]) -> None:
-        """Names the runs in progress: the first ``slots`` of those submitted and unfinished."""
-        if self.bar is None:
-            return
-        names = [self._name(spec) for spec in specs[: self.slots]]
-        queued = len(specs) - len(names)
-        text = "running: " + ", ".join(names) + (f" (+{queued} queued)" if queued > 0 else "")
-        self.bar.update(self.task, description=text if names else "")
-
-    def advance(self, spec: RunSpec, result: dict[str, Any]) -> None:
-        if self.bar is None:
-            return
-        if result.get("status") != "ok":
-            self.bar.console.print(f"[red]failed[/red] {self._name(spec)}: {result.get('error')}")
-        self.bar.update(self.task, advance=1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()

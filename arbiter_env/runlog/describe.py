@@ -15,8 +15,19 @@ def config_labels(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
     if not isinstance(env, Mapping):
         env = {}
     task = config.get("task") or env.get("task")
-    controller = config.get("controller") or config.get("algo") or config.get("agent")
-    return (str(task) if task else None, str(controller) if controller else None)
+    # A name, never a mapping (Arbiter's run config has a `controller` section).
+    names = (config.get(key) for key in ("controller", "algo", "agent"))
+    controller = next((name for name in names if isinstance(name, str) and name), None)
+    return (str(task) if isinstance(task, str) and task else None, controller)
+
+
+def kind_tag(controller: str | None) -> str | None:
+    """``kind:KIND`` for a registered controller name (fixed, schedule, adaptive, rl, ...)."""
+    if not controller:
+        return None
+    from arbiter_env.controllers import controller_kind
+
+    return f"kind:{controller_kind(controller)}"
 
 
 def describe_env(env: Any) -> dict[str, Any] | None:
@@ -27,7 +38,16 @@ def describe_env(env: Any) -> dict[str, Any] | None:
         return env.env_method("describe", indices=[0])[0]
     unwrapped = getattr(env, "unwrapped", env)
     describe = getattr(unwrapped, "describe", None)
-    return describe() if callable(describe) else None
+    if not callable(describe):
+        return None
+    described = dict(describe())
+    # Every argument of the env's typed config (gradient statistics, divergence rule, ...):
+    # all of them can change results.
+    config = getattr(unwrapped, "config", None)
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        for field in dataclasses.fields(config):
+            described.setdefault(field.name, plain(getattr(config, field.name)))
+    return described
 
 
 def describe_controller(controller: Any) -> dict[str, Any] | None:

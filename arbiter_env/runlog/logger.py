@@ -46,7 +46,12 @@ from typing import Any
 import yaml
 
 from arbiter_env.controllers import Controller, EpisodeRecord, StepCallback, run_episode
-from arbiter_env.runlog.describe import config_labels, describe_controller, describe_env
+from arbiter_env.runlog.describe import (
+    config_labels,
+    describe_controller,
+    describe_env,
+    kind_tag,
+)
 from arbiter_env.runlog.summary import EpisodeProgress, summarise_episode
 from arbiter_env.runlog.values import flatten, is_number, json_safe, plain_config, scalar
 from arbiter_env.runlog.writers import (
@@ -91,7 +96,8 @@ class RunLogger:
         project: W&B project (default ``WANDB_PROJECT`` or ``"arbiter-env"``).
         group: W&B group: the runs of one experiment.
         job_type: W&B job type, e.g. ``"train"``, ``"evaluate"``, ``"episode"``.
-        tags: W&B tags.
+        tags: W&B tags (default: task, controller and job). ``kind:KIND`` (the controller's
+            kind: fixed, adaptive, rl, arbiter, ...) is always added.
         name: W&B run name (default: W&B's).
         entity: W&B entity (default: W&B's).
         max_table_rows: Most rows of the batch-size schedule sent to W&B as a table (the most
@@ -146,7 +152,8 @@ class RunLogger:
         # dashboard: by default the run folder's name, the task, and task/controller/job.
         self.name = name or self.run_dir.resolve().name
         self.group = group or task or job_type or DEFAULT_PROJECT
-        self.tags = unique_tags(tags) or unique_tags([task, controller, job_type])
+        given: list[str | None] = list(unique_tags(tags)) or [task, controller, job_type]
+        self.tags = unique_tags([*given, kind_tag(controller)])
         if self.wandb_mode != "disabled":
             self._wandb.start(
                 self.config,

@@ -28,7 +28,6 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 SCHEDULE_TABLE_KEY = "batch_size_schedule"
-SCHEDULE_PLOT_KEY = "batch_size_schedule_plot"
 SCHEDULE_COLUMNS: list[str | int] = [
     "episode",
     "seed",
@@ -195,7 +194,11 @@ class WandbWriter:
             self._guard("config update", lambda: self.run.config.update(dict(values)))
 
     def log_schedule(self, rows: list[list[Any]]) -> None:
-        """Logs the batch-size schedule (:data:`SCHEDULE_COLUMNS` rows) as a table and a plot."""
+        """Puts the batch-size schedule (:data:`SCHEDULE_COLUMNS` rows) in the run's summary.
+
+        A table in the summary, not the history: a logged table adds charts of its row and
+        column counts. The schedule's chart is ``schedule/batch_size`` against ``samples``.
+        """
         if self.run is not None and rows:
             self._guard("schedule table", lambda: self._log_schedule(rows))
 
@@ -216,11 +219,7 @@ class WandbWriter:
     def _log_schedule(self, rows: list[list[Any]]) -> None:
         import wandb
 
-        table = wandb.Table(columns=SCHEDULE_COLUMNS, data=rows)
-        plot = wandb.plot.line(
-            table, "samples", "batch_size", stroke="episode", title="Batch-size schedule"
-        )
-        self.run.log({SCHEDULE_TABLE_KEY: table, SCHEDULE_PLOT_KEY: plot})
+        self.run.summary[SCHEDULE_TABLE_KEY] = wandb.Table(columns=SCHEDULE_COLUMNS, data=rows)
 
     def _guard(self, stage: str, call: Callable[[], Any]) -> None:
         try:

@@ -231,6 +231,10 @@ class Task:
             )
         optimizer = changes.get("optimizer")
         if isinstance(optimizer, dict):
+            valid = [f.name for f in dataclasses.fields(self.optimizer)]
+            wrong = sorted(set(optimizer) - set(valid))
+            if wrong:
+                raise ValueError(f"Unknown optimizer field(s) {wrong}; valid fields: {valid}.")
             changes["optimizer"] = dataclasses.replace(self.optimizer, **optimizer)
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
