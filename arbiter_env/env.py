@@ -6,6 +6,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -24,7 +25,7 @@ from arbiter_env.tasks.families import get_family as _get_family
 from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.stats import GradientStatistics
-from arbiter_env.training.trainer import InnerTrainer
+from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 _NAN_STATS = GradientStatistics(
     grad_sq_norm=math.nan,
@@ -34,6 +35,21 @@ _NAN_STATS = GradientStatistics(
     mean_grad_norm=math.nan,
     probe_size=0,
 )
+
+
+@dataclass(frozen=True)
+class IntervalPlan:
+    """The next interval, as :meth:`BatchSizeEnv.plan_interval` sets it up.
+
+    Attributes:
+        batch_size: The batch size the action selected.
+        num_samples: The interval's slice of the budget, in training samples.
+        started: ``time.perf_counter()`` at planning: the interval's wall time counts from here.
+    """
+
+    batch_size: int
+    num_samples: int
+    started: float
 
 
 class BatchSizeEnv(gym.Env):
@@ -321,6 +337,7 @@ class BatchSizeEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Starts a new inner training run; ``seed`` reseeds everything the episode uses."""
+        check_options(options)
         super().reset(seed=seed)
         if self.family is not None:
             self._switch_family_instance(options)
@@ -359,24 +376,59 @@ class BatchSizeEnv(gym.Env):
         return observation, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Trains one interval with the batch size ``action`` selects (see the class docstring)."""
+        """Trains one interval with the batch size ``action`` selects (see the class docstring).
+
+        The three phases in sequence: :meth:`plan_interval`, :meth:`train_interval` and
+        :meth:`finish_interval` (the population batches the middle one over its members).
+        """
+        plan = self.plan_interval(action)
+        return self.finish_interval(plan, self.train_interval(plan))
+
+    def plan_interval(self, action: Any) -> IntervalPlan:
+        """Phase 1 of :meth:`step`: the batch size and length of the next interval.
+
+        Decodes ``action`` and sets the trainer's batch size and learning rate for the interval.
+        Raises ``RuntimeError`` when the episode has ended.
+        """
         if self._done:
             raise RuntimeError("The episode has ended; call reset() before step().")
         batch_size = self.decode(action)
         start, stop = self.interval_boundaries[self._interval : self._interval + 2]
-        started = time.perf_counter()
-        result = self.trainer.train(batch_size, stop - start)
+        self.trainer.prepare_interval(batch_size)
+        return IntervalPlan(batch_size, stop - start, time.perf_counter())
+
+    def train_interval(self, plan: IntervalPlan) -> IntervalResult:
+        """Phase 2 of :meth:`step`: trains the planned interval (the inner updates)."""
+        return self.trainer.train(plan.batch_size, plan.num_samples)
+
+    def finish_interval(
+        self,
+        plan: IntervalPlan,
+        result: IntervalResult,
+        validation: tuple[float, float] | None = None,
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Phase 3 of :meth:`step`: measures the trained interval and returns ``step``'s tuple.
+
+        Validation, gradient statistics, divergence, reward, observation and ``info``.
+
+        Args:
+            plan: The interval's plan, from :meth:`plan_interval`.
+            result: Its training, from :meth:`train_interval` or trained elsewhere on this
+                env's trainer and booked with ``trainer.record_interval(result)``.
+            validation: The validation loss and accuracy after the interval when the caller
+                measured them already (the population does, batched); otherwise measured here.
+        """
         self._interval += 1
-        diverged, val_loss, val_accuracy, stats = self._measure(result.diverged)
-        wall_time = time.perf_counter() - started
+        diverged, val_loss, val_accuracy, stats = self._measure(result.diverged, validation)
+        wall_time = time.perf_counter() - plan.started
         terminated = diverged or self._interval == self.task.num_intervals
         reward = self._reward(
             val_loss, val_accuracy, diverged, terminated, result.updates, wall_time
         )
         observation = build_observation(
             progress=self.trainer.samples_seen / self.budget,
-            batch_size=batch_size,
-            lr=self.trainer.lr_for(batch_size),
+            batch_size=plan.batch_size,
+            lr=self.trainer.lr_for(plan.batch_size),
             train_loss=result.train_loss,
             val_loss=val_loss,
             val_accuracy=val_accuracy,
@@ -402,11 +454,15 @@ class BatchSizeEnv(gym.Env):
         self._history.add(info, reward)
         return observation, reward, terminated, False, info
 
-    def _measure(self, diverged: bool) -> tuple[bool, float, float, GradientStatistics]:
+    def _measure(
+        self, diverged: bool, validation: tuple[float, float] | None
+    ) -> tuple[bool, float, float, GradientStatistics]:
         """After an interval: ``(diverged, val_loss, val_accuracy, statistics)``."""
         if diverged:
             return True, math.nan, math.nan, _NAN_STATS
-        val_loss, val_accuracy = self.trainer.evaluate("validation")
+        val_loss, val_accuracy = (
+            self.trainer.evaluate("validation") if validation is None else validation
+        )
         if self.divergence_rule.exceeded(val_loss, self._initial_val_loss):
             return True, val_loss, val_accuracy, _NAN_STATS
         return False, val_loss, val_accuracy, self.trainer.interval_statistics()
@@ -575,6 +631,15 @@ def _single_task(config: EnvConfig) -> Task:
     if config.num_intervals is not None:
         task = task.replace(num_intervals=config.num_intervals)
     return task
+
+
+def check_options(options: Any) -> None:
+    """Raises ``ValueError`` unless ``options`` is what ``reset`` takes: a dict or ``None``."""
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(
+            f"reset options must be a dict or None, got {options!r} ({type(options).__name__}); "
+            "e.g. options={'family_instance': 3}."
+        )
 
 
 def _log_ratio(new: float, old: float) -> float:
