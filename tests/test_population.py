@@ -1,5 +1,8 @@
 """The population env: N inner networks trained in lockstep (arbiter_env.population)."""
 
+import ast
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -259,3 +262,60 @@ def test_the_agents_population_env_draws_from_the_family_split_it_is_asked_for(s
     venv.reset()
     split_indices = {i.index for i in venv.get_attr("family_instances")[0]}
     assert {env.family_instance.index for env in venv.unwrapped.envs} <= split_indices
+
+
+POPULATION_MODULES = (
+    "arbiter_env/population.py",
+    "arbiter_env/population_group.py",
+    "arbiter_env/batched.py",
+    "agents/population_vec_env.py",
+)
+
+
+def _private_accesses(source: str) -> list[str]:
+    """``obj._name`` (``obj`` not ``self``/``cls``), ``getattr(obj, "_name")`` and ``vars(obj)``.
+
+    torch's ``_foreach`` and ATen kernels are the library's own fast paths, not another
+    object's state, and are allowed.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            if node.attr.startswith("__") and node.attr.endswith("__"):
+                continue
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            owner = ast.unparse(node.value)
+            if owner in ("self", "cls") or (isinstance(root, ast.Name) and root.id == "torch"):
+                continue
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            name = node.func.id
+            if name == "vars" or (
+                name in ("getattr", "setattr", "delattr", "hasattr")
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant)
+                and str(node.args[1].value).startswith("_")
+            ):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_population_modules_touch_no_private_attribute_of_another_object():
+    root = Path(__file__).resolve().parents[1]
+    for module in POPULATION_MODULES:
+        assert _private_accesses((root / module).read_text()) == [], module
+
+
+def test_the_private_access_check_finds_each_kind_of_access():
+    source = (
+        "env._done\nself.population._plan()\ngetattr(t, '_trainable')\nvars(t)['train'] = f\n"
+        "self._ok\ntorch._foreach_add_(a, b)\ntorch.ops.aten._log_softmax_backward_data\n"
+    )
+    assert sorted(line.split(":")[0] for line in _private_accesses(source)) == [
+        "line 1",
+        "line 2",
+        "line 3",
+        "line 4",
+    ]
