@@ -123,7 +123,10 @@ def batch_mean_losses(picked: list[torch.Tensor]) -> torch.Tensor:
 
     ``F.nll_loss`` sums a batch with a cascade of partial sums (blocks of 16, flushed into
     coarser levels; ``aten/src/ATen/native/LossNLL.cpp``); it is emulated here, batched over
-    members and steps, so that the mean losses equal a single env's bit for bit.
+    members and steps, so that the mean losses equal a single env's bit for bit. A plain
+    ``torch.sum`` rounds the losses differently in their last bits, which the rewards (differences
+    of log losses) magnify well past 1e-6 relative (``benchmarks/population_equivalence.py``
+    measures it); ``tests/test_population.py`` checks the emulation against ``F.nll_loss``.
     """
     # Every step but the last has the same size: one cascade for all of them.
     full = [step for step in picked if step.shape[1] == picked[0].shape[1]]
