@@ -15,14 +15,13 @@ from gymnasium import spaces
 from torch.utils.hooks import RemovableHandle
 
 from arbiter_env.actions import ActionEncoding
-from arbiter_env.checks import check_int
-from arbiter_env.env_config import EnvConfig, init_signature
+from arbiter_env.checks import check_int, check_options
+from arbiter_env.env_config import EnvConfig, init_signature, single_task
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
-from arbiter_env.rewards import interval_cost, interval_reward
+from arbiter_env.rewards import interval_cost, interval_reward, worst_case_cost
 from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, is_family
 from arbiter_env.tasks.families import get_family as _get_family
-from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.stats import GradientStatistics
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
@@ -39,13 +38,7 @@ _NAN_STATS = GradientStatistics(
 
 @dataclass(frozen=True)
 class IntervalPlan:
-    """The next interval, as :meth:`BatchSizeEnv.plan_interval` sets it up.
-
-    Attributes:
-        batch_size: The batch size the action selected.
-        num_samples: The interval's slice of the budget, in training samples.
-        started: ``time.perf_counter()`` at planning: the interval's wall time counts from here.
-    """
+    """The next interval (:meth:`BatchSizeEnv.plan_interval`): batch size, samples, start time."""
 
     batch_size: int
     num_samples: int
@@ -225,7 +218,7 @@ class BatchSizeEnv(gym.Env):
         # fixes the spaces, which every instance shares); reset() then draws the real one.
         self.family: TaskFamily | None = None
         self._family_info: dict[str, Any] = {}
-        task = self._family_stand_in(config) if is_family(config.task) else _single_task(config)
+        task = self._family_stand_in(config) if is_family(config.task) else single_task(config)
         self._use_trainer(self._new_trainer(task))
         self.action_encoding = ActionEncoding(
             config.action_encoding, task.batch_min, task.batch_max, config.ladder_size
@@ -378,16 +371,14 @@ class BatchSizeEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Trains one interval with the batch size ``action`` selects (see the class docstring).
 
-        The three phases in sequence: :meth:`plan_interval`, :meth:`train_interval` and
-        :meth:`finish_interval` (the population batches the middle one over its members).
+        Its phases in sequence; the population batches the middle one over its members.
         """
         plan = self.plan_interval(action)
         return self.finish_interval(plan, self.train_interval(plan))
 
     def plan_interval(self, action: Any) -> IntervalPlan:
-        """Phase 1 of :meth:`step`: the batch size and length of the next interval.
+        """Phase 1 of :meth:`step`: decodes ``action`` and sets the trainer up for the interval.
 
-        Decodes ``action`` and sets the trainer's batch size and learning rate for the interval.
         Raises ``RuntimeError`` when the episode has ended.
         """
         if self._done:
@@ -407,16 +398,10 @@ class BatchSizeEnv(gym.Env):
         result: IntervalResult,
         validation: tuple[float, float] | None = None,
     ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Phase 3 of :meth:`step`: measures the trained interval and returns ``step``'s tuple.
+        """Phase 3 of :meth:`step`: validation, statistics, divergence, reward, observation.
 
-        Validation, gradient statistics, divergence, reward, observation and ``info``.
-
-        Args:
-            plan: The interval's plan, from :meth:`plan_interval`.
-            result: Its training, from :meth:`train_interval` or trained elsewhere on this
-                env's trainer and booked with ``trainer.record_interval(result)``.
-            validation: The validation loss and accuracy after the interval when the caller
-                measured them already (the population does, batched); otherwise measured here.
+        ``result`` comes from :meth:`train_interval`, or from training done elsewhere and booked
+        with ``trainer.record_interval``; ``validation`` is (loss, accuracy) if measured already.
         """
         self._interval += 1
         diverged, val_loss, val_accuracy, stats = self._measure(result.diverged, validation)
@@ -460,9 +445,7 @@ class BatchSizeEnv(gym.Env):
         """After an interval: ``(diverged, val_loss, val_accuracy, statistics)``."""
         if diverged:
             return True, math.nan, math.nan, _NAN_STATS
-        val_loss, val_accuracy = (
-            self.trainer.evaluate("validation") if validation is None else validation
-        )
+        val_loss, val_accuracy = validation or self.trainer.evaluate("validation")
         if self.divergence_rule.exceeded(val_loss, self._initial_val_loss):
             return True, val_loss, val_accuracy, _NAN_STATS
         return False, val_loss, val_accuracy, self.trainer.interval_statistics()
@@ -521,11 +504,7 @@ class BatchSizeEnv(gym.Env):
 
     def _worst_case_cost(self) -> float:
         """The ``"updates"`` cost of the whole episode at ``batch_min`` (its largest possible)."""
-        if self.reward_config.cost != "updates":
-            return 0.0
-        slices = np.diff(self.interval_boundaries)
-        updates = int(np.sum(-(-slices // self.task.batch_min)))
-        return interval_cost(self.reward_config, updates=updates, budget=self.budget, wall_time=0.0)
+        return worst_case_cost(self.reward_config, self.interval_boundaries, self.task.batch_min)
 
     def _info(
         self,
@@ -611,35 +590,6 @@ class BatchSizeEnv(gym.Env):
 
 # help() and inspect.signature list every argument with its default, written from EnvConfig.
 BatchSizeEnv.__init__.__signature__ = init_signature()  # type: ignore[attr-defined]
-
-
-def _single_task(config: EnvConfig) -> Task:
-    """The task of ``config`` (not a family), with its overrides and ``num_intervals``."""
-    if config.family_split is not None:
-        raise ValueError(
-            f"family_split={config.family_split!r} applies only to task families "
-            "(arbiter_env.list_families()); leave it None for a single task."
-        )
-    task = config.task
-    if isinstance(task, str):
-        task = make_task(task, **config.task_kwargs)
-    elif isinstance(task, Task):
-        if config.task_kwargs:
-            task = task.replace(**config.task_kwargs)
-    else:  # a TaskFamily; __init__ sends those to _family_stand_in
-        raise TypeError(f"`task` must be a task name or a Task, got {type(task).__name__}.")
-    if config.num_intervals is not None:
-        task = task.replace(num_intervals=config.num_intervals)
-    return task
-
-
-def check_options(options: Any) -> None:
-    """Raises ``ValueError`` unless ``options`` is what ``reset`` takes: a dict or ``None``."""
-    if options is not None and not isinstance(options, dict):
-        raise ValueError(
-            f"reset options must be a dict or None, got {options!r} ({type(options).__name__}); "
-            "e.g. options={'family_instance': 3}."
-        )
 
 
 def _log_ratio(new: float, old: float) -> float:

@@ -61,8 +61,8 @@ from gymnasium.vector.utils import batch_space
 
 from arbiter_env.allocator import keep_freed_memory
 from arbiter_env.batched import SgdSettings, mlp_evaluate
-from arbiter_env.checks import check_int
-from arbiter_env.env import BatchSizeEnv, IntervalPlan, check_options
+from arbiter_env.checks import check_int, check_options
+from arbiter_env.env import BatchSizeEnv, IntervalPlan
 from arbiter_env.population_group import MemberGroup
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.data import DataSplits
