@@ -50,6 +50,7 @@ observations agree to 1e-3 (``tests/test_cuda.py``).
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from collections.abc import Sequence
 from typing import Any
@@ -231,18 +232,12 @@ def _sgd_settings(trainer: InnerTrainer) -> SgdSettings:
 
 def member_actions(actions: Any, count: int) -> list[Any]:
     """``actions`` as a list of one action per member; ``ValueError`` when it is not that."""
-    if actions is None or isinstance(actions, str | bytes | dict):
-        raise ValueError(
-            f"step() needs a sequence of {count} actions, one per member; got {actions!r}."
-        )
-    try:
-        listed = list(actions)
-    except TypeError:
-        raise ValueError(
-            f"step() needs a sequence of {count} actions, one per member; got {actions!r}."
-        ) from None
-    if len(listed) != count:
-        raise ValueError(f"step() needs {count} actions, one per member; got {len(listed)}.")
+    listed = None
+    if actions is not None and not isinstance(actions, str | bytes | dict):
+        with contextlib.suppress(TypeError):  # not iterable (a number, a 0-d array)
+            listed = list(actions)
+    if listed is None or len(listed) != count:
+        raise ValueError(f"step() needs {count} actions, one per member; got {actions!r}.")
     return listed
 
 
@@ -318,10 +313,10 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
         truncations = np.zeros(self.num_envs, dtype=bool)
         infos: dict[str, Any] = {}
         stepping = [i for i in range(self.num_envs) if not self._needs_reset[i]]
-        for index in np.flatnonzero(self._needs_reset):
-            observation, info = self.population.reset_member(int(index), None)
+        for index in np.flatnonzero(self._needs_reset).tolist():
+            observation, info = self.population.reset_member(index, None)
             self._observations[index] = observation
-            infos = self._add_info(infos, info, int(index))
+            infos = self._add_info(infos, info, index)
         if stepping:
             # Members being reset this step are stepped nowhere: run the rest as a population.
             outcomes = self.population.step([actions[i] for i in stepping], stepping)

@@ -318,8 +318,8 @@ class MemberGroup:
             )
         return out
 
-    def _statistics(self, steps: list[tuple[int, float, float]]) -> GradientStatistics:
-        """One member's interval statistics from its recorded steps' sums."""
+    def _statistics(self, steps: list[tuple[int, float, float]]) -> GradientStatistics | None:
+        """One member's interval statistics from its recorded steps' sums (the one estimator)."""
         examples = [n for n, _, _ in steps]
         # δ of the batch mean: per-sample gradients are B·δ aᵀ.
         unit_sums = [v * n * n for n, v, _ in steps]
