@@ -38,7 +38,7 @@ class PopulationEnv(VecEnv):
     def __init__(self, task: Any = "digits-mlp", n_envs: int = 16, **kwargs: Any):
         self.population = Population(task, n_envs, **kwargs)
         first = self.population.envs[0]
-        super().__init__(n_envs, first.observation_space, first.action_space)
+        super().__init__(self.population.n_envs, first.observation_space, first.action_space)
         self._actions: np.ndarray | None = None
 
     @property
@@ -65,8 +65,7 @@ class PopulationEnv(VecEnv):
 
     def step_wait(self) -> VecEnvStepReturn:
         """Trains every member's interval in one batched step; resets the members that ended."""
-        assert self._actions is not None, "call step_async first"
-        outcomes = self.population.step(list(self._actions))
+        outcomes = self.population.step(self._actions)
         observations, rewards, dones, infos = [], [], [], []
         for index, (observation, reward, terminated, truncated, info) in enumerate(outcomes):
             done = terminated or truncated

@@ -8,7 +8,7 @@ examples, 2.2 MiB), allocated and freed at every step, so each step maps fresh p
 page fault for every 4 KiB of them. Raising both thresholds keeps the freed blocks in the heap for the next step.
 
 On digits-mlp with N=16 members all at B=32 it lifted the population's speed-up over 16 single
-envs from 4.75 to 5.43 (``python benchmarks/population_throughput.py --paths mlp`` with and
+envs from 4.75 to 5.43 (``python benchmarks/population_throughput.py`` with and
 without ``--no-tune-allocator``; ``benchmarks/RESULTS.md``). The setting is process-wide, as
 any ``mallopt`` call is; ``Population(tune_allocator=False)`` leaves the allocator alone.
 """

@@ -1,151 +1,27 @@
-"""Batched training arithmetic of N stacked networks of one architecture (the population env).
+"""Batched training arithmetic of N stacked MLPs of one architecture (the population env).
 
 :class:`arbiter_env.population.Population` stacks the parameters and momentum buffers of the
 members that share an interval's settings and trains them here, one batched operation per step
-for all of them. Two paths compute a step's losses and gradients (:class:`Architecture`):
-
-* ``"mlp"`` (the built-in MLP: ``nn.Sequential`` of ``[Flatten,] (Linear, ReLU)*, Linear``):
-  batched matrix products with a hand-written backward pass built of autograd's own kernels, so
-  that on the CPU every member's numbers equal a single network's bit for bit;
-* ``"func"`` (any other deterministic per-example network): ``torch.func.vmap`` of
-  ``grad_and_value`` over ``functional_call``.
-
-:func:`sgd` is ``torch.optim.SGD``'s update on the stacked tensors, op for op.
+for all of them. The network is the built-in MLP (``nn.Sequential`` of
+``[Flatten,] (Linear, ReLU)*, Linear``): :func:`mlp_loss_and_grads` runs batched matrix
+products with a hand-written backward pass built of autograd's own kernels, so that on the CPU
+every member's numbers equal a single network's bit for bit. :func:`sgd` is
+``torch.optim.SGD``'s update on the stacked tensors, op for op.
 """
 
 from __future__ import annotations
 
-import copy
 import functools
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, grad, grad_and_value, vmap
 
-from arbiter_env.training.step_stats import (
-    SMALL_PRODUCT,
-    batched_matmul,
-    linear_layers_of,
-    relu_mlp_layers,
-)
+from arbiter_env.training.step_stats import SMALL_PRODUCT, batched_matmul
 
-BatchedPath = Literal["mlp", "func"]
 StepSumsPair = tuple[torch.Tensor, torch.Tensor]
-"""Per member: the sum of squared per-unit gradient norms and the squared mean gradient norm."""
+"""Per member: the sum of squared per-sample gradient norms and the squared mean gradient norm."""
 LossAndGrads = tuple[torch.Tensor, list[torch.Tensor], StepSumsPair | None]
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """What the members of one batched group share: the path and the network's structure.
-
-    Attributes:
-        path: ``"mlp"`` or ``"func"`` (see the module docstring).
-        key: Equal for networks that can be stacked and trained together exactly.
-        padded_key: Equal for networks that can be trained together once padded with zeros:
-            for the ``"mlp"`` path, MLPs of the same depth, input and output size (hidden
-            widths may differ; see :func:`stack_padded`); ``key`` otherwise.
-        per_sample: Whether per-sample gradients hold for the statistics (``nn.Linear``
-            networks); otherwise micro-batches of ``units`` give them.
-        units: Number of micro-batches (networks that are not made of ``nn.Linear`` alone).
-        base: The structure on the meta device, for ``functional_call``.
-        names: Names of the parameters, in ``named_parameters`` order.
-        shapes: The parameters' shapes.
-    """
-
-    path: BatchedPath
-    key: tuple
-    per_sample: bool
-    units: int
-    base: nn.Module = field(compare=False, repr=False)
-    names: tuple[str, ...] = ()
-    padded_key: tuple = ()
-    shapes: tuple[tuple[int, ...], ...] = ()
-
-    @classmethod
-    def of(cls, model: nn.Module, path: Literal["auto", "mlp", "func"], units: int):
-        """The architecture of ``model``; ``path="auto"`` takes ``"mlp"`` where it applies."""
-        is_mlp = relu_mlp_layers(model) is not None
-        if path == "mlp" and not is_mlp:
-            raise ValueError(
-                "path='mlp' needs an nn.Sequential of [Flatten,] (Linear, ReLU)*, Linear; "
-                "use path='func' for other networks."
-            )
-        chosen: BatchedPath = "mlp" if path in ("auto", "mlp") and is_mlp else "func"
-        shapes = tuple(tuple(p.shape) for p in model.parameters())
-        # Two networks of the same printed structure and parameter shapes compute the same
-        # function of their parameters (for the known per-example layers the population takes).
-        key = (chosen, shapes) if chosen == "mlp" else (chosen, repr(model), shapes, units)
-        # Zero hidden units of a ReLU MLP stay zero and change no other number (see
-        # stack_padded): only the depth and the outer sizes must agree.
-        padded_key = ("mlp", len(shapes), shapes[0][1:], shapes[-1]) if chosen == "mlp" else key
-        return cls(
-            path=chosen,
-            key=key,
-            per_sample=linear_layers_of(model) is not None,
-            units=units,
-            base=copy.deepcopy(model).to("meta"),
-            names=tuple(name for name, _ in model.named_parameters()),
-            padded_key=padded_key,
-            shapes=shapes,
-        )
-
-    def loss_and_grads(
-        self, params: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, record: bool
-    ) -> LossAndGrads:
-        """Each member's picked log-probabilities (or mean loss), gradients and statistics sums.
-
-        Args:
-            params: Stacked parameters, ``(N, ...)`` each.
-            inputs: ``(N, B, ...)``, one batch per member.
-            targets: ``(N, B)``.
-            record: Whether to also return the statistics sums of this step.
-        """
-        if self.path == "mlp":
-            return mlp_loss_and_grads(params, inputs, targets, record)
-        return self._func_loss_and_grads(params, inputs, targets, record)
-
-    def _func_loss_and_grads(
-        self, params: list[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor, record: bool
-    ) -> LossAndGrads:
-        names, base = self.names, self.base
-
-        def mean_loss_fn(p, x, y):  # the single env's loss, op for op
-            logits = functional_call(base, dict(zip(names, p, strict=True)), (x,))
-            return F.cross_entropy(logits, y)
-
-        grads, loss = vmap(grad_and_value(mean_loss_fn))(tuple(params), inputs, targets)
-        sums = self._func_sums(params, grads, inputs, targets) if record else None
-        picked = -loss.detach().unsqueeze(1)  # one "example" per member holding the mean loss
-        return picked, list(grads), sums
-
-    def _func_sums(self, params, grads, inputs, targets) -> StepSumsPair:
-        names, base = self.names, self.base
-
-        def loss_fn(p, x, y, scale):
-            logits = functional_call(base, dict(zip(names, p, strict=True)), (x,))
-            return F.cross_entropy(logits, y, reduction="sum") / scale
-
-        members, batch = inputs.shape[:2]
-        # A vmap over samples (or micro-batches) inside the members'.
-        unit_grad = vmap(vmap(grad(loss_fn), in_dims=(None, 0, 0, None)), in_dims=(0, 0, 0, None))
-        if self.per_sample:
-            per_sample = unit_grad(tuple(params), inputs.unsqueeze(2), targets.unsqueeze(2), 1)
-            unit_sq = sum(g.reshape(members, batch, -1).square().sum((1, 2)) for g in per_sample)
-            mean_sq = sum(g.reshape(members, -1).square().sum(1) for g in grads)
-            return unit_sq, mean_sq  # type: ignore[return-value]
-        units = min(self.units, batch)
-        size = batch // units
-        used = units * size
-        x = inputs[:, :used].reshape(members, units, size, *inputs.shape[2:])
-        y = targets[:, :used].reshape(members, units, size)
-        unit_grads = unit_grad(tuple(params), x, y, 1)
-        flat = torch.cat([g.reshape(members, units, -1) for g in unit_grads], dim=2)
-        mean = flat.sum(1) / used
-        return flat.square().sum((1, 2)), mean.square().sum(1)
 
 
 # --- the batched MLP --------------------------------------------------------------------------
@@ -247,7 +123,10 @@ def batch_mean_losses(picked: list[torch.Tensor]) -> torch.Tensor:
 
     ``F.nll_loss`` sums a batch with a cascade of partial sums (blocks of 16, flushed into
     coarser levels; ``aten/src/ATen/native/LossNLL.cpp``); it is emulated here, batched over
-    members and steps, so that the mean losses equal a single env's bit for bit.
+    members and steps, so that the mean losses equal a single env's bit for bit. A plain
+    ``torch.sum`` rounds the losses differently in their last bits, which the rewards (differences
+    of log losses) magnify well past 1e-6 relative (``benchmarks/population_equivalence.py``
+    measures it); ``tests/test_population.py`` checks the emulation against ``F.nll_loss``.
     """
     # Every step but the last has the same size: one cascade for all of them.
     full = [step for step in picked if step.shape[1] == picked[0].shape[1]]
@@ -297,35 +176,6 @@ def cascade_sum(values: torch.Tensor) -> torch.Tensor:
     return total
 
 
-# --- stacking, with zero padding ---------------------------------------------------------------
-
-
-def stack_padded(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """``torch.stack(tensors)``, padding each with zeros (at the end of each dim) to the largest.
-
-    Tensors of one shape are stacked as they are. For the ``"mlp"`` path, padding hidden widths
-    is exact in real arithmetic: a zero hidden unit (zero weight row and bias) has a zero
-    pre-activation, so ``relu`` gives 0 and ``threshold_backward`` passes no gradient; its
-    weight row, bias and the next layer's zero column get zero gradients, so SGD (momentum,
-    weight decay, Nesterov) keeps them exactly zero, and they add exact zeros to every sum
-    (activations, per-sample norms, |G|²). Only the float rounding of the products may differ:
-    a product over a longer inner dimension is blocked differently.
-    """
-    shape = tensors[0].shape
-    if all(t.shape == shape for t in tensors):
-        return torch.stack(tensors)
-    largest = [max(t.shape[d] for t in tensors) for d in range(len(shape))]
-    out = tensors[0].new_zeros((len(tensors), *largest))
-    for k, t in enumerate(tensors):
-        unpadded(out[k], t.shape).copy_(t)
-    return out
-
-
-def unpadded(row: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """The leading ``shape`` block of one member's padded ``row`` (a view)."""
-    return row[tuple(slice(0, n) for n in shape)]
-
-
 # --- batched SGD ------------------------------------------------------------------------------
 
 
@@ -340,7 +190,7 @@ def stack_buffers(
     """
     have = [all(b is not None for b in s) for s in states]
     stacked = [
-        stack_padded(
+        torch.stack(
             [
                 buffer if (buffer := s[k]) is not None else torch.zeros_like(params[j][k])
                 for j, s in enumerate(states)

@@ -72,3 +72,12 @@ def check_device(device: str | torch.device, name: str = "device") -> torch.devi
     elif resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"{name}={str(device)!r} but MPS is not available; use {name}='cpu'.")
     return resolved
+
+
+def check_options(options: Any) -> None:
+    """Raises ``TypeError`` unless ``options`` is what ``reset`` takes: a dict or ``None``."""
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(
+            f"reset(options=...) must be a dict or None, got {options!r} ({type(options).__name__}); "
+            "e.g. options={'family_instance': 3}."
+        )

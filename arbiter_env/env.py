@@ -6,6 +6,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -14,17 +15,16 @@ from gymnasium import spaces
 from torch.utils.hooks import RemovableHandle
 
 from arbiter_env.actions import ActionEncoding
-from arbiter_env.checks import check_int
-from arbiter_env.env_config import EnvConfig, init_signature
+from arbiter_env.checks import check_int, check_options
+from arbiter_env.env_config import EnvConfig, init_signature, single_task
 from arbiter_env.features import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
-from arbiter_env.rewards import interval_cost, interval_reward
+from arbiter_env.rewards import interval_cost, interval_reward, worst_case_cost
 from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, is_family
 from arbiter_env.tasks.families import get_family as _get_family
-from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.stats import GradientStatistics
-from arbiter_env.training.trainer import InnerTrainer
+from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 _NAN_STATS = GradientStatistics(
     grad_sq_norm=math.nan,
@@ -34,6 +34,15 @@ _NAN_STATS = GradientStatistics(
     mean_grad_norm=math.nan,
     probe_size=0,
 )
+
+
+@dataclass(frozen=True)
+class IntervalPlan:
+    """The next interval (:meth:`BatchSizeEnv.plan_interval`): batch size, samples, start time."""
+
+    batch_size: int
+    num_samples: int
+    started: float
 
 
 class BatchSizeEnv(gym.Env):
@@ -209,7 +218,7 @@ class BatchSizeEnv(gym.Env):
         # fixes the spaces, which every instance shares); reset() then draws the real one.
         self.family: TaskFamily | None = None
         self._family_info: dict[str, Any] = {}
-        task = self._family_stand_in(config) if is_family(config.task) else _single_task(config)
+        task = self._family_stand_in(config) if is_family(config.task) else single_task(config)
         self._use_trainer(self._new_trainer(task))
         self.action_encoding = ActionEncoding(
             config.action_encoding, task.batch_min, task.batch_max, config.ladder_size
@@ -330,11 +339,7 @@ class BatchSizeEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Starts a new inner training run; ``seed`` reseeds everything the episode uses."""
-        if options is not None and not isinstance(options, Mapping):
-            raise TypeError(
-                f"reset(options=...) must be a dict or None, got {type(options).__name__} "
-                f"{options!r}."
-            )
+        check_options(options)
         super().reset(seed=seed)
         if self.family is not None:
             self._switch_family_instance(options)
@@ -373,24 +378,51 @@ class BatchSizeEnv(gym.Env):
         return observation, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Trains one interval with the batch size ``action`` selects (see the class docstring)."""
+        """Trains one interval with the batch size ``action`` selects (see the class docstring).
+
+        Its phases in sequence; the population batches the middle one over its members.
+        """
+        plan = self.plan_interval(action)
+        return self.finish_interval(plan, self.train_interval(plan))
+
+    def plan_interval(self, action: Any) -> IntervalPlan:
+        """Phase 1 of :meth:`step`: decodes ``action`` and sets the trainer up for the interval.
+
+        Raises ``RuntimeError`` when the episode has ended.
+        """
         if self._done:
             raise RuntimeError("The episode has ended; call reset() before step().")
         batch_size = self.decode(action)
         start, stop = self.interval_boundaries[self._interval : self._interval + 2]
-        started = time.perf_counter()
-        result = self.trainer.train(batch_size, stop - start)
+        self.trainer.prepare_interval(batch_size)
+        return IntervalPlan(batch_size, stop - start, time.perf_counter())
+
+    def train_interval(self, plan: IntervalPlan) -> IntervalResult:
+        """Phase 2 of :meth:`step`: trains the planned interval (the inner updates)."""
+        return self.trainer.train(plan.batch_size, plan.num_samples)
+
+    def finish_interval(
+        self,
+        plan: IntervalPlan,
+        result: IntervalResult,
+        validation: tuple[float, float] | None = None,
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Phase 3 of :meth:`step`: validation, statistics, divergence, reward, observation.
+
+        ``result`` comes from :meth:`train_interval`, or from training done elsewhere and booked
+        with ``trainer.record_interval``; ``validation`` is (loss, accuracy) if measured already.
+        """
         self._interval += 1
-        diverged, val_loss, val_accuracy, stats = self._measure(result.diverged)
-        wall_time = time.perf_counter() - started
+        diverged, val_loss, val_accuracy, stats = self._measure(result.diverged, validation)
+        wall_time = time.perf_counter() - plan.started
         terminated = diverged or self._interval == self.task.num_intervals
         reward = self._reward(
             val_loss, val_accuracy, diverged, terminated, result.updates, wall_time
         )
         observation = build_observation(
             progress=self.trainer.samples_seen / self.budget,
-            batch_size=batch_size,
-            lr=self.trainer.lr_for(batch_size),
+            batch_size=plan.batch_size,
+            lr=self.trainer.lr_for(plan.batch_size),
             train_loss=result.train_loss,
             val_loss=val_loss,
             val_accuracy=val_accuracy,
@@ -416,11 +448,13 @@ class BatchSizeEnv(gym.Env):
         self._history.add(info, reward)
         return observation, reward, terminated, False, info
 
-    def _measure(self, diverged: bool) -> tuple[bool, float, float, GradientStatistics]:
+    def _measure(
+        self, diverged: bool, validation: tuple[float, float] | None
+    ) -> tuple[bool, float, float, GradientStatistics]:
         """After an interval: ``(diverged, val_loss, val_accuracy, statistics)``."""
         if diverged:
             return True, math.nan, math.nan, _NAN_STATS
-        val_loss, val_accuracy = self.trainer.evaluate("validation")
+        val_loss, val_accuracy = validation or self.trainer.evaluate("validation")
         if self.divergence_rule.exceeded(val_loss, self._initial_val_loss):
             return True, val_loss, val_accuracy, _NAN_STATS
         return False, val_loss, val_accuracy, self.trainer.interval_statistics()
@@ -479,11 +513,7 @@ class BatchSizeEnv(gym.Env):
 
     def _worst_case_cost(self) -> float:
         """The ``"updates"`` cost of the whole episode at ``batch_min`` (its largest possible)."""
-        if self.reward_config.cost != "updates":
-            return 0.0
-        slices = np.diff(self.interval_boundaries)
-        updates = int(np.sum(-(-slices // self.task.batch_min)))
-        return interval_cost(self.reward_config, updates=updates, budget=self.budget, wall_time=0.0)
+        return worst_case_cost(self.reward_config, self.interval_boundaries, self.task.batch_min)
 
     def _info(
         self,
@@ -569,26 +599,6 @@ class BatchSizeEnv(gym.Env):
 
 # help() and inspect.signature list every argument with its default, written from EnvConfig.
 BatchSizeEnv.__init__.__signature__ = init_signature()  # type: ignore[attr-defined]
-
-
-def _single_task(config: EnvConfig) -> Task:
-    """The task of ``config`` (not a family), with its overrides and ``num_intervals``."""
-    if config.family_split is not None:
-        raise ValueError(
-            f"family_split={config.family_split!r} applies only to task families "
-            "(arbiter_env.list_families()); leave it None for a single task."
-        )
-    task = config.task
-    if isinstance(task, str):
-        task = make_task(task, **config.task_kwargs)
-    elif isinstance(task, Task):
-        if config.task_kwargs:
-            task = task.replace(**config.task_kwargs)
-    else:  # a TaskFamily; __init__ sends those to _family_stand_in
-        raise TypeError(f"`task` must be a task name or a Task, got {type(task).__name__}.")
-    if config.num_intervals is not None:
-        task = task.replace(num_intervals=config.num_intervals)
-    return task
 
 
 def _log_ratio(new: float, old: float) -> float:

@@ -27,6 +27,7 @@ from arbiter_env.divergence import DivergenceRule
 from arbiter_env.render import RENDER_MODES
 from arbiter_env.rewards import RewardConfig
 from arbiter_env.tasks.families import FamilySplit, TaskFamily
+from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.trainer import LR_SCALING_RULES, LrScaling, StatisticsSource
 
@@ -269,6 +270,26 @@ _DEFAULTS = {
     "reward": RewardConfig,
     "divergence": DivergenceRule,
 }
+
+
+def single_task(config: EnvConfig) -> Task:
+    """The task of ``config`` (not a family), with its overrides and ``num_intervals``."""
+    if config.family_split is not None:
+        raise ValueError(
+            f"family_split={config.family_split!r} applies only to task families "
+            "(arbiter_env.list_families()); leave it None for a single task."
+        )
+    task = config.task
+    if isinstance(task, str):
+        task = make_task(task, **config.task_kwargs)
+    elif isinstance(task, Task):
+        if config.task_kwargs:
+            task = task.replace(**config.task_kwargs)
+    else:  # a TaskFamily; BatchSizeEnv sends those to its family set-up
+        raise TypeError(f"`task` must be a task name or a Task, got {type(task).__name__}.")
+    if config.num_intervals is not None:
+        task = task.replace(num_intervals=config.num_intervals)
+    return task
 
 
 def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:

@@ -2,11 +2,11 @@
 
 On the small networks of the built-in tasks a tensor operation's fixed overhead outweighs its
 arithmetic, so training N networks with batched operations costs little more than training one
-(``benchmarks/RESULTS.md``, "the population env", measures how much). :class:`Population` holds N copies of :class:`~arbiter_env.env.BatchSizeEnv` (one
-task, or one task family; each member its own seed, batch size, optimizer state, observation,
-reward and termination) whose inner training runs batched; as an SB3 ``VecEnv`` it is
-:class:`arbiter_env.agents.population_vec_env.PopulationEnv` (there, as stable-baselines3 is
-needed only by the RL agents)::
+(``benchmarks/population_throughput.py`` measures how much). :class:`Population` holds N
+:class:`~arbiter_env.env.BatchSizeEnv` members (one task, or one task family; each member its
+own seed, batch size, optimizer state, observation, reward and termination); as an SB3 ``VecEnv``
+it is :class:`arbiter_env.agents.population_vec_env.PopulationEnv` (there, as stable-baselines3
+is needed only by the RL agents)::
 
     from stable_baselines3 import PPO
     from arbiter_env.agents.population_vec_env import make_population_env
@@ -17,71 +17,43 @@ needed only by the RL agents)::
 "vector_entry_point")`` gives the same population as a ``gymnasium.vector.VectorEnv``
 (:class:`PopulationVectorEnv`).
 
-**How.** Each member is a real ``BatchSizeEnv`` with its own :class:`~arbiter_env.training.trainer.
-InnerTrainer` (model, ``torch.optim.SGD``, sampler, generators), reset exactly as a single env is.
-For an interval, members are grouped by architecture and batch size; a group's parameters and
-momentum buffers are stacked (as ``torch.func.stack_module_state`` does), trained for the
-interval's steps with one batched forward, backward and SGD update per step
-(:mod:`arbiter_env.population_group`, :mod:`arbiter_env.batched`), and written back into the
-members' own modules and optimizer states. Each member's ``BatchSizeEnv.step`` then runs as
-usual with the interval's training already done, so validation, statistics, observation,
-reward, termination and ``info`` come from the same code as a single env. Batch sizes are
-grouped, not padded: padding every member to the largest size in the population would multiply
-the arithmetic and change the members' trajectories.
+**How.** A population step is the single env's step, phase by phase, for every member:
+``BatchSizeEnv.plan_interval``, then the training, then ``BatchSizeEnv.finish_interval``. Only
+the training is batched: members whose network is the built-in ReLU MLP and whose optimizer is
+``torch.optim.SGD`` (momentum, Nesterov, weight decay) are grouped by architecture and batch
+size; a group's parameters and momentum buffers are stacked, trained for the interval with one
+batched forward, backward and SGD update per step (:mod:`arbiter_env.population_group`,
+:mod:`arbiter_env.batched`), written back into the members' own modules and optimizer states,
+and booked on their trainers (``InnerTrainer.record_interval``). Their validation loss is
+measured batched too. Every other member (other networks or optimizers) trains its interval
+with ``BatchSizeEnv.train_interval``, one after the other.
 
 **Task families.** With a family (``Population("digits-mlp-family", 16, family_split="test")``)
-every member is a ``BatchSizeEnv`` of the family and draws its instance at each reset with its
-own generator, exactly as a single env does (``options={"family_instance": i}`` picks one).
-Members on instances of the same architecture (the same MLP width) that take the same batch
-size are trained in one group, whatever their learning rate, momentum or budget: members of
-shorter intervals leave the stack's tail when their samples are done, and the SGD update runs
-once per setting on consecutive slices. Instances that share a data set share one copy of it.
+every member draws its instance at each reset with its own generator, exactly as a single env
+does (``options={"family_instance": i}`` picks one). Members on instances of the same
+architecture that take the same batch size are trained in one group, whatever their learning
+rate, momentum or budget. Instances that share a data set share one copy of it.
 
-**Padding hidden widths (``group_by``).** Under a policy's early, nearly uniform actions the 16
-members of ``digits-mlp-family`` (widths 32, 128, 512) spread over about 11 (width, size)
-groups an interval, and a group's step costs about the same fixed overhead whatever it trains.
-``group_by="padded"`` also trains MLPs that differ only in hidden widths (same depth, input and
-output) in one stack, zero-padded to the group's largest width
-(:func:`~arbiter_env.batched.stack_padded`), where a cost model says it pays
-(:func:`~arbiter_env.population_group.merge_padded`: small batch sizes merge, large ones keep
-their widths, since padding a width-32 member to 512 multiplies its arithmetic by 16). With
-ReLU, a zero hidden unit has zero activations and gets zero gradients, so SGD (momentum, weight
-decay, Nesterov) keeps it exactly zero, and it adds exact zeros to the losses and to the
-gradient statistics (per-sample norms, |G|², tr(Σ)); the real parameters follow the same
-arithmetic, but a product over a padded inner dimension is blocked differently and may round
-differently in the last bits, so members agree with single envs to 1e-5 relative on the first
-intervals, not bit for bit (``tests/test_population.py``), and drift apart further as chaotic
-training goes on. ``group_by="architecture"`` keeps one group per architecture and bit-identity.
-Populations of one architecture (any single task) are the same under both. The default is
-``"architecture"``, chosen by measurement (:attr:`Population.default_group_by`).
+**Memory.** The stacked tensors are allocated and freed at every step; by default the
+population raises glibc's ``malloc`` thresholds for the process so that they come back from the
+heap instead of fresh pages (:mod:`arbiter_env.allocator`; ``tune_allocator=False`` leaves the
+allocator alone).
 
-Two batched paths compute the step's loss and gradients (:class:`~arbiter_env.batched.
-Architecture`): ``"mlp"`` for the built-in MLP (a hand-written backward pass built of autograd's
-own kernels) and ``"func"`` for any other deterministic per-example network (``torch.func``).
-``path="auto"`` takes ``"mlp"`` where it applies. Networks with batch norm, dropout or modules
-of unknown behaviour, and optimizers other than SGD (with momentum, Nesterov, weight decay) are
-not supported and raise an error that says so.
-
-**Memory.** The stacked tensors (a few hundred KiB to a few MiB) are allocated and freed at
-every step; by default the population raises glibc's ``malloc`` thresholds for the process so
-that they come back from the heap instead of fresh pages (:mod:`arbiter_env.allocator`;
-``tune_allocator=False`` leaves the allocator alone).
-
-**Equivalence with the single env.** Everything but the training arithmetic is the single env's
-own code, on the same seeds: the same instance, the same examples in the same order, the same
-initialisation, the same statistics estimator on the same steps. On the CPU the ``"mlp"`` path
-gives every member the single env's observations, rewards and parameters bit for bit (with
-``group_by="architecture"``, or where no widths are padded). The
-``"func"`` path batches small matrix products, which ``bmm`` rounds differently from ``mm``, and
-sums the per-sample statistics in another order; its observations agree with the single env's to
-1e-5 relative on the first intervals (``tests/test_population.py``).
+**Equivalence with the single env.** Everything but the batched training and validation is the
+single env's own code, on the same seeds: the same instance, the same examples in the same
+order, the same initialisation, the same statistics estimator on the same steps. Members
+stepped one by one are single envs. On the CPU, batched members get the single env's
+parameters, observations, rewards and ``info`` bit for bit; ``tests/test_population.py`` checks
+this over whole episodes. On CUDA, cuBLAS may round batched and single products differently, and
+observations agree to 1e-3 (``tests/test_cuda.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, Literal
+import contextlib
+import numbers
+from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -89,19 +61,16 @@ import torch
 from gymnasium.vector.utils import batch_space
 
 from arbiter_env.allocator import keep_freed_memory
-from arbiter_env.batched import Architecture, SgdSettings, mlp_evaluate
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population_group import MemberGroup, MemberResults, merge_padded
+from arbiter_env.batched import SgdSettings, mlp_evaluate
+from arbiter_env.checks import check_int, check_options
+from arbiter_env.env import BatchSizeEnv, IntervalPlan
+from arbiter_env.population_group import MemberGroup
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.data import DataSplits
-from arbiter_env.training.network import mode_independent
-from arbiter_env.training.sampler import EpochSampler
-from arbiter_env.training.stats import GradientStatistics
-from arbiter_env.training.step_stats import DEFAULT_MICROBATCHES
+from arbiter_env.training.step_stats import relu_mlp_layers
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
-PopulationPath = Literal["auto", "mlp", "func"]
-GroupBy = Literal["architecture", "padded"]
+StepResult = tuple[np.ndarray, float, bool, bool, dict[str, Any]]
 
 
 class Population:
@@ -110,12 +79,7 @@ class Population:
     Args:
         task: A task name, a :class:`~arbiter_env.tasks.Task`, or a task family (its name or
             :class:`~arbiter_env.tasks.families.TaskFamily`; ``family_split`` picks the split).
-        n_envs: Number of members N.
-        path: ``"auto"``, ``"mlp"`` or ``"func"`` (see the module docstring).
-        group_by: ``"architecture"`` (members of one architecture train together: bit for bit
-            the single env's numbers) or ``"padded"`` (MLPs of one family that differ only in
-            hidden width also train together, zero-padded to the group's largest width: the
-            same numbers up to float rounding). ``None`` takes :attr:`default_group_by`.
+        n_envs: Number of members N, a positive integer.
         tune_allocator: Keep freed memory in the process
             (:func:`arbiter_env.allocator.keep_freed_memory`: glibc's ``mallopt``, process-wide),
             so that the stacked tensors do not take page faults at every step.
@@ -123,34 +87,15 @@ class Population:
             ``family_split``, ``action_encoding``, ``num_intervals``, ``reward``, ...).
     """
 
-    default_group_by: GroupBy = "architecture"
-    """The grouping of populations built without ``group_by`` (see the module docstring).
-
-    ``"architecture"``, chosen by measurement: on ``digits-mlp-family`` (N=16, random actions,
-    one thread, the shared 2-core CPU) ``"padded"`` cut the groups per interval from about 11
-    to 9, but its speed-up stayed within the machine's noise: +15% (median of 5 interleaved
-    rounds of 20 vector steps, load ~3.5), +1% (``benchmarks/population_throughput.py``, 4
-    rounds), -9% (8 rounds at load ~1), and +12% for PPO alone (4,096 steps, two runs each),
-    while the exact grouping keeps the single env's numbers bit for bit."""
-
     def __init__(
         self,
         task: Any = "digits-mlp",
         n_envs: int = 16,
         *,
-        path: PopulationPath = "auto",
-        group_by: GroupBy | None = None,
         tune_allocator: bool = True,
         **env_kwargs: Any,
     ):
-        if not isinstance(n_envs, int) or n_envs < 1:
-            raise ValueError(f"n_envs must be a positive integer, got {n_envs!r}.")
-        if path not in ("auto", "mlp", "func"):
-            raise ValueError(f"Unknown path {path!r}; use 'auto', 'mlp' or 'func'.")
-        group_by = self.default_group_by if group_by is None else group_by
-        if group_by not in ("architecture", "padded"):
-            raise ValueError(f"Unknown group_by {group_by!r}; use 'architecture' or 'padded'.")
-        self.group_by: GroupBy = group_by
+        n_envs = check_int("n_envs", n_envs, minimum=1)
         if tune_allocator:
             keep_freed_memory()
         first = BatchSizeEnv(task, **env_kwargs)
@@ -165,13 +110,13 @@ class Population:
         self.envs = [first, *others]
         self.n_envs = n_envs
         self.task = first.task
-        self._path_request: PopulationPath = path
-        self._architectures: dict[int, tuple[Task, Architecture]] = {}
+        self._shapes: dict[int, tuple[Task, tuple | None]] = {}
         self._shared_data: dict[tuple, DataSplits] = {}
-        self._check_optimizer(first.task)
-        self.path = self._architecture(first.trainer).path
-        for env in self.envs:
-            self._share_data(env.trainer)  # one copy of the data for all members
+
+    @property
+    def batched(self) -> bool:
+        """Whether the first member's task trains batched (else its members step one by one)."""
+        return self._batched_shapes(self.envs[0].trainer) is not None
 
     # --- members --------------------------------------------------------------------------------
 
@@ -182,164 +127,136 @@ class Population:
         env = self.envs[index]
         observation, info = env.reset(seed=seed, options=options)
         trainer = env.trainer
-        if not mode_independent(trainer.model):
-            raise ValueError(
-                f"Task {trainer.task.name!r}: the population env supports networks of known "
-                "deterministic, per-example layers only (no batch norm, dropout or custom "
-                "modules); use single envs for this one."
-            )
-        self._check_optimizer(trainer.task)
-        self._architecture(trainer)  # a network path='mlp' cannot train fails here
-        self._share_data(trainer)
-        return observation, info
-
-    def _check_optimizer(self, task: Task) -> None:
-        optimizer = task.optimizer
-        if optimizer.name != "sgd" or optimizer.factory is not None:
-            raise ValueError(
-                f"The population env trains with batched SGD; task {task.name!r} uses "
-                f"{optimizer.name!r}. Use single envs (DummyVecEnv) for other optimizers."
-            )
-
-    def _architecture(self, trainer: InnerTrainer) -> Architecture:
-        """The batched path and structure of ``trainer``'s task, built once per task."""
-        task = trainer.task
-        known = self._architectures.get(id(task))
-        if known is None or known[0] is not task:
-            with torch.random.fork_rng():  # build a network without touching the global RNG
-                model = task.model(trainer.data.input_shape, trainer.data.num_classes)
-            units = task.probe_microbatches or DEFAULT_MICROBATCHES
-            known = (task, Architecture.of(model, self._path_request, units))
-            self._architectures[id(task)] = known  # the task is kept, so its id stays unique
-        return known[1]
-
-    def _share_data(self, trainer: InnerTrainer) -> None:
-        """Points ``trainer`` at the population's copy of its data (built from the same split)."""
         task = trainer.task
         key = (task.data, task.split_seed, task.validation_fraction, str(task.device))
         shared = self._shared_data.setdefault(key, trainer.data)
-        if trainer.data is shared:
-            return
-        trainer.data = shared
-        sampler = getattr(trainer, "sampler", None)
-        if sampler is not None:  # just reset, nothing drawn yet: the same stream on the copy
-            trainer.sampler = EpochSampler(shared.x_train, shared.y_train, sampler._generator)
+        if trainer.data is not shared:  # one copy of the data for all members
+            trainer.share_data(shared)
+        return observation, info
+
+    def _batched_shapes(self, trainer: InnerTrainer) -> tuple | None:
+        """The parameter shapes of a task the batched path trains; ``None`` for other tasks."""
+        task = trainer.task
+        known = self._shapes.get(id(task))
+        if known is None or known[0] is not task:
+            with torch.random.fork_rng():  # build a network without touching the global RNG
+                model = task.model(trainer.data.input_shape, trainer.data.num_classes)
+            optimizer = task.optimizer
+            batched = (
+                optimizer.name == "sgd"
+                and optimizer.factory is None
+                and relu_mlp_layers(model) is not None
+            )
+            shapes = tuple(tuple(p.shape) for p in model.parameters())
+            known = (task, shapes if batched else None)
+            self._shapes[id(task)] = known  # the task is kept, so its id stays unique
+        return known[1]
 
     # --- one interval for every member ----------------------------------------------------------
 
-    def step(self, actions: Sequence[Any]) -> list[tuple[np.ndarray, float, bool, bool, dict]]:
-        """Steps every member with its action; returns each member's ``env.step`` result."""
-        if len(actions) != self.n_envs:
-            raise ValueError(f"Expected {self.n_envs} actions, got {len(actions)}.")
-        results: MemberResults = {}
-        for group in self._plan(actions):
+    def step(self, actions: Any, members: Sequence[int] | None = None) -> list[StepResult]:
+        """Steps members with their actions; returns each one's ``BatchSizeEnv.step`` result.
+
+        Args:
+            actions: One action per stepped member.
+            members: The indices of the members to step (default: all, in order).
+        """
+        indices = list(range(self.n_envs)) if members is None else list(members)
+        actions = member_actions(actions, len(indices))
+        plans = [self.envs[i].plan_interval(a) for i, a in zip(indices, actions, strict=True)]
+        results: dict[int, IntervalResult] = {}
+        for group in self._groups(indices, plans):
             results |= group.train()
-        validation = self._validation()
+        for index, result in results.items():
+            self.envs[index].trainer.record_interval(result)
+        validation = self._validation(list(results))
         outcomes = []
-        for index, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
-            result, statistics = results[index]
-            with _trained(env.trainer, result, statistics, validation.get(index)):
-                outcomes.append(env.step(action))
+        for index, plan in zip(indices, plans, strict=True):
+            env = self.envs[index]
+            if index in results:
+                outcomes.append(env.finish_interval(plan, results[index], validation[index]))
+            else:
+                outcomes.append(env.finish_interval(plan, env.train_interval(plan)))
         return outcomes
 
-    def _plan(self, actions: Sequence[Any]) -> list[MemberGroup]:
-        """Groups the members that can be trained together this interval.
+    def _groups(self, indices: Sequence[int], plans: list[IntervalPlan]) -> list[MemberGroup]:
+        """The members that train batched, grouped by architecture and batch size.
 
-        A group shares the architecture and the batch size: one batched forward and backward
-        pass per step. Its members may differ in the interval's length and in learning rate and
-        the other SGD settings (instances of a family); see :mod:`.population_group`.
+        Members of a group may differ in the interval's length and in learning rate and the
+        other SGD settings (instances of a family); see :mod:`.population_group`.
         """
         groups: dict[tuple, MemberGroup] = {}
-        for index, (env, action) in enumerate(zip(self.envs, actions, strict=True)):
-            if env._done:
-                raise RuntimeError(f"Member {index}'s episode has ended; reset it first.")
-            batch_size = env.decode(action)
-            start, stop = env.interval_boundaries[env._interval : env._interval + 2]
-            trainer = env.trainer
-            trainer.batch_size = batch_size
-            trainer._apply_learning_rate()
-            param_group = trainer.optimizer.param_groups[0]
-            settings = SgdSettings(
-                lr=trainer.current_lr,
-                momentum=param_group["momentum"],
-                dampening=param_group["dampening"],
-                weight_decay=param_group["weight_decay"],
-                nesterov=param_group["nesterov"],
-            )
-            architecture = self._architecture(trainer)
-            key = (architecture.key, batch_size, trainer.task.probe_size)
-            group = groups.setdefault(key, MemberGroup(architecture, batch_size))
-            group.add(index, trainer, stop - start, settings)
-        planned = list(groups.values())
-        if self.group_by == "padded":
-            planned = merge_padded(planned)
-        for group in planned:
+        for index, plan in zip(indices, plans, strict=True):
+            trainer = self.envs[index].trainer
+            shapes = self._batched_shapes(trainer)
+            if shapes is not None:
+                key = (shapes, plan.batch_size, trainer.task.probe_size)
+                group = groups.setdefault(key, MemberGroup(plan.batch_size))
+                group.add(index, trainer, plan.num_samples, _sgd_settings(trainer))
+        for group in groups.values():
             group.order()
-        return planned
+        return list(groups.values())
 
-    def _validation(self) -> dict[int, tuple[float, float]]:
-        """Validation loss and accuracy of the "mlp" members, in one batched pass per group."""
+    def _validation(self, members: list[int]) -> dict[int, tuple[float, float]]:
+        """Validation loss and accuracy of batched members, in one pass per architecture."""
         groups: dict[tuple, list[int]] = {}
-        for index, env in enumerate(self.envs):
-            architecture = self._architecture(env.trainer)
-            if architecture.path == "mlp":
-                # One pass over the validation set per interval: not padded (no steps to save).
-                key = (architecture.key, id(env.trainer.data), env.trainer.task.eval_batch_size)
-                groups.setdefault(key, []).append(index)
+        for index in members:
+            trainer = self.envs[index].trainer
+            key = (self._batched_shapes(trainer), id(trainer.data), trainer.task.eval_batch_size)
+            groups.setdefault(key, []).append(index)
         validation: dict[int, tuple[float, float]] = {}
         with torch.no_grad():
-            for (_, _, chunk_size), members in groups.items():
-                trainers = [self.envs[i].trainer for i in members]
+            for (_, _, chunk_size), indices in groups.items():
+                trainers = [self.envs[i].trainer for i in indices]
                 params = [
                     torch.stack(column)
-                    for column in zip(*(t._trainable for t in trainers), strict=True)
+                    for column in zip(*(t.trainable_parameters for t in trainers), strict=True)
                 ]
                 data = trainers[0].data
                 pairs = mlp_evaluate(params, data.x_val, data.y_val, chunk_size)
-                validation.update(zip(members, pairs, strict=True))
+                validation.update(zip(indices, pairs, strict=True))
         return validation
 
 
-@contextmanager
-def _trained(
-    trainer: InnerTrainer,
-    result: IntervalResult,
-    statistics: GradientStatistics | None,
-    validation: tuple[float, float] | None,
-) -> Iterator[None]:
-    """Lets ``BatchSizeEnv.step`` find the interval trained (and validated) already.
-
-    ``train`` and ``evaluate`` are replaced on the instance for the duration of the step only.
-    """
-    trainer._last_statistics = statistics
-    attributes = vars(trainer)
-    attributes["train"] = _replay(trainer, result)
-    if validation is not None:
-        attributes["evaluate"] = _evaluated(trainer, validation)
-    try:
-        yield
-    finally:
-        attributes.pop("train")
-        attributes.pop("evaluate", None)
+def _sgd_settings(trainer: InnerTrainer) -> SgdSettings:
+    """The SGD settings of ``trainer``'s next interval (after ``plan_interval``)."""
+    group = trainer.optimizer.param_groups[0]
+    return SgdSettings(
+        lr=trainer.current_lr,
+        momentum=group["momentum"],
+        dampening=group["dampening"],
+        weight_decay=group["weight_decay"],
+        nesterov=group["nesterov"],
+    )
 
 
-def _replay(trainer: InnerTrainer, result: IntervalResult) -> Callable[[int, int], IntervalResult]:
-    def train(batch_size: int, num_samples: int) -> IntervalResult:
-        assert batch_size == trainer.batch_size and num_samples == result.samples
-        return result
+def member_actions(actions: Any, count: int) -> list[Any]:
+    """``actions`` as a list of one action per member; ``ValueError`` when it is not that."""
+    listed = None
+    if actions is not None and not isinstance(actions, str | bytes | dict):
+        with contextlib.suppress(TypeError):  # not iterable (a number, a 0-d array)
+            listed = list(actions)
+    if listed is None or len(listed) != count:
+        raise ValueError(f"step() needs {count} actions, one per member; got {actions!r}.")
+    return listed
 
-    return train
 
-
-def _evaluated(
-    trainer: InnerTrainer, validation: tuple[float, float]
-) -> Callable[..., tuple[float, float]]:
-    evaluate = trainer.evaluate
-
-    def replay(split: Literal["validation", "test", "train"] = "validation") -> tuple[float, float]:
-        return validation if split == "validation" else evaluate(split)
-
-    return replay
+def member_seeds(seed: Any, count: int) -> list[int | None]:
+    """Each member's seed: ``None``, one integer (member i gets ``seed + i``) or one per member."""
+    if seed is None:
+        return [None] * count
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool | np.bool_):
+        return [int(seed) + i for i in range(count)]
+    if isinstance(seed, list | tuple | np.ndarray):
+        if len(seed) != count:
+            raise ValueError(
+                f"reset(seed=...) got {len(seed)} seeds for {count} members; pass one per "
+                "member, one integer (member i gets seed + i) or None."
+            )
+        return [None if s is None else check_int(f"seed[{i}]", s) for i, s in enumerate(seed)]
+    raise ValueError(
+        f"reset(seed=...) takes None, an integer or a list of {count} seeds; got {seed!r}."
+    )
 
 
 def _without(kwargs: dict[str, Any], key: str) -> dict[str, Any]:
@@ -362,7 +279,7 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
         self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
         self.population = Population(task, num_envs, **kwargs)
         first = self.population.envs[0]
-        self.num_envs = num_envs
+        self.num_envs = num_envs = self.population.n_envs
         self.single_observation_space = first.observation_space
         self.single_action_space = first.action_space
         self.observation_space = batch_space(first.observation_space, num_envs)
@@ -375,12 +292,9 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
     def reset(
         self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Resets every member; ``seed=s`` seeds member i with ``s + i``."""
-        seeds = (
-            [None if seed is None else seed + i for i in range(self.num_envs)]
-            if seed is None or isinstance(seed, int)
-            else list(seed)
-        )
+        """Resets every member; ``seed=s`` seeds member i with ``s + i``, a list one each."""
+        seeds = member_seeds(seed, self.num_envs)
+        check_options(options)
         infos: dict[str, Any] = {}
         for index, member_seed in enumerate(seeds):
             observation, info = self.population.reset_member(index, member_seed, options)
@@ -393,20 +307,22 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
         self, actions: Any
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Steps every member; members whose episode ended last step are reset instead."""
-        actions = list(actions)
+        actions = member_actions(actions, self.num_envs)
         rewards = np.zeros(self.num_envs)
         terminations = np.zeros(self.num_envs, dtype=bool)
         truncations = np.zeros(self.num_envs, dtype=bool)
         infos: dict[str, Any] = {}
         stepping = [i for i in range(self.num_envs) if not self._needs_reset[i]]
-        for index in np.flatnonzero(self._needs_reset):
-            observation, info = self.population.reset_member(int(index), None)
+        for index in np.flatnonzero(self._needs_reset).tolist():
+            observation, info = self.population.reset_member(index, None)
             self._observations[index] = observation
-            infos = self._add_info(infos, info, int(index))
+            infos = self._add_info(infos, info, index)
         if stepping:
             # Members being reset this step are stepped nowhere: run the rest as a population.
-            outcomes = _step_subset(self.population, stepping, actions)
-            for index, (observation, reward, terminated, truncated, info) in outcomes:
+            outcomes = self.population.step([actions[i] for i in stepping], stepping)
+            for index, (observation, reward, terminated, truncated, info) in zip(
+                stepping, outcomes, strict=True
+            ):
                 self._observations[index] = observation
                 rewards[index], terminations[index], truncations[index] = (
                     reward,
@@ -416,20 +332,6 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
                 infos = self._add_info(infos, info, index)
         self._needs_reset = terminations | truncations
         return self._observations.copy(), rewards, terminations, truncations, infos
-
-
-def _step_subset(population: Population, indices: list[int], actions: list[Any]):
-    if len(indices) == population.n_envs:
-        return list(enumerate(population.step(actions)))
-    full = population.n_envs
-    envs = population.envs
-    try:
-        population.envs = [envs[i] for i in indices]
-        population.n_envs = len(indices)
-        outcomes = population.step([actions[i] for i in indices])
-    finally:
-        population.envs, population.n_envs = envs, full
-    return list(zip(indices, outcomes, strict=True))
 
 
 def __getattr__(name: str) -> Any:

@@ -1,11 +1,11 @@
 """One interval of a group of population members, trained batched (see :mod:`.population`).
 
-A :class:`MemberGroup` holds the members that share an architecture (or, grouped with
-``group_by="padded"``, MLPs that differ only in hidden widths, zero-padded to the largest:
-:func:`~arbiter_env.batched.stack_padded`) and a batch size this interval. Their parameters and momentum buffers are stacked; each step runs one batched forward
-and backward pass (:class:`~arbiter_env.batched.Architecture`) and ``torch.optim.SGD``'s update
+A :class:`MemberGroup` holds the members that share an architecture (the built-in ReLU MLP of
+one set of shapes) and a batch size this interval. Their parameters and momentum buffers are
+stacked; each step runs one batched forward and backward pass
+(:func:`~arbiter_env.batched.mlp_loss_and_grads`) and ``torch.optim.SGD``'s update
 (:func:`~arbiter_env.batched.sgd`); the results are written back into the members' own modules
-and optimizer states, and each member gets the ``IntervalResult`` and statistics that
+and optimizer states, and each member gets the ``IntervalResult`` (statistics included) that
 ``InnerTrainer.train`` would have returned.
 
 Members may differ in the interval's length (family instances of other budgets, or the one-sample
@@ -25,14 +25,12 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from arbiter_env.batched import (
-    Architecture,
     MemberSgd,
     SgdSettings,
     batch_mean_losses,
+    mlp_loss_and_grads,
     sgd,
     stack_buffers,
-    stack_padded,
-    unpadded,
 )
 from arbiter_env.training.stats import GradientStatistics
 from arbiter_env.training.step_stats import StepSums, statistics_from_steps
@@ -44,12 +42,7 @@ def _rows(tensors: list[torch.Tensor], start: int, stop: int, count: int) -> lis
     return tensors if start == 0 and stop == count else [t[start:stop] for t in tensors]
 
 
-def _member(row: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
-    """A member's row of a stacked tensor, without the padding of a larger member's shape."""
-    return row if row.shape == own.shape else unpadded(row, own.shape)
-
-
-MemberResults = dict[int, tuple[IntervalResult, GradientStatistics | None]]
+MemberResults = dict[int, IntervalResult]
 Span = tuple[int, int]
 
 
@@ -70,7 +63,6 @@ class MemberGroup:
     """Members trained together for one interval: one architecture and one batch size.
 
     Attributes:
-        architecture: The members' common architecture.
         batch_size: The interval's batch size.
         members: Population indices of the members, in the order of the stack.
         trainers: The members' trainers.
@@ -78,7 +70,6 @@ class MemberGroup:
         settings: Each member's SGD settings.
     """
 
-    architecture: Architecture
     batch_size: int
     members: list[int] = field(default_factory=list)
     trainers: list[InnerTrainer] = field(default_factory=list)
@@ -154,8 +145,8 @@ class MemberGroup:
     def train(self) -> MemberResults:
         """Trains every member for the interval; returns each one's result and statistics."""
         trainers = self.trainers
-        params: list[list[torch.Tensor]] = [list(t._trainable) for t in trainers]
-        stacked = [stack_padded([p[k] for p in params]) for k in range(len(params[0]))]
+        params: list[list[torch.Tensor]] = [list(t.trainable_parameters) for t in trainers]
+        stacked = [torch.stack([p[k] for p in params]) for k in range(len(params[0]))]
         buffers, fresh = None, None
         if any(settings.momentum for settings in self.settings):
             states = [
@@ -173,12 +164,12 @@ class MemberGroup:
         buffer_rows = [] if buffers is None else [b.unbind(0) for b in buffers]
         for j, (trainer, own) in enumerate(zip(trainers, params, strict=True)):
             targets += own
-            sources += [_member(rows[j], p) for p, rows in zip(own, param_rows, strict=True)]
+            sources += [rows[j] for rows in param_rows]
             if buffers is None or not self.settings[j].momentum:
                 continue
             state = trainer.optimizer.state
             for p, rows in zip(own, buffer_rows, strict=True):
-                row = _member(rows[j], p)
+                row = rows[j]
                 if (buffer := state[p].get("momentum_buffer")) is None:
                     state[p]["momentum_buffer"] = row.clone()
                 else:
@@ -226,7 +217,7 @@ class MemberGroup:
                 else:
                     x, y = inputs[start:stop, :size], targets[start:stop, :size]
                 members = _rows(stacked, start, stop, count)
-                picked, grads, sums = self.architecture.loss_and_grads(members, x, y, record)
+                picked, grads, sums = mlp_loss_and_grads(members, x, y, record)
                 if sums is not None:
                     recorded.append(_Recorded(start, stop, size, offset, *sums))
                 self._update(start, stop, stacked, grads, buffers, fresh, updates)
@@ -281,7 +272,7 @@ class MemberGroup:
         recorded: list[_Recorded],
         stacked: list[torch.Tensor],
     ) -> MemberResults:
-        """Each member's ``IntervalResult`` and statistics, as ``InnerTrainer.train`` has them."""
+        """Each member's ``IntervalResult``, statistics included, as ``InnerTrainer.train`` has it."""
         count, batch_size = len(self.members), self.batch_size
         rows = []
         for start, stop, samples in self.lengths():
@@ -315,104 +306,23 @@ class MemberGroup:
                     k = cursor + j - r.start
                     sums[j].append((r.size, values[k], values[k + width]))
             cursor += 2 * width
-        for j, (index, trainer) in enumerate(zip(self.members, self.trainers, strict=True)):
+        for j, index in enumerate(self.members):
             samples = self.samples[j]
-            updates = -(-samples // batch_size)
-            trainer.updates += updates
-            trainer.samples_seen += samples
             loss_value, norm_value = values[j], values[count + j]
-            diverged = not (math.isfinite(loss_value) and math.isfinite(norm_value))
-            result = IntervalResult(
-                train_loss=loss_value, updates=updates, samples=samples, diverged=diverged
+            out[index] = IntervalResult(
+                train_loss=loss_value,
+                updates=-(-samples // batch_size),
+                samples=samples,
+                diverged=not (math.isfinite(loss_value) and math.isfinite(norm_value)),
+                statistics=self._statistics(sums[j]) if sums[j] else None,
             )
-            out[index] = (result, self._statistics(sums[j]) if sums[j] else None)
         return out
 
     def _statistics(self, steps: list[tuple[int, float, float]]) -> GradientStatistics | None:
-        """One member's interval statistics from its recorded steps' sums."""
-        architecture = self.architecture
+        """One member's interval statistics from its recorded steps' sums (the one estimator)."""
         examples = [n for n, _, _ in steps]
-        unit_sums = [v for _, v, _ in steps]
-        if architecture.per_sample:
-            units, used = examples, examples
-        else:
-            units = [min(architecture.units, n) for n in examples]
-            used = [(n // u) * u for n, u in zip(examples, units, strict=True)]
-        if architecture.path == "mlp":  # δ of the batch mean: per-sample gradients are B·δ aᵀ
-            unit_sums = [v * n * n for v, n in zip(unit_sums, examples, strict=True)]
+        # δ of the batch mean: per-sample gradients are B·δ aᵀ.
+        unit_sums = [v * n * n for n, v, _ in steps]
         probe_size = self.trainers[0].task.probe_size
         mean_sq = [m for _, _, m in steps]
-        return statistics_from_steps(StepSums(used, units, unit_sums, mean_sq), probe_size)
-
-
-# --- group_by="padded": merging groups of MLPs that differ only in hidden width -----------------
-
-STEP_OVERHEAD_MACS = 1_500_000
-"""The fixed cost of one batched training step of a group, in multiply-adds of its products.
-
-A step costs a fixed amount plus a cost per multiply-add of the forward pass (backward and
-update included); this is the ratio of the two, fitted on the CPU by
-``benchmarks/population_step_cost.py`` (``benchmarks/RESULTS.md`` records the fits, which vary
-with the machine's load by about a factor of two). Padding pays while the multiply-adds it adds
-cost less than the steps it saves. Only ``group_by="padded"`` reads it."""
-
-
-def _padded_macs(shapes: list[tuple[tuple[int, ...], ...]]) -> int:
-    """Multiply-adds per example of the forward pass of ``shapes`` padded to the largest."""
-    total = 0
-    for column in zip(*shapes, strict=True):
-        if len(column[0]) == 2:  # a weight (out, in)
-            total += max(s[0] for s in column) * max(s[1] for s in column)
-    return total
-
-
-def _cost(groups: list[MemberGroup]) -> float:
-    """Cost of one step of ``groups`` merged into one padded stack, in multiply-adds."""
-    members = sum(len(g.members) for g in groups)
-    macs = _padded_macs([g.architecture.shapes for g in groups])
-    return STEP_OVERHEAD_MACS + members * groups[0].batch_size * macs
-
-
-def _merged(groups: list[MemberGroup]) -> MemberGroup:
-    widest = max(groups, key=lambda g: _padded_macs([g.architecture.shapes]))
-    merged = MemberGroup(widest.architecture, widest.batch_size)
-    for group in groups:
-        for j, index in enumerate(group.members):
-            merged.add(index, group.trainers[j], group.samples[j], group.settings[j])
-    return merged
-
-
-def merge_padded(groups: list[MemberGroup]) -> list[MemberGroup]:
-    """Merges groups of one batch size whose MLPs differ only in hidden widths, where it pays.
-
-    Groups of one ``padded_key`` and batch size, ordered by size, are split into consecutive
-    runs (every split is tried; a family has a few widths) so that the summed cost of a step,
-    :data:`STEP_OVERHEAD_MACS` per group plus the padded multiply-adds of its members, is
-    least: small batches, where the fixed cost dominates, merge; large ones keep their widths.
-    """
-    buckets: dict[tuple, list[MemberGroup]] = {}
-    for group in groups:
-        arch = group.architecture
-        probe_size = group.trainers[0].task.probe_size  # the statistics take the first one's
-        buckets.setdefault((arch.padded_key, group.batch_size, probe_size), []).append(group)
-    out: list[MemberGroup] = []
-    for bucket in buckets.values():
-        if len(bucket) == 1 or len(bucket) > 8:  # > 8 widths: not a family's few; keep them
-            out += bucket
-            continue
-        bucket.sort(key=lambda g: _padded_macs([g.architecture.shapes]))
-        best: tuple[float, list[list[MemberGroup]]] | None = None
-        for cuts in range(2 ** (len(bucket) - 1)):  # bit i: a cut after bucket[i]
-            runs, run = [], [bucket[0]]
-            for i, group in enumerate(bucket[1:]):
-                if cuts >> i & 1:
-                    runs.append(run)
-                    run = []
-                run.append(group)
-            runs.append(run)
-            cost = sum(_cost(r) for r in runs)
-            if best is None or cost < best[0]:
-                best = (cost, runs)
-        assert best is not None
-        out += [run[0] if len(run) == 1 else _merged(run) for run in best[1]]
-    return out
+        return statistics_from_steps(StepSums(examples, examples, unit_sums, mean_sq), probe_size)

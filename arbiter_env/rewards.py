@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from arbiter_env.checks import check_real
 
 MIN_LOSS = 1e-12
@@ -57,6 +59,18 @@ def interval_cost(config: RewardConfig, *, updates: int, budget: int, wall_time:
     if config.cost == "wall_time":
         return config.cost_weight * wall_time
     return 0.0
+
+
+def worst_case_cost(config: RewardConfig, boundaries: list[int], batch_min: int) -> float:
+    """The ``"updates"`` cost of an episode of interval ``boundaries`` at ``batch_min``.
+
+    The largest an episode can pay; 0 for the other costs (wall time has no bound).
+    """
+    if config.cost != "updates":
+        return 0.0
+    slices = np.diff(boundaries)
+    updates = int(np.sum(-(-slices // batch_min)))
+    return interval_cost(config, updates=updates, budget=boundaries[-1], wall_time=0.0)
 
 
 def interval_reward(

@@ -23,5 +23,5 @@ timeout "${TEST_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider --rootdi
     -c "$repo/pyproject.toml" -m gpu "$repo/tests/test_cuda.py" "$repo/tests/training/test_trainer.py" \
     2>&1 | tee "$out/gpu-tests.log"
 timeout "${BENCH_TIMEOUT:-300}" python3 "$repo/benchmarks/population_throughput.py" --device cuda \
-    --n-envs 256 --baseline single --paths mlp func --steps "${STEPS:-20}" --repeats "${REPEATS:-2}" \
+    --n-envs 256 --baseline single --steps "${STEPS:-20}" --repeats "${REPEATS:-2}" \
     --json "$out/population-cuda.json" 2>&1 | tee "$out/population-cuda.log"

@@ -19,9 +19,6 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
   1.05 (issue 16). The statistics come from the training batches unless
   ``--statistics probe``, which also reports ``env_without_stats_over_plain@B``: the env with
   the probe's time taken out, the cost of everything but the statistics.
-* ``env_total_over_plain[rows=R]@B``: the same with ``--statistics-rows R``, the opt-in row
-  subset of the statistics (per-sample norms on ``R`` rows of a larger batch;
-  ``InnerTrainer.statistics_rows``, see ``arbiter_env/training/step_stats.py``).
 * ``breakdown[env:PART]@B`` and ``breakdown[plain:PART]@B`` (``--breakdown``): where the time
   goes, each part over the plain loop's total (see ``measure_breakdown``).
 * ``stats_over_training``: time of the per-interval gradient statistics divided by the rest of the
@@ -236,14 +233,11 @@ def measure_env_sizes(
     batch_sizes: list[int],
     repeats: int,
     statistics_source: str,
-    statistics_rows: int | None = None,
 ) -> dict[str, float]:
     """``env_total_over_plain@B`` at each size: the env with its statistics (from the
     training batches unless ``statistics_source="probe"``) over the plain loop. Sizes are
-    interleaved inside every repeat, so slow phases of a shared machine hit all of them.
-    ``statistics_rows``: the trainer's opt-in row subset (``InnerTrainer.statistics_rows``)."""
+    interleaved inside every repeat, so slow phases of a shared machine hit all of them."""
     env = BatchSizeEnv(task, record_wall_time=False, gradient_statistics=statistics_source)
-    env.trainer.statistics_rows = statistics_rows
     times: dict[int, tuple[list[float], list[float]]] = {b: ([], []) for b in batch_sizes}
     without: dict[int, list[float]] = {b: [] for b in batch_sizes}
     for repeat in range(repeats + 1):  # the first round warms caches and is discarded
@@ -257,8 +251,6 @@ def measure_env_sizes(
     # The median of the per-repeat ratios: each pair ran back to back, so a slow phase of the
     # machine cancels within the pair.
     suffix = "" if statistics_source == "training" else f"[{statistics_source}]"
-    if statistics_rows is not None:
-        suffix += f"[rows={statistics_rows}]"
     rows = {
         f"env_total_over_plain{suffix}@{b}": statistics.median(
             e / p for e, p in zip(*times[b], strict=True)
@@ -292,9 +284,7 @@ def _timed(owner: object, name: str, spent: dict[str, float], label: str) -> Ite
         setattr(owner, name, original)
 
 
-def measure_breakdown(
-    task: Task, batch_sizes: list[int], repeats: int, statistics_rows: int | None
-) -> dict[str, float]:
+def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[str, float]:
     """Where the env's time goes beside the plain loop's, as fractions of the plain loop.
 
     ``breakdown[env:PART]@B``: the interval's training steps (``steps``, recorded steps
@@ -309,7 +299,6 @@ def measure_breakdown(
     from arbiter_env.training.trainer import InnerTrainer
 
     env = BatchSizeEnv(task, record_wall_time=False)
-    env.trainer.statistics_rows = statistics_rows
     parts: dict[str, list[float]] = {}
     for repeat in range(repeats + 1):
         for batch_size in batch_sizes:
@@ -476,12 +465,6 @@ def _parser() -> argparse.ArgumentParser:
         help="where the env's gradient statistics come from in the by-size rows",
     )
     parser.add_argument(
-        "--statistics-rows",
-        type=int,
-        default=None,
-        help="per-sample norms on this many rows of a larger batch (InnerTrainer.statistics_rows)",
-    )
-    parser.add_argument(
         "--breakdown",
         action="store_true",
         help="also time the parts of the env and of the plain loop at each size (breakdown[...])",
@@ -500,11 +483,9 @@ def _measure_task(name: str, args: argparse.Namespace) -> list[dict]:
         measured |= measure_env(task, batch_size, args.repeats)
     sizes = args.sizes if args.sizes is not None else DEFAULT_SIZES.get(name, [])
     if "sizes" not in args.skip and sizes:
-        measured |= measure_env_sizes(
-            task, sizes, args.repeats, args.statistics, args.statistics_rows
-        )
+        measured |= measure_env_sizes(task, sizes, args.repeats, args.statistics)
     if args.breakdown and sizes:
-        measured |= measure_breakdown(task, sizes, args.repeats, args.statistics_rows)
+        measured |= measure_breakdown(task, sizes, args.repeats)
     if "sampler" not in args.skip and name != "wrn-16-4-random":
         measured |= measure_sampler(task, args.repeats)
     # Arbiter on a WRN-16-4 takes many minutes per episode on a CPU: measured on CUDA only.

@@ -10,11 +10,7 @@ Workloads (the same pre-drawn actions for every contender):
 
 Contenders, timed in alternation (``--repeats`` rounds, median of each):
 
-* ``population``: :class:`arbiter_env.agents.population_vec_env.PopulationEnv` with N members, for each batched
-  path asked for (``--paths``: ``mlp`` is the hand-written batched MLP, ``func`` the general
-  ``torch.func`` path) and each grouping asked for (``--group-by``: ``architecture`` trains
-  members of one architecture together, bit for bit a single env; ``padded`` also trains MLPs
-  of one family that differ only in hidden width together, zero-padded to the largest);
+* ``population``: :class:`arbiter_env.agents.population_vec_env.PopulationEnv` with N members;
 * ``dummy``: SB3's ``DummyVecEnv`` of N ``BatchSizeEnv`` (the CPU baseline of issue 16), or
   ``single``: one ``BatchSizeEnv`` stepping alone, scaled to N·(its steps/s) (the GPU baseline:
   the target there is population ≥ 0.5·N × single).
@@ -38,8 +34,8 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from arbiter_env import population_group
 from arbiter_env.agents.population_vec_env import PopulationEnv
-from arbiter_env.batched import Architecture
 from arbiter_env.env import BatchSizeEnv
 from arbiter_env.population import Population
 from arbiter_env.population_group import MemberGroup
@@ -83,23 +79,17 @@ def measure(
     task: str,
     n_envs: int,
     workloads: list[str],
-    paths: list[str],
     baseline: str,
     steps: int,
     repeats: int,
     batch_size: int,
     device: str,
-    group_by: tuple[str, ...] = ("architecture",),
     tune_allocator: bool = True,
 ) -> list[dict]:
-    """One row per workload and population contender (path and grouping)."""
+    """One row per workload: the population's rate, the baseline's and their ratio."""
     kwargs: dict[str, Any] = {"task_kwargs": {"device": device}, "record_wall_time": False}
     populations = {
-        (path, grouping): PopulationEnv(
-            task, n_envs, path=path, group_by=grouping, tune_allocator=tune_allocator, **kwargs
-        )
-        for path in paths
-        for grouping in group_by
+        "population": PopulationEnv(task, n_envs, tune_allocator=tune_allocator, **kwargs)
     }
     reference: Any
     if baseline == "dummy":
@@ -129,10 +119,10 @@ def measure(
             if repeat:
                 rates[baseline].append(rate)
         base = statistics.median(rates[baseline])
-        for path, grouping in populations:
-            value = statistics.median(rates[path, grouping])
+        for contender in populations:
+            value = statistics.median(rates[contender])
             row = {"task": task, "device": device, "n_envs": n_envs, "workload": workload}
-            row |= {"path": path, "group_by": grouping, "population_steps_per_s": value}
+            row |= {"population_steps_per_s": value}
             row |= {"tune_allocator": tune_allocator}
             # For "single": N × one env's rate, so the GPU target is ratio >= 0.5.
             row |= {"baseline": baseline, "baseline_steps_per_s": base, "ratio": value / base}
@@ -145,12 +135,12 @@ def measure(
 _PARTS = [
     (PopulationEnv, "step_wait", "vector step"),
     (MemberGroup, "train", "groups: training"),
-    (Architecture, "loss_and_grads", "  forward and backward passes"),
+    (population_group, "mlp_loss_and_grads", "  forward and backward passes"),
     (MemberGroup, "_update", "  SGD updates"),
     (MemberGroup, "_results", "  interval loss, statistics, divergence"),
     (Population, "_validation", "validation pass"),
     (Population, "reset_member", "resets"),
-    (BatchSizeEnv, "step", "members' BatchSizeEnv.step"),
+    (BatchSizeEnv, "finish_interval", "members' BatchSizeEnv.finish_interval"),
 ]
 
 
@@ -172,7 +162,7 @@ def breakdown(
         return wrapper
 
     kwargs: dict[str, Any] = {"task_kwargs": {"device": device}, "record_wall_time": False}
-    env = PopulationEnv(task, n_envs, path="mlp", **kwargs)
+    env = PopulationEnv(task, n_envs, **kwargs)
     probe_env = BatchSizeEnv(task, **kwargs)
     probe_env.reset(seed=0)
     actions = _actions(probe_env, n_envs, steps, workload, batch_size, seed=0)
@@ -199,10 +189,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="digits-mlp")
     parser.add_argument("--n-envs", type=int, default=16)
     parser.add_argument("--workloads", nargs="+", default=["mixed", "fixed"])
-    parser.add_argument("--paths", nargs="+", default=["mlp", "func"])
-    parser.add_argument(
-        "--group-by", nargs="+", choices=["architecture", "padded"], default=["architecture"]
-    )
     parser.add_argument("--baseline", choices=["dummy", "single"], default="dummy")
     parser.add_argument("--steps", type=int, default=40, help="vector steps per timing")
     parser.add_argument("--repeats", type=int, default=3)
@@ -218,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--breakdown",
         action="store_true",
-        help="also print where a vector step's time goes (mlp path, one round with timers)",
+        help="also print where a vector step's time goes (one round with timers)",
     )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -228,26 +214,21 @@ def main(argv: list[str] | None = None) -> None:
         args.task,
         args.n_envs,
         args.workloads,
-        args.paths,
         args.baseline,
         args.steps,
         args.repeats,
         args.batch_size,
         args.device,
-        tuple(args.group_by),
         not args.no_tune_allocator,
     )
     target = (
         {"mixed": 3.0, "fixed": 5.0} if args.baseline == "dummy" else {"mixed": 0.5, "fixed": 0.5}
     )
-    print(
-        f"\n{'workload':<8} {'path':<5} {'group_by':<12} {'population/s':>13} {args.baseline + '/s':>12} {'ratio':>7}"
-    )
+    print(f"\n{'workload':<8} {'population/s':>13} {args.baseline + '/s':>12} {'ratio':>7}")
     for row in rows:
         goal = target.get(row["workload"])
         print(
-            f"{row['workload']:<8} {row['path']:<5} {row['group_by']:<12} "
-            f"{row['population_steps_per_s']:>13.1f} "
+            f"{row['workload']:<8} {row['population_steps_per_s']:>13.1f} "
             f"{row['baseline_steps_per_s']:>12.1f} {row['ratio']:>7.2f}"
             + ("" if goal is None else f"  (target >= {goal})")
         )

@@ -24,10 +24,7 @@ diverged episodes.
     python benchmarks/ppo_population_vs_dummy.py --timesteps 16384 --n-envs 16 \\
         --json benchmarks/ppo-population-family.json --markdown benchmarks/ppo-population-family.md
 
-``--group-by padded`` builds the population with ``Population(group_by="padded")`` (MLPs of the
-family that differ only in hidden width train in one zero-padded stack where that pays; the
-numbers then agree with single envs to float rounding, not bit for bit, so the two PPO runs may
-learn different policies). Each run also reports the time spent inside the vec env's
+Each run also reports the time spent inside the vec env's
 ``reset``/``step_wait`` (the rest is PPO's own work: policy forward passes, buffer, updates),
 and for the population the mean number of batched groups per vector step.
 """
@@ -66,9 +63,9 @@ def _timed(method):
     return wrapper
 
 
-def _counted_plan(method):
-    def wrapper(self, actions):
-        groups = method(self, actions)
+def _counted_groups(method):
+    def wrapper(self, indices, plans):
+        groups = method(self, indices, plans)
         ENV_TIME["steps"] += 1
         ENV_TIME["groups"] += len(groups)
         return groups
@@ -81,7 +78,7 @@ def instrument() -> None:
     for cls in (DummyVecEnv, PopulationEnv):
         cls.reset = _timed(cls.reset)  # type: ignore[method-assign]
         cls.step_wait = _timed(cls.step_wait)  # type: ignore[method-assign]
-    Population._plan = _counted_plan(Population._plan)  # type: ignore[method-assign]
+    Population._groups = _counted_groups(Population._groups)  # type: ignore[method-assign]
 
 
 def summary(losses: list[float]) -> dict:
@@ -139,7 +136,6 @@ def ppo_runs(env, cases, args, median: dict) -> list[dict]:
             final, wall = train(args.task, vec_env, args, seed)
             timing: dict[str, Any] = {"env_s": ENV_TIME["s"], "ppo_s": wall - ENV_TIME["s"]}
             if vec_env == "population":
-                timing["group_by"] = Population.default_group_by
                 timing["groups_per_step"] = ENV_TIME["groups"] / max(ENV_TIME["steps"], 1)
             losses = episodes(env, lambda e, p=final: load_rl_controller(p, e), cases)
             row = {"seed": seed, "vec_env": vec_env, "wall_s": wall, **timing, **summary(losses)}
@@ -169,15 +165,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/ppo_population_vs_dummy")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
-    parser.add_argument(
-        "--group-by",
-        choices=["architecture", "padded"],
-        default=None,
-        help="the population's grouping (default: Population.default_group_by)",
-    )
     args = parser.parse_args()
-    if args.group_by:
-        Population.default_group_by = args.group_by
     instrument()
     # The population raises glibc's malloc thresholds for the whole process when it is built;
     # doing it first puts the DummyVecEnv run, which comes first, under the same allocator.
@@ -236,8 +224,8 @@ def markdown(result: dict) -> str:
     for run in result["runs"]:
         ratio = f"{run['wall_ratio']:.2f}" if "wall_ratio" in run else ""
         name = run["vec_env"]
-        if "group_by" in run:
-            name += f" ({run['group_by']}, {run['groups_per_step']:.1f} groups/step)"
+        if "groups_per_step" in run:
+            name += f" ({run['groups_per_step']:.1f} groups/step)"
         lines.append(
             f"| PPO, {name}, seed {run['seed']} | {run['wall_s']:.1f} | {run['env_s']:.1f} | "
             f"{run['ppo_s']:.1f} | {ratio} | {_cell(run)} | {run['diverged']} | "

@@ -109,11 +109,10 @@ def test_arbiter_meta_steps_do_not_synchronise_with_the_gpu():
     assert agent.meta_steps == 4
 
 
-@pytest.mark.parametrize("path", ["mlp", "func"])
-def test_population_on_cuda_follows_single_cuda_envs(path):
+def test_population_on_cuda_follows_single_cuda_envs():
     from arbiter_env.population import Population
 
-    population = Population("digits-mlp", 3, path=path, task_kwargs=DIGITS_CUDA)
+    population = Population("digits-mlp", 3, task_kwargs=DIGITS_CUDA)
     singles = [BatchSizeEnv("digits-mlp", task_kwargs=DIGITS_CUDA) for _ in range(3)]
     for i, env in enumerate(singles):
         np.testing.assert_allclose(

@@ -82,7 +82,7 @@ def make_vec_env(
 def _population_vec_env(
     config: AgentConfig, n_envs: int, family_split: Literal["train", "test"]
 ) -> VecEnv:
-    from arbiter_env.agents.population_vec_env import PopulationEnv  # torch.func only when used
+    from arbiter_env.agents.population_vec_env import PopulationEnv  # loaded only when used
 
     # Every member is built from this config; a family's members draw from `family_split`.
     kwargs = config.env.as_kwargs()

@@ -27,6 +27,12 @@ class EpochSampler:
         self._epoch_inputs = inputs
         self._epoch_targets = targets
 
+    def with_data(self, inputs: torch.Tensor, targets: torch.Tensor) -> EpochSampler:
+        """This sampler's stream over an equal copy of its data; only before anything is drawn."""
+        if self.samples_drawn:
+            raise RuntimeError("A sampler can move to a copy of its data only before any draw.")
+        return EpochSampler(inputs, targets, self._generator)
+
     def next_batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The next ``batch_size`` examples of the stream, as ``(inputs, targets)``."""
         if batch_size < 1:

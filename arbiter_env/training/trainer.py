@@ -25,7 +25,7 @@ from torch import nn
 
 from arbiter_env.checks import check_device, check_int
 from arbiter_env.tasks.spec import Task
-from arbiter_env.training.data import split_task_data
+from arbiter_env.training.data import DataSplits, split_task_data
 from arbiter_env.training.hyper import HyperLearningInterface, StepHook, StepInfo
 from arbiter_env.training.network import check_output_layer, couples_examples, mode_independent
 from arbiter_env.training.sampler import EpochSampler, cpu_generator, index_to_device
@@ -57,6 +57,8 @@ class IntervalResult:
     updates: int
     samples: int
     diverged: bool
+    statistics: GradientStatistics | None = None
+    """Gradient statistics gathered from the interval's own steps (``None``: none were)."""
 
 
 class InnerTrainer(HyperLearningInterface):
@@ -75,13 +77,6 @@ class InnerTrainer(HyperLearningInterface):
             networks with batch norm, other networks with dropout or unknown modules, and
             intervals without a usable step fall back to the probe. ``"probe"``: always a fresh
             probe batch (:meth:`gradient_statistics`).
-
-    Attributes:
-        statistics_rows: ``None`` (default), or ``R``: the ``nn.Linear`` recorder forms
-            per-sample norms on the first ``R`` rows of a larger batch only, scaled to the
-            batch (unbiased, with about the variance of an ``R``-example probe; see
-            :mod:`arbiter_env.training.step_stats`). Read at :meth:`reset`. Training never
-            depends on it.
     """
 
     def __init__(
@@ -99,7 +94,6 @@ class InnerTrainer(HyperLearningInterface):
         if statistics not in ("training", "probe"):
             raise ValueError(f"Unknown statistics {statistics!r}; use 'training' or 'probe'.")
         self.statistics: StatisticsSource = statistics
-        self.statistics_rows: int | None = None
         self.task = task
         self.device = check_device(task.device, "device")
         self.data = split_task_data(task)
@@ -146,7 +140,7 @@ class InnerTrainer(HyperLearningInterface):
         self._mode_independent = mode_independent(self.model)
         self.optimizer = self.task.optimizer.build(self.model.parameters())
         self._choose_statistics_path(self.model)
-        self._trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable_parameters = [p for p in self.model.parameters() if p.requires_grad]
         self._last_statistics = None
         self.base_lr = self.task.optimizer.lr
         self._applied_lr: float | None = None
@@ -168,7 +162,7 @@ class InnerTrainer(HyperLearningInterface):
             layers = linear_layers_of(model)
             if layers is not None:
                 # Per-sample norms hold for any per-example forward, dropout included.
-                self._linear_recorder = LinearStepRecorder(model, layers, self.statistics_rows)
+                self._linear_recorder = LinearStepRecorder(model, layers)
             elif self._mode_independent:
                 # Micro-batches draw dropout masks differently, so only deterministic networks.
                 self._microbatch_statistics = True
@@ -187,8 +181,7 @@ class InnerTrainer(HyperLearningInterface):
             raise ValueError(
                 f"Need batch_size >= 1 and num_samples >= 0, got {batch_size}, {num_samples}."
             )
-        self.batch_size = batch_size
-        self._apply_learning_rate()
+        self.prepare_interval(batch_size)
         # A network made only of the known deterministic, mode-independent layers needs neither
         # the mode switch nor a seeded global RNG (nor its seed, which nothing else reads), so
         # it skips their per-interval cost.
@@ -272,7 +265,7 @@ class InnerTrainer(HyperLearningInterface):
             return self._linear_recorder.record_step(inputs, targets)
         loss, sums = microbatch_backward(
             model,
-            self._trainable,
+            self.trainable_parameters,
             inputs,
             targets,
             self.task.probe_microbatches or DEFAULT_MICROBATCHES,
@@ -318,8 +311,41 @@ class InnerTrainer(HyperLearningInterface):
             )
         diverged = not all(math.isfinite(v) for v in values[:checked])
         return IntervalResult(
-            train_loss=mean_loss_value, updates=updates, samples=num_samples, diverged=diverged
+            train_loss=mean_loss_value,
+            updates=updates,
+            samples=num_samples,
+            diverged=diverged,
+            statistics=self._last_statistics,
         )
+
+    def prepare_interval(self, batch_size: int) -> None:
+        """Takes ``batch_size`` for the next interval and applies its learning rate.
+
+        :meth:`train` calls it; so does a caller that trains the interval elsewhere (the
+        population's batched step), before it reads the optimizer's settings.
+        """
+        self.batch_size = batch_size
+        self._apply_learning_rate()
+
+    def record_interval(self, result: IntervalResult) -> None:
+        """Books an interval trained elsewhere on this trainer's parameters and optimizer state.
+
+        The population's batched step trains its members' intervals outside :meth:`train`; this
+        counts the interval's samples and updates and keeps its statistics, as :meth:`train`
+        does for its own intervals.
+        """
+        self.updates += result.updates
+        self.samples_seen += result.samples
+        self._last_statistics = result.statistics
+
+    def share_data(self, data: DataSplits) -> None:
+        """Trains on ``data``, an equal copy of this trainer's splits, from now on.
+
+        The population keeps one copy of each data set for all its members. Called right after
+        :meth:`reset` (before anything is drawn), the batch order stays what it would have been.
+        """
+        self.data = data
+        self.sampler = self.sampler.with_data(data.x_train, data.y_train)
 
     # --- learning rate --------------------------------------------------------------------------
 

@@ -80,14 +80,14 @@ def test_the_env_with_its_statistics_is_held_to_1_05_at_every_batch_size():
     assert perf.DEFAULT_SIZES == {"digits-mlp": [8, 32, 128, 512], "mnist1d-cnn": [32, 128]}
 
 
-def test_breakdown_and_row_subset_rows_follow_the_format(tmp_path):
+def test_breakdown_rows_follow_the_format(tmp_path):
     output = tmp_path / "perf.json"
     command = "--tasks digits-mlp --skip env sampler arbiter ppo --repeats 1 --sizes 512"
-    perf.main([*command.split(), "--statistics-rows", "64", "--breakdown", "--json", str(output)])
+    perf.main([*command.split(), "--breakdown", "--json", str(output)])
     report = json.loads(output.read_text())
     check_report(report)
     names = [row["measurement"] for row in report["results"]]
-    assert names[0] == "env_total_over_plain[rows=64]@512"
+    assert names[0] == "env_total_over_plain@512"
     parts = {name.split("]")[0].removeprefix("breakdown[") for name in names[1:]}
     assert parts == {
         "env:steps",
@@ -99,4 +99,3 @@ def test_breakdown_and_row_subset_rows_follow_the_format(tmp_path):
         "plain:steps",
         "plain:validation",
     }
-    assert perf.meets_target("env_total_over_plain[rows=64]@512", 1.0) is None

@@ -20,6 +20,11 @@ def test_breakdown_shares_are_parts_of_the_vector_step_and_the_timers_are_remove
     assert 0 < groups <= 1
     inside = [label for label in shares if label.startswith("  ")]
     assert sum(shares[label] for label in inside) <= groups
-    outside = ["groups: training", "validation pass", "resets", "members' BatchSizeEnv.step"]
+    outside = [
+        "groups: training",
+        "validation pass",
+        "resets",
+        "members' BatchSizeEnv.finish_interval",
+    ]
     assert sum(shares[label] for label in outside) <= 1
-    assert MemberGroup.train is train and "wrapper" not in BatchSizeEnv.step.__qualname__
+    assert MemberGroup.train is train and "wrapper" not in BatchSizeEnv.finish_interval.__qualname__

@@ -332,23 +332,6 @@ def test_row_subset_estimates_agree_with_the_exact_statistics_in_expectation():
         assert abs(values.mean().item() - truth) < 4 * error, (name, values.mean(), truth)
 
 
-def test_statistics_rows_leave_training_alone_and_small_batches_unchanged(tiny_task):
-    trainers = [_trainer(tiny_task, "training") for _ in range(2)]
-    trainers[1].statistics_rows = 8
-    trainers[1].reset(3)  # the recorder is built at reset
-    seen = []
-    for batch_size in (4, 8, 32, 5):
-        pair = []
-        for trainer in trainers:
-            trainer.train(batch_size, 40)
-            pair.append(trainer.interval_statistics())
-        seen.append((batch_size, *pair))
-    for a, b in zip(*(t.model.parameters() for t in trainers), strict=True):
-        assert torch.equal(a, b)
-    for batch_size, full, subset in seen:
-        assert (full == subset) == (batch_size <= 8), batch_size
-
-
 def test_max_rows_below_two_is_rejected():
     model = _model("chain")
     with pytest.raises(ValueError, match="max_rows"):
