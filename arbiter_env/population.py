@@ -96,8 +96,7 @@ from arbiter_env.tasks.spec import Task
 from arbiter_env.training.data import DataSplits
 from arbiter_env.training.network import mode_independent
 from arbiter_env.training.sampler import EpochSampler
-from arbiter_env.training.stats import GradientStatistics
-from arbiter_env.training.step_stats import DEFAULT_MICROBATCHES
+from arbiter_env.training.stats import DEFAULT_MICROBATCHES, GradientStatistics
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 PopulationPath = Literal["auto", "mlp", "func"]

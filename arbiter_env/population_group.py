@@ -34,8 +34,12 @@ from arbiter_env.batched import (
     stack_padded,
     unpadded,
 )
-from arbiter_env.training.stats import GradientStatistics
-from arbiter_env.training.step_stats import StepSums, statistics_from_steps
+from arbiter_env.training.stats import (
+    GradientStatistics,
+    StepSums,
+    linear_statistics,
+    statistics_from_sums,
+)
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 
@@ -333,16 +337,16 @@ class MemberGroup:
         architecture = self.architecture
         examples = [n for n, _, _ in steps]
         unit_sums = [v for _, v, _ in steps]
+        mean_sq = [m for _, _, m in steps]
+        probe_size = self.trainers[0].task.probe_size
+        if architecture.path == "mlp":
+            return linear_statistics(examples, unit_sums, mean_sq, probe_size)
         if architecture.per_sample:
             units, used = examples, examples
         else:
             units = [min(architecture.units, n) for n in examples]
             used = [(n // u) * u for n, u in zip(examples, units, strict=True)]
-        if architecture.path == "mlp":  # δ of the batch mean: per-sample gradients are B·δ aᵀ
-            unit_sums = [v * n * n for v, n in zip(unit_sums, examples, strict=True)]
-        probe_size = self.trainers[0].task.probe_size
-        mean_sq = [m for _, _, m in steps]
-        return statistics_from_steps(StepSums(used, units, unit_sums, mean_sq), probe_size)
+        return statistics_from_sums(StepSums(used, units, unit_sums, mean_sq), probe_size)
 
 
 # --- group_by="padded": merging groups of MLPs that differ only in hidden width -----------------

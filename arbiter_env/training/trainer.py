@@ -4,7 +4,7 @@ The :class:`InnerTrainer` keeps the data as tensors on the task's device
 (:mod:`arbiter_env.training.data`) and draws batches with an
 :class:`~arbiter_env.training.sampler.EpochSampler`, so the batch size can change at every call
 without rebuilding a DataLoader. It measures gradient statistics from its own training steps
-(:mod:`arbiter_env.training.step_stats`) or on a probe batch (:mod:`arbiter_env.training.stats`),
+or on a probe batch (:mod:`arbiter_env.training.stats`),
 and exposes the *hyper-learning interface* that white-box agents such as Arbiter need and RL agents
 never touch (:mod:`arbiter_env.training.hyper`).
 """
@@ -27,16 +27,21 @@ from arbiter_env.checks import check_device, check_int
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.data import split_task_data
 from arbiter_env.training.hyper import HyperLearningInterface, StepHook, StepInfo
-from arbiter_env.training.network import check_output_layer, couples_examples, mode_independent
+from arbiter_env.training.network import (
+    check_output_layer,
+    couples_examples,
+    linear_layers_of,
+    mode_independent,
+)
 from arbiter_env.training.sampler import EpochSampler, cpu_generator, index_to_device
-from arbiter_env.training.stats import GradientStatistics, gradient_statistics
-from arbiter_env.training.step_stats import (
+from arbiter_env.training.stats import (
     DEFAULT_MICROBATCHES,
+    GradientStatistics,
     LinearStepRecorder,
     StepSums,
-    linear_layers_of,
+    gradient_statistics,
     microbatch_backward,
-    statistics_from_steps,
+    statistics_from_sums,
 )
 
 LrScaling = Literal["none", "linear", "sqrt"]
@@ -69,19 +74,12 @@ class InnerTrainer(HyperLearningInterface):
         base_batch_size: B₀ of the rescaling rule; defaults to ``task.batch_start``.
         statistics: Where :meth:`interval_statistics` takes the gradient statistics after an
             interval. ``"training"`` (default): from the interval's own training batches
-            (:mod:`arbiter_env.training.step_stats`): the last full steps of an ``nn.Linear``
+            (:mod:`arbiter_env.training.stats.steps`): the last full steps of an ``nn.Linear``
             network (at least ``task.probe_size`` examples), or the last full batch as
             micro-batches for other deterministic networks built of known per-example layers;
             networks with batch norm, other networks with dropout or unknown modules, and
             intervals without a usable step fall back to the probe. ``"probe"``: always a fresh
             probe batch (:meth:`gradient_statistics`).
-
-    Attributes:
-        statistics_rows: ``None`` (default), or ``R``: the ``nn.Linear`` recorder forms
-            per-sample norms on the first ``R`` rows of a larger batch only, scaled to the
-            batch (unbiased, with about the variance of an ``R``-example probe; see
-            :mod:`arbiter_env.training.step_stats`). Read at :meth:`reset`. Training never
-            depends on it.
     """
 
     def __init__(
@@ -99,7 +97,6 @@ class InnerTrainer(HyperLearningInterface):
         if statistics not in ("training", "probe"):
             raise ValueError(f"Unknown statistics {statistics!r}; use 'training' or 'probe'.")
         self.statistics: StatisticsSource = statistics
-        self.statistics_rows: int | None = None
         self.task = task
         self.device = check_device(task.device, "device")
         self.data = split_task_data(task)
@@ -168,7 +165,7 @@ class InnerTrainer(HyperLearningInterface):
             layers = linear_layers_of(model)
             if layers is not None:
                 # Per-sample norms hold for any per-example forward, dropout included.
-                self._linear_recorder = LinearStepRecorder(model, layers, self.statistics_rows)
+                self._linear_recorder = LinearStepRecorder(model, layers)
             elif self._mode_independent:
                 # Micro-batches draw dropout masks differently, so only deterministic networks.
                 self._microbatch_statistics = True
@@ -211,7 +208,7 @@ class InnerTrainer(HyperLearningInterface):
             batch_losses, microbatch_sums = self._run_steps(model, batch_size, num_samples)
         recorded = recorder.sums() if recorder is not None else None
         if microbatch_sums:
-            self._last_statistics = statistics_from_steps(
+            self._last_statistics = statistics_from_sums(
                 StepSums.concatenate(microbatch_sums), self.task.probe_size
             )
         return self._finish_interval(model, batch_losses, batch_size, num_samples, recorded)
@@ -390,7 +387,7 @@ class InnerTrainer(HyperLearningInterface):
         """Gradient statistics of the last interval, from where ``statistics`` says.
 
         With ``statistics="training"``, the estimates the last :meth:`train` call gathered from
-        its own batches (see :mod:`arbiter_env.training.step_stats`); the probe when that call could
+        its own batches (see :mod:`arbiter_env.training.stats.steps`); the probe when that call could
         not gather any (before any training, batch norm or dropout networks, or intervals too
         short for two examples in a step). With ``statistics="probe"``, always the probe.
         """
