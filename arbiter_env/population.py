@@ -2,7 +2,7 @@
 
 On the small networks of the built-in tasks a tensor operation's fixed overhead outweighs its
 arithmetic, so training N networks with batched operations costs little more than training one
-(``benchmarks/RESULTS.md``, "the population env", measures how much). :class:`Population` holds N copies of :class:`~arbiter_env.env.BatchSizeEnv` (one
+(``benchmarks/population_throughput.py`` measures how much). :class:`Population` holds N copies of :class:`~arbiter_env.env.BatchSizeEnv` (one
 task, or one task family; each member its own seed, batch size, optimizer state, observation,
 reward and termination) whose inner training runs batched; as an SB3 ``VecEnv`` it is
 :class:`arbiter_env.agents.population_vec_env.PopulationEnv` (there, as stable-baselines3 is
@@ -125,12 +125,9 @@ class Population:
     default_group_by: GroupBy = "architecture"
     """The grouping of populations built without ``group_by`` (see the module docstring).
 
-    ``"architecture"``, chosen by measurement: on ``digits-mlp-family`` (N=16, random actions,
-    one thread, the shared 2-core CPU) ``"padded"`` cut the groups per interval from about 11
-    to 9, but its speed-up stayed within the machine's noise: +15% (median of 5 interleaved
-    rounds of 20 vector steps, load ~3.5), +1% (``benchmarks/population_throughput.py``, 4
-    rounds), -9% (8 rounds at load ~1), and +12% for PPO alone (4,096 steps, two runs each),
-    while the exact grouping keeps the single env's numbers bit for bit."""
+    ``"architecture"``: ``"padded"`` merges fewer, larger groups, but its speed-up stayed within
+    the machine's noise (``benchmarks/population_throughput.py --group-by``), while the exact
+    grouping keeps the single env's numbers bit for bit."""
 
     def __init__(
         self,

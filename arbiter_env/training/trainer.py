@@ -431,8 +431,7 @@ class InnerTrainer(HyperLearningInterface):
             devices=devices, device_type=self.device.type if devices else "cuda"
         ):
             # Not torch.manual_seed: it also queues lazy seeding of every accelerator backend and
-            # records a stack trace for each, far slower than seeding one generator
-            # (benchmarks/RESULTS.md, "Timings that comments in the code point to").
+            # records a stack trace for each, far slower than seeding one generator.
             torch.default_generator.manual_seed(seed)
             if devices:
                 torch.cuda.manual_seed(seed)

@@ -1,20 +1,25 @@
 """Gradient statistics of the inner network: one estimator, three sources of sums.
 
-**Where does the observation's |G|² come from?** From
-:func:`~arbiter_env.training.stats.estimator.statistics_from_sums`, always. It turns per-step
-sums (squared norms of per-unit gradient sums and of the mean gradient) into DESIGN.md §4's
-unbiased estimates: ``S = u·U/(U−1)·(mean_j ‖s_j/u‖² − ‖ḡ‖²)`` for tr(Σ) and
-``|G|² = ‖ḡ‖² − S/n`` (clamped at a small positive number), averaged over steps with weights
-``U − 1``; then ``B_simple = tr(Σ)/|G|²``, and the half-batch cosine and ‖ḡ‖ of a reference batch
-of ``task.probe_size`` examples. Which source fed it the sums:
+**Where does the observation's |G|² come from?** Always from
+:func:`~arbiter_env.training.stats.estimator.statistics_from_sums`. For a step of ``n`` examples
+in ``U`` units of ``u`` examples (single examples or micro-batches) with unit gradient sums
+``s_j`` and mean gradient ``ḡ``, it forms DESIGN.md §4's unbiased estimates
+
+* ``S = u·U/(U−1)·(mean_j ‖s_j/u‖² − ‖ḡ‖²)`` of tr(Σ) (with ``u = 1``: ``(B/(B−1))·(mean‖g_i‖² −
+  ‖ḡ‖²)``) and ``|G|² = ‖ḡ‖² − S/n``, averaged over steps with weights ``U − 1``; ``|G|²`` is
+  clamped at a small positive number and ``S`` at 0;
+* ``B_simple = tr(Σ)/|G|²``, and the half-batch cosine and ``‖ḡ‖`` of a reference batch of
+  ``task.probe_size`` examples.
+
+Which source feeds it the sums:
 
 * :mod:`~arbiter_env.training.stats.steps` (the default, ``gradient_statistics="training"``): the
   interval's last full training steps, at least ``task.probe_size`` examples. ``nn.Linear``
   networks give per-sample norms in closed form (:class:`~.steps.LinearStepRecorder`); other
   deterministic per-example networks back-propagate a recorded step as micro-batches
   (:func:`~.steps.microbatch_backward`).
-* :mod:`~arbiter_env.training.stats.probe` (``gradient_statistics="probe"``, and the fallback for
-  batch norm, dropout outside ``nn.Linear`` networks, or intervals without a usable step): a fresh
+* :mod:`~arbiter_env.training.stats.probe` (``gradient_statistics="probe"``, the first observation
+  after ``reset``, and the fallback for batch norm, dropout outside ``nn.Linear`` networks, or intervals without a usable step): a fresh
   batch of ``task.probe_size`` examples, with ``torch.func`` per-sample gradients (``vmap``), the
   closed form for ``nn.Linear`` networks, or the micro-batch estimator
   (``task.probe_microbatches``). Only the probe measures the half-batch cosine directly; the

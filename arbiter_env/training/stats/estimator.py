@@ -1,28 +1,16 @@
-"""The one estimator: gradient statistics from sums over units of a step's examples.
+"""The one estimator: gradient statistics from per-step sums (formulas in the package docstring).
 
-A *step* is a batch of ``n`` examples split into ``U`` units of ``u = n/U`` examples each
-(single examples, or micro-batches), with unit gradient sums ``s_j`` and mean gradient ``ḡ``.
-Every source (the probe, the training steps, the batched population) reduces its gradients to
-:class:`StepSums` and calls :func:`statistics_from_sums`, which forms, per step:
+A *step* is a batch of ``n`` examples split into ``U`` units of ``u = n/U`` examples (single
+examples, or micro-batches) with unit gradient sums ``s_j`` and mean gradient ``ḡ``. Each step
+gives unbiased ``S`` and ``G``; steps are averaged with fixed weights ``U − 1`` (inverse to the
+variance of ``S``), which keeps them unbiased, and steps of a single unit are skipped.
 
-* ``S = u·U/(U−1) · (mean_j ‖s_j/u‖² − ‖ḡ‖²)``, unbiased for tr(Σ), the trace of the per-sample
-  gradient covariance (a unit's mean gradient has covariance Σ/u; with ``u = 1`` this is
-  DESIGN.md §4's ``(B/(B−1))·(mean‖g_i‖² − ‖ḡ‖²)``);
-* ``G = ‖ḡ‖² − S/n``, unbiased for |G|², the squared norm of the true gradient.
-
-Several steps are averaged with fixed weights ``U − 1`` (inverse to the variance of ``S``);
-steps with a single unit are skipped. Averages of unbiased estimates stay unbiased. Then
-``|G|²`` is clamped at :data:`MIN_GRAD_SQ_NORM`, ``tr(Σ)`` at 0, and ``B_simple = tr(Σ)/|G|²``
-(McCandlish et al., 2018).
-
-The cosine between two half-batch gradients (SimiGrad) and the mean-gradient norm refer to a
-reference batch of ``P`` examples (``task.probe_size``), so that their meaning does not change
-with the batch size. The probe measures them directly from the sums ``A`` and ``B`` of the
-gradients of its two halves (:class:`HalfSums`). Training steps don't split that way; their
-values come from the estimates under the noise model the baselines use
-(``arbiter_env.baselines.adaptive``): ``E[g_A·g_B] = |G|²`` and ``E‖g_A‖² = |G|² + tr(Σ)/(P/2)``
-for two independent halves, so ``cosine = G/(G + 2S/P)`` (a ratio of unbiased estimates) and
-``‖ḡ_P‖ = sqrt(G + S/P)`` (the root of an unbiased estimate of ``E‖ḡ_P‖²``).
+The cosine and ``‖ḡ‖`` refer to a reference batch of ``P`` examples (``task.probe_size``), so that
+their meaning does not change with the batch size. A probe measures them from the gradient sums
+``A`` and ``B`` of its two halves (:data:`HalfSums`). Training steps derive them under the noise
+model the baselines use (``arbiter_env.baselines.adaptive``): ``E[g_A·g_B] = |G|²`` and
+``E‖g_A‖² = |G|² + tr(Σ)/(P/2)`` for independent halves, so ``cosine = G/(G + 2S/P)`` and
+``‖ḡ_P‖ = sqrt(G + S/P)``.
 """
 
 from __future__ import annotations

@@ -62,8 +62,7 @@ Linear recorder reduces what it holds, so memory stays bounded on long intervals
 DEFAULT_MICROBATCHES = 2
 """Micro-batches per recorded step for networks that are not made of ``nn.Linear`` only (unless
 ``task.probe_microbatches`` says otherwise). Two keep the cost low: each micro-batch runs the
-convolutions on a smaller batch, where they run less efficiently (what a split step costs is
-measured in ``benchmarks/RESULTS.md``, "Timings that comments in the code point to")."""
+convolutions on a smaller batch, where they run less efficiently."""
 
 
 def linear_sq_norm_sum(
