@@ -30,8 +30,8 @@ class ArbiterConfig:
             give it φ's rate by default).
         weight_decay: Adam weight decay (L2) on φ, α and the map (paper: 5e-4).
         meta_period: Take a meta-step after every ``meta_period``-th inner update (paper: 1).
-            4 costs about half as much on small networks (``benchmarks/RESULTS.md``, "Arbiter's
-            cost by meta-period"). Over 10 seeds it gives the same
+            4 costs less on small networks (``benchmarks/arbiter_overhead.py --meta-periods``
+            measures how much). Over 10 seeds it gives the same
             results on ``digits-mlp`` but much worse ones on ``mnist1d-cnn``, whose sizes then
             stay larger (``docs/hyper_learning.md``).
         phi_batch_size: Validation examples φ reads per meta-step and per decision.

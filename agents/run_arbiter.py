@@ -64,8 +64,7 @@ class ArbiterRunConfig(EnvConfig):
         schedule: Fixed step schedule to adjust around (empty: stand-alone scheduler).
         save_path: Where to save the agent after the last episode (optional).
         threads: Torch intra-op threads for this process (``None``: leave torch's default). One
-            thread is faster for small networks on a shared or busy machine (measured in
-            ``benchmarks/RESULTS.md``, "Timings that comments in the code point to").
+            thread is faster for small networks on a shared or busy machine.
     """
 
     action_encoding: ActionEncodingName = "continuous"

@@ -5,12 +5,12 @@ blocks are freed) with their own ``mmap`` and returns the heap's free top to the
 exceeds ``M_TRIM_THRESHOLD``. The population env's stacked tensors are a few hundred KiB to a few
 MiB (N=16 members' hidden activations at B=32 are 256 KiB; in the validation pass on digits' 287
 examples, 2.2 MiB), allocated and freed at every step, so each step maps fresh pages and takes a
-page fault for every 4 KiB of them. Raising both thresholds keeps the freed blocks in the heap for the next step.
+page fault for every 4 KiB of them. Raising both thresholds keeps the freed blocks in the heap
+for the next step.
 
-On digits-mlp with N=16 members all at B=32 it lifted the population's speed-up over 16 single
-envs from 4.75 to 5.43 (``python benchmarks/population_throughput.py`` with and
-without ``--no-tune-allocator``; ``benchmarks/RESULTS.md``). The setting is process-wide, as
-any ``mallopt`` call is; ``Population(tune_allocator=False)`` leaves the allocator alone.
+``benchmarks/population_throughput.py`` with and without ``--no-tune-allocator`` measures what
+it gains. The setting is process-wide, as any ``mallopt`` call is;
+``Population(tune_allocator=False)`` leaves the allocator alone.
 """
 
 from __future__ import annotations

@@ -17,7 +17,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from arbiter_env.training.step_stats import SMALL_PRODUCT, batched_matmul
+from arbiter_env.training.stats import linear_sq_norm_sum
+from arbiter_env.training.stats.kernels import (
+    SMALL_PRODUCT,
+    batched_matmul,
+    mean_loss_output_gradient,
+)
 
 StepSumsPair = tuple[torch.Tensor, torch.Tensor]
 """Per member: the sum of squared per-sample gradient norms and the squared mean gradient norm."""
@@ -57,36 +62,24 @@ def mlp_loss_and_grads(
     log_probs = torch.log_softmax(h, dim=2)
     target_index = targets.unsqueeze(2)
     picked = log_probs.gather(2, target_index).squeeze(2)
-    # nll_loss's backward for the batch mean: -1/B at each example's target, 0 elsewhere
-    # (1/B divided in the network's dtype, as nll_loss divides by its total weight).
-    fill = _fill_value(members, batch, h.dtype, h.device)
-    nll_grad = torch.zeros_like(log_probs).scatter_(2, target_index, fill)
-    delta = torch.ops.aten._log_softmax_backward_data(nll_grad, log_probs, 2, h.dtype)
+    delta = mean_loss_output_gradient(log_probs, targets)
     grads: list[torch.Tensor] = [torch.empty(0)] * len(params)
-    terms = []
+    deltas: list[torch.Tensor] = [delta] * len(weights)
     for index in range(len(weights) - 1, -1, -1):
         a = activations[index]
         grads[2 * index] = batched_matmul(delta.transpose(1, 2), a)
         grads[2 * index + 1] = delta.sum(1)
-        if record:  # the same reductions as step_stats.LinearStepRecorder
-            d_sq = torch.linalg.vecdot(delta, delta)
-            terms.append(torch.linalg.vecdot(d_sq, torch.linalg.vecdot(a, a) + 1))
+        deltas[index] = delta
         if index:
             delta = torch.ops.aten.threshold_backward(batched_matmul(delta, weights[index]), a, 0)
     sums = None
-    if record:
-        unit_sq = terms[-1]
-        for term in reversed(terms[:-1]):  # first layer first, as the recorder adds them
-            unit_sq = unit_sq + term
+    if record:  # the statistics' sums, as the training-step recorder forms them
+        unit_sq = linear_sq_norm_sum(
+            [(d, a, True, True) for d, a in zip(deltas, activations, strict=True)]
+        )
         flat = torch.cat([g.reshape(members, -1) for g in grads], dim=1)
         sums = (unit_sq, torch.linalg.vecdot(flat, flat))
     return picked, grads, sums
-
-
-@functools.lru_cache(maxsize=256)
-def _fill_value(members: int, batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    value = -(torch.ones((), dtype=dtype, device=device) / batch)
-    return value.expand(members, batch, 1)
 
 
 def mlp_evaluate(

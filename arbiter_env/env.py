@@ -78,7 +78,7 @@ class BatchSizeEnv(gym.Env):
     is clipped to its bound and raises entry 13. By default (``gradient_statistics="training"``)
     the gradient statistics come from the interval's own training batches, at almost no cost:
     per-sample gradient norms of every step for ``nn.Linear`` networks, micro-batches of the last
-    full batch for other per-example networks (see :mod:`arbiter_env.training.step_stats` for the
+    full batch for other per-example networks (see :mod:`arbiter_env.training.stats` for the
     estimators, their bias and variance). Entries 10 and 11 then refer to a probe of
     ``P = task.probe_size`` examples, derived from |G|² and tr(Σ). The first observation, networks
     with batch norm or dropout, and ``gradient_statistics="probe"`` measure them after each

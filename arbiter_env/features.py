@@ -84,7 +84,7 @@ def build_observation(
         _log(stats.probe_size, 2),
         0.0,
     ]
-    # Fourteen numbers: plain Python beats numpy's per-call overhead here (benchmarks/RESULTS.md).
+    # Fourteen numbers: plain Python, which spares numpy's per-call overhead.
     flagged = False
     for index, (value, field) in enumerate(zip(raw, OBSERVATION_FIELDS, strict=True)):
         if math.isnan(value):  # a NaN stands at the upper bound, like +inf

@@ -67,7 +67,7 @@ from arbiter_env.env import BatchSizeEnv, IntervalPlan
 from arbiter_env.population_group import MemberGroup
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.data import DataSplits
-from arbiter_env.training.step_stats import relu_mlp_layers
+from arbiter_env.training.network import relu_mlp_layers
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 StepResult = tuple[np.ndarray, float, bool, bool, dict[str, Any]]

@@ -32,8 +32,7 @@ from arbiter_env.batched import (
     sgd,
     stack_buffers,
 )
-from arbiter_env.training.stats import GradientStatistics
-from arbiter_env.training.step_stats import StepSums, statistics_from_steps
+from arbiter_env.training.stats import GradientStatistics, linear_statistics
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
 
 
@@ -321,8 +320,6 @@ class MemberGroup:
     def _statistics(self, steps: list[tuple[int, float, float]]) -> GradientStatistics | None:
         """One member's interval statistics from its recorded steps' sums (the one estimator)."""
         examples = [n for n, _, _ in steps]
-        # δ of the batch mean: per-sample gradients are B·δ aᵀ.
-        unit_sums = [v * n * n for n, v, _ in steps]
-        probe_size = self.trainers[0].task.probe_size
+        unit_sums = [v for _, v, _ in steps]
         mean_sq = [m for _, _, m in steps]
-        return statistics_from_steps(StepSums(examples, examples, unit_sums, mean_sq), probe_size)
+        return linear_statistics(examples, unit_sums, mean_sq, self.trainers[0].task.probe_size)

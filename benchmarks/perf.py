@@ -1,6 +1,6 @@
 """Cost of the environment against plain PyTorch, measured side by side in one run.
 
-    python benchmarks/perf.py                      # all tasks, all measurements, JSON to benchmarks/perf.json
+    python benchmarks/perf.py                      # all tasks, all measurements, JSON to benchmarks/results/perf.json
     python benchmarks/perf.py --tasks digits-mlp --skip ppo arbiter --json /tmp/perf.json
 
 Measurements (each a ratio of two timings taken in the same run, repeats interleaved, median):
@@ -21,6 +21,9 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
   the probe's time taken out, the cost of everything but the statistics.
 * ``breakdown[env:PART]@B`` and ``breakdown[plain:PART]@B`` (``--breakdown``): where the time
   goes, each part over the plain loop's total (see ``measure_breakdown``).
+* ``stats_over_update@B`` (``--breakdown``): what the gradient statistics cost per interval, in
+  updates of the plain loop at that size (``breakdown[env:statistics]`` per interval over the
+  plain loop's time per update). Target <= 0.25.
 * ``stats_over_training``: time of the per-interval gradient statistics divided by the rest of the
   step (the interval's training and validation). Target <= 0.10.
 * ``arbiter_over_fixed``: an episode at a fixed size with Arbiter doing all its work (warm-up to
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import platform
@@ -70,6 +74,7 @@ TARGETS = {
     "env_over_plain": 1.05,
     "env_total_over_plain": 1.05,
     "stats_over_training": 0.10,
+    "stats_over_update": 0.25,
     "arbiter_over_fixed": 1.5,
     "sampler_over_dataloader": 1.0,
 }
@@ -229,10 +234,7 @@ def measure_env(task: Task, batch_size: int, repeats: int) -> dict[str, float]:
 
 
 def measure_env_sizes(
-    task: Task,
-    batch_sizes: list[int],
-    repeats: int,
-    statistics_source: str,
+    task: Task, batch_sizes: list[int], repeats: int, statistics_source: str
 ) -> dict[str, float]:
     """``env_total_over_plain@B`` at each size: the env with its statistics (from the
     training batches unless ``statistics_source="probe"``) over the plain loop. Sizes are
@@ -267,7 +269,8 @@ def measure_env_sizes(
 
 @contextlib.contextmanager
 def _timed(owner: object, name: str, spent: dict[str, float], label: str) -> Iterator[None]:
-    """Adds the wall time of every call of ``owner.name`` to ``spent[label]`` inside the context."""
+    """Adds the wall time of every call of ``owner.name`` to ``spent[label]`` inside the context,
+    and counts the calls in ``spent[label + "#"]``."""
     original = getattr(owner, name)
 
     def timed(*args, **kwargs):
@@ -276,6 +279,7 @@ def _timed(owner: object, name: str, spent: dict[str, float], label: str) -> Ite
             return original(*args, **kwargs)
         finally:
             spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
+            spent[label + "#"] = spent.get(label + "#", 0) + 1
 
     setattr(owner, name, timed)
     try:
@@ -294,11 +298,18 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
     and ``breakdown[plain:validation]`` split the plain loop the same way. Each part is the median
     over repeats of its time over the plain loop's; the wrappers that time them add a few µs a
     call, so the parts sum to a little more than ``env_total_over_plain``.
+
+    ``statistics`` also holds what recorded training steps cost beyond ordinary ones (the
+    micro-batch path back-propagates them in pieces): their time less as many of the interval's
+    other steps, at those steps' mean. ``stats_over_update@B`` is the statistics per interval
+    over the plain loop's time per update.
     """
-    from arbiter_env.training.step_stats import LinearStepRecorder
+    from arbiter_env.training.stats import LinearStepRecorder
     from arbiter_env.training.trainer import InnerTrainer
 
     env = BatchSizeEnv(task, record_wall_time=False)
+    bounds = env.interval_boundaries
+    intervals = len(bounds) - 1
     parts: dict[str, list[float]] = {}
     for repeat in range(repeats + 1):
         for batch_size in batch_sizes:
@@ -309,6 +320,7 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
                     (InnerTrainer, "evaluate", "validation"),
                     (InnerTrainer, "_finish_interval", "interval_end"),
                     (InnerTrainer, "train", "train"),
+                    (InnerTrainer, "_recorded_step", "recorded_steps"),
                     (LinearStepRecorder, "sums", "statistics_reduce"),
                     (LinearStepRecorder, "statistics", "statistics_host"),
                     (sys.modules[__name__], "validation_loss_and_accuracy", "plain_validation"),
@@ -324,9 +336,13 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
                 return spent.get(label, 0.0)
 
             # train = steps + statistics_reduce + interval_end (holding statistics_host) + rest
-            statistics_s = get("statistics_reduce") + get("statistics_host") + probe
+            updates = sum(-(-(b - a) // batch_size) for a, b in itertools.pairwise(bounds))
+            recorded, recorded_count = get("recorded_steps"), get("recorded_steps#")
+            other_step = (get("steps") - recorded) / max(updates - recorded_count, 1)
+            recording_s = max(recorded - recorded_count * other_step, 0.0)
+            statistics_s = get("statistics_reduce") + get("statistics_host") + probe + recording_s
             shares = {
-                "env:steps": get("steps"),
+                "env:steps": get("steps") - recording_s,
                 "env:statistics": statistics_s,
                 "env:interval_end": get("interval_end") - get("statistics_host"),
                 "env:train_rest": get("train")
@@ -340,6 +356,10 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
             }
             for part, seconds in shares.items():
                 parts.setdefault(f"breakdown[{part}]@{batch_size}", []).append(seconds / plain)
+            per_update = shares["plain:steps"] / updates
+            parts.setdefault(f"stats_over_update@{batch_size}", []).append(
+                statistics_s / intervals / per_update
+            )
     return {name: statistics.median(values) for name, values in parts.items()}
 
 
@@ -469,7 +489,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also time the parts of the env and of the plain loop at each size (breakdown[...])",
     )
-    parser.add_argument("--json", type=Path, default=Path(__file__).with_name("perf.json"))
+    parser.add_argument(
+        "--json", type=Path, default=Path(__file__).parent / "results" / "perf.json"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     return parser
 
@@ -523,6 +545,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     device = args.device if args.device == "cpu" else torch.cuda.get_device_name()
     report = make_report(rows, device)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.json}")
 

@@ -206,7 +206,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also print where a vector step's time goes (one round with timers)",
     )
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path(__file__).parent / "results" / "population_throughput.json",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -242,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
             for label, share in shares.items():
                 print(f"  {label:<42} {share:6.1%}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 

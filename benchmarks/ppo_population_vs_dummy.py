@@ -163,8 +163,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=None, help="first test instances only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out", default="runs/ppo_population_vs_dummy")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--markdown", type=Path, default=None)
+    results = Path(__file__).parent / "results"
+    parser.add_argument("--json", type=Path, default=results / "ppo_population_vs_dummy.json")
+    parser.add_argument("--markdown", type=Path, default=results / "ppo_population_vs_dummy.md")
     args = parser.parse_args()
     instrument()
     # The population raises glibc's malloc thresholds for the whole process when it is built;
@@ -201,8 +202,10 @@ def main() -> None:
     table = markdown(result)
     print(table)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=1, default=float) + "\n")
     if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table + "\n")
 
 

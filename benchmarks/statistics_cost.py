@@ -10,7 +10,7 @@ of the probe (the least any estimator can cost):
 * ``micro-batch M``: the micro-batch estimator with M micro-batches, one backward pass each
   (``Task.probe_microbatches``);
 * ``micro-batch M, vmap``: only the micro-batch gradients, through ``vmap`` in one pass instead
-  of M backward passes; kept for comparison (see ``benchmarks/RESULTS.md``).
+  of M backward passes; kept for comparison (the table is in ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

@@ -158,8 +158,7 @@ class AgentConfig:
         torch_threads: Torch intra-op threads in the training process and in each ``subproc``
             worker while training (``None``: torch's default, one per core). The inner networks
             and policies are tiny, so threads only add overhead, and a thread per core in every
-            process oversubscribes the CPU (measured in ``benchmarks/RESULTS.md``, "Timings
-            that comments in the code point to").
+            process oversubscribes the CPU.
         verbose: SB3 verbosity (0 silent, 1 training summaries).
         env: The environments (:class:`~arbiter_env.env_config.EnvConfig`; here
             ``record_wall_time`` defaults to true, for the training logs). ``task`` may be a

@@ -193,7 +193,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_THREADS,
         metavar="N",
         help=f"torch intra-op threads (default {DEFAULT_THREADS}: the fastest for the small "
-        "built-in networks on a busy machine, as measured in benchmarks/RESULTS.md; "
+        "built-in networks on a busy machine; "
         "0 keeps torch's default; raise it for large networks trained on the CPU)",
     )
     add_import_option(parser)

@@ -170,9 +170,8 @@ def _resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
 # --- built-in tasks -----------------------------------------------------------------------------
 
 # Default task. SGD with momentum 0.9 at lr 0.05 over 10 epochs makes the batch size matter in both
-# directions. Measured with `python benchmarks/fixed_batch_grid.py --lrs 0.05` (3 seeds), final
-# validation loss: B=8 276 (one seed blows up), 16 0.069, 32 0.064 (best), 64 0.065, 128 0.069,
-# 256 0.084, 512 0.123. At lr 0.02 the smallest size wins; at 0.1 and 0.2 the largest sizes do.
+# directions: the best fixed size is interior to the ladder (`benchmarks/fixed_batch_grid.py`;
+# the table is in docs/benchmarks.md).
 DIGITS_OPTIMIZER = OptimizerConfig(name="sgd", lr=0.05, momentum=0.9)
 
 

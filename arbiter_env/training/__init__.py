@@ -11,10 +11,8 @@ Modules:
   train, validation and test parts;
 * :mod:`~arbiter_env.training.network`: the output-layer contract and the layer types the trainer
   knows;
-* :mod:`~arbiter_env.training.stats`: gradient statistics on a probe batch (per-sample gradients,
-  or the micro-batch estimator);
-* :mod:`~arbiter_env.training.step_stats`: the same statistics from the interval's own training
-  steps;
+* :mod:`~arbiter_env.training.stats`: gradient statistics: one estimator, fed by the interval's
+  own training steps or by a probe batch;
 * :mod:`~arbiter_env.training.hypergradient`: SGD-HD and Adam-HD, optimizers that adapt their own
   learning rate.
 

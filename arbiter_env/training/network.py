@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -127,3 +129,36 @@ def mode_independent(model: nn.Module | None) -> bool:
     return model is not None and all(
         type(module) in _MODE_INDEPENDENT_TYPES for module in model.modules()
     )
+
+
+def linear_layers_of(model: nn.Module) -> list[nn.Linear] | None:
+    """The ``nn.Linear`` layers when they hold every trainable parameter, else ``None``."""
+    layers = []
+    for module in model.modules():
+        if any(p.requires_grad for p in module.parameters(recurse=False)):
+            if not isinstance(module, nn.Linear):
+                return None
+            layers.append(module)
+    return layers or None
+
+
+def relu_mlp_layers(model: nn.Module) -> list[nn.Linear] | None:
+    """The Linear layers of the built-in MLP, else ``None``.
+
+    That is an ``nn.Sequential`` of ``[Flatten,] (Linear, ReLU)*, Linear``.
+    """
+    if type(model) is not nn.Sequential or model._forward_hooks or model._forward_pre_hooks:
+        return None
+    modules = list(model)
+    if modules and type(modules[0]) is nn.Flatten:
+        if (modules[0].start_dim, modules[0].end_dim) != (1, -1):
+            return None
+        modules = modules[1:]
+    if not modules or len(modules) % 2 != 1:
+        return None
+    layers = modules[0::2]
+    if not all(type(m) is nn.Linear and m.bias is not None for m in layers):
+        return None
+    if not all(type(m) is nn.ReLU for m in modules[1::2]):
+        return None
+    return cast(list[nn.Linear], layers)

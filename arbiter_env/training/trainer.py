@@ -4,7 +4,7 @@ The :class:`InnerTrainer` keeps the data as tensors on the task's device
 (:mod:`arbiter_env.training.data`) and draws batches with an
 :class:`~arbiter_env.training.sampler.EpochSampler`, so the batch size can change at every call
 without rebuilding a DataLoader. It measures gradient statistics from its own training steps
-(:mod:`arbiter_env.training.step_stats`) or on a probe batch (:mod:`arbiter_env.training.stats`),
+or on a probe batch (:mod:`arbiter_env.training.stats`),
 and exposes the *hyper-learning interface* that white-box agents such as Arbiter need and RL agents
 never touch (:mod:`arbiter_env.training.hyper`).
 """
@@ -27,16 +27,21 @@ from arbiter_env.checks import check_device, check_int
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.data import DataSplits, split_task_data
 from arbiter_env.training.hyper import HyperLearningInterface, StepHook, StepInfo
-from arbiter_env.training.network import check_output_layer, couples_examples, mode_independent
+from arbiter_env.training.network import (
+    check_output_layer,
+    couples_examples,
+    linear_layers_of,
+    mode_independent,
+)
 from arbiter_env.training.sampler import EpochSampler, cpu_generator, index_to_device
-from arbiter_env.training.stats import GradientStatistics, gradient_statistics
-from arbiter_env.training.step_stats import (
+from arbiter_env.training.stats import (
     DEFAULT_MICROBATCHES,
+    GradientStatistics,
     LinearStepRecorder,
     StepSums,
-    linear_layers_of,
+    gradient_statistics,
     microbatch_backward,
-    statistics_from_steps,
+    statistics_from_sums,
 )
 
 LrScaling = Literal["none", "linear", "sqrt"]
@@ -71,7 +76,7 @@ class InnerTrainer(HyperLearningInterface):
         base_batch_size: B₀ of the rescaling rule; defaults to ``task.batch_start``.
         statistics: Where :meth:`interval_statistics` takes the gradient statistics after an
             interval. ``"training"`` (default): from the interval's own training batches
-            (:mod:`arbiter_env.training.step_stats`): the last full steps of an ``nn.Linear``
+            (:mod:`arbiter_env.training.stats.steps`): the last full steps of an ``nn.Linear``
             network (at least ``task.probe_size`` examples), or the last full batch as
             micro-batches for other deterministic networks built of known per-example layers;
             networks with batch norm, other networks with dropout or unknown modules, and
@@ -204,7 +209,7 @@ class InnerTrainer(HyperLearningInterface):
             batch_losses, microbatch_sums = self._run_steps(model, batch_size, num_samples)
         recorded = recorder.sums() if recorder is not None else None
         if microbatch_sums:
-            self._last_statistics = statistics_from_steps(
+            self._last_statistics = statistics_from_sums(
                 StepSums.concatenate(microbatch_sums), self.task.probe_size
             )
         return self._finish_interval(model, batch_losses, batch_size, num_samples, recorded)
@@ -416,7 +421,7 @@ class InnerTrainer(HyperLearningInterface):
         """Gradient statistics of the last interval, from where ``statistics`` says.
 
         With ``statistics="training"``, the estimates the last :meth:`train` call gathered from
-        its own batches (see :mod:`arbiter_env.training.step_stats`); the probe when that call could
+        its own batches (see :mod:`arbiter_env.training.stats.steps`); the probe when that call could
         not gather any (before any training, batch norm or dropout networks, or intervals too
         short for two examples in a step). With ``statistics="probe"``, always the probe.
         """
@@ -460,8 +465,7 @@ class InnerTrainer(HyperLearningInterface):
             devices=devices, device_type=self.device.type if devices else "cuda"
         ):
             # Not torch.manual_seed: it also queues lazy seeding of every accelerator backend and
-            # records a stack trace for each, far slower than seeding one generator
-            # (benchmarks/RESULTS.md, "Timings that comments in the code point to").
+            # records a stack trace for each, far slower than seeding one generator.
             torch.default_generator.manual_seed(seed)
             if devices:
                 torch.cuda.manual_seed(seed)

@@ -1,4 +1,4 @@
-"""Gradient statistics from the training batches (arbiter_env.training.step_stats)."""
+"""Gradient statistics from the training batches (arbiter_env.training.stats.steps)."""
 
 import math
 
@@ -8,17 +8,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from arbiter_env.env import BatchSizeEnv
+from arbiter_env.training.network import linear_layers_of
 from arbiter_env.training.stats import (
     GradientStatistics,
-    gradient_statistics,
-    per_sample_gradients,
-)
-from arbiter_env.training.step_stats import (
     LinearStepRecorder,
-    StepSums,
-    linear_layers_of,
+    gradient_statistics,
     microbatch_backward,
-    statistics_from_steps,
+    per_sample_gradients,
+    statistics_from_sums,
 )
 from arbiter_env.training.trainer import InnerTrainer
 
@@ -102,7 +99,7 @@ def test_microbatch_backward_matches_the_microbatch_probe_and_writes_the_batch_g
 
     loss, sums = microbatch_backward(model, list(model.parameters()), x, y, 4)
     assert sums is not None
-    got = _measured(statistics_from_steps(sums, 16))
+    got = _measured(statistics_from_sums(sums, 16))
 
     assert loss.item() == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-12)
     for p, g in zip(model.parameters(), expected_grads, strict=True):
@@ -149,18 +146,6 @@ def test_training_and_probe_estimates_agree_with_the_exact_statistics_in_expecta
         check(estimates, "grad_sq_norm", true_grad_sq)
         check(estimates, "trace_covariance", true_trace)
         check(estimates, "mean_grad_norm", true_grad_sq + true_trace / probe)
-
-
-def test_statistics_from_steps_weights_steps_by_their_degrees_of_freedom():
-    # Two steps with known per-step estimates: S_1 = 2·(10/2 − 1)... computed by hand.
-    sums = StepSums([2, 4], [2, 4], [10.0, 40.0], [1.0, 2.0])
-    s1 = 2 / 1 * (10.0 / 2 - 1.0)  # 8
-    s2 = 4 / 3 * (40.0 / 4 - 2.0)  # 32/3
-    g1, g2 = 1.0 - s1 / 2, 2.0 - s2 / 4
-    got = _measured(statistics_from_steps(sums, reference_size=8))
-    assert got.trace_covariance == pytest.approx((1 * s1 + 3 * s2) / 4)
-    assert got.grad_sq_norm == pytest.approx(max((1 * g1 + 3 * g2) / 4, 1e-12))
-    assert statistics_from_steps(StepSums([1], [1], [1.0], [1.0]), 8) is None
 
 
 def test_an_optimizer_that_changes_grad_in_place_is_detected():
@@ -261,78 +246,3 @@ def test_same_seed_and_actions_give_the_same_trajectory(tiny_task, statistics):
 def test_unknown_statistics_source_is_rejected(tiny_task):
     with pytest.raises(ValueError, match="Unknown statistics"):
         InnerTrainer(tiny_task, statistics="exact")  # type: ignore[arg-type]
-
-
-def _relu_model() -> nn.Module:
-    with torch.random.fork_rng():
-        torch.manual_seed(7)
-        return nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
-
-
-@pytest.mark.parametrize("kind", ["relu", "chain", "hooks"])
-def test_a_row_subset_scales_the_exact_norms_of_its_rows_to_the_batch(kind):
-    # max_rows=R < B: Σ over the first R rows of ‖g_i‖², times B/R, with ‖ḡ‖² of the whole batch.
-    model = _relu_model() if kind == "relu" else _model(kind)
-    x, y = _data(16)
-    rows = 5
-    grads = per_sample_gradients(model, x, y)
-    mean = grads.mean(0)
-    unit_sq = grads[:rows].square().sum().item() * 16 / rows
-    expected = 16 / 15 * (unit_sq / 16 - mean.dot(mean).item())
-
-    recorder = LinearStepRecorder(model, _layers(model), max_rows=rows)
-    assert recorder._relu_mlp == (kind == "relu")
-    recorder.start()
-    recorder.record_step(x, y)
-    recorder.stop()
-    got = _measured(recorder.result(reference_size=16))
-    assert got.trace_covariance == pytest.approx(expected, rel=1e-10)
-    # At or above the batch size, max_rows changes nothing, bit for bit.
-    for limit in (None, 16, 40):
-        model.zero_grad(set_to_none=True)
-        recorder = LinearStepRecorder(model, _layers(model), max_rows=limit)
-        recorder.start()
-        recorder.record_step(x, y)
-        recorder.stop()
-        full = _measured(recorder.result(reference_size=16))
-        if limit is None:
-            reference = full
-        assert full == reference
-
-
-def test_row_subset_estimates_agree_with_the_exact_statistics_in_expectation():
-    """Float64, a fixed ReLU network, batches of 32 drawn with replacement from a population of
-    40, per-sample norms on the first 8 rows only: the averages of |G|², tr(Σ) and E‖ḡ_P‖² over
-    many intervals match the population's within four standard errors (the subset is unbiased)."""
-    model = _relu_model()
-    x, y = _data(40, seed=1)
-    grads = per_sample_gradients(model, x, y)
-    mean = grads.mean(0)
-    true_grad_sq = mean.dot(mean).item()
-    true_trace = (grads - mean).square().sum(1).mean().item()
-    recorder = LinearStepRecorder(model, _layers(model), max_rows=8)
-    generator = torch.Generator().manual_seed(0)
-    estimates = []
-    for _ in range(600):
-        recorder.start()
-        index = torch.randint(40, (32,), generator=generator)
-        model.zero_grad(set_to_none=True)
-        recorder.record_step(x[index], y[index])
-        recorder.stop()
-        estimates.append(_measured(recorder.result(reference_size=8)))
-    assert all(s.grad_sq_norm > 1e-9 and s.trace_covariance > 0 for s in estimates)
-    for name, truth in (
-        ("grad_sq_norm", true_grad_sq),
-        ("trace_covariance", true_trace),
-        ("mean_grad_norm", true_grad_sq + true_trace / 8),
-    ):
-        values = torch.tensor([getattr(s, name) for s in estimates], dtype=torch.float64)
-        values = values.square() if name == "mean_grad_norm" else values
-        error = values.std().item() / math.sqrt(len(values))
-        assert abs(values.mean().item() - truth) < 4 * error, (name, values.mean(), truth)
-
-
-def test_max_rows_below_two_is_rejected():
-    model = _model("chain")
-    with pytest.raises(ValueError, match="max_rows"):
-        LinearStepRecorder(model, _layers(model), max_rows=1)

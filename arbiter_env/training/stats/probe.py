@@ -1,30 +1,19 @@
-"""Gradient statistics of the inner network, from per-sample gradients (``torch.func``).
+"""The probe: gradient statistics on a fresh batch of ``P`` training examples.
 
-With per-sample gradients ``g_i`` on a probe batch of size ``P`` and mean ``ḡ``:
-
-* ``S = P/(P-1) · (mean‖g_i‖² − ‖ḡ‖²)`` is an unbiased estimate of ``tr(Σ)``, the trace of the
-  per-sample gradient covariance;
-* ``|G|² ≈ ‖ḡ‖² − S/P`` is an unbiased estimate of the squared norm of the true gradient,
-  clamped at a small positive number;
-* ``B_simple = tr(Σ)/|G|²`` is the simple gradient noise scale of McCandlish et al. (2018);
-* the cosine between the mean gradients of the two halves of the probe batch (SimiGrad).
+Per-sample gradients of the probe, formed three ways (:func:`gradient_statistics`), are reduced
+to sums for :func:`~arbiter_env.training.stats.estimator.statistics_from_sums`: the units are
+single examples (``u = 1``), or, for the cheaper **micro-batch estimator**, ``M`` equal
+micro-batches of ``m = P/M`` examples (McCandlish et al., 2018, appendix A), which needs ``M``
+backward passes and no per-sample gradients but has ``M − 1`` degrees of freedom instead of
+``P − 1``, so ``S`` (and |G|², B_simple) are noisier. The gradient sums of the probe's two halves
+give the half-batch cosine and ``‖ḡ‖`` directly.
 
 Per-sample gradients are formed in chunks, and only running sums are kept, so memory stays at
 ``chunk_size × num_parameters`` whatever the probe size.
-
-For large networks a cheaper **micro-batch estimator** gives the same quantities from the mean
-gradients ``ĝ_j`` of ``M`` equal micro-batches of ``m = P/M`` examples, whose covariance is
-``Σ/m``: ``S = m · M/(M-1) · (mean‖ĝ_j‖² − ‖ḡ‖²)`` is again unbiased for ``tr(Σ)``. It is the
-two-batch-size estimator McCandlish et al. (2018, appendix A) use in practice. It needs ``M``
-backward passes of ``m`` examples and no per-sample gradients, but has ``M − 1`` degrees of
-freedom instead of ``P − 1``, so ``S`` (and |G|², B_simple) are noisier; ``ḡ`` and the
-half-batch cosine are the same numbers as with per-sample gradients.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -32,30 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-MIN_GRAD_SQ_NORM = 1e-12
-"""Floor of the |G|² estimate, which can be negative when noise dominates the probe."""
-
-
-@dataclass(frozen=True)
-class GradientStatistics:
-    """Gradient statistics measured on one probe batch (see the module docstring)."""
-
-    grad_sq_norm: float
-    """Unbiased estimate |G|² of the squared true-gradient norm, clamped at ``MIN_GRAD_SQ_NORM``."""
-    trace_covariance: float
-    """Unbiased estimate S of tr(Σ), the trace of the per-sample gradient covariance."""
-    noise_scale: float
-    """Simple noise scale B_simple = tr(Σ)/|G|²."""
-    half_batch_cosine: float
-    """Cosine between the mean gradients of the two halves of the probe batch."""
-    mean_grad_norm: float
-    """‖ḡ‖, the norm of the probe batch's mean gradient."""
-    probe_size: int
-
-    def as_dict(self) -> dict[str, float]:
-        """The fields as a plain dict."""
-        # Not dataclasses.asdict, which deep-copies field by field on every environment step.
-        return dict(self.__dict__)
+from arbiter_env.training.network import linear_layers_of
+from arbiter_env.training.stats.estimator import (
+    GradientStatistics,
+    StepSums,
+    statistics_from_sums,
+)
 
 
 def gradient_statistics(
@@ -81,9 +52,8 @@ def gradient_statistics(
 
     ``"auto"`` takes ``"linear"`` when the network qualifies. ``"microbatch"`` is the cheaper,
     noisier estimator of the module docstring, with ``num_microbatches`` micro-batches (an even
-    number that divides the probe size; plain autograd, so it works for any network). What each
-    way costs, on a CPU and a GPU, is measured in ``benchmarks/RESULTS.md`` ("What the statistics
-    cost on a WRN-16-4" and "Timings that comments in the code point to").
+    number that divides the probe size; plain autograd, so it works for any network).
+    ``benchmarks/statistics_cost.py`` measures what each way costs.
 
     The model is evaluated as it is (call ``model.eval()`` first for models with batch norm, whose
     training-mode statistics would couple the examples). Its parameters are not changed and no
@@ -106,7 +76,7 @@ def gradient_statistics(
         return _statistics_from_sums(unit_sums, probe_size, probe_size // num_microbatches)
     if num_microbatches is not None:
         raise ValueError("num_microbatches is only used with method='microbatch'.")
-    linear_layers = _linear_layers_holding_all_parameters(model)
+    linear_layers = linear_layers_of(model)
     if method == "linear" and linear_layers is None:
         raise ValueError("method='linear' needs a network whose parameters are all in nn.Linear.")
     sums: GradientSums | None = None
@@ -123,25 +93,15 @@ def _statistics_from_sums(
     sums: GradientSums, probe_size: int, unit_size: int
 ) -> GradientStatistics:
     """The statistics from :data:`GradientSums` over units of ``unit_size`` examples."""
-    # One transfer (a single host-device synchronisation); the rest is scalar arithmetic, done
-    # in Python floats (float64) on the host rather than as a dozen tiny tensor operations.
+    # One transfer (a single host-device synchronisation); the rest is host arithmetic.
     first_dot_second, first_sq, second_sq, sq_norm_total = sums.tolist()
     mean_sq_norm = (first_sq + second_sq + 2 * first_dot_second) / probe_size**2
-    # A unit's gradient sum is unit_size times its mean gradient, whose covariance is Σ/unit_size.
-    units = probe_size // unit_size
-    mean_of_unit_sq_norms = sq_norm_total / (unit_size**2 * units)
-    trace_cov = unit_size * units / (units - 1) * (mean_of_unit_sq_norms - mean_sq_norm)
-    grad_sq = max(mean_sq_norm - trace_cov / probe_size, MIN_GRAD_SQ_NORM)
-    cosine = first_dot_second / max(math.sqrt(first_sq) * math.sqrt(second_sq), 1e-30)
-    trace_cov = max(trace_cov, 0.0)
-    return GradientStatistics(
-        grad_sq_norm=grad_sq,
-        trace_covariance=trace_cov,
-        noise_scale=trace_cov / grad_sq,
-        half_batch_cosine=cosine,
-        mean_grad_norm=math.sqrt(max(mean_sq_norm, 0.0)),
-        probe_size=probe_size,
+    step = StepSums([probe_size], [probe_size // unit_size], [sq_norm_total], [mean_sq_norm])
+    statistics = statistics_from_sums(
+        step, probe_size, halves=(first_dot_second, first_sq, second_sq)
     )
+    assert statistics is not None  # a probe has at least two units
+    return statistics
 
 
 GradientSums = torch.Tensor
@@ -201,18 +161,6 @@ def _microbatch_gradient_sums(
             second = flat if second is None else second + flat
     assert first is not None and second is not None
     return _sums_of_flat_gradients([first], [second], torch.stack(sq_norms).sum())
-
-
-def _linear_layers_holding_all_parameters(model: nn.Module) -> list[nn.Linear] | None:
-    layers = []
-    for module in model.modules():
-        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
-        if not own:
-            continue
-        if not isinstance(module, nn.Linear):
-            return None
-        layers.append(module)
-    return layers or None
 
 
 def _linear_gradient_sums(
