@@ -25,12 +25,16 @@ Two things are deliberately *not* copied:
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
+
+import torch
 
 from arbiter_env.env import BatchSizeEnv
 
-__all__ = ["branch_env"]
+__all__ = ["branch_env", "measure_responses", "reseed_sampler"]
 
 
 def branch_env(env: Any) -> BatchSizeEnv:
@@ -56,11 +60,77 @@ def branch_env(env: Any) -> BatchSizeEnv:
     # deepcopy's memo maps an object's id to what the copy should use in its place: the data
     # splits stay shared, the hook tables are replaced by empty ones.
     memo: dict[int, Any] = {
-        id(trainer.data): trainer.data,
         id(trainer._step_hooks): OrderedDict(),
         id(base._info_sources): OrderedDict(),
     }
+    sampler = trainer.sampler
+    # Tensors nobody writes in place: the splits (also held by the sampler) and the sampler's
+    # current epoch order, which is replaced, never modified, when the next epoch starts.
+    for shared in (
+        trainer.data,
+        *vars(trainer.data).values(),
+        sampler._epoch_inputs,
+        sampler._epoch_targets,
+    ):
+        memo[id(shared)] = shared
     renderer = getattr(base, "_renderer", None)
     if renderer is not None:  # a figure is neither needed nor safely copyable
         memo[id(renderer)] = None
     return copy.deepcopy(base, memo)
+
+
+def reseed_sampler(env: BatchSizeEnv, seed: int) -> None:
+    """Gives a branch's batch sampler a new stream from ``seed``, keeping sampling without replacement.
+
+    The examples not yet drawn in the current epoch are shuffled afresh and later epochs are
+    drawn from the new stream, so repeated branches see different batches of the same data,
+    as independent training runs would from this point.
+    """
+    sampler = env.trainer.sampler
+    generator = sampler._generator
+    generator.manual_seed(seed)
+    cursor = sampler._cursor
+    remaining = sampler.num_examples - cursor
+    if remaining > 0:
+        order = torch.randperm(remaining, generator=generator).to(sampler._inputs.device)
+        sampler._epoch_inputs = torch.cat(
+            [sampler._epoch_inputs[:cursor], sampler._epoch_inputs[cursor:][order]]
+        )
+        sampler._epoch_targets = torch.cat(
+            [sampler._epoch_targets[:cursor], sampler._epoch_targets[cursor:][order]]
+        )
+
+
+def measure_responses(
+    env: Any,
+    sizes: Sequence[int],
+    sampler_seeds: Sequence[int | None] = (None,),
+    intervals: int = 1,
+) -> dict[int, list[float]]:
+    """The measured change of the validation loss after ``intervals`` intervals at each size.
+
+    Each size is trained on its own branch of ``env`` (untouched), once per sampler seed
+    (``None``: the episode's own stream; an integer: :func:`reseed_sampler`). A branch that
+    diverges, or whose loss is not finite, measures ``+inf``.
+
+    Returns:
+        ``{size: [change per sampler seed]}``, each change = L_val after − L_val now.
+    """
+    base = getattr(env, "unwrapped", env)
+    before = float(base._val_loss)
+    out: dict[int, list[float]] = {}
+    for size in sizes:
+        changes = []
+        for seed in sampler_seeds:
+            trial = branch_env(base)
+            if seed is not None:
+                reseed_sampler(trial, seed)
+            loss = math.inf
+            for _ in range(intervals):
+                _, _, terminated, _, info = trial.step(trial.encode(int(size)))
+                loss = math.inf if info["diverged"] else float(info["val_loss"])
+                if terminated:
+                    break
+            changes.append(loss - before if math.isfinite(loss) else math.inf)
+        out[int(size)] = changes
+    return out
