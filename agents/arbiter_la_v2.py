@@ -13,31 +13,34 @@ heavy-ball momentum μ at the learning rate η(B) the trainer would apply (its `
   0 < ηh < 2(1 + μ). With gradient noise of variance σ² per step the stationary excess loss is
   ``η(1+μ)σ² / (2(1−μ)(2(1+μ) − ηh))`` (:func:`heavy_ball_stationary_loss`). At μ = 0 both are
   v1's: q = (1 − ηh)², ``ησ²/(2(2 − ηh))``.
-* **Progress toward a loss floor, calibrated.** Only a fraction e of the training loss is
-  reducible, E = e·L; the curvature is the one that explains E and |G|² together,
-  h = |G|²/(2E), and K steps remove ``(1 − q^K)·E``. Few steps (large B) make progress at the
-  first-order rate η|G|²/(1−μ) per step whatever e is; many steps (small B) saturate at E. v1 is
-  e = 1 (the loss can fall to zero). e is fitted online (:class:`LossFloorCalibration`): after
-  each interval, the e for which the model reproduces the measured change of the validation
-  loss at the size actually played, averaged in log space over intervals with forgetting and
-  shrunk toward e₀ = 1. No alignment ρ is measured: e also absorbs how much of the training
-  progress reaches the validation loss.
+* **Progress toward a loss floor.** Only a fraction e of the training loss is reducible,
+  E = e·L. The gradient that drives it is the measured |G|² less the gradient of the noise
+  displacement itself, which at the present noise level N_now is h_n²·Var = 2·h_n·N_now on a
+  quadratic (:data:`SIGNAL_FLOOR` keeps a sliver); the curvature that explains E and that signal
+  together is h = |G|²_signal/(2E), and K steps remove ``(1 − q^K)·E``. Few steps (large B) make
+  progress at the first-order rate η|G|²_signal/(1−μ) per step whatever e is; many steps (small
+  B) saturate at E. v1 is e = 1 with no signal correction.
 * **Noise, relative to now.** The per-step gradient noise of a batch of B drawn without
-  replacement from N examples is ``tr(Σ)/B · (N − B)/(N − 1)``. The noise part of the loss
-  relaxes from its present level, the stationary level of the size just played, towards that of
-  B, at the same contraction: ``(N∞(B) − N∞(B_now))·(1 − q^K)``. A larger batch therefore
-  predicts an immediate gain (the annealing that a falling noise level gives) and a smaller one
-  a cost, both of which were missing from v1.
-* **Divergence.** Where ηh ≥ 2(1 + μ) the model predicts divergence and the size scores
+  replacement from N examples is ``tr(Σ)/B · (N − B)/(N − 1)``; it lives in directions of
+  curvature h_n = tr(HΣ)/tr(Σ). The noise part of the loss relaxes from its present level, the
+  stationary level of the size just played, towards that of B, at the contraction q_n of h_n:
+  ``κ·(N∞(B) − N∞(B_now))·(1 − q_n^K)``. A larger batch therefore predicts an immediate gain
+  (the annealing a falling noise level gives) and a smaller one a cost, both missing from v1.
+* **Calibrated online.** e and the noise scale κ are fitted to what the played sizes really did
+  to the validation loss (:class:`ResponseCalibration`), with shrinkage toward e = 1, κ = 1.
+  They absorb an irreducible loss, how much of the training progress reaches the validation
+  loss (no alignment ρ is measured: e is its calibrated stand-in) and where the quadratic's
+  noise floor is wrong in scale.
+* **Divergence.** Where ηh or ηh_n ≥ 2(1 + μ) the model predicts divergence and the size scores
   ``+L_val`` (the loss doubles): never chosen while a stable size exists.
 
 Statistics: right before each decision the agent draws two training batches of n at the
-current parameters, in evaluation mode, with its own generator. Their losses give L and their
-mean gradients g_a, g_b give ``|G|² = g_a·g_b`` (unbiased) and ``tr(Σ) = n/2·‖g_a − g_b‖²`` at
-the same point. n is capped so that the measurement costs at most ``measurement_fraction`` of the
-interval's update passes (a pass: one example through forward and backward; the measurement
-takes 2n). The counts are kept in :attr:`ArbiterLAv2.measurement_passes` and
-:attr:`ArbiterLAv2.update_passes`.
+current parameters, in evaluation mode, with its own generator (inner training is untouched):
+see :meth:`ArbiterLAv2.measure`. They are averaged over intervals (bias-corrected, decay
+``statistics_decay``), L and |G|² alike, so both describe the same points. n is capped so that the
+measurement costs at most ``measurement_fraction`` of the interval's update passes (a pass: one
+example through forward and backward; the measurement counts 4n). The counts are kept in
+:attr:`ArbiterLAv2.measurement_passes` and :attr:`ArbiterLAv2.update_passes`.
 
 Decisions (``decision``):
 
@@ -57,7 +60,6 @@ Measured results, the calibration table and the dev log are in ``docs/hyper_lear
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,13 +74,17 @@ from arbiter_env.training.hyper import StepInfo
 __all__ = [
     "ArbiterLAv2",
     "ArbiterLAv2Config",
-    "LossFloorCalibration",
+    "ResponseCalibration",
     "heavy_ball_contraction",
     "heavy_ball_stationary_loss",
     "predicted_validation_change_v2",
 ]
 
 DECISIONS = ("argmin", "alpha")
+# The least share of |G|² the model leaves to the signal after removing the noise's own gradient.
+SIGNAL_FLOOR = 0.01
+# Points of the log grid of reducible fractions the calibration searches.
+CALIBRATION_GRID = 25
 
 
 @dataclass
@@ -90,10 +96,11 @@ class ArbiterLAv2Config(ArbiterLAConfig):
             paper's φ/α arg-max on this model).
         hysteresis: A move must beat keeping the size by this fraction of the predicted change
             at the current size.
-        calibration_prior: The prior reducible fraction e₀ (1: v1's progress).
-        calibration_strength: Shrinkage toward e₀, in intervals' worth of evidence.
-        calibration_decay: Forgetting of older intervals in the fit of e (per interval).
-        calibration_min: Lower clip of e.
+        calibration_strength: Weight λ of the priors e₀ = 1 and κ₀ = 1, in intervals' worth of
+            evidence.
+        calibration_decay: Forgetting of older intervals in the fit (per interval).
+        calibration_min: The smallest reducible fraction e considered.
+        noise_scale_range: The range of the noise scale κ.
         measurement_fraction: Cap of the measurement's passes as a fraction of the interval's
             update passes.
         guard_log_increase: The divergence guard's trigger: log(L_val now / L_val before).
@@ -101,10 +108,10 @@ class ArbiterLAv2Config(ArbiterLAConfig):
 
     decision: str = "argmin"
     hysteresis: float = 0.05
-    calibration_prior: float = 1.0
-    calibration_strength: float = 0.5
+    calibration_strength: float = 1.0
     calibration_decay: float = 0.7
     calibration_min: float = 1e-3
+    noise_scale_range: tuple[float, float] = (0.05, 2.0)
     measurement_fraction: float = 0.25
     guard_log_increase: float = 0.2
 
@@ -114,10 +121,15 @@ class ArbiterLAv2Config(ArbiterLAConfig):
             raise ValueError(
                 f"ArbiterLAv2Config.decision must be one of {DECISIONS}, got {self.decision!r}."
             )
-        if not 0 < self.calibration_min <= self.calibration_prior <= 1:
+        if not 0 < self.calibration_min < 1:
             raise ValueError(
-                "ArbiterLAv2Config needs 0 < calibration_min ≤ calibration_prior ≤ 1, got "
-                f"{self.calibration_min!r} and {self.calibration_prior!r}."
+                f"ArbiterLAv2Config.calibration_min must be in (0, 1), got {self.calibration_min!r}."
+            )
+        low, high = self.noise_scale_range
+        if not 0 < low <= 1 <= high:
+            raise ValueError(
+                "ArbiterLAv2Config.noise_scale_range must satisfy 0 < low ≤ 1 ≤ high, "
+                f"got {self.noise_scale_range!r}."
             )
         for name in ("hysteresis", "calibration_strength"):
             if not getattr(self, name) >= 0:
@@ -180,6 +192,7 @@ def predicted_validation_change_v2(
     momentum: float,
     horizon_samples: float,
     reducible_fraction: float,
+    noise_scale: float = 1.0,
 ) -> dict[str, torch.Tensor]:
     """v2's ΔL_val over ``horizon_samples`` at each ``batch_size`` (see the module docstring).
 
@@ -188,13 +201,6 @@ def predicted_validation_change_v2(
         E = ``reducible_fraction``·L.
     """
     batch_size = torch.as_tensor(batch_size, dtype=torch.float64)
-    loss = max(float(train_loss), 1e-8) * reducible_fraction
-    curvature = max(float(grad_sq_norm), 0.0) / (2.0 * loss)
-    steps = horizon_samples / batch_size
-    contraction = heavy_ball_contraction(lr * curvature, momentum)
-    noise_contraction = heavy_ball_contraction(lr * noise_curvature, momentum)
-    stable = (contraction < 1.0) & (noise_contraction < 1.0)
-    progress = _relaxed(contraction, steps) * -loss
 
     def stationary(size: torch.Tensor, step_lr: torch.Tensor) -> torch.Tensor:
         # Variance of a mean of `size` examples drawn without replacement from `train_size`.
@@ -202,13 +208,25 @@ def predicted_validation_change_v2(
         variance = max(float(trace_covariance), 0.0) / size * replacement
         return heavy_ball_stationary_loss(step_lr, noise_curvature, momentum, variance)
 
-    now = stationary(
-        torch.tensor(float(current_batch_size), dtype=torch.float64),
-        torch.tensor(float(current_lr), dtype=torch.float64),
+    now = float(
+        stationary(
+            torch.tensor(float(current_batch_size), dtype=torch.float64),
+            torch.tensor(float(current_lr), dtype=torch.float64),
+        )
     )
     # The present noise level may itself be "divergent" in the model: then nothing is relative.
-    now = torch.where(torch.isfinite(now), now, torch.zeros_like(now))
-    noise = (stationary(batch_size, lr) - now) * _relaxed(noise_contraction, steps)
+    now = now if math.isfinite(now) else 0.0
+    # The noise displacement's own gradient, h_n²·Var = 2·h_n·N∞, is part of the measured |G|²
+    # but no progress is available along it: only the rest drives the loss down.
+    signal = max(float(grad_sq_norm) - 2.0 * noise_curvature * now, SIGNAL_FLOOR * grad_sq_norm)
+    loss = max(float(train_loss), 1e-8) * reducible_fraction
+    curvature = max(signal, 0.0) / (2.0 * loss)
+    steps = horizon_samples / batch_size
+    contraction = heavy_ball_contraction(lr * curvature, momentum)
+    noise_contraction = heavy_ball_contraction(lr * noise_curvature, momentum)
+    stable = (contraction < 1.0) & (noise_contraction < 1.0)
+    progress = _relaxed(contraction, steps) * -loss
+    noise = noise_scale * (stationary(batch_size, lr) - now) * _relaxed(noise_contraction, steps)
     change = progress + noise
     diverging = torch.full_like(change, float(val_loss))
     stable = stable & torch.isfinite(change)
@@ -224,49 +242,52 @@ def _relaxed(contraction: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     return -torch.expm1(steps * torch.log(contraction.clamp(1e-300, 1.0 - 1e-15)))
 
 
-class LossFloorCalibration:
-    """Online estimate of the reducible fraction e of the loss, shrunk toward a prior.
+class ResponseCalibration:
+    """Online fit of the reducible fraction e and the noise scale κ to the measured responses.
 
-    Each finished interval gives e_t, the fraction for which the model's change at the size that
-    was played equals the measured change (found by bisection on log e in ``[e_min, 1]``; clipped
-    there when no fraction fits). The estimate is a weighted mean in log space,
+    Every finished interval t gives the measured change m_t of the validation loss (from level
+    L_t) at the size that was played, and the model's parts for that size at the last decision:
+    the progress P_t(e) for each e of a log grid on ``[e_min, 1]`` and the noise part N_t.
+    Normalised by L_t (r_t(e) = (m_t − P_t(e))/L_t, n_t = N_t/L_t), with weights
+    w_t = decay^(age of t), the fit is
 
-        log ê = (λ·log e₀ + Σ_t w_t·log e_t) / (λ + Σ_t w_t),   w_t = decay^(age of t),
+        κ(e) = (λ_κ·Q + Σ w n r(e)) / (λ_κ·Q + Σ w n²)            clipped to [κ_min, κ_max]
+        ê = argmin_e Σ w (r(e) − κ(e)·n)² + λ_κ·Q·(κ(e) − 1)² + λ_e·R·log10(e)²
 
-    so ê = e₀ before any interval and follows the recent intervals as they accumulate.
+    where Q and R are the weighted means of n² and r(1)² (so that each prior counts as λ
+    intervals' worth of evidence), e₀ = 1 and κ₀ = 1 (the quadratic model as it stands). Before
+    any interval ê = 1 and κ̂ = 1. κ is identified only where the played size changed (the noise
+    part is relative to the present level); otherwise it stays near its prior.
     """
 
-    def __init__(self, prior: float, strength: float, decay: float, minimum: float):
-        self.prior, self.strength, self.decay, self.minimum = prior, strength, decay, minimum
-        self._weighted_log = 0.0
-        self._weight = 0.0
+    def __init__(
+        self, grid: np.ndarray, *, strength: float, decay: float, noise_range: tuple[float, float]
+    ):
+        self.grid = grid
+        self.strength, self.decay, self.noise_range = strength, decay, noise_range
+        self._rows: list[tuple[np.ndarray, float, float]] = []  # (r over the grid, n, weight)
+        self.fraction, self.noise_scale = 1.0, 1.0
 
-    def update(self, change_at: Callable[[float], float], measured: float) -> float:
-        """Adds one interval: ``change_at(e)`` is the model's change for the played size."""
-        low, high = math.log(self.minimum), 0.0
-        if not math.isfinite(measured):
-            return math.nan
-        if change_at(1.0) >= measured:  # even e = 1 predicts too little progress
-            fitted = high
-        elif change_at(self.minimum) <= measured:  # even the floor predicts too much
-            fitted = low
-        else:
-            for _ in range(30):  # the change falls as e grows: more loss is reducible
-                middle = (low + high) / 2
-                if change_at(math.exp(middle)) > measured:
-                    low = middle
-                else:
-                    high = middle
-            fitted = (low + high) / 2
-        self._weighted_log = self.decay * self._weighted_log + fitted
-        self._weight = self.decay * self._weight + 1.0
-        return math.exp(fitted)
-
-    @property
-    def fraction(self) -> float:
-        """The current estimate ê."""
-        total = self.strength * math.log(self.prior) + self._weighted_log
-        return math.exp(total / (self.strength + self._weight))
+    def update(self, progress: np.ndarray, noise: float, measured: float, val_loss: float) -> None:
+        """Adds one interval: progress on the grid, noise part, measured change, level before."""
+        scale = max(val_loss, 1e-8)
+        residual = (measured - progress) / scale
+        if not (np.all(np.isfinite(residual)) and math.isfinite(noise)):
+            return
+        self._rows = [(r, n, w * self.decay) for r, n, w in self._rows]
+        self._rows.append((residual, noise / scale, 1.0))
+        r = np.stack([row[0] for row in self._rows])  # (intervals, grid)
+        n = np.array([row[1] for row in self._rows])
+        w = np.array([row[2] for row in self._rows])
+        q = max(float(np.average(n * n, weights=w)), 1e-12)
+        big_r = max(float(np.average(r[:, -1] ** 2, weights=w)), 1e-12)
+        lam = self.strength
+        nu = (lam * q + (w * n) @ r) / (lam * q + float(w @ (n * n)))
+        nu = np.clip(nu, *self.noise_range)
+        fit = w @ (r - np.outer(n, nu)) ** 2
+        objective = fit + lam * q * (nu - 1.0) ** 2 + lam * big_r * np.log10(self.grid) ** 2
+        best = int(np.argmin(objective))
+        self.fraction, self.noise_scale = float(self.grid[best]), float(nu[best])
 
 
 class ArbiterLAv2(ArbiterLA):
@@ -292,10 +313,13 @@ class ArbiterLAv2(ArbiterLA):
         self._pending: tuple[dict[str, float], int, float] | None = None
         self._floor = 0
 
-    def _new_calibration(self) -> LossFloorCalibration:
+    def _new_calibration(self) -> ResponseCalibration:
         c = self.config
-        return LossFloorCalibration(
-            c.calibration_prior, c.calibration_strength, c.calibration_decay, c.calibration_min
+        return ResponseCalibration(
+            np.geomspace(c.calibration_min, 1.0, CALIBRATION_GRID),
+            strength=c.calibration_strength,
+            decay=c.calibration_decay,
+            noise_range=c.noise_scale_range,
         )
 
     def on_episode_start(self, observation: np.ndarray) -> None:
@@ -325,13 +349,17 @@ class ArbiterLAv2(ArbiterLA):
             # What the model said, at the last decision, about the size really played (an
             # observer's or a guard's choice may differ from the model's).
             played = torch.tensor([float(current)], dtype=torch.float64)
-            pending = self._pending
-
-            def change_at(fraction: float) -> float:
-                with torch.no_grad():
-                    return float(self._parts(played, *pending, fraction=fraction)["change"][0])
-
-            self.calibration.update(change_at, val_loss - self._last_val_loss)
+            with torch.no_grad():
+                parts = [
+                    self._parts(played, *self._pending, fraction=float(e), noise_scale=1.0)
+                    for e in self.calibration.grid
+                ]
+            self.calibration.update(
+                np.array([float(part["progress"][0]) for part in parts]),
+                float(parts[0]["noise"][0]),
+                val_loss - self._last_val_loss,
+                self._last_val_loss,
+            )
         with self._timed("measure"):
             measured = self.measure()
         self._update_model_inputs({"val_loss": val_loss}, measured)
@@ -437,6 +465,7 @@ class ArbiterLAv2(ArbiterLA):
             diagnostics["arbiter"].update(
                 model_best_batch_size=self.model_best_batch_size(),
                 reducible_fraction=self.calibration.fraction,
+                noise_scale=self.calibration.noise_scale,
                 trace_covariance=self._model_inputs["trace_covariance"],
                 grad_sq_norm=self._model_inputs["grad_sq_norm"],
                 measurement_passes=self.measurement_passes[-1],
@@ -459,9 +488,6 @@ class ArbiterLAv2(ArbiterLA):
             self._averages[key] = decay * self._averages.get(key, 0.0) + value
         self._average_weight = decay * self._average_weight + 1.0
         inputs = {key: total / self._average_weight for key, total in self._averages.items()}
-        # L and |G|² must describe the same point: both come from this measurement, not averages.
-        inputs["train_loss"] = measured["train_loss"]
-        inputs["grad_sq_norm"] = measured["grad_sq_norm"]
         inputs.update(losses)
         # Ratio of averages; negative curvature along the noise gets no weight.
         inputs["noise_curvature"] = max(
@@ -492,6 +518,7 @@ class ArbiterLAv2(ArbiterLA):
         current: int | None = None,
         current_lr: float | None = None,
         fraction: float | None = None,
+        noise_scale: float | None = None,
     ) -> dict[str, torch.Tensor]:
         """The model's parts at ``batch_size``; by default in the present state."""
         trainer = self.trainer
@@ -512,4 +539,5 @@ class ArbiterLAv2(ArbiterLA):
             momentum=self._momentum,
             horizon_samples=self._horizon_samples(),
             reducible_fraction=self.calibration.fraction if fraction is None else fraction,
+            noise_scale=self.calibration.noise_scale if noise_scale is None else noise_scale,
         )

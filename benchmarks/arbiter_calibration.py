@@ -3,13 +3,14 @@
     python benchmarks/arbiter_calibration.py                          # 4 dev tasks, dev seeds 100-104
     python benchmarks/arbiter_calibration.py --tasks mnist1d-cnn --seeds 100 --models v2
 
-For each task and seed, a reference schedule (the task's starting batch size, fixed) is played
-while arbiter-la v1 and v2 watch as observers: each measures and updates its model at every
-decision as it would when in control, but the reference size is what is played. At each probe
-interval k (default 2, 6, 10, 14), after the observers' decision, the env is branched
-(:func:`arbiter_env.branching.measure_responses`) and one interval is trained at every ladder
-size, once per sampler seed (default 3), and the mean measured ΔL_val is recorded beside each
-model's prediction for the same size.
+For each task, seed and model (arbiter-la v1 or v2), a reference schedule is played for k
+intervals: by default the model's own decisions (``--reference self``: the model is judged in the
+states it really reaches, and v2 calibrates on the sizes it really plays), or the task's starting
+size held fixed (``--reference fixed``: the model only watches; it measures and updates as it
+would in control). At each probe interval k (default 2, 6, 10, 14), after the model's decision,
+the env is branched (:func:`arbiter_env.branching.measure_responses`) and one interval is trained
+at every ladder size, once per sampler seed (default 3), and the mean measured ΔL_val is recorded
+beside the model's prediction for the same size.
 
 Per (task, seed, k, model) the record has the arg-mins (a diverged branch measures +inf), whether
 they agree within one rung of the ladder, the Spearman correlation of predicted and measured
@@ -44,7 +45,7 @@ MODELS = {"v1": "arbiter-la-v1", "v2": "arbiter-la"}
 
 
 def probe(job: dict[str, Any]) -> list[dict[str, Any]]:
-    """One task and seed: the reference schedule, observers, and branches at each probe."""
+    """One task, seed and model: the reference schedule, and branches at each probe."""
     import torch
 
     torch.set_num_threads(1)
@@ -56,44 +57,40 @@ def probe(job: dict[str, Any]) -> list[dict[str, Any]]:
     task, task_kwargs = DEV_TASKS[job["task"]]
     env = BatchSizeEnv(task, task_kwargs=task_kwargs, action_encoding="continuous")
     observation, _ = env.reset(seed=job["seed"])
-    reference = int(env.batch_size)
-    observers = {
-        model: make_controller(MODELS[model], env, seed=job["seed"]) for model in job["models"]
-    }
-    for agent in observers.values():
-        agent.on_episode_start(observation)
+    start = int(env.batch_size)
+    agent = make_controller(MODELS[job["model"]], env, seed=job["seed"])
+    agent.on_episode_start(observation)
     records = []
     for interval in range(max(job["intervals"]) + 1):
-        for agent in observers.values():
-            agent.choose_batch_size(observation)
+        decided = agent.choose_batch_size(observation)
         if interval in job["intervals"]:
             started = time.perf_counter()
             measured = measure_responses(env, LADDER, job["sampler_seeds"])
             seconds = time.perf_counter() - started
             mean = [float(np.mean(measured[b])) for b in LADDER]
-            for model, agent in observers.items():
-                with torch.no_grad():
-                    predicted = [float(x) for x in agent.predicted_changes(LADDER)]
-                records.append(
-                    {
-                        "task": job["task"],
-                        "seed": job["seed"],
-                        "k": interval,
-                        "model": model,
-                        "reference_batch_size": reference,
-                        "sizes": LADDER,
-                        "measured": mean,
-                        "measured_per_seed": [measured[b] for b in LADDER],
-                        "predicted": predicted,
-                        "branch_seconds": seconds,
-                        **compare(predicted, mean),
-                    }
-                )
-        observation, _, terminated, _, _ = env.step(env.encode(reference))
+            with torch.no_grad():
+                predicted = [float(x) for x in agent.predicted_changes(LADDER)]
+            records.append(
+                {
+                    "task": job["task"],
+                    "seed": job["seed"],
+                    "k": interval,
+                    "model": job["model"],
+                    "reference": job["reference"],
+                    "batch_size_now": int(env.batch_size),
+                    "sizes": LADDER,
+                    "measured": mean,
+                    "measured_per_seed": [measured[b] for b in LADDER],
+                    "predicted": predicted,
+                    "branch_seconds": seconds,
+                    **compare(predicted, mean),
+                }
+            )
+        size = decided if job["reference"] == "self" else start
+        observation, _, terminated, _, _ = env.step(env.encode(size))
         if terminated:
             break
-    for agent in observers.values():
-        agent.close()
+    agent.close()
     return records
 
 
@@ -165,6 +162,7 @@ def main() -> None:
     parser.add_argument("--intervals", nargs="+", type=int, default=[2, 6, 10, 14])
     parser.add_argument("--sampler-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--reference", default="self", choices=["self", "fixed"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "arbiter_calibration.jsonl")
     parser.add_argument("--table", type=Path, default=HERE / "results" / "arbiter_calibration.md")
@@ -175,10 +173,12 @@ def main() -> None:
             "seed": seed,
             "intervals": args.intervals,
             "sampler_seeds": args.sampler_seeds,
-            "models": args.models,
+            "model": model,
+            "reference": args.reference,
         }
         for task in args.tasks
         for seed in args.seeds
+        for model in args.models
     ]
     jobs.sort(key=lambda job: "mnist1d" not in job["task"])  # the slowest first
     records: list[dict[str, Any]] = []
@@ -189,13 +189,15 @@ def main() -> None:
                 out.write(json.dumps(record) + "\n")
             out.flush()
             records += result
-            print(f"{result[0]['task']} seed {result[0]['seed']}: {len(result)} probes", flush=True)
+            first = result[0]
+            print(f"{first['task']} seed {first['seed']} {first['model']}: {len(result)} probes")
     text = table(records)
     print(text)
     command = (
         "python benchmarks/arbiter_calibration.py --tasks "
         + " ".join(f"'{t}'" for t in args.tasks)
         + f" --seeds {' '.join(map(str, args.seeds))} --models {' '.join(args.models)}"
+        + f" --reference {args.reference}"
     )
     args.table.write_text(f"<!-- written by: {command} -->\n{text}\n")
 

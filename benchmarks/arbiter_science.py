@@ -17,7 +17,8 @@ Three suites, each on the same seeds and the same sample budgets:
   gradient noise scale, ``arbiter`` (the paper's algorithm), ``arbiter-la-v1`` and
   ``arbiter-la`` (v2, our extension) and ``oracle-greedy`` (a reference that trains a copy of the
   env at every ladder size each interval and keeps the best by validation loss: not deployable,
-  and selected on validation, so read its test accuracy);
+  and selected on validation, so read its test accuracy); on the held-out tasks only the fixed
+  sizes, step, noise-scale and ``arbiter-la`` (the rows the targets need: compute is short);
 * ``step-schedule`` (the second use): on digits-mlp, the fixed schedule 32/64/128 (intervals 0,
   8, 14) alone, Arbiter adjusting around it, and arbiter-la around it;
 * ``sgd-hd`` (the third use): on digits-mlp with SGD-HD as the inner optimizer, fixed sizes,
@@ -65,6 +66,8 @@ PAPER_SCHEDULE = [
 AGENTS = ("arbiter", "arbiter-la-v1", "arbiter-la")
 REFERENCES = ("oracle-greedy",)
 DEV_SEEDS = [100, 101, 102, 103, 104]
+# Variants of arbiter-la run only when asked by name (--only), to choose its defaults on dev seeds.
+DEV_VARIANTS: dict[str, dict[str, Any]] = {"arbiter-la alpha": {"decision": "alpha"}}
 EVAL_SEEDS = [0, 1, 2, 3, 4]
 
 DEV_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -136,10 +139,23 @@ def jobs(suites: list[str], tasks: list[str], seeds: list[int]) -> list[dict[str
                         kwargs={},
                     )
                 )
-                for agent in (*AGENTS, *REFERENCES):
+                # The paper's Arbiter, v1 and the oracle are compared on the dev tasks; the
+                # held-out tasks test v2 against the fixed sizes and heuristics (compute).
+                contestants = (*AGENTS, *REFERENCES) if label in DEV_TASKS else ("arbiter-la",)
+                for agent in contestants:
                     out.append(
                         dict(
                             suite="standalone", task=label, name=agent, controller=agent, kwargs={}
+                        )
+                    )
+                for name, kwargs in DEV_VARIANTS.items():
+                    out.append(
+                        dict(
+                            suite="standalone",
+                            task=label,
+                            name=name,
+                            controller="arbiter-la",
+                            kwargs=kwargs,
                         )
                     )
         if "step-schedule" in suites:
@@ -398,6 +414,9 @@ def main() -> None:
     )
     parser.add_argument("--tasks", nargs="+", help="standalone tasks (default: by protocol)")
     parser.add_argument("--seeds", nargs="+", type=int, help="default: 0-4, or 100-104 with --dev")
+    parser.add_argument(
+        "--only", nargs="+", help="run only these rows (names such as fixed-8, arbiter-la)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path)
@@ -413,7 +432,12 @@ def main() -> None:
         for line in args.out.read_text().splitlines():
             record = json.loads(line)
             done[key(record)] = record
-    todo = [job for job in jobs(args.suites, args.tasks, args.seeds) if key(job) not in done]
+    todo = [
+        job
+        for job in jobs(args.suites, args.tasks, args.seeds)
+        if key(job) not in done
+        and (job["name"] in args.only if args.only else job["name"] not in DEV_VARIANTS)
+    ]
     print(f"{len(done)} runs cached, {len(todo)} to run", flush=True)
     # The slowest tasks first, so that the pool does not end on one long run.
     todo.sort(key=lambda job: ("mnist1d" not in job["task"], job["seed"]))
@@ -426,7 +450,11 @@ def main() -> None:
                 f"{result['task']:>20} {result['name']:>22} seed {result['seed']}: {result['final_val_loss']:.4f}",
                 flush=True,
             )
-    wanted = {key(job) for job in jobs(args.suites, args.tasks, args.seeds)}
+    wanted = {
+        key(job)
+        for job in jobs(args.suites, args.tasks, args.seeds)
+        if job["name"] not in DEV_VARIANTS or (args.only and job["name"] in args.only)
+    }
     text = table([done[k] for k in done if k in wanted])
     print(text)
     command = (

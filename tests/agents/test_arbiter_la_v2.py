@@ -10,7 +10,7 @@ import torch
 from arbiter_env.agents.arbiter_la_v2 import (
     ArbiterLAv2,
     ArbiterLAv2Config,
-    LossFloorCalibration,
+    ResponseCalibration,
     heavy_ball_contraction,
     heavy_ball_stationary_loss,
 )
@@ -74,21 +74,39 @@ def test_at_zero_momentum_the_model_is_v1s_plain_sgd():
     assert float(heavy_ball_stationary_loss(lr, h, 0.0, variance)) == pytest.approx(v1)
 
 
-def test_calibration_recovers_the_fraction_that_explains_the_measurements():
-    calibration = LossFloorCalibration(prior=1.0, strength=0.5, decay=0.7, minimum=1e-3)
-    assert calibration.fraction == 1.0  # the prior before any evidence
+def _progress(fraction: np.ndarray) -> np.ndarray:
+    """A saturating progress model: at most the reducible fraction of a unit loss."""
+    return -fraction * (1 - np.exp(-0.2 / fraction))
 
-    def change_at(fraction: float) -> float:  # a saturating model: progress ≤ fraction
-        return -fraction * (1 - math.exp(-0.2 / fraction))
 
-    for _ in range(30):
-        calibration.update(change_at, change_at(0.05))
-    evidence = (1 - 0.7**30) / (1 - 0.7)  # Σ decay^age
-    shrunk = math.exp(evidence / (0.5 + evidence) * math.log(0.05))
-    assert calibration.fraction == pytest.approx(shrunk, rel=1e-6)
-    unshrunk = LossFloorCalibration(prior=1.0, strength=0.0, decay=0.7, minimum=1e-3)
-    unshrunk.update(change_at, change_at(0.05))
-    assert unshrunk.fraction == pytest.approx(0.05, rel=1e-6)
+def _calibration(strength: float) -> ResponseCalibration:
+    return ResponseCalibration(
+        np.geomspace(1e-3, 1.0, 25), strength=strength, decay=0.7, noise_range=(0.05, 2.0)
+    )
+
+
+def test_calibration_starts_at_the_uncalibrated_model():
+    calibration = _calibration(1.0)
+    assert (calibration.fraction, calibration.noise_scale) == (1.0, 1.0)
+
+
+def test_calibration_recovers_the_fraction_and_noise_scale_behind_the_measurements():
+    calibration = _calibration(strength=1e-3)
+    true_fraction, true_noise_scale = calibration.grid[8], 0.3
+    for t in range(30):
+        noise = [0.05, -0.03, 0.08][t % 3]  # the played size changes: κ is identified
+        measured = float(_progress(np.array(true_fraction))) + true_noise_scale * noise
+        calibration.update(_progress(calibration.grid), noise, measured, val_loss=1.0)
+    assert calibration.fraction == pytest.approx(true_fraction, rel=1e-6)
+    assert calibration.noise_scale == pytest.approx(true_noise_scale, rel=1e-3)
+
+
+def test_without_a_change_of_size_the_noise_scale_stays_at_its_prior():
+    calibration = _calibration(strength=1.0)
+    for _ in range(10):
+        calibration.update(_progress(calibration.grid), 0.0, -0.01, val_loss=1.0)
+    assert calibration.noise_scale == pytest.approx(1.0)
+    assert calibration.fraction < 0.5  # the small measured progress says little is reducible
 
 
 def _env(**kwargs):
@@ -170,3 +188,5 @@ def test_bad_settings_name_the_field():
         ArbiterLAv2Config(decision="best")
     with pytest.raises(ValueError, match="calibration_min"):
         ArbiterLAv2Config(calibration_min=0.0)
+    with pytest.raises(ValueError, match="noise_scale_range"):
+        ArbiterLAv2Config(noise_scale_range=(2.0, 3.0))

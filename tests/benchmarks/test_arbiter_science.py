@@ -68,8 +68,12 @@ def test_the_protocol_keeps_dev_seeds_and_held_out_tasks_apart():
     assert not set(arbiter_science.DEV_SEEDS) & set(arbiter_science.EVAL_SEEDS)
     held_out = arbiter_science.held_out_tasks()
     assert len(held_out) == 7 and not set(held_out) & set(arbiter_science.DEV_TASKS)
-    jobs = arbiter_science.jobs(["standalone"], [held_out[1]], [0])
-    assert {"arbiter-la", "arbiter-la-v1", "oracle-greedy"} <= {job["name"] for job in jobs}
+    held_out_rows = {
+        job["name"] for job in arbiter_science.jobs(["standalone"], [held_out[1]], [0])
+    }
+    dev_rows = {job["name"] for job in arbiter_science.jobs(["standalone"], ["mnist1d-cnn"], [0])}
+    assert {"arbiter-la", "arbiter-la-v1", "oracle-greedy", "arbiter"} <= dev_rows
+    assert "arbiter-la" in held_out_rows and "fixed-512" in held_out_rows
 
 
 def test_hypergradient_noise_separates_trend_from_step_to_step_noise():
