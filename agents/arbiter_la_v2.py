@@ -173,8 +173,20 @@ def heavy_ball_stationary_loss(
     """
     lr = torch.as_tensor(lr, dtype=torch.float64)
     margin = 2.0 * (1.0 + momentum) - lr * curvature
-    value = lr * (1.0 + momentum) * noise_variance / (2.0 * (1.0 - momentum) * margin)
+    value = _stationary_loss(lr, curvature, momentum, noise_variance)
     return torch.where(margin > 0, value, torch.full_like(value, math.inf))
+
+
+def _stationary_loss(
+    lr: torch.Tensor, curvature: float, momentum: float, noise_variance: torch.Tensor | float
+) -> torch.Tensor:
+    """:func:`heavy_ball_stationary_loss` kept finite past the edge of stability.
+
+    The model replaces unstable sizes by a constant afterwards; an ``inf`` here would still
+    turn the gradient through ``torch.where`` into NaN (0·inf) in the φ/α decision.
+    """
+    margin = (2.0 * (1.0 + momentum) - lr * curvature).clamp_min(1e-12)
+    return lr * (1.0 + momentum) * noise_variance / (2.0 * (1.0 - momentum) * margin)
 
 
 def predicted_validation_change_v2(
@@ -206,7 +218,7 @@ def predicted_validation_change_v2(
         # Variance of a mean of `size` examples drawn without replacement from `train_size`.
         replacement = ((train_size - size) / max(train_size - 1, 1)).clamp_min(0.0)
         variance = max(float(trace_covariance), 0.0) / size * replacement
-        return heavy_ball_stationary_loss(step_lr, noise_curvature, momentum, variance)
+        return _stationary_loss(step_lr, noise_curvature, momentum, variance)
 
     now = float(
         stationary(
@@ -214,8 +226,9 @@ def predicted_validation_change_v2(
             torch.tensor(float(current_lr), dtype=torch.float64),
         )
     )
-    # The present noise level may itself be "divergent" in the model: then nothing is relative.
-    now = now if math.isfinite(now) else 0.0
+    # The present size may itself be unstable in the model: then nothing is relative to it.
+    if float(current_lr) * noise_curvature >= 2.0 * (1.0 + momentum) or not math.isfinite(now):
+        now = 0.0
     # The noise displacement's own gradient, h_n²·Var = 2·h_n·N∞, is part of the measured |G|²
     # but no progress is available along it: only the rest drives the loss down.
     signal = max(float(grad_sq_norm) - 2.0 * noise_curvature * now, SIGNAL_FLOOR * grad_sq_norm)

@@ -326,6 +326,9 @@ def summarise(
             else math.nan,
             "mean_batch_size": float(np.mean([r["mean_batch_size"] for r in runs])),
             "cost": float(np.median([r["cost"] for r in runs])) if "cost" in runs[0] else None,
+            "cost_range": (min(r["cost"] for r in runs), max(r["cost"] for r in runs))
+            if "cost" in runs[0]
+            else None,
             "h_local_noise": _mean_of(runs, "h_local_noise"),
             "h_episode_variance": _mean_of(runs, "h_episode_variance"),
             "mean_lr": _mean_of(runs, "mean_lr"),
@@ -366,7 +369,11 @@ def table(results: list[dict[str, Any]]) -> str:
         lines += [header, "|" + "---|" * (header.count("|") - 1)]
         for name, row in rows.items():
             mark = " (best fixed)" if name == best else " (median fixed)" if name == median else ""
-            cost = f"{row['cost']:.2f}" if row["cost"] is not None else ""
+            cost = (
+                f"{row['cost']:.2f} ({row['cost_range'][0]:.2f}–{row['cost_range'][1]:.2f})"
+                if row["cost"] is not None
+                else ""
+            )
             line = (
                 f"| {name}{mark} | {row['mean']:.4f} ± {row['se']:.4f} | {row['test_accuracy']:.3f} | "
                 f"{row['mean_batch_size']:.0f} | {row['diverged']}/{row['n']} | {cost} |"
