@@ -277,6 +277,12 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     if hypergradients:
         result.update(hypergradient_noise(hypergradients))
         result["mean_lr"] = float(np.mean(record.learning_rates))
+    if getattr(controller, "measurement_passes", None):
+        # arbiter-la v2 counts its measurement passes against each interval's update passes.
+        result["measurement_share"] = max(
+            m / u
+            for m, u in zip(controller.measurement_passes, controller.update_passes, strict=True)
+        )
     if job["controller"] in (*AGENTS, *REFERENCES):
         if job["controller"] in AGENTS:
             controller.close()
@@ -328,6 +334,9 @@ def summarise(
             "cost": float(np.median([r["cost"] for r in runs])) if "cost" in runs[0] else None,
             "cost_range": (min(r["cost"] for r in runs), max(r["cost"] for r in runs))
             if "cost" in runs[0]
+            else None,
+            "measurement_share": max((r["measurement_share"] for r in runs), default=None)
+            if "measurement_share" in runs[0]
             else None,
             "h_local_noise": _mean_of(runs, "h_local_noise"),
             "h_episode_variance": _mean_of(runs, "h_episode_variance"),
@@ -400,6 +409,9 @@ def targets(rows: dict[str, dict[str, Any]], best: str, median: str) -> str:
         "better than noise-scale": loss(la) < loss(ns),
         "cost ≤ 1.3×": la["cost"] is not None and la["cost"] <= 1.3,
     }
+    if la.get("measurement_share") is not None:
+        share = la["measurement_share"]
+        checks[f"measurement ≤ 25% of update passes (max {share:.0%})"] = share <= 0.25
     line = "arbiter-la: " + "; ".join(f"{k}: {'yes' if v else 'no'}" for k, v in checks.items())
     if "oracle-greedy" in rows:
         oracle = rows["oracle-greedy"]

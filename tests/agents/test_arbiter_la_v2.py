@@ -116,7 +116,7 @@ def _env(**kwargs):
 def test_measurement_passes_stay_within_a_quarter_of_the_update_passes():
     for task in ("synthetic-teacher", "digits-mlp"):
         env = BatchSizeEnv(task, action_encoding="continuous")
-        agent = make_controller("arbiter-la", env, seed=0)
+        agent = make_controller("arbiter-la", env, seed=0, decision="argmin")
         run_episode(env, agent, seed=0)
         assert len(agent.measurement_passes) == env.task.num_intervals
         for measured, updates in zip(agent.measurement_passes, agent.update_passes, strict=True):
@@ -125,7 +125,7 @@ def test_measurement_passes_stay_within_a_quarter_of_the_update_passes():
 
 def test_argmin_moves_at_most_one_rung_per_interval_and_stays_on_the_ladder():
     env = _env()
-    agent = make_controller("arbiter-la", env, seed=1)
+    agent = make_controller("arbiter-la", env, seed=1, decision="argmin")
     record = run_episode(env, agent, seed=1)
     sizes = [int(env.task.batch_start), *record.batch_sizes]
     for before, after in itertools.pairwise(sizes):
@@ -133,15 +133,17 @@ def test_argmin_moves_at_most_one_rung_per_interval_and_stays_on_the_ladder():
     assert set(record.batch_sizes[1:]) <= set(agent.ladder)
 
 
+@pytest.mark.parametrize("decision", ["alpha", "argmin"])
 @pytest.mark.parametrize("start", [8, 100, 512])
-def test_any_starting_size_on_or_off_the_ladder_runs_and_reaches_the_ladder(start):
+def test_any_starting_size_on_or_off_the_ladder_runs_without_diverging(start, decision):
     env = BatchSizeEnv(
         "synthetic-teacher", action_encoding="continuous", task_kwargs={"batch_start": start}
     )
-    agent = make_controller("arbiter-la", env, seed=2)
+    agent = make_controller("arbiter-la", env, seed=2, decision=decision)
     record = run_episode(env, agent, seed=2)
     assert not record.diverged
-    assert record.batch_sizes[-1] in agent.ladder
+    if decision == "argmin":  # it joins the ladder at its first decision
+        assert set(record.batch_sizes[1:]) <= set(agent.ladder)
 
 
 def test_same_seeds_give_the_same_schedule():
@@ -154,9 +156,10 @@ def test_same_seeds_give_the_same_schedule():
     assert schedules[0] == schedules[1]
 
 
-def test_the_guard_doubles_the_size_after_a_blow_up_and_never_goes_below_it():
+@pytest.mark.parametrize("decision", ["alpha", "argmin"])
+def test_the_guard_doubles_the_size_after_a_blow_up_and_never_goes_below_it(decision):
     env = _env()
-    agent = ArbiterLAv2(env, seed=0)
+    agent = ArbiterLAv2(env, seed=0, decision=decision)
     observation, _ = env.reset(seed=0)
     agent.on_episode_start(observation)
     agent.choose_batch_size(observation)
@@ -169,9 +172,9 @@ def test_the_guard_doubles_the_size_after_a_blow_up_and_never_goes_below_it():
     assert agent.choose_batch_size(observation) >= 64
 
 
-def test_the_alpha_decision_runs_the_papers_machinery_on_the_v2_model():
+def test_the_default_alpha_decision_runs_the_papers_machinery_on_the_v2_model():
     env = _env()
-    agent = make_controller("arbiter-la", env, seed=0, decision="alpha")
+    agent = make_controller("arbiter-la", env, seed=0)
     record = run_episode(env, agent, seed=0)
     assert len(record.batch_sizes) == env.task.num_intervals
     assert any(kind == "arbiter" for _, _, kind in agent.decisions)
