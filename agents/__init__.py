@@ -16,12 +16,21 @@ from arbiter_env.controllers import register_controller
 _ARBITER_ENV = {"action_encoding": "continuous"}
 # make_arbiter builds an Arbiter, or loads one with checkpoint=PATH (arbiter train's checkpoint).
 register_controller(
-    "arbiter", make_arbiter, env_defaults=_ARBITER_ENV, kind="arbiter", training=ArbiterTraining()
+    "arbiter",
+    make_arbiter,
+    env_defaults=_ARBITER_ENV,
+    kind="arbiter",
+    training=ArbiterTraining(),
+    seeded=True,
 )
 # Our extension of the paper: a model of validation progress as a function of B. "arbiter-la" is
 # v2 (heavy-ball model, calibrated online, trust-region arg-min); v1 stays for comparison.
-register_controller("arbiter-la", ArbiterLAv2, env_defaults=_ARBITER_ENV, kind="arbiter")
-register_controller("arbiter-la-v1", ArbiterLA, env_defaults=_ARBITER_ENV, kind="arbiter")
+register_controller(
+    "arbiter-la", ArbiterLAv2, env_defaults=_ARBITER_ENV, kind="arbiter", seeded=True
+)
+register_controller(
+    "arbiter-la-v1", ArbiterLA, env_defaults=_ARBITER_ENV, kind="arbiter", seeded=True
+)
 # A reference ceiling, not a deployable controller: it trains copies of the env (agents/oracle.py).
 register_controller("oracle-greedy", OracleGreedy, kind="other")
 

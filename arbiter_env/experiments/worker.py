@@ -205,9 +205,9 @@ def _evaluated_controller(spec: RunSpec, env: Any) -> Any:
     """The controller as built, or as trained by this comparison's training run."""
     if spec.model_path is None:
         kwargs = dict(spec.kwargs)
-        if controller_entry(spec.controller).kind == "arbiter":
-            # Arbiter-kind agents draw φ's initialisation and their validation batches from
-            # their own seed: the episode's, so that seeds vary the agent as well as the run.
+        if controller_entry(spec.controller).seeded:
+            # Agents with their own randomness (Arbiter's φ and validation draws) take the
+            # episode's seed, so that seeds vary the agent as well as the run.
             kwargs.setdefault("seed", spec.seed)
         return make_controller(spec.controller, env, **kwargs)
     train_result = read_json(Path(spec.model_path).parent / RESULT_FILE)
