@@ -181,7 +181,10 @@ def heavy_ball_stationary_loss(
 
 
 def _stationary_loss(
-    lr: torch.Tensor, curvature: float, momentum: float, noise_variance: torch.Tensor | float
+    lr: torch.Tensor,
+    curvature: torch.Tensor | float,
+    momentum: float,
+    noise_variance: torch.Tensor | float,
 ) -> torch.Tensor:
     """:func:`heavy_ball_stationary_loss` kept finite past the edge of stability.
 
