@@ -6,7 +6,9 @@ from typing import Any
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 from arbiter_env.agents.arbiter_checkpoint import make_arbiter
 from arbiter_env.agents.arbiter_la import ArbiterLA, ArbiterLAConfig
+from arbiter_env.agents.arbiter_la_v2 import ArbiterLAv2, ArbiterLAv2Config
 from arbiter_env.agents.arbiter_training import ArbiterTraining
+from arbiter_env.agents.oracle import OracleGreedy
 from arbiter_env.controllers import register_controller
 
 # Arbiter decides integer sizes, not ladder rungs: by default it acts through the continuous
@@ -14,10 +16,23 @@ from arbiter_env.controllers import register_controller
 _ARBITER_ENV = {"action_encoding": "continuous"}
 # make_arbiter builds an Arbiter, or loads one with checkpoint=PATH (arbiter train's checkpoint).
 register_controller(
-    "arbiter", make_arbiter, env_defaults=_ARBITER_ENV, kind="arbiter", training=ArbiterTraining()
+    "arbiter",
+    make_arbiter,
+    env_defaults=_ARBITER_ENV,
+    kind="arbiter",
+    training=ArbiterTraining(),
+    seeded=True,
 )
-# Our extension of the paper: a meta-objective that models progress as a function of B.
-register_controller("arbiter-la", ArbiterLA, env_defaults=_ARBITER_ENV, kind="arbiter")
+# Our extension of the paper: a model of validation progress as a function of B. "arbiter-la" is
+# v2 (heavy-ball model, calibrated online, trust-region arg-min); v1 stays for comparison.
+register_controller(
+    "arbiter-la", ArbiterLAv2, env_defaults=_ARBITER_ENV, kind="arbiter", seeded=True
+)
+register_controller(
+    "arbiter-la-v1", ArbiterLA, env_defaults=_ARBITER_ENV, kind="arbiter", seeded=True
+)
+# A reference ceiling, not a deployable controller: it trains copies of the env (agents/oracle.py).
+register_controller("oracle-greedy", OracleGreedy, kind="other")
 
 # RL agents (stable-baselines3): "ppo", "a2c", "dqn", "sac", "td3"; each takes checkpoint=...
 # to load a trained agent, or builds a new one for the env (see arbiter_env.agents.sb3).
@@ -82,5 +97,8 @@ __all__ = [
     "ArbiterConfig",
     "ArbiterLA",
     "ArbiterLAConfig",
+    "ArbiterLAv2",
+    "ArbiterLAv2Config",
+    "OracleGreedy",
     "require_sb3",
 ]

@@ -276,6 +276,12 @@ class ArbiterLA(Arbiter):
         }
 
     @torch.no_grad()
+    def predicted_changes(self, sizes: list[int] | torch.Tensor) -> torch.Tensor:
+        """The model's ΔL_val for one horizon at each of ``sizes`` (after a decision)."""
+        sizes = torch.as_tensor(sizes, dtype=torch.float64)
+        return self._predict(sizes, self._require_model_inputs())
+
+    @torch.no_grad()
     def model_best_batch_size(self) -> int:
         """The integer size in ``[b_min, b_max]`` that the progress model ranks best now."""
         if self._model_inputs is None:
@@ -359,12 +365,22 @@ class ArbiterLA(Arbiter):
             horizon_samples=self._horizon_samples(),
         )
 
-    def _lr_at(self, batch_size: torch.Tensor) -> torch.Tensor:
-        """The learning rate the trainer would use at ``batch_size`` (its lr_scaling rule)."""
+    def _lr_at(
+        self,
+        batch_size: torch.Tensor,
+        current: int | None = None,
+        current_lr: float | None = None,
+    ) -> torch.Tensor:
+        """The learning rate the trainer would use at ``batch_size`` (its lr_scaling rule).
+
+        Relative to ``current_lr`` at size ``current`` (default: the trainer's now).
+        """
         trainer = self.trainer
         rule = _LR_RULES[trainer.lr_scaling]
-        now = torch.tensor(trainer.batch_size / trainer.base_batch_size, dtype=torch.float64)
-        return trainer.current_lr / rule(now) * rule(batch_size / trainer.base_batch_size)
+        current = trainer.batch_size if current is None else current
+        current_lr = trainer.current_lr if current_lr is None else current_lr
+        now = torch.tensor(current / trainer.base_batch_size, dtype=torch.float64)
+        return current_lr / rule(now) * rule(batch_size / trainer.base_batch_size)
 
 
 # The trainer's lr_scaling rules, on tensors so that the learning rate stays differentiable in B.

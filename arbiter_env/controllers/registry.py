@@ -40,6 +40,8 @@ class ControllerEntry:
         training: How the controller is trained, saved and loaded back.
         needs_training: Whether an untrained instance is meaningless to evaluate (an RL policy):
             the command line then asks for a checkpoint or ``--learn``.
+        seeded: Whether the factory takes ``seed=`` for the controller's own randomness; a
+            comparison then passes each episode's seed unless the run's kwargs set one.
     """
 
     name: str
@@ -49,6 +51,7 @@ class ControllerEntry:
     kind: str = "other"
     training: Training = field(default_factory=LearnerTraining)
     needs_training: bool = False
+    seeded: bool = False
 
 
 def register_controller(
@@ -61,6 +64,7 @@ def register_controller(
     kind: str = "other",
     training: Training | None = None,
     needs_training: bool = False,
+    seeded: bool = False,
 ) -> None:
     """Registers ``factory(env, **kwargs)`` under ``name``.
 
@@ -78,6 +82,7 @@ def register_controller(
         training: How the controller trains; default: as a :class:`~arbiter_env.controllers.
             Learner` (``learn``, ``save``, and the class's ``load``).
         needs_training: Refuse to evaluate it untrained (without a checkpoint or ``--learn``).
+        seeded: The factory takes ``seed=``; comparisons pass the episode's seed.
     """
     existing = _ENTRIES.get(name)
     if existing is not None and not overwrite and existing.factory is not factory:
@@ -90,6 +95,7 @@ def register_controller(
         kind=kind,
         training=training if training is not None else LearnerTraining(_learner_class(factory)),
         needs_training=needs_training,
+        seeded=seeded,
     )
 
 

@@ -204,7 +204,12 @@ def _evaluate(spec: RunSpec) -> dict[str, Any]:
 def _evaluated_controller(spec: RunSpec, env: Any) -> Any:
     """The controller as built, or as trained by this comparison's training run."""
     if spec.model_path is None:
-        return make_controller(spec.controller, env, **spec.kwargs)
+        kwargs = dict(spec.kwargs)
+        if controller_entry(spec.controller).seeded:
+            # Agents with their own randomness (Arbiter's φ and validation draws) take the
+            # episode's seed, so that seeds vary the agent as well as the run.
+            kwargs.setdefault("seed", spec.seed)
+        return make_controller(spec.controller, env, **kwargs)
     train_result = read_json(Path(spec.model_path).parent / RESULT_FILE)
     if not isinstance(train_result, dict) or train_result.get("status") != "ok":
         error = (train_result if isinstance(train_result, dict) else {}).get("error", "no result")

@@ -481,7 +481,7 @@ def test_null_control_experiment_builds_every_contestant():
         built[spec.name] = make_controller(spec.controller, env, **spec.kwargs)
     assert built["arbiter-frozen-map"].config.freeze_map
     assert built["arbiter-zero-meta-loss"].config.meta_loss_scale == 0.0
-    assert type(built["arbiter-la"]).__name__ == "ArbiterLA"
+    assert type(built["arbiter-la"]).__name__ == "ArbiterLAv2"
 
 
 def test_search_diagnostics_reach_the_interval_log(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of arbiter-la, our extension of Arbiter (arbiter_env.agents.arbiter_la)."""
+"""Tests of arbiter-la v1 (`arbiter-la-v1`), our first extension of Arbiter (agents/arbiter_la.py)."""
 
 import math
 
@@ -127,7 +127,7 @@ def test_same_seed_gives_the_same_schedule(tiny_task):
     records = []
     for _ in range(2):
         env = BatchSizeEnv(tiny_task, action_encoding="continuous")
-        records.append(run_episode(env, make_controller("arbiter-la", env, seed=1), seed=3))
+        records.append(run_episode(env, make_controller("arbiter-la-v1", env, seed=1), seed=3))
     assert records[0].batch_sizes == records[1].batch_sizes
     assert records[0].val_losses == records[1].val_losses
 
@@ -173,7 +173,7 @@ def test_save_and_load_give_identical_decisions(tiny_task, tmp_path):
 
 def test_registered_and_validated():
     env = BatchSizeEnv("digits-mlp", task_kwargs={"epochs": 0.5, "num_intervals": 2})
-    agent = make_controller("arbiter-la", env, meta_steps_per_interval=2)
+    agent = make_controller("arbiter-la-v1", env, meta_steps_per_interval=2)
     assert isinstance(agent, ArbiterLA) and agent.config.meta_steps_per_interval == 2
     fields = [("meta_steps_per_interval", 0), ("statistics_decay", 1.0), ("horizon_intervals", 0)]
     for field, value in fields:

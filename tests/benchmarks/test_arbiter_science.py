@@ -47,11 +47,33 @@ def test_targets_are_checked_against_the_references():
     text = arbiter_science.table(results())
     assert "fixed-16 (best fixed)" in text and "fixed-32 (median fixed)" in text
     assert (
-        "no worse than the median fixed size: yes; within one s.e. of the best fixed size: yes; "
-        "better than noise-scale: yes; cost ≤ 1.3×: yes" in text
+        "≥ median fixed (val loss): yes; test acc. ≥ median fixed's: yes; within 1 s.e. of best "
+        "fixed: yes; better than noise-scale: yes; cost ≤ 1.3×: yes" in text
     )
     worse = [r if r["name"] != "arbiter-la" else {**r, "final_val_loss": 0.4} for r in results()]
-    assert "no worse than the median fixed size: no" in arbiter_science.table(worse)
+    assert "≥ median fixed (val loss): no" in arbiter_science.table(worse)
+    less_accurate = [
+        r if r["name"] != "arbiter-la" else {**r, "test_accuracy": 0.5} for r in results()
+    ]
+    assert "test acc. ≥ median fixed's: no" in arbiter_science.table(less_accurate)
+
+
+def test_the_median_fixed_size_is_rank_ceil_k_over_2_of_seven():
+    runs = [result(f"fixed-{2**i}", 0, 0.1 * (7 - i)) for i in range(3, 10)]  # 512 is best
+    best, median = arbiter_science.fixed_reference(arbiter_science.summarise(runs))
+    assert (best, median) == ("fixed-512", "fixed-64")  # ranks: 512, 256, 128, 64 (4th of 7)
+
+
+def test_the_protocol_keeps_dev_seeds_and_held_out_tasks_apart():
+    assert not set(arbiter_science.DEV_SEEDS) & set(arbiter_science.EVAL_SEEDS)
+    held_out = arbiter_science.held_out_tasks()
+    assert len(held_out) == 7 and not set(held_out) & set(arbiter_science.DEV_TASKS)
+    held_out_rows = {
+        job["name"] for job in arbiter_science.jobs(["standalone"], [held_out[1]], [0])
+    }
+    dev_rows = {job["name"] for job in arbiter_science.jobs(["standalone"], ["mnist1d-cnn"], [0])}
+    assert {"arbiter-la", "arbiter-la-v1", "oracle-greedy", "arbiter"} <= dev_rows
+    assert "arbiter-la" in held_out_rows and "fixed-512" in held_out_rows
 
 
 def test_hypergradient_noise_separates_trend_from_step_to_step_noise():

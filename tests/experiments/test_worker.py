@@ -61,3 +61,21 @@ def test_an_evaluation_run_keeps_its_metrics_in_one_record(tmp_path, restore_thr
     # run.json keeps what the logger knows (counts, W&B state), not a second copy of the metrics.
     run_info = json.loads((Path(run.folder) / RUN_FILE).read_text())
     assert run_info["intervals"] == 3 and run_info["summary"] == {}
+
+
+def test_an_arbiter_kind_agent_is_seeded_with_the_episode_seed_unless_told(tmp_path) -> None:
+    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.experiments.worker import _evaluated_controller
+
+    experiment = {
+        **EXPERIMENT,
+        "controllers": [
+            {"name": "la", "controller": "arbiter-la"},
+            {"name": "la-seeded", "controller": "arbiter-la", "kwargs": {"seed": 9}},
+        ],
+        "seeds": [3, 4],
+    }
+    _, runs = plan_runs(from_dict(ExperimentConfig, experiment), tmp_path)
+    env = BatchSizeEnv("synthetic-teacher", action_encoding="continuous")
+    seeds = {(run.label, run.seed): _evaluated_controller(run, env).config.seed for run in runs}
+    assert seeds == {("la", 3): 3, ("la", 4): 4, ("la-seeded", 3): 9, ("la-seeded", 4): 9}
