@@ -162,6 +162,12 @@ class BatchSizeEnv(gym.Env):
       rate with the batch size, relative to ``base_batch_size``.
     * ``base_batch_size``: the batch size at which the task's learning rate applies (default
       ``task.batch_start``).
+    * ``lr_schedule``: a learning-rate schedule on the sample clock in place of the task's
+      (``"constant"``, ``"step"``, ``"cosine"``, ``"wsd"``, or a
+      :class:`~arbiter_env.training.lr_schedule.LrSchedule` or dict of its fields), evaluated
+      at every inner update and multiplied with ``lr_scaling``'s factor; observation entry 2 then
+      holds the rate of the interval's last update (of the first update in the first
+      observation). Default ``None``: the task's (``constant``).
     * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
     * ``record_wall_time``: put the interval's and the episode's wall-clock seconds in ``info``
       (``wall_time``, ``episode_wall_time``). Off by default: wall time is the one
@@ -376,7 +382,7 @@ class BatchSizeEnv(gym.Env):
         observation = build_observation(
             progress=self.trainer.samples_seen / self.budget,
             batch_size=batch_size,
-            lr=self.trainer.lr_for(batch_size),
+            lr=self.trainer.interval_lr(batch_size),
             train_loss=result.train_loss,
             val_loss=val_loss,
             val_accuracy=val_accuracy,
@@ -514,6 +520,8 @@ class BatchSizeEnv(gym.Env):
         self._family_overrides = dict(config.task_kwargs)
         if config.num_intervals is not None:
             self._family_overrides["num_intervals"] = config.num_intervals
+        if config.lr_schedule is not None:
+            self._family_overrides["lr_schedule"] = config.lr_schedule
         self.family.check_bounds(**self._family_overrides)
         # One trainer per instance, built on first use: the data is split once per instance and
         # process, not at every reset.
@@ -574,6 +582,8 @@ def _single_task(config: EnvConfig) -> Task:
         raise TypeError(f"`task` must be a task name or a Task, got {type(task).__name__}.")
     if config.num_intervals is not None:
         task = task.replace(num_intervals=config.num_intervals)
+    if config.lr_schedule is not None:
+        task = task.replace(lr_schedule=config.lr_schedule)
     return task
 
 

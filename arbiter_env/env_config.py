@@ -28,6 +28,7 @@ from arbiter_env.render import RENDER_MODES
 from arbiter_env.rewards import RewardConfig
 from arbiter_env.tasks.families import FamilySplit, TaskFamily
 from arbiter_env.tasks.spec import Task
+from arbiter_env.training.lr_schedule import LrSchedule
 from arbiter_env.training.trainer import LR_SCALING_RULES, LrScaling, StatisticsSource
 
 if TYPE_CHECKING:
@@ -70,6 +71,11 @@ class EnvConfig:
             batch size, relative to ``base_batch_size``.
         base_batch_size: The batch size at which the task's learning rate applies; ``None``:
             ``task.batch_start``.
+        lr_schedule: The learning-rate schedule on the sample clock, in place of the task's
+            (:class:`~arbiter_env.training.lr_schedule.LrSchedule`; YAML and ``-e`` take a name,
+            ``lr_schedule=cosine``, or its fields, ``lr_schedule.name=wsd``,
+            ``lr_schedule.decay=0.1``); ``None``: the task's (``constant`` for the built-in
+            tasks). It multiplies the rate that ``lr_scaling`` gives.
         ladder_size: Rungs of the discrete ladder; ``None``: one per doubling.
         record_wall_time: Put wall-clock seconds in ``info`` (not reproducible, so off by default).
         gradient_statistics: ``"training"`` or ``"probe"``: where the gradient statistics of the
@@ -86,6 +92,7 @@ class EnvConfig:
     divergence: DivergenceRule = field(default_factory=DivergenceRule)
     lr_scaling: LrScaling = "none"
     base_batch_size: int | None = None
+    lr_schedule: LrSchedule | None = None
     ladder_size: int | None = None
     record_wall_time: bool = False
     gradient_statistics: StatisticsSource = "training"
@@ -108,6 +115,11 @@ class EnvConfig:
         _check_choice("action_encoding", self.action_encoding, ACTION_ENCODINGS)
         _check_choice("lr_scaling", self.lr_scaling, tuple(LR_SCALING_RULES))
         _check_choice("gradient_statistics", self.gradient_statistics, _STATISTICS_SOURCES)
+        if self.lr_schedule is not None:
+            try:
+                self.lr_schedule = LrSchedule.from_value(self.lr_schedule)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
         for name in ("num_intervals", "base_batch_size", "ladder_size"):
             value = getattr(self, name)
             if value is not None:

@@ -200,6 +200,13 @@ class Population:
                 f"The population env trains with batched SGD; task {task.name!r} uses "
                 f"{optimizer.name!r}. Use single envs (DummyVecEnv) for other optimizers."
             )
+        if not task.lr_schedule.is_constant:
+            # Its batched step applies one rate per member and interval, not one per update.
+            raise ValueError(
+                f"The population env trains at one learning rate per interval; task {task.name!r} "
+                f"has lr_schedule {task.lr_schedule.name!r}. Use single envs (DummyVecEnv) for "
+                "scheduled learning rates."
+            )
 
     def _architecture(self, trainer: InnerTrainer) -> Architecture:
         """The batched path and structure of ``trainer``'s task, built once per task."""

@@ -17,6 +17,7 @@ from arbiter_env.env import BatchSizeEnv, EnvConfig
 from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
 from arbiter_env.experiments.plan import plan_runs
 from arbiter_env.rewards import RewardConfig
+from arbiter_env.training.lr_schedule import LrSchedule
 
 # One non-default value per EnvConfig field, as plain (YAML) data and as the typed value it
 # becomes. A field added to EnvConfig without a sample here fails the first test below: every
@@ -31,6 +32,10 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "divergence": ({"loss_ratio": None}, DivergenceRule(loss_ratio=None)),
     "lr_scaling": ("sqrt", "sqrt"),
     "base_batch_size": (64, 64),
+    "lr_schedule": (
+        {"name": "cosine", "final_factor": 0.1},
+        LrSchedule(name="cosine", final_factor=0.1),
+    ),
     "ladder_size": (4, 4),
     "record_wall_time": (True, True),
     "gradient_statistics": ("probe", "probe"),

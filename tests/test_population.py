@@ -180,6 +180,13 @@ def test_unsupported_tasks_are_rejected_with_the_reason(relu_task, dropout_task)
         Population(dropout_task, 2, path="mlp")
 
 
+def test_scheduled_learning_rates_are_rejected_as_the_population_applies_one_per_interval(
+    relu_task,
+):
+    with pytest.raises(ValueError, match="lr_schedule 'cosine'"):
+        Population(relu_task.replace(lr_schedule="cosine"), 2)
+
+
 # A family of digits MLPs small enough for a test: two widths, both momenta, two budgets.
 SMALL_FAMILY = TaskFamily(
     name="test-digits-family",

@@ -188,7 +188,7 @@ class InnerTrainer(HyperLearningInterface):
                 f"Need batch_size >= 1 and num_samples >= 0, got {batch_size}, {num_samples}."
             )
         self.batch_size = batch_size
-        self._apply_learning_rate()
+        self._apply_learning_rate()  # the whole interval's rate, unless a schedule sets it per update
         # A network made only of the known deterministic, mode-independent layers needs neither
         # the mode switch nor a seeded global RNG (nor its seed, which nothing else reads), so
         # it skips their per-interval cost.
@@ -235,6 +235,8 @@ class InnerTrainer(HyperLearningInterface):
         """The interval's inner updates; returns the detached batch losses and recorded sums."""
         record_from, record_to = self._recorded_offsets(batch_size, num_samples)
         optimizer, sampler, hooks = self.optimizer, self.sampler, self._step_hooks
+        # A constant schedule leaves the rate _apply_learning_rate wrote for the whole interval.
+        scheduled = not self.task.lr_schedule.is_constant
         # Detached batch losses are kept and reduced once at the end: no per-update arithmetic.
         batch_losses: list[torch.Tensor] = []
         microbatch_sums: list[StepSums] = []
@@ -243,6 +245,8 @@ class InnerTrainer(HyperLearningInterface):
             size = min(batch_size, remaining)
             inputs, targets = sampler.next_batch(size)
             optimizer.zero_grad(set_to_none=True)
+            if scheduled:  # the interval's size sets the scaling, the batch's middle the clock
+                self._write_lr(self.lr_for(batch_size, self.samples_seen, batch_samples=size))
             offset = num_samples - remaining
             if not record_from <= offset <= record_to:
                 loss = F.cross_entropy(model(inputs), targets)
@@ -333,9 +337,35 @@ class InnerTrainer(HyperLearningInterface):
             raise ValueError(f"The learning rate must be positive and finite, got {lr}.")
         self.base_lr = float(lr)
 
-    def lr_for(self, batch_size: int) -> float:
-        """Learning rate the trainer uses for ``batch_size`` under its rescaling rule."""
-        return self.base_lr * LR_SCALING_RULES[self.lr_scaling](batch_size / self.base_batch_size)
+    def lr_for(
+        self, batch_size: int, samples_seen: int | None = None, batch_samples: int | None = None
+    ) -> float:
+        """Learning rate of an update at ``batch_size`` that starts after ``samples_seen`` samples.
+
+        The base rate, times the rescaling rule's factor for ``batch_size``, times the task's
+        ``lr_schedule`` factor at the middle of the update's batch on the sample clock
+        (:mod:`arbiter_env.training.lr_schedule`). ``samples_seen`` defaults to the samples
+        trained so far (the rate the next update at ``batch_size`` would use);
+        ``batch_samples``, the batch's length, to ``batch_size`` (an interval's short last
+        batch is shorter, and keeps the interval's scaling).
+        """
+        lr = self.base_lr * LR_SCALING_RULES[self.lr_scaling](batch_size / self.base_batch_size)
+        schedule = self.task.lr_schedule
+        if schedule.is_constant:
+            return lr
+        start = self.samples_seen if samples_seen is None else samples_seen
+        middle = start + (batch_size if batch_samples is None else batch_samples) / 2
+        return lr * schedule.factor(middle / self.budget)
+
+    def interval_lr(self, batch_size: int) -> float:
+        """The learning rate the observation reports after an interval at ``batch_size``.
+
+        ``lr_for(batch_size)`` under a constant schedule (the interval's one rate); under a
+        schedule, the rate of the interval's last update.
+        """
+        if self.task.lr_schedule.is_constant or self._applied_lr is None:
+            return self.lr_for(batch_size)
+        return self._applied_lr
 
     @property
     def current_lr(self) -> float:
@@ -347,9 +377,12 @@ class InnerTrainer(HyperLearningInterface):
         # (hypergradient descent) keep it between intervals.
         target = self.lr_for(self.batch_size)
         if target != self._applied_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = target
-            self._applied_lr = target
+            self._write_lr(target)
+
+    def _write_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self._applied_lr = lr
 
     # --- measurements ---------------------------------------------------------------------------
 
