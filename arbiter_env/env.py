@@ -158,8 +158,10 @@ class BatchSizeEnv(gym.Env):
     * ``divergence``: a :class:`~arbiter_env.divergence.DivergenceRule` or a dict of its fields
       (``loss_ratio``, default 10; ``max_loss``, default none); ``None`` is the default rule,
       ``{"loss_ratio": None}`` leaves only non-finite values as divergence.
-    * ``lr_scaling``: ``"none"`` (default), ``"linear"`` or ``"sqrt"`` rescaling of the learning
-      rate with the batch size, relative to ``base_batch_size``.
+    * ``lr_scaling``: ``"none"`` (default), ``"linear"``, ``"sqrt"`` or ``"adascale"`` rescaling
+      of the learning rate with the batch size, relative to ``base_batch_size`` (``"adascale"``:
+      AdaScale's gain ``(σ² + |G|²)/(σ²/S + |G|²)``, S = B/B₀, σ² = tr(Σ)/B₀, from the latest
+      gradient statistics; see ``arbiter_env.training.trainer.adascale_gain``).
     * ``base_batch_size``: the batch size at which the task's learning rate applies (default
       ``task.batch_start``).
     * ``lr_schedule``: a learning-rate schedule on the sample clock in place of the task's
@@ -229,6 +231,9 @@ class BatchSizeEnv(gym.Env):
         self._initial_val_loss = math.nan
         self._divergence_threshold = math.inf
         self._cost_paid = 0.0
+        self.last_training_time = math.nan
+        """Wall-clock seconds of the last interval's training alone (not its validation or
+        statistics): what a throughput model such as the ``goodput`` baseline's needs."""
 
     def _new_trainer(self, task: Task) -> InnerTrainer:
         return InnerTrainer(
@@ -372,6 +377,7 @@ class BatchSizeEnv(gym.Env):
         start, stop = self.interval_boundaries[self._interval : self._interval + 2]
         started = time.perf_counter()
         result = self.trainer.train(batch_size, stop - start)
+        self.last_training_time = time.perf_counter() - started
         self._interval += 1
         diverged, val_loss, val_accuracy, stats = self._measure(result.diverged)
         wall_time = time.perf_counter() - started

@@ -29,7 +29,7 @@ from arbiter_env.rewards import RewardConfig
 from arbiter_env.tasks.families import FamilySplit, TaskFamily
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.lr_schedule import LrSchedule
-from arbiter_env.training.trainer import LR_SCALING_RULES, LrScaling, StatisticsSource
+from arbiter_env.training.trainer import LR_SCALING_CHOICES, LrScaling, StatisticsSource
 
 if TYPE_CHECKING:
     from arbiter_env.env import BatchSizeEnv
@@ -67,8 +67,9 @@ class EnvConfig:
         reward: How an interval is scored (:class:`~arbiter_env.rewards.RewardConfig`).
         divergence: When a run counts as diverged (:class:`~arbiter_env.divergence.DivergenceRule`;
             ``DivergenceRule(loss_ratio=None)`` leaves only non-finite values).
-        lr_scaling: ``"none"``, ``"linear"`` or ``"sqrt"`` rescaling of the learning rate with the
-            batch size, relative to ``base_batch_size``.
+        lr_scaling: ``"none"``, ``"linear"``, ``"sqrt"`` or ``"adascale"`` (AdaScale's gain from
+            the latest gradient statistics) rescaling of the learning rate with the batch size,
+            relative to ``base_batch_size``.
         base_batch_size: The batch size at which the task's learning rate applies; ``None``:
             ``task.batch_start``.
         lr_schedule: The learning-rate schedule on the sample clock, in place of the task's
@@ -113,7 +114,7 @@ class EnvConfig:
                 f"task_kwargs must be a dict of task arguments, got {type(self.task_kwargs).__name__}."
             )
         _check_choice("action_encoding", self.action_encoding, ACTION_ENCODINGS)
-        _check_choice("lr_scaling", self.lr_scaling, tuple(LR_SCALING_RULES))
+        _check_choice("lr_scaling", self.lr_scaling, LR_SCALING_CHOICES)
         _check_choice("gradient_statistics", self.gradient_statistics, _STATISTICS_SOURCES)
         if self.lr_schedule is not None:
             try:

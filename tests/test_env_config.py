@@ -189,7 +189,10 @@ def test_a_partial_env_section_keeps_the_defaults_of_its_owner() -> None:
         ({"num_intervals": 0}, "num_intervals must be >= 1, got 0. Use a positive integer"),
         ({"ladder_size": 2.5}, "ladder_size must be an integer"),
         ({"action_encoding": "binary"}, "action_encoding must be 'discrete', 'continuous' or"),
-        ({"lr_scaling": "cubic"}, "lr_scaling must be 'none', 'linear' or 'sqrt', got 'cubic'"),
+        (
+            {"lr_scaling": "cubic"},
+            "lr_scaling must be 'none', 'linear', 'sqrt' or 'adascale', got 'cubic'",
+        ),
         ({"gradient_statistics": "both"}, "gradient_statistics must be 'training' or 'probe'"),
         ({"family_split": "validation"}, r"family_split must be 'train' or 'test' \(or None\)"),
         ({"record_wall_time": "yes"}, "record_wall_time must be True or False"),
