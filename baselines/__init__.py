@@ -106,7 +106,7 @@ _KINDS = {
     "seesaw": "schedule",
     "adascale": "adaptive",
     "goodput": "adaptive",
-    "cbs-warmup": "reference",
+    "cbs-warmup": "other",  # a reference like oracle-greedy (which h20 registers as "other")
 }
 # The env arguments a baseline is meant to run with (it checks them itself).
 _ENV_DEFAULTS = {
