@@ -406,3 +406,8 @@ def test_padded_units_stay_zero_and_add_nothing_to_gradients_or_statistics():
                     torch.testing.assert_close(real, alone[0], rtol=1e-5, atol=1e-6)
                     # the rest is exactly 0
                     assert torch.count_nonzero(padded[j]) == torch.count_nonzero(real)
+
+
+def test_members_under_the_adascale_rule_follow_single_envs_bit_for_bit(relu_task):
+    """The rule reads each member's own latest statistics, as a single env's trainer does."""
+    _compare(relu_task, "mlp", "training", 4, exact=True, lr_scaling="adascale")
