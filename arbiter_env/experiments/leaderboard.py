@@ -78,7 +78,7 @@ def rank_fixed_sizes(rows: list[dict[str, Any]], task: str) -> list[str]:
 
     def key(item: tuple[int, dict[str, Any]]) -> tuple[float, float, int]:
         index, row = item
-        loss = float(row.get("final_val_loss_mean", math.nan))
+        loss = _number(row.get("final_val_loss_mean"))
         return (row["diverged"] / row["ok"], loss if math.isfinite(loss) else math.inf, index)
 
     return [row["controller"] for _, row in sorted(enumerate(candidates), key=key)]
@@ -102,7 +102,7 @@ def _fallback_scores(
         )
         upper_label = ORACLE_LABEL if oracle_ran else ranking[0]
         means = {
-            r["controller"]: float(r.get(f"{SCORE_METRIC}_mean", math.nan))
+            r["controller"]: _number(r.get(f"{SCORE_METRIC}_mean"))
             for r in rows
             if r["task"] == task
         }
@@ -114,7 +114,7 @@ def _fallback_scores(
         finished: list[float] = []
         raw: dict[str, list[float]] = {}
         for result in (r for r in results if r["task"] == task and r.get("status") == "ok"):
-            value = float(result.get(SCORE_METRIC, math.nan))
+            value = _number(result.get(SCORE_METRIC))
             if result.get("diverged") or not math.isfinite(value):
                 raw.setdefault(result["label"], []).append(math.nan)
                 continue
@@ -144,7 +144,7 @@ def task_targets(results: list[dict[str, Any]], lower: dict[str, str]) -> dict[s
     targets = {}
     for task, label in lower.items():
         values = [
-            float(r.get("final_val_accuracy", math.nan))
+            _number(r.get("final_val_accuracy"))
             for r in results
             if r["task"] == task and r["label"] == label and r.get("status") == "ok"
         ]
@@ -160,11 +160,11 @@ def cost_to_target(result: dict[str, Any], target: float) -> dict[str, float]:
     Read from the run's interval log, at interval ends; NaN where it never reached it.
     """
     for row in result.get("log", []):
-        if float(row.get("val_accuracy", math.nan)) >= target:
+        if _number(row.get("val_accuracy")) >= target:
             return {
-                "updates": float(row.get("updates", math.nan)),
-                "samples": float(row.get("episode_samples", row.get("samples", math.nan))),
-                "seconds": float(row.get("elapsed", math.nan)),
+                "updates": _number(row.get("updates")),
+                "samples": _number(row.get("episode_samples", row.get("samples"))),
+                "seconds": _number(row.get("elapsed")),
             }
     return {"updates": math.nan, "samples": math.nan, "seconds": math.nan}
 
@@ -288,9 +288,7 @@ def _per_task_scores(
         )
     lines += ["", "| task | 0 = median fixed | 1 = upper reference |", "|---|---|---|"]
     lines += [f"| {t} | {scores.lower[t]} | {scores.upper[t]} |" for t in tasks]
-    means = {
-        (r["task"], r["controller"]): float(r.get(f"{SCORE_METRIC}_mean", math.nan)) for r in rows
-    }
+    means = {(r["task"], r["controller"]): _number(r.get(f"{SCORE_METRIC}_mean")) for r in rows}
     for task in tasks:
         oracle = means.get((task, ORACLE_LABEL))
         if oracle is None or not math.isfinite(oracle):
@@ -392,3 +390,10 @@ def _cost_table(results: list[dict[str, Any]], scores: SuiteScores) -> list[str]
                 f"{means['updates']} | {means['samples']} | {means['seconds']} |"
             )
     return lines
+
+
+def _number(value: Any) -> float:
+    """A logged value as a float; NaN for a missing, null or non-numeric one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return math.nan
+    return float(value)
