@@ -234,7 +234,7 @@ def leaderboard_markdown(
     lines += ["", "## Leaderboard (pooled over tasks)", ""]
     pooled = pooled_rows(scores, kinds, resamples)
     lines += _pooled_table(pooled)
-    lines += _per_task_scores(results, scores, rows)
+    lines += _per_task_scores(scores, rows)
     lines += _schedule_section(scores, kinds, resamples)
     lines += _cost_table(results, scores)
     lines += ["", "## Raw results per task", ""]
@@ -275,9 +275,7 @@ def _pooled_table(pooled: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def _per_task_scores(
-    results: list[dict[str, Any]], scores: SuiteScores, rows: list[dict[str, Any]]
-) -> list[str]:
+def _per_task_scores(scores: SuiteScores, rows: list[dict[str, Any]]) -> list[str]:
     lines = ["", "## Normalised score per task (mean over seeds)", ""]
     tasks = scores.tasks
     lines.append("| controller | " + " | ".join(tasks) + " |")
@@ -287,7 +285,7 @@ def _per_task_scores(
             f"| {label} | " + " | ".join(f"{float(np.mean(s)):.2f}" for s in per_task) + " |"
         )
     lines += ["", "| task | 0 = median fixed | 1 = upper reference |", "|---|---|---|"]
-    lines += [f"| {t} | {scores.lower[t]} | {scores.upper[t]} |" for t in tasks]
+    lines += [f"| {t} | {scores.lower.get(t, '–')} | {scores.upper.get(t, '–')} |" for t in tasks]
     means = {(r["task"], r["controller"]): _number(r.get(f"{SCORE_METRIC}_mean")) for r in rows}
     for task in tasks:
         oracle = means.get((task, ORACLE_LABEL))
@@ -317,8 +315,8 @@ def _schedule_section(scores: SuiteScores, kinds: dict[str, str], resamples: int
     subset = SuiteScores(
         [scores.tasks[i] for i in cosine],
         {label: [per_task[i] for i in cosine] for label, per_task in scores.scores.items()},
-        {scores.tasks[i]: scores.lower[scores.tasks[i]] for i in cosine},
-        {scores.tasks[i]: scores.upper[scores.tasks[i]] for i in cosine},
+        {scores.tasks[i]: scores.lower.get(scores.tasks[i], "") for i in cosine},
+        {scores.tasks[i]: scores.upper.get(scores.tasks[i], "") for i in cosine},
     )
     best_fixed = max(
         (label for label in subset.scores if kinds.get(label) == "fixed"),

@@ -243,9 +243,7 @@ class _IntervalTracker:
             extra["hypergradient_var"] = float(np.var(interval_values))
         target = self.target_accuracy
         if target is not None and not self.reached and record.val_accuracies[-1] >= target:
-            self.reached.update(
-                samples=record.samples[-1], updates=record.updates[-1], seconds=elapsed
-            )
+            self.reached.update(samples=record.samples[-1], seconds=elapsed)
         return extra
 
 
@@ -259,7 +257,6 @@ def _episode_summary(
         "wall_time": wall_time,
         "target_accuracy": spec.target_accuracy,
         "samples_to_target": tracker.reached.get("samples", math.nan),
-        "updates_to_target": tracker.reached.get("updates", math.nan),
         "seconds_to_target": tracker.reached.get("seconds", math.nan),
         "hypergradient_var": float(np.var(hypergradients)) if hypergradients else math.nan,
         "hypergradient_steps": len(hypergradients),
