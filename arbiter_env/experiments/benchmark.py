@@ -1,11 +1,11 @@
 """``arbiter benchmark``: the standard suite, scored against the oracle, with a leaderboard.
 
 The suite is ``configs/experiments/benchmark.yaml`` (:class:`BenchmarkConfig`): built-in tasks
-with and without an LR schedule (``TASK@SCHEDULE``, :mod:`arbiter_env.experiments.suite_tasks`),
+with and without an LR schedule (``TASK@SCHEDULE``, :mod:`arbiter_env.tasks.suite`),
 test instances of every task family, fixed seeds, the fixed ladder, the ``oracle-greedy``
 reference and every baseline. It runs as one comparison (:func:`~arbiter_env.experiments.
 run_comparison`, local processes or Ray) and then writes a leaderboard
-(:mod:`arbiter_env.experiments.leaderboard`).
+(:mod:`arbiter_env.leaderboard`).
 
 No controller here learns across episodes (the static HPO searches and the RL agents are not in
 the default suite), so no controller sees a test instance before it is evaluated on it.
@@ -28,9 +28,9 @@ from arbiter_env.experiments.config import (
     ExperimentConfig,
     WandbConfig,
 )
-from arbiter_env.experiments.leaderboard import leaderboard_markdown
+from arbiter_env.leaderboard import leaderboard_markdown
 
-SUITE_TASKS_MODULE = "arbiter_env.experiments.suite_tasks"
+SUITE_TASKS_MODULE = "arbiter_env.tasks.suite"
 
 
 @dataclass
@@ -59,7 +59,7 @@ class BenchmarkConfig:
         description: Free text, copied into the leaderboard.
         tasks: Built-in tasks; each runs under every schedule of ``lr_schedules``.
         lr_schedules: ``constant`` (the task as registered) and presets of
-            :data:`~arbiter_env.experiments.suite_tasks.SUITE_LR_SCHEDULES`.
+            :data:`~arbiter_env.tasks.suite.SUITE_LR_SCHEDULES`.
         families: Task families whose test instances are tasks of the suite.
         family_instances: How many test instances per family the default run takes (the first
             ones, in index order); ``None``: every one.
@@ -95,7 +95,7 @@ class BenchmarkConfig:
     leaderboard: str = "docs/benchmark.md"
 
     def __post_init__(self) -> None:
-        from arbiter_env.experiments.suite_tasks import SUITE_LR_SCHEDULES
+        from arbiter_env.tasks.suite import SUITE_LR_SCHEDULES
 
         valid = ("constant", *SUITE_LR_SCHEDULES)
         for schedules, key in (
@@ -123,8 +123,8 @@ def load_benchmark(file: str | Path, overrides: list[str] | None = None) -> Benc
 
 def suite_tasks(config: BenchmarkConfig, full: bool = False) -> list[str]:
     """The suite's task names: every task under every schedule, then the family instances."""
-    from arbiter_env.experiments.suite_tasks import family_instance_name, scheduled_task_name
     from arbiter_env.tasks.families import get_family
+    from arbiter_env.tasks.suite import family_instance_name, scheduled_task_name
 
     tasks = (config.full.tasks if full and config.full.tasks else None) or config.tasks
     schedules = (config.full.lr_schedules if full and config.full.lr_schedules else None) or (

@@ -42,9 +42,9 @@ def test_default_and_full_runs_take_the_documented_tasks_and_seeds():
 
 
 def test_suite_task_names_build_the_scheduled_task_and_the_family_instance():
-    from arbiter_env.experiments.suite_tasks import SUITE_LR_SCHEDULES
     from arbiter_env.tasks import make_task
     from arbiter_env.tasks.families import get_family
+    from arbiter_env.tasks.suite import SUITE_LR_SCHEDULES
 
     assert make_task("digits-mlp@wsd").lr_schedule == SUITE_LR_SCHEDULES["wsd"]
     assert make_task("digits-mlp").lr_schedule == LrSchedule()

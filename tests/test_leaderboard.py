@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from arbiter_env.experiments.leaderboard import (
+from arbiter_env.leaderboard import (
     cost_to_target,
     leaderboard_markdown,
     pooled_rows,

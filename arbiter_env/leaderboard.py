@@ -8,7 +8,8 @@ the suite's comparison:
   size;
 * pooled over tasks, IQM, probability of improvement over the upper reference and the
   performance profile, with stratified-bootstrap 95% CIs (:mod:`arbiter_env.report`);
-* on the tasks with a cosine schedule, Seesaw and batch-ramp against the fixed sizes;
+* on the tasks with a cosine schedule, the schedules (Seesaw, batch-ramp, ...) against the
+  fixed sizes;
 * costs to a target: inner updates, samples and seconds until the validation accuracy first
   reaches the task's target, the mean final validation accuracy of its median fixed size;
 * the comparison's raw tables per task.
@@ -308,7 +309,7 @@ def _per_task_scores(scores: SuiteScores, rows: list[dict[str, Any]]) -> list[st
 
 
 def _schedule_section(scores: SuiteScores, kinds: dict[str, str], resamples: int) -> list[str]:
-    """On the tasks with a cosine schedule: seesaw and batch-ramp against the fixed sizes."""
+    """The schedules (Seesaw, batch-ramp, ...) and fixed sizes on the cosine-schedule tasks."""
     cosine = [i for i, t in enumerate(scores.tasks) if t.endswith("@cosine")]
     if not cosine:
         return []
@@ -334,13 +335,8 @@ def _schedule_section(scores: SuiteScores, kinds: dict[str, str], resamples: int
         "| controller | IQM normalised test accuracy [95% CI] | P(better than fixed) [95% CI] |",
         "|---|---:|---:|",
     ]
-    for label in (
-        "seesaw",
-        "batch-ramp",
-        *(label for label in subset.scores if kinds.get(label) == "fixed"),
-    ):
-        if label not in subset.scores:
-            continue
+    shown = [label for label in subset.scores if kinds.get(label) in ("schedule", "fixed")]
+    for label in sorted(shown, key=lambda label: kinds.get(label) == "fixed"):
         per_task = subset.scores[label]
         iqm = report.iqm_interval(per_task, resamples, report.BOOTSTRAP_SEED)
         versus = (
