@@ -167,10 +167,18 @@ class BatchSizeEnv(gym.Env):
     * ``divergence``: a :class:`~arbiter_env.divergence.DivergenceRule` or a dict of its fields
       (``loss_ratio``, default 10; ``max_loss``, default none); ``None`` is the default rule,
       ``{"loss_ratio": None}`` leaves only non-finite values as divergence.
-    * ``lr_scaling``: ``"none"`` (default), ``"linear"`` or ``"sqrt"`` rescaling of the learning
-      rate with the batch size, relative to ``base_batch_size``.
+    * ``lr_scaling``: ``"none"`` (default), ``"linear"``, ``"sqrt"`` or ``"adascale"`` rescaling
+      of the learning rate with the batch size, relative to ``base_batch_size`` (``"adascale"``:
+      AdaScale's gain ``(σ² + |G|²)/(σ²/S + |G|²)``, S = B/B₀, σ² = tr(Σ)/B₀, from the latest
+      gradient statistics; see ``arbiter_env.training.trainer.adascale_gain``).
     * ``base_batch_size``: the batch size at which the task's learning rate applies (default
       ``task.batch_start``).
+    * ``lr_schedule``: a learning-rate schedule on the sample clock in place of the task's
+      (``"constant"``, ``"step"``, ``"cosine"``, ``"wsd"``, or a
+      :class:`~arbiter_env.training.lr_schedule.LrSchedule` or dict of its fields), evaluated
+      at every inner update and multiplied with ``lr_scaling``'s factor; observation entry 2 then
+      holds the rate of the interval's last update (of the first update in the first
+      observation). Default ``None``: the task's (``constant``).
     * ``ladder_size``: rungs of the discrete ladder (default: one per doubling).
     * ``record_wall_time``: put the interval's and the episode's wall-clock seconds in ``info``
       (``wall_time``, ``episode_wall_time``). Off by default: wall time is the one
@@ -232,6 +240,9 @@ class BatchSizeEnv(gym.Env):
         self._initial_val_loss = math.nan
         self._divergence_threshold = math.inf
         self._cost_paid = 0.0
+        self.last_training_time = math.nan
+        """Wall-clock seconds of the last interval's training alone (not its validation or
+        statistics): what a throughput model such as the ``goodput`` baseline's needs."""
 
     def _new_trainer(self, task: Task) -> InnerTrainer:
         return InnerTrainer(
@@ -399,7 +410,10 @@ class BatchSizeEnv(gym.Env):
 
     def train_interval(self, plan: IntervalPlan) -> IntervalResult:
         """Phase 2 of :meth:`step`: trains the planned interval (the inner updates)."""
-        return self.trainer.train(plan.batch_size, plan.num_samples)
+        started = time.perf_counter()
+        result = self.trainer.train(plan.batch_size, plan.num_samples)
+        self.last_training_time = time.perf_counter() - started
+        return result
 
     def finish_interval(
         self,
@@ -422,7 +436,7 @@ class BatchSizeEnv(gym.Env):
         observation = build_observation(
             progress=self.trainer.samples_seen / self.budget,
             batch_size=plan.batch_size,
-            lr=self.trainer.lr_for(plan.batch_size),
+            lr=self.trainer.interval_lr(plan.batch_size),
             train_loss=result.train_loss,
             val_loss=val_loss,
             val_accuracy=val_accuracy,
@@ -558,6 +572,8 @@ class BatchSizeEnv(gym.Env):
         self._family_overrides = dict(config.task_kwargs)
         if config.num_intervals is not None:
             self._family_overrides["num_intervals"] = config.num_intervals
+        if config.lr_schedule is not None:
+            self._family_overrides["lr_schedule"] = config.lr_schedule
         self.family.check_bounds(**self._family_overrides)
         # One trainer per instance, built on first use: the data is split once per instance and
         # process, not at every reset.

@@ -29,7 +29,8 @@ from arbiter_env.rewards import RewardConfig
 from arbiter_env.tasks.families import FamilySplit, TaskFamily
 from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
-from arbiter_env.training.trainer import LR_SCALING_RULES, LrScaling, StatisticsSource
+from arbiter_env.training.lr_schedule import LrSchedule
+from arbiter_env.training.trainer import LR_SCALING_CHOICES, LrScaling, StatisticsSource
 
 if TYPE_CHECKING:
     from arbiter_env.env import BatchSizeEnv
@@ -67,10 +68,16 @@ class EnvConfig:
         reward: How an interval is scored (:class:`~arbiter_env.rewards.RewardConfig`).
         divergence: When a run counts as diverged (:class:`~arbiter_env.divergence.DivergenceRule`;
             ``DivergenceRule(loss_ratio=None)`` leaves only non-finite values).
-        lr_scaling: ``"none"``, ``"linear"`` or ``"sqrt"`` rescaling of the learning rate with the
-            batch size, relative to ``base_batch_size``.
+        lr_scaling: ``"none"``, ``"linear"``, ``"sqrt"`` or ``"adascale"`` (AdaScale's gain from
+            the latest gradient statistics) rescaling of the learning rate with the batch size,
+            relative to ``base_batch_size``.
         base_batch_size: The batch size at which the task's learning rate applies; ``None``:
             ``task.batch_start``.
+        lr_schedule: The learning-rate schedule on the sample clock, in place of the task's
+            (:class:`~arbiter_env.training.lr_schedule.LrSchedule`; YAML and ``-e`` take a name,
+            ``lr_schedule=cosine``, or its fields, ``lr_schedule.name=wsd``,
+            ``lr_schedule.decay=0.1``); ``None``: the task's (``constant`` for the built-in
+            tasks). It multiplies the rate that ``lr_scaling`` gives.
         ladder_size: Rungs of the discrete ladder; ``None``: one per doubling.
         record_wall_time: Put wall-clock seconds in ``info`` (not reproducible, so off by default).
         gradient_statistics: ``"training"`` or ``"probe"``: where the gradient statistics of the
@@ -87,6 +94,7 @@ class EnvConfig:
     divergence: DivergenceRule = field(default_factory=DivergenceRule)
     lr_scaling: LrScaling = "none"
     base_batch_size: int | None = None
+    lr_schedule: LrSchedule | None = None
     ladder_size: int | None = None
     record_wall_time: bool = False
     gradient_statistics: StatisticsSource = "training"
@@ -107,8 +115,13 @@ class EnvConfig:
                 f"task_kwargs must be a dict of task arguments, got {type(self.task_kwargs).__name__}."
             )
         _check_choice("action_encoding", self.action_encoding, ACTION_ENCODINGS)
-        _check_choice("lr_scaling", self.lr_scaling, tuple(LR_SCALING_RULES))
+        _check_choice("lr_scaling", self.lr_scaling, LR_SCALING_CHOICES)
         _check_choice("gradient_statistics", self.gradient_statistics, _STATISTICS_SOURCES)
+        if self.lr_schedule is not None:
+            try:
+                self.lr_schedule = LrSchedule.from_value(self.lr_schedule)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
         for name in ("num_intervals", "base_batch_size", "ladder_size"):
             value = getattr(self, name)
             if value is not None:
@@ -273,7 +286,7 @@ _DEFAULTS = {
 
 
 def single_task(config: EnvConfig) -> Task:
-    """The task of ``config`` (not a family), with its overrides and ``num_intervals``."""
+    """The task of ``config`` (not a family), with its overrides, ``num_intervals`` and ``lr_schedule``."""
     if config.family_split is not None:
         raise ValueError(
             f"family_split={config.family_split!r} applies only to task families "
@@ -289,6 +302,8 @@ def single_task(config: EnvConfig) -> Task:
         raise TypeError(f"`task` must be a task name or a Task, got {type(task).__name__}.")
     if config.num_intervals is not None:
         task = task.replace(num_intervals=config.num_intervals)
+    if config.lr_schedule is not None:
+        task = task.replace(lr_schedule=config.lr_schedule)
     return task
 
 

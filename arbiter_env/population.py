@@ -145,6 +145,8 @@ class Population:
             batched = (
                 optimizer.name == "sgd"
                 and optimizer.factory is None
+                # The batched step applies one rate per member and interval, not one per update.
+                and task.lr_schedule.is_constant
                 and relu_mlp_layers(model) is not None
             )
             shapes = tuple(tuple(p.shape) for p in model.parameters())

@@ -20,6 +20,14 @@ Installed as ``arbiter_env.baselines``. Every baseline is registered with
 | random-search        | RandomSearch        | HPOConfig          |
 | optuna-tpe           | OptunaTPE           | HPOConfig          |
 | optuna-gp            | OptunaGP            | HPOConfig          |
+| batch-ramp           | BatchRamp           | RampConfig         |
+| seesaw               | Seesaw              | SeesawConfig       |
+| adascale             | AdaScale            | AdaScaleConfig     |
+| goodput              | Goodput             | GoodputConfig      |
+| cbs-warmup           | CBSWarmup           | CBSWarmupConfig    |
+
+``adascale`` and ``goodput`` register ``lr_scaling="adascale"`` as their env default;
+``cbs-warmup`` trains branches (copies) of the env and is a reference, like ``oracle-greedy``.
 """
 
 from __future__ import annotations
@@ -34,16 +42,22 @@ from arbiter_env.baselines.adaptive import (
     SimiGrad,
     SimiGradConfig,
 )
+from arbiter_env.baselines.branched import CBSWarmup, CBSWarmupConfig
 from arbiter_env.baselines.common import Baseline
+from arbiter_env.baselines.efficiency import AdaScale, AdaScaleConfig, Goodput, GoodputConfig
 from arbiter_env.baselines.hpo import HPOConfig, OptunaGP, OptunaTPE, RandomSearch, StaticHPO
 from arbiter_env.baselines.schedules import (
     AdaBatch,
     AdaBatchConfig,
+    BatchRamp,
     ExponentialGrowth,
     FixedBatchSize,
     FixedConfig,
     GrowthConfig,
     LinearGrowth,
+    RampConfig,
+    Seesaw,
+    SeesawConfig,
     SmithConfig,
     SmithSchedule,
     StepConfig,
@@ -65,6 +79,11 @@ BASELINES: dict[str, type[Baseline]] = {
     "random-search": RandomSearch,
     "optuna-tpe": OptunaTPE,
     "optuna-gp": OptunaGP,
+    "batch-ramp": BatchRamp,
+    "seesaw": Seesaw,
+    "adascale": AdaScale,
+    "goodput": Goodput,
+    "cbs-warmup": CBSWarmup,
 }
 """Registered name -> baseline class (its ``Config`` attribute is the config dataclass)."""
 
@@ -83,21 +102,40 @@ _KINDS = {
     "random-search": "hpo",
     "optuna-tpe": "hpo",
     "optuna-gp": "hpo",
+    "batch-ramp": "schedule",
+    "seesaw": "schedule",
+    "adascale": "adaptive",
+    "goodput": "adaptive",
+    "cbs-warmup": "other",  # a reference like oracle-greedy (which h20 registers as "other")
+}
+# The env arguments a baseline is meant to run with (it checks them itself).
+_ENV_DEFAULTS = {
+    "adascale": {"lr_scaling": "adascale"},
+    "goodput": {"lr_scaling": "adascale"},
 }
 
 for _name, _cls in BASELINES.items():
-    register_controller(_name, _cls.factory, kind=_KINDS[_name])
+    register_controller(
+        _name, _cls.factory, kind=_KINDS[_name], env_defaults=_ENV_DEFAULTS.get(_name)
+    )
 
 __all__ = [
     "BASELINES",
     "CABS",
     "AdaBatch",
     "AdaBatchConfig",
+    "AdaScale",
+    "AdaScaleConfig",
     "Baseline",
+    "BatchRamp",
     "CABSConfig",
+    "CBSWarmup",
+    "CBSWarmupConfig",
     "ExponentialGrowth",
     "FixedBatchSize",
     "FixedConfig",
+    "Goodput",
+    "GoodputConfig",
     "GrowthConfig",
     "HPOConfig",
     "LinearGrowth",
@@ -107,7 +145,10 @@ __all__ = [
     "NormTestConfig",
     "OptunaGP",
     "OptunaTPE",
+    "RampConfig",
     "RandomSearch",
+    "Seesaw",
+    "SeesawConfig",
     "SimiGrad",
     "SimiGradConfig",
     "SmithConfig",

@@ -335,3 +335,142 @@ class ExponentialGrowth(_Growth):
         start = self.config.start_batch_size or self.batch_min
         end = self.config.end_batch_size or self.batch_max
         return self.clip(start * (end / start) ** self._fraction(progress))
+
+
+# --- batch-size ramp (warm-up) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RampConfig:
+    """Settings of :class:`BatchRamp`.
+
+    Attributes:
+        start_batch_size: B₀, the size at ``p = 0``; ``None`` takes ``task.batch_min``.
+        end_batch_size: B₁, reached at ``p = duration`` and kept; ``None`` takes
+            ``task.batch_start`` (the task's tuned size, where a warm-up ends).
+        duration: Fraction of the budget the ramp takes. Default 0.25; GPT-3 ramps over the
+            first 4–12B of 300B tokens (1–4%), a tenth of our episodes' length in intervals.
+        shape: ``"linear"`` (GPT-3's ramp) or ``"geometric"`` (a constant rate of doublings).
+    """
+
+    start_batch_size: int | None = None
+    end_batch_size: int | None = None
+    duration: float = 0.25
+    shape: str = "linear"
+
+    def __post_init__(self) -> None:
+        check_batch_size("start_batch_size", self.start_batch_size)
+        check_batch_size("end_batch_size", self.end_batch_size)
+        require(0 < self.duration <= 1, f"duration must be in (0, 1], got {self.duration}.")
+        require(
+            self.shape in ("linear", "geometric"),
+            f"shape must be 'linear' or 'geometric', got {self.shape!r}.",
+        )
+
+
+def ramp(start: float, end: float, fraction: float, shape: str) -> float:
+    """The ramp from ``start`` to ``end`` at ``fraction`` ∈ [0, 1] of its duration.
+
+    ``linear``: ``B₀ + (B₁ − B₀)·f``; ``geometric``: ``B₀·(B₁/B₀)^f``.
+    """
+    fraction = min(1.0, max(0.0, fraction))
+    if shape == "linear":
+        return start + (end - start) * fraction
+    return start * (end / start) ** fraction
+
+
+class BatchRamp(Schedule):
+    """Batch-size warm-up: a linear or geometric ramp from B₀ to B₁ over ``duration``, then B₁.
+
+    ``B(p) = ramp(B₀, B₁, p / duration)`` (:func:`ramp`), rounded and clipped to the ladder: the
+    batch-size warm-up of Brown et al. (2020, GPT-3, linear over the first tokens) and the
+    geometric form of Smith et al. (2018). The learning rate is left to the task's schedule.
+    """
+
+    Config = RampConfig
+    config: RampConfig
+
+    def batch_size_at(self, progress: float) -> int:
+        """The ramp at ``progress``, rounded and clipped."""
+        start = self.config.start_batch_size or self.batch_min
+        end = self.config.end_batch_size or self.batch_env.task.batch_start
+        return self.clip(ramp(start, end, progress / self.config.duration, self.config.shape))
+
+
+# --- Seesaw ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeesawConfig:
+    """Settings of :class:`Seesaw`.
+
+    Attributes:
+        initial_batch_size: B₀; ``None`` takes ``task.batch_start``.
+        factor: α, the batch-size step: B is multiplied by α each time the task's schedule has
+            decayed the learning rate by another α. Default 2, one rung of the doubling ladder.
+    """
+
+    initial_batch_size: int | None = None
+    factor: float = 2.0
+
+    def __post_init__(self) -> None:
+        check_batch_size("initial_batch_size", self.initial_batch_size)
+        require(self.factor > 1, f"factor must be > 1 (B grows), got {self.factor}.")
+
+
+def seesaw_stage(schedule_factor: float, factor: float) -> float:
+    """``n = ⌊log_α(1/m)⌋``: how many times the schedule's factor ``m`` has fallen by α.
+
+    ``inf`` for ``m = 0`` (the end of a schedule that decays to zero).
+    """
+    if schedule_factor <= 0:
+        return math.inf
+    return math.floor(math.log(1 / schedule_factor) / math.log(factor) + PROGRESS_TOLERANCE)
+
+
+class Seesaw(Schedule):
+    """Seesaw (Meterez et al. 2025, arXiv:2510.14717), on the task's ``lr_schedule``.
+
+    Where the task's schedule would multiply the learning rate by 1/α, Seesaw multiplies it by
+    1/√α and the batch size by α. With ``m(p)`` the task's schedule factor at the start of the
+    interval (1 during its warm-up), ``n = ⌊log_α(1/m)⌋`` (:func:`seesaw_stage`) and B the size
+    the environment really uses::
+
+        B(p) = clip(B₀·αⁿ),    ε = ε₀ · m(p') · √(B/B₀)   for every update at p' in the interval
+
+    The trainer keeps applying ``m`` at every update (:mod:`arbiter_env.training.lr_schedule`);
+    this controller sets the base rate ``ε₀·√(B/B₀)``. At ``m = α⁻ⁿ`` this is the paper's rule
+    (ε₀·α^(−n/2) at B₀·αⁿ); between those points ε keeps decaying with the schedule, and once B
+    is capped at ``batch_max`` the schedule's decay goes on alone, as in Smith et al.'s hybrid.
+    Meant for tasks with a ``step``, ``cosine`` or ``wsd`` schedule and ``lr_scaling="none"``.
+    """
+
+    Config = SeesawConfig
+    config: SeesawConfig
+
+    def __init__(self, env: gym.Env, config: Any = None, **overrides: Any):
+        super().__init__(env, config, **overrides)
+        require(
+            self.batch_env.trainer.lr_scaling == "none",
+            f"seesaw sets the learning rate for the batch size itself; the env's lr_scaling is "
+            f"{self.batch_env.trainer.lr_scaling!r}. Run it with lr_scaling='none'.",
+        )
+
+    def _start(self) -> int:
+        return self.config.initial_batch_size or self.batch_env.task.batch_start
+
+    def schedule_factor(self, progress: float) -> float:
+        """The task schedule's ``m(p)``, taken as 1 during its warm-up."""
+        schedule = self.batch_env.task.lr_schedule
+        return 1.0 if progress < schedule.warmup else schedule.factor(progress)
+
+    def batch_size_at(self, progress: float) -> int:
+        """``B₀·αⁿ``, clipped to the ladder bounds."""
+        stage = seesaw_stage(self.schedule_factor(progress), self.config.factor)
+        if stage == math.inf:
+            return self.batch_max
+        return self.clip(self._start() * self.config.factor**stage)
+
+    def lr_factor_at(self, progress: float, batch_size: int) -> float:
+        """``√(B/B₀)``: the base rate's factor; the trainer multiplies it by ``m``."""
+        return math.sqrt(batch_size / self._start())

@@ -17,6 +17,7 @@ from arbiter_env.env import BatchSizeEnv, EnvConfig
 from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
 from arbiter_env.experiments.plan import plan_runs
 from arbiter_env.rewards import RewardConfig
+from arbiter_env.training.lr_schedule import LrSchedule
 
 # One non-default value per EnvConfig field, as plain (YAML) data and as the typed value it
 # becomes. A field added to EnvConfig without a sample here fails the first test below: every
@@ -31,6 +32,10 @@ SAMPLES: dict[str, tuple[Any, Any]] = {
     "divergence": ({"loss_ratio": None}, DivergenceRule(loss_ratio=None)),
     "lr_scaling": ("sqrt", "sqrt"),
     "base_batch_size": (64, 64),
+    "lr_schedule": (
+        {"name": "cosine", "final_factor": 0.1},
+        LrSchedule(name="cosine", final_factor=0.1),
+    ),
     "ladder_size": (4, 4),
     "record_wall_time": (True, True),
     "gradient_statistics": ("probe", "probe"),
@@ -184,7 +189,10 @@ def test_a_partial_env_section_keeps_the_defaults_of_its_owner() -> None:
         ({"num_intervals": 0}, "num_intervals must be >= 1, got 0. Use a positive integer"),
         ({"ladder_size": 2.5}, "ladder_size must be an integer"),
         ({"action_encoding": "binary"}, "action_encoding must be 'discrete', 'continuous' or"),
-        ({"lr_scaling": "cubic"}, "lr_scaling must be 'none', 'linear' or 'sqrt', got 'cubic'"),
+        (
+            {"lr_scaling": "cubic"},
+            "lr_scaling must be 'none', 'linear', 'sqrt' or 'adascale', got 'cubic'",
+        ),
         ({"gradient_statistics": "both"}, "gradient_statistics must be 'training' or 'probe'"),
         ({"family_split": "validation"}, r"family_split must be 'train' or 'test' \(or None\)"),
         ({"record_wall_time": "yes"}, "record_wall_time must be True or False"),

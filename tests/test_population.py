@@ -144,6 +144,13 @@ def test_the_population_tunes_the_allocator_unless_told_not_to(relu_task, monkey
     assert calls == [1]
 
 
+def test_members_with_a_scheduled_learning_rate_step_one_by_one_like_single_envs(relu_task):
+    # The batched step applies one rate per interval, so a schedule's per-update rates send the
+    # members through the single env's own phases.
+    population = _compare(relu_task.replace(lr_schedule="cosine"), "training", 4)
+    assert not population.batched
+
+
 # A family of digits MLPs small enough for a test: two widths, both momenta, two budgets.
 SMALL_FAMILY = TaskFamily(
     name="test-digits-family",
@@ -319,3 +326,8 @@ def test_the_private_access_check_finds_each_kind_of_access():
         "line 3",
         "line 4",
     ]
+
+
+def test_members_under_the_adascale_rule_follow_single_envs_bit_for_bit(relu_task):
+    """The rule reads each member's own latest statistics, as a single env's trainer does."""
+    _compare(relu_task, "training", 4, lr_scaling="adascale")

@@ -19,6 +19,7 @@ DEFAULT_THREADS = 1
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``arbiter`` command."""
+    from arbiter_env.experiments.benchmark import add_benchmark_subcommand
     from arbiter_env.experiments.commands import add_comparison_subcommands  # compare, plot
 
     parser = argparse.ArgumentParser(
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(commands)
     _add_evaluate(commands)
     add_comparison_subcommands(commands)
+    add_benchmark_subcommand(commands)
     return parser
 
 

@@ -18,6 +18,7 @@ from torch import nn
 from arbiter_env.checks import check_int, check_real
 from arbiter_env.tasks.datasets import ClassificationData
 from arbiter_env.training import hypergradient
+from arbiter_env.training.lr_schedule import LrSchedule
 
 DataFactory = Callable[[], ClassificationData]
 """Returns the train/test data of a task. Called once per process and cached by the task."""
@@ -147,6 +148,10 @@ class Task:
             :mod:`arbiter_env.training.stats`). Worth it on a CPU for large convolutional networks.
         eval_batch_size: Chunk size for evaluating validation and test losses.
         device: Torch device for data, model and statistics (``"cpu"``, ``"cuda"``, ...).
+        lr_schedule: The learning-rate schedule on the sample clock
+            (:class:`~arbiter_env.training.lr_schedule.LrSchedule`, or its name, or a mapping of
+            its fields). Default ``constant``: the optimizer's ``lr`` throughout. Not with
+            ``sgd-hd`` / ``adam-hd``, which adapt the learning rate themselves.
     """
 
     name: str
@@ -164,9 +169,16 @@ class Task:
     probe_microbatches: int | None = None
     eval_batch_size: int = 4096
     device: str = "cpu"
+    lr_schedule: LrSchedule = field(default_factory=LrSchedule)
 
     def __post_init__(self) -> None:
         _require(bool(self.name), "A task needs a non-empty name.")
+        object.__setattr__(self, "lr_schedule", LrSchedule.from_value(self.lr_schedule))
+        _require(
+            self.lr_schedule.is_constant or self.optimizer.name not in ("sgd-hd", "adam-hd"),
+            f"lr_schedule {self.lr_schedule.name!r} cannot drive {self.optimizer.name!r}, which "
+            "adapts its own learning rate; use lr_schedule 'constant' or the plain optimizer.",
+        )
         # Types first, so that "1" or 8.5 is named here rather than failing (or being
         # truncated) somewhere inside the trainer.
         check_real("epochs", self.epochs)
@@ -222,6 +234,8 @@ class Task:
         """Returns a copy with some fields changed, validated again (``dataclasses.replace``).
 
         ``optimizer`` may be given as a dict of :class:`OptimizerConfig` fields to change.
+        ``lr_schedule`` may be a name, or a dict: with a ``name``, a new schedule; without
+        one, fields of the task's schedule to change.
         """
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
@@ -236,6 +250,11 @@ class Task:
             if wrong:
                 raise ValueError(f"Unknown optimizer field(s) {wrong}; valid fields: {valid}.")
             changes["optimizer"] = dataclasses.replace(self.optimizer, **optimizer)
+        schedule = changes.get("lr_schedule")
+        if isinstance(schedule, dict) and "name" not in schedule:
+            changes["lr_schedule"] = LrSchedule.from_value(
+                {**dataclasses.asdict(self.lr_schedule), **schedule}
+            )
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 

@@ -44,13 +44,40 @@ from arbiter_env.training.stats import (
     statistics_from_sums,
 )
 
-LrScaling = Literal["none", "linear", "sqrt"]
+LrScaling = Literal["none", "linear", "sqrt", "adascale"]
 StatisticsSource = Literal["training", "probe"]
 LR_SCALING_RULES: dict[str, Callable[[float], float]] = {
     "none": lambda ratio: 1.0,
     "linear": lambda ratio: ratio,
     "sqrt": math.sqrt,
 }
+"""The rules that depend on the batch-size ratio B/B₀ alone."""
+LR_SCALING_CHOICES: tuple[str, ...] = (*LR_SCALING_RULES, "adascale")
+"""Every ``lr_scaling`` rule: the ratio rules and ``"adascale"``, which also reads the statistics."""
+
+
+def adascale_gain(
+    scale: float, trace_covariance: float, grad_sq_norm: float, base_batch_size: int
+) -> float:
+    """AdaScale's gain ``r = (σ² + ‖g‖²) / (σ²/S + ‖g‖²)`` (Johnson, Agrawal, Gu & Guestrin 2020).
+
+    ``S = B/B₀`` is the scale, ``σ² = tr(Σ)/B₀`` the variance of a gradient averaged over a batch
+    of the base size and ``‖g‖² = |G|²`` the squared norm of the true gradient. ``r`` lies between
+    1 (no noise: a larger batch gains nothing) and ``S`` (pure noise: the linear rule). Without a
+    usable measurement (non-finite or non-positive ``tr(Σ)``) the gain is 1; a negative ``|G|²``
+    estimate counts as 0.
+
+    Args:
+        scale: ``S = B/B₀``.
+        trace_covariance: tr(Σ), the trace of the per-sample gradient covariance.
+        grad_sq_norm: |G|², the unbiased squared norm of the mean gradient.
+        base_batch_size: B₀.
+    """
+    if not (math.isfinite(trace_covariance) and trace_covariance > 0):
+        return 1.0
+    sigma_sq = trace_covariance / base_batch_size
+    mean_sq = max(grad_sq_norm, 0.0) if math.isfinite(grad_sq_norm) else 0.0
+    return (sigma_sq + mean_sq) / (sigma_sq / scale + mean_sq)
 
 
 @dataclass(frozen=True)
@@ -72,7 +99,9 @@ class InnerTrainer(HyperLearningInterface):
     Args:
         task: The task to train.
         lr_scaling: How the learning rate follows the batch size B: ``"none"`` keeps it,
-            ``"linear"`` multiplies it by B/B₀ and ``"sqrt"`` by √(B/B₀).
+            ``"linear"`` multiplies it by B/B₀, ``"sqrt"`` by √(B/B₀) and ``"adascale"`` by
+            AdaScale's gain :func:`adascale_gain` at S = B/B₀, from the latest gradient
+            statistics the trainer measured (the last interval's, or the probe at reset).
         base_batch_size: B₀ of the rescaling rule; defaults to ``task.batch_start``.
         statistics: Where :meth:`interval_statistics` takes the gradient statistics after an
             interval. ``"training"`` (default): from the interval's own training batches
@@ -92,9 +121,9 @@ class InnerTrainer(HyperLearningInterface):
         base_batch_size: int | None = None,
         statistics: StatisticsSource = "training",
     ):
-        if lr_scaling not in LR_SCALING_RULES:
+        if lr_scaling not in LR_SCALING_CHOICES:
             raise ValueError(
-                f"Unknown lr_scaling {lr_scaling!r}; choose one of {sorted(LR_SCALING_RULES)}."
+                f"Unknown lr_scaling {lr_scaling!r}; choose one of {sorted(LR_SCALING_CHOICES)}."
             )
         if statistics not in ("training", "probe"):
             raise ValueError(f"Unknown statistics {statistics!r}; use 'training' or 'probe'.")
@@ -147,6 +176,7 @@ class InnerTrainer(HyperLearningInterface):
         self._choose_statistics_path(self.model)
         self.trainable_parameters = [p for p in self.model.parameters() if p.requires_grad]
         self._last_statistics = None
+        self._gain_statistics: GradientStatistics | None = None
         self.base_lr = self.task.optimizer.lr
         self._applied_lr: float | None = None
         self.sampler = EpochSampler(
@@ -233,6 +263,8 @@ class InnerTrainer(HyperLearningInterface):
         """The interval's inner updates; returns the detached batch losses and recorded sums."""
         record_from, record_to = self._recorded_offsets(batch_size, num_samples)
         optimizer, sampler, hooks = self.optimizer, self.sampler, self._step_hooks
+        # A constant schedule leaves the rate _apply_learning_rate wrote for the whole interval.
+        scheduled = not self.task.lr_schedule.is_constant
         # Detached batch losses are kept and reduced once at the end: no per-update arithmetic.
         batch_losses: list[torch.Tensor] = []
         microbatch_sums: list[StepSums] = []
@@ -241,6 +273,8 @@ class InnerTrainer(HyperLearningInterface):
             size = min(batch_size, remaining)
             inputs, targets = sampler.next_batch(size)
             optimizer.zero_grad(set_to_none=True)
+            if scheduled:  # the interval's size sets the scaling, the batch's middle the clock
+                self._write_lr(self.lr_for(batch_size, self.samples_seen, batch_samples=size))
             offset = num_samples - remaining
             if not record_from <= offset <= record_to:
                 loss = F.cross_entropy(model(inputs), targets)
@@ -364,9 +398,47 @@ class InnerTrainer(HyperLearningInterface):
             raise ValueError(f"The learning rate must be positive and finite, got {lr}.")
         self.base_lr = float(lr)
 
-    def lr_for(self, batch_size: int) -> float:
-        """Learning rate the trainer uses for ``batch_size`` under its rescaling rule."""
-        return self.base_lr * LR_SCALING_RULES[self.lr_scaling](batch_size / self.base_batch_size)
+    def lr_for(
+        self, batch_size: int, samples_seen: int | None = None, batch_samples: int | None = None
+    ) -> float:
+        """Learning rate of an update at ``batch_size`` that starts after ``samples_seen`` samples.
+
+        The base rate, times the rescaling rule's factor for ``batch_size``, times the task's
+        ``lr_schedule`` factor at the middle of the update's batch on the sample clock
+        (:mod:`arbiter_env.training.lr_schedule`). ``samples_seen`` defaults to the samples
+        trained so far (the rate the next update at ``batch_size`` would use);
+        ``batch_samples``, the batch's length, to ``batch_size`` (an interval's short last
+        batch is shorter, and keeps the interval's scaling).
+        """
+        lr = self.base_lr * self.scaling_factor(batch_size)
+        schedule = self.task.lr_schedule
+        if schedule.is_constant:
+            return lr
+        start = self.samples_seen if samples_seen is None else samples_seen
+        middle = start + (batch_size if batch_samples is None else batch_samples) / 2
+        return lr * schedule.factor(middle / self.budget)
+
+    def scaling_factor(self, batch_size: int) -> float:
+        """The ``lr_scaling`` rule's factor on the base rate for ``batch_size``."""
+        ratio = batch_size / self.base_batch_size
+        if self.lr_scaling != "adascale":
+            return LR_SCALING_RULES[self.lr_scaling](ratio)
+        stats = self._gain_statistics
+        if stats is None:
+            return 1.0
+        return adascale_gain(
+            ratio, stats.trace_covariance, stats.grad_sq_norm, self.base_batch_size
+        )
+
+    def interval_lr(self, batch_size: int) -> float:
+        """The learning rate the observation reports after an interval at ``batch_size``.
+
+        The rate of the interval's last update: its one rate under a constant schedule, the
+        scheduled rate of its last batch otherwise (``lr_for`` before any training).
+        """
+        if self._applied_lr is None:  # before any training
+            return self.lr_for(batch_size)
+        return self._applied_lr
 
     @property
     def current_lr(self) -> float:
@@ -378,9 +450,12 @@ class InnerTrainer(HyperLearningInterface):
         # (hypergradient descent) keep it between intervals.
         target = self.lr_for(self.batch_size)
         if target != self._applied_lr:
-            for group in self.optimizer.param_groups:
-                group["lr"] = target
-            self._applied_lr = target
+            self._write_lr(target)
+
+    def _write_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self._applied_lr = lr
 
     # --- measurements ---------------------------------------------------------------------------
 
@@ -426,6 +501,7 @@ class InnerTrainer(HyperLearningInterface):
         short for two examples in a step). With ``statistics="probe"``, always the probe.
         """
         if self._last_statistics is not None:
+            self._gain_statistics = self._last_statistics
             return self._last_statistics
         return self.gradient_statistics()
 
@@ -448,13 +524,15 @@ class InnerTrainer(HyperLearningInterface):
             torch.randperm(n, generator=self._probe_generator)[:size], self.device
         )
         with self.evaluation_mode() as model:
-            return gradient_statistics(
+            stats = gradient_statistics(
                 model,
                 self.data.x_train[index],
                 self.data.y_train[index],
                 method="auto" if microbatches is None else "microbatch",
                 num_microbatches=microbatches,
             )
+        self._gain_statistics = stats  # the latest measurement, for lr_scaling="adascale"
+        return stats
 
     # --- helpers --------------------------------------------------------------------------------
 

@@ -7,7 +7,12 @@ import pytest
 from arbiter_env.actions import ACTION_ENCODINGS
 from arbiter_env.baselines import BASELINES, StaticHPO
 from arbiter_env.config import ConfigError, load_yaml
-from arbiter_env.controllers import list_controllers, make_controller, run_episode
+from arbiter_env.controllers import (
+    controller_env_defaults,
+    list_controllers,
+    make_controller,
+    run_episode,
+)
 from arbiter_env.env import BatchSizeEnv
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "baselines"
@@ -38,6 +43,13 @@ def test_every_baseline_is_registered():
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_baseline_completes_a_digits_episode(envs, hpo_dir, name, encoding):
     env = envs[encoding]
+    if controller_env_defaults(name):  # the env arguments the baseline is meant to run with
+        env = BatchSizeEnv(
+            "digits-mlp",
+            task_kwargs=FAST_DIGITS,
+            action_encoding=encoding,
+            **controller_env_defaults(name),
+        )
     kwargs = {}
     if issubclass(BASELINES[name], StaticHPO):
         kwargs = {"n_trials": 1, "run_dir": hpo_dir}

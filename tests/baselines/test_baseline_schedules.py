@@ -1,5 +1,7 @@
 """Schedules give the documented sizes (and learning rates) at the documented times."""
 
+import math
+
 import pytest
 import torch
 
@@ -130,3 +132,65 @@ def test_simigrad_sqrt_scaling_changes_the_trainers_lr(env):
 def test_bad_configs_raise_value_errors(env, make):
     with pytest.raises(ValueError):
         make(env)
+
+
+def test_batch_ramp_linear_and_geometric_by_hand(env):
+    from arbiter_env.baselines import BatchRamp
+    from arbiter_env.baselines.schedules import ramp
+
+    assert ramp(8, 128, 0.4, "linear") == 8 + 120 * 0.4  # 56
+    assert ramp(8, 128, 0.5, "geometric") == pytest.approx(32.0, rel=1e-15)  # 8·16^0.5
+    assert ramp(8, 128, 2.0, "linear") == 128  # held after the ramp
+    linear = BatchRamp(env, start_batch_size=8, end_batch_size=128, duration=0.5)
+    assert linear.batch_size_at(0.2) == 56
+    assert linear.batch_size_at(0.9) == 128
+    geometric = BatchRamp(env, shape="geometric", duration=0.5)  # 8 → task.batch_start = 128
+    assert geometric.batch_size_at(0.25) == 32
+
+
+def test_seesaw_stage_by_hand():
+    from arbiter_env.baselines.schedules import seesaw_stage
+
+    assert seesaw_stage(1.0, 2.0) == 0
+    assert seesaw_stage(0.5, 2.0) == 1
+    assert seesaw_stage(0.3, 2.0) == 1  # log2(1/0.3) = 1.74
+    assert seesaw_stage(0.25, 2.0) == 2
+    assert seesaw_stage(0.1, 10.0) == 1
+    assert seesaw_stage(0.0, 2.0) == math.inf
+
+
+def test_seesaw_trades_each_halving_of_the_lr_for_a_doubling_of_b_and_a_sqrt2_step(tiny_task):
+    from arbiter_env.baselines import Seesaw
+
+    task = tiny_task.replace(
+        batch_min=8,
+        batch_start=64,
+        batch_max=512,
+        epochs=2,
+        num_intervals=10,
+        lr_schedule={"name": "step", "milestones": (0.5,), "gamma": 0.25},
+    )
+    env = BatchSizeEnv(task)
+    record = run_episode(env, Seesaw(env), seed=0)
+    # m = 1 before the milestone, 0.25 after: two halvings, B × 4 and ε = ε₀·0.25·√4 = ε₀/2.
+    assert record.batch_sizes == [64] * 5 + [256] * 5
+    lr = task.optimizer.lr
+    assert record.learning_rates == pytest.approx([lr] * 5 + [lr * 0.25 * 2.0] * 5, rel=1e-12)
+    with pytest.raises(ValueError, match="lr_scaling='none'"):
+        Seesaw(BatchSizeEnv(task, lr_scaling="sqrt"))
+
+
+def test_seesaw_on_cosine_doubles_where_the_cosine_halves(tiny_task):
+    from arbiter_env.baselines import Seesaw
+
+    task = tiny_task.replace(
+        batch_min=8,
+        batch_start=64,
+        batch_max=512,
+        epochs=2,
+        num_intervals=10,
+        lr_schedule="cosine",
+    )
+    seesaw = Seesaw(BatchSizeEnv(task))
+    # (1 + cos(πp))/2 = 1/2 at p = 0.5, 1/4 at p = 2/3, 0 at p = 1.
+    assert [seesaw.batch_size_at(p) for p in (0.4, 0.5, 0.6, 0.7, 1.0)] == [64, 128, 128, 256, 512]
