@@ -20,7 +20,7 @@ reinforcement learning, without unrolling the inner optimisation and without a h
    Huber loss on ``s`` until the decoded size is within ``warmup_tolerance`` of the size training
    starts with, so the search starts where training starts.
 
-:class:`Arbiter` is a controller of :class:`arbiter_env.env.BatchSizeEnv` (SB3-style ``predict`` and
+:class:`Arbiter` is a controller of :class:`arbiter_env.envs.batch_size.BatchSizeEnv` (SB3-style ``predict`` and
 ``learn``). It needs the trainer's white-box *hyper-learning interface* (``penultimate_features``,
 ``head``, ``sample_validation``, ``add_step_hook``) and reports each interval's search through
 the env's ``add_info_source``; it ignores the observation.

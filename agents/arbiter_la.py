@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
-from arbiter_env.features import OBSERVATION_INDEX
+from arbiter_env.envs.observation import OBSERVATION_INDEX
 from arbiter_env.training.hyper import StepInfo
 
 __all__ = ["ArbiterLA", "ArbiterLAConfig", "predicted_validation_change"]

@@ -71,7 +71,7 @@ import torch
 import torch.nn.functional as F
 
 from arbiter_env.agents.arbiter_la import ArbiterLA, ArbiterLAConfig, _tensor_sum
-from arbiter_env.features import OBSERVATION_INDEX
+from arbiter_env.envs.observation import OBSERVATION_INDEX
 from arbiter_env.training.hyper import StepInfo
 
 __all__ = [

@@ -1,7 +1,7 @@
 """``oracle-greedy``: a reference ceiling that tries every size on copies of the env.
 
 **A reference, not a deployable controller.** At each decision it branches the environment
-(:func:`arbiter_env.branching.branch_env`), trains each candidate size for ``horizon`` intervals
+(:func:`arbiter_env.envs.branching.branch_env`), trains each candidate size for ``horizon`` intervals
 on its own copy, and keeps the size whose copy ends with the lowest *validation* loss. No real
 training run can do this: it pays ``len(sizes) × horizon`` extra intervals per interval, and it
 selects on the validation split, so its validation loss is optimistic (selection bias) and its
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from arbiter_env.branching import measure_responses
 from arbiter_env.controllers import BatchSizeController
+from arbiter_env.envs.branching import measure_responses
 
 __all__ = ["OracleGreedy"]
 

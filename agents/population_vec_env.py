@@ -1,4 +1,4 @@
-"""The population of :mod:`arbiter_env.population` as a stable-baselines3 ``VecEnv``.
+"""The population of :mod:`arbiter_env.vector.population` as a stable-baselines3 ``VecEnv``.
 
 N inner networks of one task (or of one task family's instances) trained in lockstep, seen by
 SB3 as N environments::
@@ -23,8 +23,8 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population import Population
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.vector.population import Population
 
 
 class PopulationEnv(VecEnv):

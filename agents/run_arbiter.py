@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from arbiter_env.actions import ActionEncodingName
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig, Milestone
 from arbiter_env.config import load_yaml
 from arbiter_env.controllers import EpisodeRecord, StepCallback, run_episode
-from arbiter_env.env import BatchSizeEnv, EnvConfig
+from arbiter_env.envs.actions import ActionEncodingName
+from arbiter_env.envs.batch_size import BatchSizeEnv, EnvConfig
 
 __all__ = [
     "ArbiterRunConfig",
@@ -48,7 +48,7 @@ class MilestoneConfig:
 class ArbiterRunConfig(EnvConfig):
     """One Arbiter experiment: the environment, the agent and the seeds.
 
-    The environment's arguments are the fields of :class:`~arbiter_env.env_config.EnvConfig`, at
+    The environment's arguments are the fields of :class:`~arbiter_env.envs.config.EnvConfig`, at
     the top level of the run config (``task``, ``task_kwargs``, ``num_intervals``, ``reward``,
     ...), so every env argument can be set here; only the default of ``action_encoding``
     differs.

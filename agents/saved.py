@@ -80,7 +80,7 @@ def open_saved_agent(request: CheckpointRequest, make_env: EnvBuilder) -> SavedA
 
 def _arbiter(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
     from arbiter_env.agents.arbiter_checkpoint import make_arbiter, read_run_config
-    from arbiter_env.agents.arbiter_training import ARBITER_ENV_KEYS
+    from arbiter_env.agents.arbiter_learning import ARBITER_ENV_KEYS
 
     saved = read_run_config(request.path)
     task = request.task or saved.get("task", request.default_task)
@@ -99,7 +99,7 @@ def _zoo(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
     import inspect
 
     from arbiter_env.agents import zoo
-    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.envs.batch_size import BatchSizeEnv
     from arbiter_env.tasks import is_family
 
     zoo.require_trust(request.path, request.trusted)  # before a run folder or env is made

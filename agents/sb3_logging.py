@@ -1,4 +1,4 @@
-"""Logging stable-baselines3 training to a :class:`~arbiter_env.runlog.RunLogger`.
+"""Logging stable-baselines3 training to a :class:`~arbiter_env.lab.runlog.RunLogger`.
 
 SB3's own logger (``train/*``, ``rollout/*``, ``time/*``) is forwarded through a ``KVWriter``,
 and every environment interval through a callback::
@@ -21,7 +21,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
-from arbiter_env.runlog import RunLogger
+from arbiter_env.lab.runlog import RunLogger
 
 
 class WandbKVWriter(KVWriter):

@@ -27,10 +27,10 @@ ENV_ID = "arbiter_env/BatchSize-v0"
 
 register(
     id=ENV_ID,
-    entry_point="arbiter_env.env:BatchSizeEnv",
+    entry_point="arbiter_env.envs.batch_size:BatchSizeEnv",
     # gymnasium.make_vec(ENV_ID, num_envs=N, vectorization_mode="vector_entry_point"): N inner
-    # networks trained in lockstep (arbiter_env.population).
-    vector_entry_point="arbiter_env.population:PopulationVectorEnv",
+    # networks trained in lockstep (arbiter_env.vector.population).
+    vector_entry_point="arbiter_env.vector.population:PopulationVectorEnv",
 )
 
 
@@ -57,7 +57,7 @@ _preload_in_forkserver()
 
 # User modules named in ARBITER_IMPORTS (set by `arbiter --import MODULE` for its worker
 # processes): imported last, once everything they may use from this package exists.
-from arbiter_env.user_code import import_from_environment  # noqa: E402
+from arbiter_env.lab.user_code import import_from_environment  # noqa: E402
 
 import_from_environment()
 

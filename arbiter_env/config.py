@@ -259,7 +259,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def save_yaml(config: Any, file: str | Path) -> None:
     """Writes the resolved config, so a run folder records exactly what ran."""
-    from arbiter_env.runfolder import atomic_write_text
+    from arbiter_env.lab.runfolder import atomic_write_text
 
     atomic_write_text(file, yaml.safe_dump(to_dict(config), sort_keys=False))
 

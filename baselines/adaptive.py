@@ -2,7 +2,7 @@
 
 Every rule reads the statistics the environment measures on its probe batch of ``P`` training
 examples after each interval (see :mod:`arbiter_env.training.stats`), through
-:func:`~arbiter_env.features.observation_value`:
+:func:`~arbiter_env.envs.observation.observation_value`:
 
 * ``S = tr(Σ)``, the unbiased estimate ``P/(P−1)·(mean‖g_i‖² − ‖ḡ‖²)`` (``log10_trace_cov``);
 * ``|G|² = ‖ḡ‖² − S/P`` (``log10_grad_sq_norm``), ``‖ḡ‖`` (``log10_mean_grad_norm``);
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arbiter_env.baselines.common import Baseline, check_batch_size, require
-from arbiter_env.features import observation_value
+from arbiter_env.envs.observation import observation_value
 
 # --- CABS -----------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ same loss. Below the critical batch size, doubling B halves the steps (perfect s
 it, the larger batch needs more data. OLMo's batch-size warm-up grows B as the measured critical
 batch size grows.
 
-This controller copies the environment (:func:`arbiter_env.branching.branch_env`) before every
+This controller copies the environment (:func:`arbiter_env.envs.branching.branch_env`) before every
 interval, as the ``oracle-greedy`` reference does, and selects on the validation loss, so it is a
 reference, not a deployable controller: report its test metrics.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arbiter_env.baselines.common import Baseline, check_batch_size, require
-from arbiter_env.branching import branch_env
+from arbiter_env.envs.branching import branch_env
 
 
 @dataclass(frozen=True)

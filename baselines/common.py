@@ -1,7 +1,7 @@
 """What every baseline shares: typed configs, reading the observation, acting through the env.
 
 A baseline is a :class:`~arbiter_env.controllers.BatchSizeController`: it decides a batch size from
-the observation alone (read with :func:`~arbiter_env.features.observation_value`) and the base class
+the observation alone (read with :func:`~arbiter_env.envs.observation.observation_value`) and the base class
 turns that size into an action of the environment's encoding with ``env.encode``. Baselines that
 change the learning rate do it with the documented ``BatchSizeEnv.set_learning_rate`` before the
 interval they decide for, and compute the rate from the size the environment will really use
@@ -19,7 +19,7 @@ import numpy as np
 
 from arbiter_env.config import from_dict
 from arbiter_env.controllers import BatchSizeController
-from arbiter_env.features import observation_value
+from arbiter_env.envs.observation import observation_value
 
 PROGRESS_TOLERANCE = 1e-6
 """Slack for comparing the float32 progress of the observation with a milestone."""

@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from arbiter_env.baselines.common import Baseline, check_batch_size, require
-from arbiter_env.features import observation_value
+from arbiter_env.envs.observation import observation_value
 from arbiter_env.training.trainer import adascale_gain
 
 # --- AdaScale -------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ intervals: by default the model's own decisions (``--reference self``: the model
 states it really reaches, and v2 calibrates on the sizes it really plays), or the task's starting
 size held fixed (``--reference fixed``: the model only watches; it measures and updates as it
 would in control). At each probe interval k (default 2, 6, 10, 14), after the model's decision,
-the env is branched (:func:`arbiter_env.branching.measure_responses`) and one interval is trained
+the env is branched (:func:`arbiter_env.envs.branching.measure_responses`) and one interval is trained
 at every ladder size, once per sampler seed (default 3), and the mean measured ΔL_val is recorded
 beside the model's prediction for the same size.
 
@@ -50,9 +50,9 @@ def probe(job: dict[str, Any]) -> list[dict[str, Any]]:
 
     torch.set_num_threads(1)
     import arbiter_env.agents  # noqa: F401 - registers the agents
-    from arbiter_env.branching import measure_responses
     from arbiter_env.controllers import make_controller
-    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.envs.batch_size import BatchSizeEnv
+    from arbiter_env.envs.branching import measure_responses
 
     task, task_kwargs = DEV_TASKS[job["task"]]
     env = BatchSizeEnv(task, task_kwargs=task_kwargs, action_encoding="continuous")

@@ -36,7 +36,7 @@ import torch
 
 from arbiter_env.agents.arbiter import Arbiter
 from arbiter_env.controllers import run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 HERE = Path(__file__).resolve().parent
 CONDITIONS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {

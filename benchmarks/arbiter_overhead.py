@@ -27,7 +27,7 @@ import torch
 
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 from arbiter_env.controllers import run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
 class FixedSizes:

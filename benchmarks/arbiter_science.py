@@ -213,7 +213,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     from arbiter_env.controllers import BatchSizeController, make_controller, run_episode
-    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.envs.batch_size import BatchSizeEnv
 
     class Replay(BatchSizeController):
         """Plays a list of sizes, or a milestone schedule, and nothing else."""

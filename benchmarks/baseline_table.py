@@ -19,7 +19,7 @@ import optuna
 
 from arbiter_env.baselines import BASELINES, FixedBatchSize, StaticHPO
 from arbiter_env.controllers import EpisodeRecord, evaluate, make_controller
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
 def summarise(records: list[EpisodeRecord]) -> tuple[str, str, int]:

@@ -5,7 +5,7 @@
 For every batch size of the ladder and seeds 0 and 1, runs a fixed-size episode with the finite
 divergence rule switched off and prints the initial validation loss ``L_0``, the largest ratio
 ``L_val / L_0`` over the episode and the final loss. This is the measurement behind the default
-``DivergenceRule(loss_ratio=10)`` (see ``arbiter_env/divergence.py``).
+``DivergenceRule(loss_ratio=10)`` (see ``arbiter_env/envs/divergence.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
 def main(tasks: list[str]) -> None:

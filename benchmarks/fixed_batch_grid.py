@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
 def run_fixed(env: BatchSizeEnv, batch_size: int, seed: int) -> dict:

@@ -64,7 +64,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks import Task, from_tensors, make_task
 from arbiter_env.tasks.models import wide_resnet
 from arbiter_env.tasks.spec import OptimizerConfig

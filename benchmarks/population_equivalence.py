@@ -7,7 +7,7 @@ episodes of ``digits-mlp`` (N=8) and of a two-width family (N=6), and prints, fo
 summing the batched losses, whether every observation and reward is bit-identical to the single
 env's and the largest relative difference:
 
-* ``cascade``: :func:`arbiter_env.batched.cascade_sum`, the block order of ATen's ``nll_loss``
+* ``cascade``: :func:`arbiter_env.vector.batched.cascade_sum`, the block order of ATen's ``nll_loss``
   CPU kernel (what the population uses);
 * ``torch.sum``: plain ``torch.sum`` over each member's row.
 
@@ -22,10 +22,10 @@ import argparse
 import numpy as np
 import torch
 
-from arbiter_env import batched
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population import Population
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks.families import TaskFamily
+from arbiter_env.vector import batched
+from arbiter_env.vector.population import Population
 
 FAMILY = TaskFamily(
     name="equivalence-family",

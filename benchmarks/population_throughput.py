@@ -16,7 +16,7 @@ Contenders, timed in alternation (``--repeats`` rounds, median of each):
   the target there is population ≥ 0.5·N × single).
 
 Episode ends and resets happen inside the timed steps, as they do in training. The population
-raises glibc's malloc thresholds (``arbiter_env/allocator.py``; process-wide, so the baseline in
+raises glibc's malloc thresholds (``arbiter_env/vector/allocator.py``; process-wide, so the baseline in
 this process runs under the same allocator); ``--no-tune-allocator`` measures without. Targets (issue 16,
 2-core CPU, N=16, one thread): population/dummy ≥ 3 on ``mixed`` and ≥ 5 on ``fixed``.
 """
@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from arbiter_env import population_group
 from arbiter_env.agents.population_vec_env import PopulationEnv
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population import Population
-from arbiter_env.population_group import MemberGroup
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.vector import groups as population_group
+from arbiter_env.vector.groups import MemberGroup
+from arbiter_env.vector.population import Population
 
 
 def _actions(env: BatchSizeEnv, n_envs: int, steps: int, workload: str, batch_size: int, seed: int):

@@ -4,7 +4,7 @@ One command, for each PPO seed:
 
 1. trains PPO (configs/agents/ppo.yaml, the same hyperparameters and timesteps) twice on the
    family's *train* instances: once with ``vec_env=dummy`` (N single ``BatchSizeEnv``) and once
-   with ``vec_env=population`` (:mod:`arbiter_env.population`, N inner networks per batched
+   with ``vec_env=population`` (:mod:`arbiter_env.vector.population`, N inner networks per batched
    step), timing each ``learn`` (rollouts and updates; checkpoint writing included alike);
 2. evaluates both final policies on the family's held-out *test* instances (each instance with
    ``--eval-seeds`` seeds, 1000000+i), deterministically, with single envs;
@@ -12,7 +12,7 @@ One command, for each PPO seed:
    whose mean final validation loss is the median of the ladder's, the *best fixed* the best in
    hindsight.
 
-The population is bit-identical to single envs on the CPU (``tests/test_population.py``), so
+The population is bit-identical to single envs on the CPU (``tests/vector/test_population.py``), so
 with one seed both PPO runs see the same observations and rewards and learn the same policy:
 the script reports whether their final evaluation losses are identical, and the wall-time ratio
 is then the whole difference.
@@ -46,8 +46,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from arbiter_env.agents.population_vec_env import PopulationEnv
 from arbiter_env.agents.sb3 import load_agent_config, load_rl_controller, train_rl_agent
-from arbiter_env.allocator import keep_freed_memory
-from arbiter_env.population import Population
+from arbiter_env.vector.allocator import keep_freed_memory
+from arbiter_env.vector.population import Population
 
 ENV_TIME = {"s": 0.0, "steps": 0, "groups": 0}
 

@@ -13,7 +13,7 @@ Held-out episodes: seeds 1000000+i for a task; for a family, the first ``--insta
     python benchmarks/ppo_vs_fixed.py --tasks digits-mlp digits-mlp-family --minutes 5
     python benchmarks/ppo_vs_fixed.py --tasks digits-mlp --vec-env population --n-envs 16
 
-``--vec-env population`` trains on :mod:`arbiter_env.population` (tasks and task families).
+``--vec-env population`` trains on :mod:`arbiter_env.vector.population` (tasks and task families).
 ``benchmarks/ppo_population_vs_dummy.py`` compares the two training envs end to end on a family.
 """
 
@@ -32,7 +32,7 @@ from arbiter_env.agents.sb3 import (
     save_checkpoint,
     train_rl_agent,
 )
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
 class FixedSize:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.training.stats import gradient_statistics
 
 pytestmark = pytest.mark.gpu
@@ -110,7 +110,7 @@ def test_arbiter_meta_steps_do_not_synchronise_with_the_gpu():
 
 
 def test_population_on_cuda_follows_single_cuda_envs():
-    from arbiter_env.population import Population
+    from arbiter_env.vector.population import Population
 
     population = Population("digits-mlp", 3, task_kwargs=DIGITS_CUDA)
     singles = [BatchSizeEnv("digits-mlp", task_kwargs=DIGITS_CUDA) for _ in range(3)]

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from arbiter_env.user_code import IMPORTS_ENV_VAR
+from arbiter_env.lab.user_code import IMPORTS_ENV_VAR
 
 # Run in a fresh interpreter whose import system refuses stable_baselines3, as if it were not
 # installed (this process has it imported already).
@@ -30,7 +30,7 @@ _BLOCK_SB3 = textwrap.dedent(
 
 
 def _run_without_sb3(code: str) -> subprocess.CompletedProcess[str]:
-    # `arbiter --import` run in this process (tests/test_cli.py) leaves ARBITER_IMPORTS set for
+    # `arbiter --import` run in this process (tests/lab/test_cli.py) leaves ARBITER_IMPORTS set for
     # its workers; the child must not import those user modules.
     env = {k: v for k, v in os.environ.items() if k != IMPORTS_ENV_VAR}
     return subprocess.run(
@@ -50,7 +50,7 @@ def child_without_sb3() -> subprocess.CompletedProcess[str]:
         import sys
         import gymnasium as gym
         import arbiter_env
-        import arbiter_env.runlog
+        import arbiter_env.lab.runlog
         from arbiter_env.controllers import list_controllers, make_controller
         from arbiter_env.controllers import run_episode
 

@@ -94,6 +94,7 @@ from arbiter_env.agents.sb3.controller import (
     make_sb3_controller,
 )
 from arbiter_env.agents.sb3.envs import EnvFactory, make_vec_env
+from arbiter_env.agents.sb3.fitting import make_rl_agent, train_rl_agent
 from arbiter_env.agents.sb3.hyperparams import (
     A2CHyperparams,
     DQNHyperparams,
@@ -106,7 +107,6 @@ from arbiter_env.agents.sb3.hyperparams import (
     _LinearSchedule,  # noqa: F401
 )
 from arbiter_env.agents.sb3.runtime import preserved_global_rngs, torch_threads
-from arbiter_env.agents.sb3.training import make_rl_agent, train_rl_agent
 from arbiter_env.config import ConfigError
 
 __all__ = [

@@ -32,7 +32,7 @@ from arbiter_env.config import (
     from_dict,
     read_yaml_file,
 )
-from arbiter_env.env import EnvConfig
+from arbiter_env.envs.batch_size import EnvConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -147,7 +147,7 @@ class AgentConfig:
         n_envs: Parallel training environments.
         vec_env: ``"dummy"`` (in-process, sequential), ``"subproc"`` (one process per env) or
             ``"population"`` (the ``n_envs`` inner networks trained in lockstep, in one batched
-            step: :mod:`arbiter_env.population`; SGD tasks or task families without batch norm
+            step: :mod:`arbiter_env.vector.population`; SGD tasks or task families without batch norm
             or dropout).
         start_method: multiprocessing start method for ``subproc`` (``None``: the platform's
             default, ``fork`` on Linux); ``spawn`` / ``forkserver`` need the caller's script to be
@@ -160,7 +160,7 @@ class AgentConfig:
             and policies are tiny, so threads only add overhead, and a thread per core in every
             process oversubscribes the CPU.
         verbose: SB3 verbosity (0 silent, 1 training summaries).
-        env: The environments (:class:`~arbiter_env.env_config.EnvConfig`; here
+        env: The environments (:class:`~arbiter_env.envs.config.EnvConfig`; here
             ``record_wall_time`` defaults to true, for the training logs). ``task`` may be a
             task family: the agent trains on its train instances and is evaluated on its test
             instances, so ``family_split`` is left unset.

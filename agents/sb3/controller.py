@@ -25,11 +25,11 @@ from arbiter_env.agents.sb3.checkpoints import (
 )
 from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config
 from arbiter_env.agents.sb3.envs import wrap_vec_normalize
+from arbiter_env.agents.sb3.fitting import make_rl_agent
 from arbiter_env.agents.sb3.runtime import preserved_global_rngs
-from arbiter_env.agents.sb3.training import make_rl_agent
 from arbiter_env.agents.tensor_files import first_line
 from arbiter_env.controllers import EpisodeRecord, evaluate
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
 class SB3Controller:

@@ -29,7 +29,7 @@ from arbiter_env.agents.sb3.config import (
     resolve_agent_config,
 )
 from arbiter_env.agents.sb3.controller import load_rl_controller, require_trust_for_pickles
-from arbiter_env.agents.sb3.training import train_rl_agent
+from arbiter_env.agents.sb3.fitting import train_rl_agent
 from arbiter_env.config import ConfigError
 from arbiter_env.controllers import (
     Controller,
@@ -41,7 +41,7 @@ from arbiter_env.controllers import (
 )
 
 if TYPE_CHECKING:
-    from arbiter_env.runlog import RunLogger
+    from arbiter_env.lab.runlog import RunLogger
 
 
 def sb3_training_config(job: TrainingJob) -> AgentConfig:

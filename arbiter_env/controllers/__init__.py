@@ -3,8 +3,8 @@
 - :mod:`~arbiter_env.controllers.base`: :class:`Controller` (``predict``), :class:`Learner`
   (``learn``/``save``/``load``), :class:`BatchSizeController`, :func:`run_episode`.
 - :mod:`~arbiter_env.controllers.registry`: controllers by name, each entry saying its kind, env
-  defaults and :class:`~arbiter_env.controllers.training.Training`.
-- :mod:`~arbiter_env.controllers.training`: the :class:`Training` protocol and the default
+  defaults and :class:`~arbiter_env.controllers.learning.Training`.
+- :mod:`~arbiter_env.controllers.learning`: the :class:`Training` protocol and the default
   :class:`LearnerTraining`.
 """
 
@@ -17,6 +17,16 @@ from arbiter_env.controllers.base import (
     evaluate,
     run_episode,
 )
+from arbiter_env.controllers.learning import (
+    HeldOutEvaluation,
+    LearnerTraining,
+    Training,
+    TrainingJob,
+    TrainingPlan,
+    TrainOutcome,
+    TrainRequest,
+    inline_value,
+)
 from arbiter_env.controllers.registry import (
     ControllerEntry,
     controller_entry,
@@ -27,16 +37,6 @@ from arbiter_env.controllers.registry import (
     make_controller,
     register_controller,
     trainable_controllers,
-)
-from arbiter_env.controllers.training import (
-    HeldOutEvaluation,
-    LearnerTraining,
-    Training,
-    TrainingJob,
-    TrainingPlan,
-    TrainOutcome,
-    TrainRequest,
-    inline_value,
 )
 
 __all__ = [

@@ -3,7 +3,7 @@
 A registry entry (:class:`ControllerEntry`) holds a factory ``(env, **kwargs) -> controller`` and
 says everything a runner needs to know about the controller without looking at its name: its
 kind (for tables and plots), the env arguments it is meant to run with, whether evaluating it
-untrained is meaningless, and *how it is trained* (its :class:`~arbiter_env.controllers.training.
+untrained is meaningless, and *how it is trained* (its :class:`~arbiter_env.controllers.learning.
 Training`). Arbiter, the RL agents and the baselines register themselves in their packages'
 ``__init__``; the functions here import those packages first, so the registry is always complete.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 from arbiter_env.controllers.base import Controller, Learner
-from arbiter_env.controllers.training import LearnerTraining, Training
+from arbiter_env.controllers.learning import LearnerTraining, Training
 
 ControllerFactory = Callable[..., Controller]
 

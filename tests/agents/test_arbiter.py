@@ -19,7 +19,7 @@ from arbiter_env.agents.arbiter import (
 )
 from arbiter_env.agents.run_arbiter import load_run_config, run_arbiter
 from arbiter_env.controllers import make_controller, run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_DIGITS = {"epochs": 2, "num_intervals": 4}
@@ -471,7 +471,7 @@ def test_invalid_response_settings_are_rejected_with_the_field_name():
 
 
 def test_null_control_experiment_builds_every_contestant():
-    from arbiter_env.experiments import load_experiment, validate_names
+    from arbiter_env.lab.experiments import load_experiment, validate_names
 
     config = load_experiment(REPO / "configs/experiments/arbiter-null-controls.yaml")
     validate_names(config)
@@ -487,7 +487,7 @@ def test_null_control_experiment_builds_every_contestant():
 def test_search_diagnostics_reach_the_interval_log(tmp_path):
     import json
 
-    from arbiter_env.runlog import RunLogger
+    from arbiter_env.lab.runlog import RunLogger
 
     env = BatchSizeEnv("digits-mlp", task_kwargs=SMALL_DIGITS, action_encoding="continuous")
     with RunLogger(tmp_path, {"controller": "arbiter"}, wandb_mode="disabled") as log:

@@ -12,7 +12,7 @@ from arbiter_env.agents.arbiter_la import (
     predicted_validation_change,
 )
 from arbiter_env.controllers import BatchSizeController, make_controller, run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 MODEL = {
     "train_loss": 0.5,

@@ -15,7 +15,7 @@ from arbiter_env.agents.arbiter_la_v2 import (
     heavy_ball_stationary_loss,
 )
 from arbiter_env.controllers import make_controller, run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 MOMENTA = (0.0, 0.5, 0.9)
 # Fractions of the stable range 0 < ηh < 2(1 + μ).

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from arbiter_env.branching import branch_env
 from arbiter_env.config import from_dict
 from arbiter_env.controllers import make_controller, run_episode
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.experiments import ExperimentConfig, execute_run, plan_runs
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.envs.branching import branch_env
+from arbiter_env.lab.experiments import ExperimentConfig, execute_run, plan_runs
 
 SHORT = {"epochs": 2, "num_intervals": 4}
 

@@ -19,7 +19,7 @@ from arbiter_env.agents.sb3 import (
 )
 from arbiter_env.config import from_dict, to_dict
 from arbiter_env.controllers import list_controllers, make_controller, run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 TINY_ENV = "env.task_kwargs={epochs: 0.5, num_intervals: 4}"
 

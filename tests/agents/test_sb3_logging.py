@@ -17,8 +17,8 @@ from arbiter_env.agents.sb3_logging import (
     attach_sb3_logger,
 )
 from arbiter_env.controllers import BatchSizeController
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.runlog import RunLogger
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.lab.runlog import RunLogger
 
 
 class Ladder(BatchSizeController):

@@ -16,9 +16,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from arbiter_env.agents import zoo
-from arbiter_env.cli import main
 from arbiter_env.controllers import make_controller
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.lab.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_TASK = {"epochs": 0.2, "num_intervals": 3}
@@ -119,7 +119,7 @@ def test_rl_zoo3_trains_ppo_with_the_shipped_hyperparameters_and_evaluate_loads_
     run = tmp_path / "logs" / "ppo" / f"{zoo.ENV_NAME}_1"
     assert (run / f"{zoo.ENV_NAME}.zip").is_file()
     assert (run / zoo.ENV_NAME / "vecnormalize.pkl").is_file()  # normalize: in configs/zoo/ppo.yml
-    evaluate = [sys.executable, "-m", "arbiter_env.cli", "evaluate", "--trust-checkpoint"]
+    evaluate = [sys.executable, "-m", "arbiter_env.lab.cli", "evaluate", "--trust-checkpoint"]
     evaluate += ["--controller", str(run)]
     result = subprocess.run(
         [*evaluate, "--seeds", "0", "--wandb", "disabled", "--run-dir", str(tmp_path / "eval")],

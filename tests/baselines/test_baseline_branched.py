@@ -4,8 +4,8 @@ import math
 
 from arbiter_env.baselines import CBSWarmup
 from arbiter_env.baselines.branched import doubling_is_efficient
-from arbiter_env.branching import branch_env
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.envs.branching import branch_env
 
 
 def test_doubling_is_efficient_when_2b_reaches_bs_loss_with_the_tolerated_samples():

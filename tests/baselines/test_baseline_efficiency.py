@@ -8,7 +8,7 @@ import pytest
 from arbiter_env.baselines import AdaScale, Goodput
 from arbiter_env.baselines.efficiency import fit_iteration_time, goodput
 from arbiter_env.controllers import controller_env_defaults, run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.training.trainer import adascale_gain
 
 

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from arbiter_env.actions import ACTION_ENCODINGS
 from arbiter_env.baselines import BASELINES, StaticHPO
 from arbiter_env.config import ConfigError, load_yaml
 from arbiter_env.controllers import (
@@ -13,7 +12,8 @@ from arbiter_env.controllers import (
     make_controller,
     run_episode,
 )
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.actions import ACTION_ENCODINGS
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "baselines"
 # A short digits-mlp: a quarter epoch in 3 intervals keeps 39 episodes within seconds.

@@ -23,8 +23,8 @@ from arbiter_env.baselines import (
     SimiGrad,
     SimiGradConfig,
 )
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.features import build_observation
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.envs.observation import build_observation
 from arbiter_env.training.stats import gradient_statistics, per_sample_gradients
 
 PROBE = 32

@@ -5,7 +5,7 @@ from optuna.trial import TrialState
 
 from arbiter_env.baselines import FixedBatchSize, OptunaGP, OptunaTPE, RandomSearch
 from arbiter_env.controllers import run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
 class Interrupted(Exception):

@@ -17,7 +17,7 @@ from arbiter_env.baselines import (
     StepSchedule,
 )
 from arbiter_env.controllers import run_episode
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks import from_tensors
 
 

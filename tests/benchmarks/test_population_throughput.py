@@ -8,8 +8,8 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import population_throughput  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 
-from arbiter_env.env import BatchSizeEnv  # noqa: E402
-from arbiter_env.population_group import MemberGroup  # noqa: E402
+from arbiter_env.envs.batch_size import BatchSizeEnv  # noqa: E402
+from arbiter_env.vector.groups import MemberGroup  # noqa: E402
 
 
 def test_breakdown_shares_are_parts_of_the_vector_step_and_the_timers_are_removed():

@@ -18,7 +18,7 @@ def test_the_readme_tables_are_the_saved_run_formatted_by_the_script() -> None:
 
 
 def test_the_saved_run_has_every_controller_of_the_default_comparison() -> None:
-    from arbiter_env.experiments import load_experiment
+    from arbiter_env.lab.experiments import load_experiment
 
     snapshot = json.loads(readme_comparison.SNAPSHOT.read_text())
     config = load_experiment(readme_comparison.CONFIG)

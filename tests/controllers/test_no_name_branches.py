@@ -7,7 +7,7 @@ from pathlib import Path
 
 from arbiter_env.controllers import controller_kind, list_controllers
 
-ROOT = Path(__file__).resolve().parents[2] / "arbiter_env"
+ROOT = Path(__file__).resolve().parents[2] / "arbiter_env" / "lab"
 RUNNER_MODULES = sorted([*(ROOT / "cli").glob("*.py"), *(ROOT / "experiments").glob("*.py")])
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from arbiter_env.cli import main
+from arbiter_env.lab.cli import main
 
 
 def _one_line_error(capsys: pytest.CaptureFixture, *fragments: str) -> str:
@@ -84,7 +84,7 @@ class _CreatesMarker:
 @pytest.fixture(scope="module")
 def arbiter_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from arbiter_env.agents.arbiter import Arbiter
-    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.envs.batch_size import BatchSizeEnv
 
     folder = tmp_path_factory.mktemp("arbiter") / "checkpoint"
     folder.mkdir()

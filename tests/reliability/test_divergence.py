@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from arbiter_env.divergence import DivergenceRule
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.envs.divergence import DivergenceRule
 from arbiter_env.tasks import Task
 
 

@@ -63,7 +63,7 @@ def test_interrupted_train_prints_its_resume_command_and_logs_continue_without_d
     import shlex
 
     from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
-    from arbiter_env.cli import main
+    from arbiter_env.lab.cli import main
 
     monkeypatch.chdir(tmp_path)
     original = IntervalLoggingCallback._on_step

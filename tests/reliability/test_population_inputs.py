@@ -7,9 +7,9 @@ import pytest
 from torch import nn
 
 from arbiter_env.agents.population_vec_env import PopulationEnv, make_population_env
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.population import Population, PopulationVectorEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks import Task
+from arbiter_env.vector.population import Population, PopulationVectorEnv
 
 
 def _relu_mlp(shape, classes):  # trained by the population's batched path

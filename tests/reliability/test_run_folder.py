@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arbiter_env.cli import main
-from arbiter_env.experiments import (
+from arbiter_env.lab.cli import main
+from arbiter_env.lab.experiments import (
     commands,
     files,
     load_experiment,
@@ -24,12 +24,12 @@ from arbiter_env.experiments import (
     run_comparison,
     runner,
 )
-from arbiter_env.runfolder import RunFolderBusy, RunFolderLock, atomic_write_text
+from arbiter_env.lab.runfolder import RunFolderBusy, RunFolderLock, atomic_write_text
 
 HOLD_LOCK = textwrap.dedent(
     """
     import sys, time
-    from arbiter_env.runfolder import RunFolderLock
+    from arbiter_env.lab.runfolder import RunFolderLock
     lock = RunFolderLock(sys.argv[1], command="test holder").acquire()
     print("locked", flush=True)
     time.sleep(60)
@@ -213,7 +213,7 @@ def test_sigkill_of_the_driver_kills_its_workers_and_resume_matches_row_by_row(
         [
             sys.executable,
             "-m",
-            "arbiter_env.cli",
+            "arbiter_env.lab.cli",
             "compare",
             "--config",
             str(config_file),
@@ -259,7 +259,7 @@ def test_sigkill_of_the_driver_kills_its_workers_and_resume_matches_row_by_row(
 def test_two_concurrent_compares_one_runs_the_other_exits_2(tmp_path: Path) -> None:
     config_file = _write_experiment(tmp_path)
     run_dir = tmp_path / "shared"
-    command = [sys.executable, "-m", "arbiter_env.cli", "compare", "--config", str(config_file)]
+    command = [sys.executable, "-m", "arbiter_env.lab.cli", "compare", "--config", str(config_file)]
     command += ["--run-dir", str(run_dir), "--no-progress"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, text=True)

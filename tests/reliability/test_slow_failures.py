@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from arbiter_env.config import ConfigError
-from arbiter_env.experiments.engines import _check_ray_address
-from arbiter_env.runlog import RunLogger
+from arbiter_env.lab.experiments.engines import _check_ray_address
+from arbiter_env.lab.runlog import RunLogger
 
 
 def _closed_port() -> int:
@@ -36,7 +36,7 @@ def test_unreachable_wandb_server_costs_seconds_and_keeps_local_logs(
 
 
 def test_bad_wandb_timeout_setting_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from arbiter_env.runlog import wandb_init_timeout
+    from arbiter_env.lab.runlog import wandb_init_timeout
 
     monkeypatch.setenv("ARBITER_WANDB_INIT_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="ARBITER_WANDB_INIT_TIMEOUT"):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from arbiter_env.checks import check_device
-from arbiter_env.cli import main
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.lab.cli import main
 from arbiter_env.tasks import Task
 
 

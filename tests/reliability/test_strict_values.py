@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from arbiter_env.controllers import make_controller
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks import Task
 
 
@@ -30,7 +30,7 @@ def test_a_fixed_size_on_the_ladder_or_under_continuous_actions_is_kept() -> Non
 def test_a_fixed_size_off_the_ladder_is_one_line_on_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from arbiter_env.cli import main
+    from arbiter_env.lab.cli import main
 
     argv = ["evaluate", "--controller", "fixed", "batch_size=1000000000000", "--seeds", "0"]
     assert main([*argv, "--wandb", "disabled", "--run-dir", str(tmp_path / "run")]) == 2
@@ -68,8 +68,8 @@ def test_reset_options_must_be_a_dict(tiny_task: Task, options: object) -> None:
 
 @pytest.mark.parametrize("name", ["../../../escaped", "/tmp/abs", "a/b", "..", ".hidden"])
 def test_an_experiment_name_becomes_one_folder_inside_output_dir(tmp_path: Path, name: str) -> None:
-    from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig
-    from arbiter_env.experiments.runner import default_run_dir
+    from arbiter_env.lab.experiments.config import ControllerSpec, ExperimentConfig
+    from arbiter_env.lab.experiments.runner import default_run_dir
 
     output_dir = tmp_path / "out"
     config = ExperimentConfig(
@@ -85,8 +85,8 @@ def test_an_experiment_name_becomes_one_folder_inside_output_dir(tmp_path: Path,
 
 
 def test_a_task_name_with_separators_stays_one_folder_of_the_run(tmp_path: Path) -> None:
-    from arbiter_env.experiments.config import ControllerSpec, ExperimentConfig
-    from arbiter_env.experiments.plan import plan_runs
+    from arbiter_env.lab.experiments.config import ControllerSpec, ExperimentConfig
+    from arbiter_env.lab.experiments.plan import plan_runs
 
     config = ExperimentConfig(
         name="x",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arbiter_env.cli import main
 from arbiter_env.config import ConfigError, apply_overrides, read_yaml_file
+from arbiter_env.lab.cli import main
 
 EXPERIMENT = """\
 name: strict

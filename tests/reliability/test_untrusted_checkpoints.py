@@ -10,7 +10,7 @@ import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from arbiter_env.agents import vecnormalize_io
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
 def _trained_normalizer() -> tuple[VecNormalize, BatchSizeEnv]:
@@ -186,7 +186,7 @@ def _evaluate_refuses(
     path: Path, tmp_path: Path, capsys: pytest.CaptureFixture, *, names: Path
 ) -> None:
     """``arbiter evaluate --controller path`` exits 2 with one line naming ``names`` and the flag."""
-    from arbiter_env.cli import main
+    from arbiter_env.lab.cli import main
 
     run_dir = tmp_path / "eval-run"
     argv = ["evaluate", "--controller", str(path), "--seeds", "0", "--wandb", "disabled"]
@@ -272,7 +272,7 @@ def test_train_resume_needs_trust_checkpoint_and_unpickles_nothing_without_it(
 ) -> None:
     import shutil
 
-    from arbiter_env.cli import main
+    from arbiter_env.lab.cli import main
 
     tampered = tmp_path / "tampered"
     shutil.copytree(checkpoint, tampered)
@@ -287,7 +287,7 @@ def test_train_resume_needs_trust_checkpoint_and_unpickles_nothing_without_it(
 
 
 def test_help_states_the_trust_rule() -> None:
-    from arbiter_env.cli.parser import build_parser
+    from arbiter_env.lab.cli.parser import build_parser
 
     parser = build_parser()
     for command in ("evaluate", "train"):
@@ -319,7 +319,7 @@ def test_a_pickle_payload_in_policy_pth_is_refused_in_one_line(
 ) -> None:
     import shutil
 
-    from arbiter_env.cli import main
+    from arbiter_env.lab.cli import main
 
     tampered = tmp_path / "tampered"
     shutil.copytree(checkpoint, tampered)
@@ -340,7 +340,7 @@ def test_a_damaged_vecnormalize_npz_is_one_line_naming_it(
 ) -> None:
     import shutil
 
-    from arbiter_env.cli import main
+    from arbiter_env.lab.cli import main
 
     tampered = tmp_path / "tampered"
     shutil.copytree(checkpoint, tampered)
@@ -357,7 +357,7 @@ def test_a_comparison_refuses_an_untrusted_zoo_model_before_any_run(
 ) -> None:
     import yaml
 
-    from arbiter_env.cli import main
+    from arbiter_env.lab.cli import main
 
     marker = tmp_path / "pwned"
     run = _zoo_run(tmp_path / "zoo", marker, model_payload=True, pickle_payload=True)

@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks import (
     TaskFamily,
     get_family,

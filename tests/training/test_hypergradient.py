@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from arbiter_env.env import BatchSizeEnv
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks.spec import OptimizerConfig
 from arbiter_env.training.hypergradient import SGDHD, AdamHD
 

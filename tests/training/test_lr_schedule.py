@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from arbiter_env.config import ConfigError
-from arbiter_env.env import BatchSizeEnv
-from arbiter_env.env_config import EnvConfig
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.envs.config import EnvConfig
 from arbiter_env.training.lr_schedule import LrSchedule
 from arbiter_env.training.trainer import InnerTrainer
 

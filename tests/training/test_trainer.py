@@ -284,7 +284,7 @@ def test_model_whose_output_is_computed_after_its_last_linear_is_rejected_at_con
 def test_models_without_a_fitting_output_linear_are_rejected_with_the_rule(
     tiny_task, model, message
 ):
-    from arbiter_env.env import BatchSizeEnv
+    from arbiter_env.envs.batch_size import BatchSizeEnv
 
     with pytest.raises(ValueError, match=message) as error:
         BatchSizeEnv(tiny_task.replace(model=model))

@@ -24,7 +24,7 @@ Which source feeds it the sums:
   closed form for ``nn.Linear`` networks, or the micro-batch estimator
   (``task.probe_microbatches``). Only the probe measures the half-batch cosine directly; the
   other sources derive it from ``S`` and ``|G|²``.
-* The population's batched MLP (:func:`arbiter_env.batched.mlp_loss_and_grads`): the same
+* The population's batched MLP (:func:`arbiter_env.vector.batched.mlp_loss_and_grads`): the same
   per-sample norms as the ``nn.Linear`` recorder (:func:`~.steps.linear_sq_norm_sum`), for all
   members at once, read back through :func:`~.estimator.linear_statistics`.
 

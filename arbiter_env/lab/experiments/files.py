@@ -1,0 +1,58 @@
+"""The files of a comparison's run folder: their names, and JSON read and written safely."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from arbiter_env.lab.report import dumps_strict
+from arbiter_env.lab.runfolder import atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+RESULT_FILE = "result.json"
+RESULTS_CSV = "results.csv"
+RESULTS_MD = "results.md"
+RUNS_CSV = "runs.csv"
+AGGREGATES_JSON = "aggregates.json"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Writes ``data`` as strict JSON, atomically."""
+    # Temp file, fsync, rename: a run interrupted mid-write never leaves a result that looks
+    # finished, and a reader never sees half a file. Strict JSON: a non-finite number (a
+    # diverged run's loss) is written as null, not NaN.
+    atomic_write_text(path, dumps_strict(data, indent=2))
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file (any JSON value), or ``None`` if it is missing or not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON-object lines of ``path`` (``[]`` if missing); damaged lines warn and are skipped."""
+    if not path.is_file():
+        return []
+    rows, bad = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(number)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(number)
+    if bad:
+        warnings.warn(
+            f"{path}: skipped {len(bad)} damaged line(s) ({', '.join(map(str, bad[:5]))}"
+            f"{', ...' if len(bad) > 5 else ''}); rerun the run to repair it.",
+            stacklevel=2,
+        )
+    return rows
