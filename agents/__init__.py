@@ -20,7 +20,7 @@ register_controller(
     make_arbiter,
     env_defaults=_ARBITER_ENV,
     kind="arbiter",
-    training=ArbiterTraining(),
+    training=ArbiterTraining(make_arbiter),
     seeded=True,
 )
 # Our extension of the paper: a model of validation progress as a function of B. "arbiter-la" is

@@ -51,6 +51,7 @@ from arbiter_env.agents.arbiter_diagnostics import (
     SearchDiagnostics,
     feature_width,
     fused_adam_supported,
+    mode_notes,
     parse_schedule,
     search_diagnostics,
 )
@@ -488,8 +489,6 @@ class Arbiter(BatchSizeController):
 
     def run_notes(self) -> list[str]:
         """Which of Arbiter's two modes ran, and which number to report (``arbiter evaluate``)."""
-        from arbiter_env.agents.arbiter_checkpoint import mode_notes
-
         return mode_notes(self.loaded_from, self.learned_timesteps)
 
     # --- diagnostics ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 
 from arbiter_env.agents.arbiter import Arbiter
+from arbiter_env.config import ConfigError, read_yaml_file
 
 CHECKPOINT_FILE = "arbiter.pt"
 RUN_CONFIG_FILE = "arbiter_run.yaml"
@@ -51,8 +52,6 @@ def is_arbiter_checkpoint(path: str | Path) -> bool:
 
 def read_run_config(path: str | Path) -> dict[str, Any]:
     """The run config saved beside a checkpoint (``{}`` if there is none)."""
-    from arbiter_env.config import ConfigError, read_yaml_file
-
     file = checkpoint_file(path).parent / RUN_CONFIG_FILE
     if not file.is_file():
         return {}
@@ -74,49 +73,11 @@ def make_arbiter(env: gym.Env, checkpoint: str | Path | None = None, **kwargs: A
     return Arbiter.load(checkpoint_file(checkpoint), env=env, **kwargs)
 
 
-MODES_DOC = "docs/logging_and_cli.md#arbiters-two-modes"
-
-
-def mode_notes(checkpoint: str | None = None, learned_timesteps: int = 0) -> list[str]:
-    """Which of Arbiter's two modes produced a run's numbers, and which number to report.
-
-    Arbiter learns online within each episode; what differs is where it starts: fresh (the
-    paper's setting, and every comparison's), or from a checkpoint (or after ``learn``), already
-    meta-trained on earlier episodes.
-
-    Args:
-        checkpoint: The checkpoint the agent was loaded from; ``None`` for a fresh one.
-        learned_timesteps: Env steps one agent learned over before playing the seeds.
-    """
-    if checkpoint is not None:
-        mode = (
-            f"Arbiter mode: started from the checkpoint {checkpoint} (φ and the response map "
-            "meta-trained on earlier episodes) and went on learning online within each episode. "
-            "Schedules and accuracies differ from a fresh agent on the same seed."
-        )
-    elif learned_timesteps:
-        mode = (
-            f"Arbiter mode: one agent learned over {learned_timesteps:,} env steps first, then "
-            "played the seeds, learning online within each episode."
-        )
-    else:
-        mode = (
-            "Arbiter mode: learning online from scratch: a fresh agent per seed, meta-trained "
-            "only within its own episode (no checkpoint loaded), as in `arbiter compare`."
-        )
-    return [
-        mode,
-        "Report the from-scratch online numbers (this mode in `arbiter compare`) for Arbiter as "
-        f"a batch-size scheduler; see {MODES_DOC}.",
-    ]
-
-
 __all__ = [
     "CHECKPOINT_FILE",
     "RUN_CONFIG_FILE",
     "checkpoint_file",
     "is_arbiter_checkpoint",
     "make_arbiter",
-    "mode_notes",
     "read_run_config",
 ]

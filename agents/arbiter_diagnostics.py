@@ -1,4 +1,4 @@
-"""Arbiter's helpers that need none of its state: the search diagnostics and small set-up checks.
+"""What Arbiter reports (its search diagnostics, which of its two modes ran) and its set-up helpers.
 
 :func:`search_diagnostics` turns one interval's search (kept on the device by
 :class:`SearchDiagnostics`, so that meta-steps never synchronise) into the ``info["arbiter"]``
@@ -129,3 +129,40 @@ def parse_schedule(schedule: Sequence[Milestone | dict[str, Any]] | None) -> lis
     if len(set(intervals)) != len(intervals):
         raise ValueError(f"The schedule has two milestones at the same interval: {intervals}.")
     return sorted(milestones, key=lambda m: m.interval)
+
+
+MODES_DOC = "docs/logging_and_cli.md#arbiters-two-modes"
+
+
+def mode_notes(checkpoint: str | None = None, learned_timesteps: int = 0) -> list[str]:
+    """Which of Arbiter's two modes produced a run's numbers, and which number to report.
+
+    Arbiter learns online within each episode; what differs is where it starts: fresh (the
+    paper's setting, and every comparison's), or from a checkpoint (or after ``learn``), already
+    meta-trained on earlier episodes.
+
+    Args:
+        checkpoint: The checkpoint the agent was loaded from; ``None`` for a fresh one.
+        learned_timesteps: Env steps one agent learned over before playing the seeds.
+    """
+    if checkpoint is not None:
+        mode = (
+            f"Arbiter mode: started from the checkpoint {checkpoint} (φ and the response map "
+            "meta-trained on earlier episodes) and went on learning online within each episode. "
+            "Schedules and accuracies differ from a fresh agent on the same seed."
+        )
+    elif learned_timesteps:
+        mode = (
+            f"Arbiter mode: one agent learned over {learned_timesteps:,} env steps first, then "
+            "played the seeds, learning online within each episode."
+        )
+    else:
+        mode = (
+            "Arbiter mode: learning online from scratch: a fresh agent per seed, meta-trained "
+            "only within its own episode (no checkpoint loaded), as in `arbiter compare`."
+        )
+    return [
+        mode,
+        "Report the from-scratch online numbers (this mode in `arbiter compare`) for Arbiter as "
+        f"a batch-size scheduler; see {MODES_DOC}.",
+    ]

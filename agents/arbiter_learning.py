@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbiter_env.agents.arbiter import Arbiter
-from arbiter_env.agents.arbiter_checkpoint import CHECKPOINT_FILE, RUN_CONFIG_FILE, mode_notes
+from arbiter_env.agents.arbiter_checkpoint import CHECKPOINT_FILE, RUN_CONFIG_FILE
+from arbiter_env.agents.arbiter_diagnostics import mode_notes
 from arbiter_env.agents.run_arbiter import ArbiterRunConfig, make_env, run_arbiter
-from arbiter_env.config import apply_overrides, apply_values, from_dict, save_yaml, to_dict
-from arbiter_env.controllers import LearnerTraining, TrainOutcome, TrainRequest
+from arbiter_env.config import apply_overrides, apply_values, from_dict, plain, save_yaml, to_dict
+from arbiter_env.controllers import Controller, LearnerTraining, TrainOutcome, TrainRequest
 from arbiter_env.envs.config import EnvConfig
-from arbiter_env.lab.runlog.values import plain_value
 
 if TYPE_CHECKING:
     from arbiter_env.lab.runlog import RunLogger
@@ -37,8 +37,8 @@ ARBITER_ENV_KEYS = tuple(
 class ArbiterTraining(LearnerTraining):
     """Arbiter's registry training: a Learner in comparisons, a run config in ``arbiter train``."""
 
-    def __init__(self) -> None:
-        super().__init__(Arbiter)
+    def __init__(self, factory: Callable[..., Controller]) -> None:
+        super().__init__(factory, Arbiter)
 
     @property
     def has_command(self) -> bool:
@@ -55,7 +55,7 @@ class ArbiterTraining(LearnerTraining):
         data = apply_overrides(data, task)
         # ArbiterRunConfig is an EnvConfig: every env argument is one of its fields. The values
         # are typed already; they go in as data, not as strings to parse again.
-        data = apply_values(data, {key: plain_value(v) for key, v in request.env_args.items()})
+        data = apply_values(data, {key: plain(v) for key, v in request.env_args.items()})
         overrides = [f"seeds=[{request.seed}]"] if request.seed is not None else []
         overrides += request.overrides
         return ArbiterTrainingPlan(from_dict(ArbiterRunConfig, apply_overrides(data, overrides)))

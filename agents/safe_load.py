@@ -26,6 +26,8 @@ from typing import Any
 import gymnasium as gym
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from arbiter_env.agents.sb3.algorithms import ALGORITHMS
+
 __all__ = ["UnsafeCheckpointError", "load_model_safely", "pickled_entries"]
 
 
@@ -71,8 +73,6 @@ def load_model_safely(
     Raises:
         UnsafeCheckpointError: The checkpoint pickles something this loader cannot rebuild.
     """
-    from arbiter_env.agents.sb3 import ALGORITHMS
-
     algorithm = ALGORITHMS[config.algo]
     hyperparams = config.hyperparams.to_kwargs()
     learning_rate = getattr(config.hyperparams, "learning_rate", 0.0)

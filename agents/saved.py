@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from arbiter_env.agents.arbiter_checkpoint import (
+    is_arbiter_checkpoint,
+    make_arbiter,
+    read_run_config,
+)
+from arbiter_env.agents.arbiter_learning import ARBITER_ENV_KEYS
 from arbiter_env.config import ConfigError
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.tasks import is_family
 from arbiter_env.tasks.families import FamilySplit
 
 EnvBuilder = Callable[..., Any]
@@ -62,8 +70,6 @@ class CheckpointRequest:
 
 def open_saved_agent(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
     """The saved agent at ``request.path``, with its env built like its training env."""
-    from arbiter_env.agents.arbiter_checkpoint import is_arbiter_checkpoint
-
     if is_arbiter_checkpoint(request.path):
         return _arbiter(request, make_env)
     from arbiter_env.agents import require_sb3, zoo
@@ -79,8 +85,6 @@ def open_saved_agent(request: CheckpointRequest, make_env: EnvBuilder) -> SavedA
 
 
 def _arbiter(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
-    from arbiter_env.agents.arbiter_checkpoint import make_arbiter, read_run_config
-    from arbiter_env.agents.arbiter_learning import ARBITER_ENV_KEYS
 
     saved = read_run_config(request.path)
     task = request.task or saved.get("task", request.default_task)
@@ -99,8 +103,6 @@ def _zoo(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
     import inspect
 
     from arbiter_env.agents import zoo
-    from arbiter_env.envs.batch_size import BatchSizeEnv
-    from arbiter_env.tasks import is_family
 
     zoo.require_trust(request.path, request.trusted)  # before a run folder or env is made
     trained = dict(zoo.read_zoo_args(request.path).get("env_kwargs") or {})
@@ -137,7 +139,7 @@ def _rl(request: CheckpointRequest) -> SavedAgent:
         **request.env_args,
     )
     return SavedAgent(
-        lambda: env_config.make(request.split),
+        lambda: BatchSizeEnv.from_config(env_config, request.split),
         lambda env: load_rl_controller(
             request.path, env, device=saved.device, trusted=request.trusted
         ),

@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger, make_output_format
 from stable_baselines3.common.vec_env import unwrap_vec_normalize
 
-from arbiter_env.lab.runlog import RunLogger
+if TYPE_CHECKING:
+    from arbiter_env.lab.runlog import RunLogger
 
 
 class WandbKVWriter(KVWriter):

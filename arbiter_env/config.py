@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from arbiter_env.files import atomic_write_text
+
 T = TypeVar("T")
 
 
@@ -259,8 +261,6 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def save_yaml(config: Any, file: str | Path) -> None:
     """Writes the resolved config, so a run folder records exactly what ran."""
-    from arbiter_env.lab.runfolder import atomic_write_text
-
     atomic_write_text(file, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
@@ -345,6 +345,29 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+def plain(value: Any) -> Any:
+    """``value`` as YAML/JSON-friendly data; callables by their qualified name, else ``repr``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalar
+        return value.item()
+    func = getattr(value, "func", None)  # functools.partial
+    if func is not None and hasattr(value, "keywords"):
+        return {"function": plain(func), "kwargs": plain(value.keywords)}
+    name = getattr(value, "__qualname__", None)
+    if name is not None:
+        return f"{getattr(value, '__module__', '')}.{name}".lstrip(".")
+    return repr(value)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -362,6 +385,7 @@ __all__ = [
     "from_dict",
     "load_yaml",
     "parse_yaml",
+    "plain",
     "read_yaml_file",
     "save_yaml",
     "to_dict",

@@ -91,7 +91,7 @@ def evaluate_task(task: str, args) -> dict:
         overrides.append(f"n_envs={args.n_envs}")
     config = load_agent_config("ppo", task=task, overrides=overrides)
     is_family = task.endswith("-family")
-    env = config.env.make("test")
+    env = BatchSizeEnv.from_config(config.env, "test")
     if is_family:
         cases = [(1_000_000 + i, inst.index) for i, inst in enumerate(env.family_instances)]
         cases = cases[: args.instances]

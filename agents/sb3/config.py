@@ -31,6 +31,7 @@ from arbiter_env.config import (
     apply_values,
     from_dict,
     read_yaml_file,
+    to_dict,
 )
 from arbiter_env.envs.batch_size import EnvConfig
 
@@ -334,8 +335,6 @@ def resolve_agent_config(
 
 def agent_config_dict(config: AgentConfig) -> dict[str, Any]:
     """A plain dict of the resolved config (for ``config.yaml`` and ``wandb.config``)."""
-    from arbiter_env.config import to_dict
-
     return to_dict(config)
 
 

@@ -15,7 +15,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from arbiter_env.agents import vecnormalize_io
-from arbiter_env.agents.safe_load import UnsafeCheckpointError
+from arbiter_env.agents.safe_load import UnsafeCheckpointError, load_model_safely
 from arbiter_env.agents.sb3.algorithms import ALGORITHMS
 from arbiter_env.agents.sb3.checkpoints import (
     MODEL_FILE,
@@ -150,9 +150,7 @@ def _load_model_safely(
     folder: Path, config: AgentConfig, env: gym.Env | None, device: str
 ) -> BaseAlgorithm:
     """The model of ``folder`` without unpickling, for the spaces of ``env`` (or its config's)."""
-    from arbiter_env.agents.safe_load import load_model_safely
-
-    spaces_from = env if env is not None else config.env.make()
+    spaces_from = env if env is not None else BatchSizeEnv.from_config(config.env)
     batch_env = spaces_from.unwrapped
     if (
         isinstance(batch_env, BatchSizeEnv)
@@ -210,7 +208,7 @@ def evaluate_rl_agent(
         deterministic: Greedy actions; default ``config.evaluation.deterministic``.
     """
     config = load_checkpoint_config(checkpoint)
-    env = env if env is not None else config.env.make(family_split)
+    env = env if env is not None else BatchSizeEnv.from_config(config.env, family_split)
     controller = load_rl_controller(checkpoint, env, device=config.device)
     if deterministic is None:
         deterministic = config.evaluation.deterministic

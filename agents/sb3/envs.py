@@ -17,7 +17,9 @@ from stable_baselines3.common.vec_env import (
     VecNormalize,
 )
 
+from arbiter_env.agents.population_vec_env import PopulationEnv  # loaded only when used
 from arbiter_env.agents.sb3.config import AgentConfig, EnvConfig
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks.families import is_family
 
 
@@ -37,7 +39,7 @@ class EnvFactory:
         if self.torch_threads is not None:
             # Only reached in a SubprocVecEnv worker, a process of its own.
             torch.set_num_threads(self.torch_threads)
-        return Monitor(self.env.make(self.family_split))
+        return Monitor(BatchSizeEnv.from_config(self.env, self.family_split))
 
 
 def make_vec_env(
@@ -82,7 +84,6 @@ def make_vec_env(
 def _population_vec_env(
     config: AgentConfig, n_envs: int, family_split: Literal["train", "test"]
 ) -> VecEnv:
-    from arbiter_env.agents.population_vec_env import PopulationEnv  # loaded only when used
 
     # Every member is built from this config; a family's members draw from `family_split`.
     kwargs = config.env.as_kwargs()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
+from arbiter_env.agents import zoo
 from arbiter_env.agents.sb3.algorithms import check_action_space
 from arbiter_env.agents.sb3.checkpoints import (
     checkpoint_timesteps,
@@ -30,6 +31,7 @@ from arbiter_env.agents.sb3.config import (
 )
 from arbiter_env.agents.sb3.controller import load_rl_controller, require_trust_for_pickles
 from arbiter_env.agents.sb3.fitting import train_rl_agent
+from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
 from arbiter_env.config import ConfigError
 from arbiter_env.controllers import (
     Controller,
@@ -39,6 +41,8 @@ from arbiter_env.controllers import (
     TrainRequest,
     make_controller,
 )
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.tasks import is_family
 
 if TYPE_CHECKING:
     from arbiter_env.lab.runlog import RunLogger
@@ -95,8 +99,6 @@ class SB3Training:
 
     def train(self, job: TrainingJob, log: RunLogger) -> None:
         """Trains on the job's task, overrides and env; the model folder is ``job.model_path``."""
-        from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
-
         config = sb3_training_config(job)
         final = train_rl_agent(
             config, job.work_dir, callbacks=[IntervalLoggingCallback(log, controller=job.label)]
@@ -157,7 +159,6 @@ def _check_untrained(name: str, kwargs: dict[str, Any], env: gym.Env) -> None:
             "kwargs.total_timesteps): it would be evaluated untrained. Set train_timesteps or "
             "kwargs.checkpoint."
         )
-    from arbiter_env.agents import zoo
 
     if zoo.is_zoo_model(checkpoint):
         zoo.require_trust(checkpoint, bool(kwargs.get("trusted", False)))  # model file there too
@@ -193,8 +194,6 @@ class SB3TrainingPlan:
 
     def run(self, log: RunLogger, progress: Callable[[int], None]) -> TrainOutcome:
         """Trains into ``log.run_dir`` (resuming if asked), then sets up the held-out episodes."""
-        from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
-
         request, config = self.request, self.agent
         if request.resume is not None and _inside(request.resume, log.run_dir):
             # Resuming in the run's own folder: drop what the interrupted run logged after the
@@ -214,7 +213,7 @@ class SB3TrainingPlan:
         )
         evaluation = None
         if request.evaluate:
-            env = config.env.make("test")
+            env = BatchSizeEnv.from_config(config.env, "test")
             evaluation = HeldOutEvaluation(
                 env,
                 load_rl_controller(checkpoint, env, device=config.device),
@@ -256,7 +255,7 @@ def _preflight(config: AgentConfig, resume: Path | None) -> None:
             problems.append(f"--resume {resume}: {_first_line(error)}")
     for split in ("train", "test"):
         try:
-            env = config.env.make(split)
+            env = BatchSizeEnv.from_config(config.env, split)
         except (ValueError, TypeError, FileNotFoundError) as error:
             problems.append(f"env ({split}): {_first_line(error)}")
             continue
@@ -288,7 +287,6 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _is_family(task: str) -> bool:
-    from arbiter_env.tasks import is_family
 
     return is_family(task)
 

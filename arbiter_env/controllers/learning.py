@@ -24,6 +24,8 @@ import gymnasium as gym
 
 from arbiter_env.config import ConfigError
 from arbiter_env.controllers.base import Controller, EpisodeRecord, Learner
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.tasks import make_task
 
 if TYPE_CHECKING:
     from arbiter_env.lab.runlog import RunLogger
@@ -59,17 +61,8 @@ class TrainingJob:
 
     def make_env(self) -> gym.Env:
         """The env of the job: its task, overrides and env arguments."""
-        from arbiter_env.envs.batch_size import BatchSizeEnv
-        from arbiter_env.tasks import make_task
-
         task = make_task(self.task, **self.task_overrides)
         return BatchSizeEnv(task, **{"record_wall_time": True, **self.env})
-
-    def make_controller(self, env: gym.Env) -> Controller:
-        """A new controller of the job for ``env``, from the registry."""
-        from arbiter_env.controllers.registry import make_controller
-
-        return make_controller(self.controller, env, **self.kwargs)
 
 
 @dataclass(frozen=True)
@@ -209,11 +202,13 @@ class LearnerTraining:
     """The default training: the controller is a :class:`Learner` and trains itself.
 
     Args:
+        factory: The registered factory, ``(env, **kwargs) -> controller``.
         cls: The controller's class when the factory is known to build one (its ``load`` loads
             a saved controller); ``None``: the class of a controller built by the factory.
     """
 
-    def __init__(self, cls: type | None = None):
+    def __init__(self, factory: Callable[..., Controller], cls: type | None = None):
+        self.factory = factory
         self.cls = cls
 
     @property
@@ -225,9 +220,7 @@ class LearnerTraining:
         self, name: str, kwargs: dict[str, Any], env: gym.Env, job: TrainingJob | None
     ) -> None:
         """Builds the controller; one that is trained must be a :class:`Learner`."""
-        from arbiter_env.controllers.registry import make_controller
-
-        controller = make_controller(name, env, **kwargs)
+        controller = self.factory(env, **kwargs)
         if job is not None and not isinstance(controller, Learner):
             raise ConfigError(
                 f"train_timesteps is {job.total_timesteps} but {name!r} has no learn()/save(); "
@@ -238,7 +231,7 @@ class LearnerTraining:
         """``learn`` in the job's env with the job's work folder, then ``save``."""
         env = job.make_env()
         env.reset(seed=job.seed)
-        controller = job.make_controller(env)
+        controller = self.factory(env, **job.kwargs)
         if not isinstance(controller, Learner):
             raise TypeError(
                 f"Controller {job.controller!r} has train_timesteps > 0 but no learn()/save()."
@@ -250,7 +243,7 @@ class LearnerTraining:
 
     def load(self, job: TrainingJob, env: gym.Env) -> Controller:
         """The class's ``load`` of ``job.model_path``."""
-        cls = self.cls if self.cls is not None else type(job.make_controller(env))
+        cls = self.cls if self.cls is not None else type(self.factory(env, **job.kwargs))
         if not issubclass(cls, Learner):
             raise TypeError(
                 f"Controller {job.controller!r} was trained but cannot load {job.model_path}."

@@ -46,10 +46,10 @@ class ControllerEntry:
 
     name: str
     factory: ControllerFactory
+    training: Training
     description: str | None = None
     env_defaults: dict[str, Any] = field(default_factory=dict)
     kind: str = "other"
-    training: Training = field(default_factory=LearnerTraining)
     needs_training: bool = False
     seeded: bool = False
 
@@ -93,7 +93,9 @@ def register_controller(
         description=description,
         env_defaults=dict(env_defaults or {}),
         kind=kind,
-        training=training if training is not None else LearnerTraining(_learner_class(factory)),
+        training=training
+        if training is not None
+        else LearnerTraining(factory, _learner_class(factory)),
         needs_training=needs_training,
         seeded=seeded,
     )

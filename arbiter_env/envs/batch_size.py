@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import OrderedDict
@@ -15,6 +16,7 @@ from gymnasium import spaces
 from torch.utils.hooks import RemovableHandle
 
 from arbiter_env.checks import check_int, check_options
+from arbiter_env.config import plain
 from arbiter_env.envs.actions import ActionEncoding
 from arbiter_env.envs.config import EnvConfig, init_signature, single_task
 from arbiter_env.envs.observation import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
@@ -279,6 +281,23 @@ class BatchSizeEnv(gym.Env):
 
     # --- batch sizes ----------------------------------------------------------------------------
 
+    @classmethod
+    def from_config(
+        cls, config: EnvConfig, family_split: FamilySplit | None = None
+    ) -> BatchSizeEnv:
+        """The environment ``config`` describes (its env fields only, if it extends ``EnvConfig``).
+
+        Args:
+            config: The environment's arguments.
+            family_split: For a task family, the split to draw instances from, in place of
+                ``config.family_split`` (an RL agent trains on ``"train"`` and is evaluated on
+                ``"test"``); ignored for a single task.
+        """
+        config = config.env_config()
+        if family_split is not None and is_family(config.task):
+            config = dataclasses.replace(config, family_split=family_split)
+        return cls(config=config)
+
     @property
     def batch_size(self) -> int:
         """Batch size of the last interval (``task.batch_start`` before the first step)."""
@@ -323,8 +342,6 @@ class BatchSizeEnv(gym.Env):
         ``task`` holds every field of the resolved task (factories by their qualified names);
         the rest are the environment's arguments, resolved (the ladder, the budget in samples).
         """
-        from arbiter_env.lab.wandb_utils import plain
-
         described: dict[str, Any] = {
             "task": plain(self.task),
             "action_encoding": self.action_encoding.name,

@@ -18,7 +18,7 @@ import difflib
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from arbiter_env.checks import check_int
 from arbiter_env.config import ConfigError, apply_overrides, to_dict
@@ -31,9 +31,6 @@ from arbiter_env.tasks.registry import make_task
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.lr_schedule import LrSchedule
 from arbiter_env.training.trainer import LR_SCALING_CHOICES, LrScaling, StatisticsSource
-
-if TYPE_CHECKING:
-    from arbiter_env.envs.batch_size import BatchSizeEnv
 
 __all__ = ["EnvConfig", "EnvOverrides"]
 
@@ -239,22 +236,6 @@ class EnvConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML, ``config.yaml`` and ``wandb.config``; :meth:`from_mapping` reads it."""
         return to_dict(self)
-
-    def make(self, family_split: FamilySplit | None = None) -> BatchSizeEnv:
-        """Builds the environment.
-
-        Args:
-            family_split: For a task family, the split to draw instances from, in place of
-                ``self.family_split`` (an RL agent trains on ``"train"`` and is evaluated on
-                ``"test"``); ignored for a single task.
-        """
-        from arbiter_env.envs.batch_size import BatchSizeEnv
-        from arbiter_env.tasks.families import is_family
-
-        config = self.env_config()
-        if family_split is not None and is_family(config.task):
-            config = dataclasses.replace(config, family_split=family_split)
-        return BatchSizeEnv(config=config)
 
 
 def init_signature() -> inspect.Signature:

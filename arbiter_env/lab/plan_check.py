@@ -22,6 +22,13 @@ import json
 from typing import Any
 
 from arbiter_env.config import ConfigError
+from arbiter_env.controllers import controller_entry, controller_env_defaults, list_controllers
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.lab.experiments.config import import_modules
+from arbiter_env.lab.experiments.plan import plan_runs
+from arbiter_env.lab.experiments.worker import training_job
+from arbiter_env.tasks import list_tasks, make_task
+from arbiter_env.training.data import transient_data_cache
 
 __all__ = ["PlanError", "check_plan"]
 
@@ -59,16 +66,11 @@ def check_plan(config: Any) -> None:
     it returns: the driver does not need them (workers load their own), and CIFAR alone would
     keep about 0.7 GB in it for the whole comparison.
     """
-    from arbiter_env.training.data import transient_data_cache
-
     with transient_data_cache():
         _check_plan(config)
 
 
 def _check_plan(config: Any) -> None:
-    from arbiter_env.controllers import list_controllers
-    from arbiter_env.lab.experiments.config import import_modules
-    from arbiter_env.tasks import list_tasks
 
     try:
         import_modules(config.imports)
@@ -108,9 +110,6 @@ def _task_problems(
     config: Any, task_name: str, task_where: str, known_controllers: set[str]
 ) -> list[str]:
     """Problems of one task: its overrides, its environments and every controller in them."""
-    from arbiter_env.envs.batch_size import BatchSizeEnv
-    from arbiter_env.tasks import make_task
-
     try:
         task = make_task(task_name, **config.task_overrides)
     except (ValueError, TypeError) as error:
@@ -140,8 +139,6 @@ def _task_problems(
 
 def _check_controller(spec: Any, task_name: str, config: Any, env: Any) -> None:
     """Builds one controller in ``env`` as its runs will; raises what is wrong with it."""
-    from arbiter_env.controllers import controller_entry
-
     # The entry's training checks the contestant (and its training run, if any).
     job = _training_job(spec, task_name, config)
     training = controller_entry(spec.controller).training
@@ -150,8 +147,6 @@ def _check_controller(spec: Any, task_name: str, config: Any, env: Any) -> None:
 
 def _env_of(spec: Any, config: Any) -> dict[str, Any]:
     """Exactly the env arguments the runs of ``spec`` get (see ``experiments.plan.plan_runs``)."""
-    from arbiter_env.controllers import controller_env_defaults
-
     return controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)
 
 
@@ -159,8 +154,6 @@ def _training_job(spec: Any, task: str, config: Any) -> Any:
     """The training job the comparison plans for ``spec`` on ``task`` (``None``: not trained)."""
     if spec.train_timesteps <= 0:
         return None
-    from arbiter_env.lab.experiments.plan import plan_runs
-    from arbiter_env.lab.experiments.worker import training_job
 
     # Exactly the training run the comparison plans (plan_runs is pure: nothing is written).
     train, _ = plan_runs(config, ".")

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from arbiter_env.controllers import controller_kind as registered_kind
+
 SCORE_METRIC = "test_accuracy"
 """The result key of the main score: the profile's and the ``iqm``/``p_improvement`` columns'."""
 
@@ -54,8 +56,6 @@ def controller_kind(registered: str) -> str:
     Each controller's registry entry says its kind; a name that is not registered (a user's
     controller whose module is not imported here) is of kind ``"other"``.
     """
-    from arbiter_env.controllers import controller_kind as registered_kind
-
     return registered_kind(registered)
 
 

@@ -1,4 +1,4 @@
-"""One writer per run folder, and files that are either complete or absent.
+"""One writer per run folder, and what a run's result records of its logs.
 
 * :class:`RunFolderLock` takes an exclusive ``flock`` on ``RUN_DIR/.arbiter.lock`` for as long as
   a command writes the folder. A second ``arbiter compare``, ``train``, ``evaluate`` or
@@ -6,9 +6,8 @@
   the holder (pid, host, command, start time); the command line turns it into exit code 2. The
   operating system releases the lock when the holder exits, however it exits (SIGKILL
   included), so a stale lock file never blocks anyone: only a live holder does.
-* :func:`atomic_write_text` writes a temporary file in the same folder, flushes and fsyncs it, and
-  renames it over the target, so a reader (or a resume after a kill, or a full disk) sees the
-  old file or the new one, never half of one.
+* Files are written whole or not at all (:func:`arbiter_env.files.atomic_write_text`), so a
+  reader (or a resume after a kill, or a full disk) sees the old file or the new one.
 * :func:`count_log_rows` and :func:`file_digest` let a run's ``result.json`` record what its logs
   held when it was written; resume trusts a run only if the logs still match (see
   :mod:`arbiter_env.lab.experiments.runner`).
@@ -23,7 +22,6 @@ import json
 import os
 import socket
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +31,6 @@ __all__ = [
     "RunFolderBusy",
     "RunFolderError",
     "RunFolderLock",
-    "atomic_write_text",
     "check_run_folder",
     "count_log_rows",
     "file_digest",
@@ -167,47 +164,6 @@ def _describe(text: str) -> str:
         )
     except (ValueError, KeyError, TypeError):
         return "another process"
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Replaces ``path`` with ``text`` atomically: a temp file, fsync, then rename.
-
-    The file gets the permissions of any file the process creates (``0o666`` less the umask),
-    like the plots and logs beside it, not the ``0o600`` of a temporary file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with contextlib.suppress(AttributeError, NotImplementedError):  # no fchmod on Windows
-            os.fchmod(descriptor, 0o666 & ~_umask())
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _umask() -> int:
-    # The umask can only be read by setting it; set it straight back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_folder(folder: Path) -> None:
-    # The rename is durable only once the folder's entry is; not possible on every platform.
-    with contextlib.suppress(OSError, AttributeError):
-        descriptor = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 def count_log_rows(path: Path) -> int | None:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import netrc
 import os
@@ -237,29 +236,3 @@ def sectioned(record: Mapping[str, Any]) -> dict[str, Any]:
         if name is not None:
             out[name] = value
     return out
-
-
-# --- what a run ran -----------------------------------------------------------------------------
-
-
-def plain(value: Any) -> Any:
-    """``value`` as YAML/JSON-friendly data; callables by their qualified name, else ``repr``."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalar
-        return value.item()
-    func = getattr(value, "func", None)  # functools.partial
-    if func is not None and hasattr(value, "keywords"):
-        return {"function": plain(func), "kwargs": plain(value.keywords)}
-    name = getattr(value, "__qualname__", None)
-    if name is not None:
-        return f"{getattr(value, '__module__', '')}.{name}".lstrip(".")
-    return repr(value)

@@ -171,7 +171,7 @@ def test_ppo_trains_checkpoints_reloads_evaluates_and_resumes(tmp_path):
     assert load_checkpoint_config(checkpoint) == config
     assert PPO.load(checkpoint / "model.zip").num_timesteps == 128
 
-    env = config.env.make()
+    env = BatchSizeEnv.from_config(config.env)
     numpy_state = np.random.get_state()
     controller = load_rl_controller(checkpoint, env)
     np.testing.assert_array_equal(numpy_state[1], np.random.get_state()[1])
@@ -260,7 +260,7 @@ def test_dqn_trains_and_resumes_with_its_replay_buffer(tmp_path):
         tmp_path / "resumed",
         resume_from=checkpoint,
     )
-    env = config.env.make()
+    env = BatchSizeEnv.from_config(config.env)
     assert len(run_episode(env, load_rl_controller(resumed, env), seed=1_000_000).rewards) == 4
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from report_records import experiment, ladder, result
 
-from arbiter_env import aggregates, report
+from arbiter_env.lab import aggregates, report
 
 
 def test_aggregate_compares_every_controller_with_the_best_fixed_size() -> None:

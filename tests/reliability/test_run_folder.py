@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from arbiter_env.files import atomic_write_text
 from arbiter_env.lab.cli import main
 from arbiter_env.lab.experiments import (
     commands,
@@ -24,7 +25,7 @@ from arbiter_env.lab.experiments import (
     run_comparison,
     runner,
 )
-from arbiter_env.lab.runfolder import RunFolderBusy, RunFolderLock, atomic_write_text
+from arbiter_env.lab.runfolder import RunFolderBusy, RunFolderLock
 
 HOLD_LOCK = textwrap.dedent(
     """

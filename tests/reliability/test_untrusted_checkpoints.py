@@ -116,7 +116,7 @@ def test_checkpoint_with_a_malicious_known_entry_loads_without_running_it(
     _tamper(tampered / "model.zip", "observation_space", _RunsCode(marker))
     controller = load_rl_controller(tampered)
     assert not marker.exists()
-    env = controller.config.env.make()
+    env = BatchSizeEnv.from_config(controller.config.env)
     assert len(run_episode(env, controller, seed=1_000_000).batch_sizes) == 2
     # The same weights as SB3's own (trusting) loader of the untouched checkpoint.
     trusted = load_rl_controller(checkpoint, trusted=True)

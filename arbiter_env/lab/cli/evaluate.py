@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from arbiter_env.agents.saved import CheckpointRequest, open_saved_agent
 from arbiter_env.config import apply_overrides
+from arbiter_env.controllers import controller_entry
 from arbiter_env.lab.cli import inputs
 from arbiter_env.lab.cli.output import (
     logged_run,
@@ -16,6 +18,7 @@ from arbiter_env.lab.cli.output import (
     print_summary,
     run_seeds,
 )
+from arbiter_env.tasks import is_family
 
 LEARN_FOLDER = "learn"
 """``--learn``'s work folder inside the run folder (a search keeps its study there)."""
@@ -57,7 +60,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         contestant = _registered(args, task_overrides, env_args, kwargs)
     shared = args.shared_agent or args.learn is not None
-    split = args.split if inputs.is_family(contestant.task) else None
+    split = args.split if is_family(contestant.task) else None
     config = {
         "command": "evaluate",
         "task": contestant.task,
@@ -107,8 +110,6 @@ def _registered(
     kwargs: dict[str, Any],
 ) -> _Contestant:
     """A registered controller, with its entry's env defaults unless ``-e`` sets them."""
-    from arbiter_env.controllers import controller_entry
-
     entry = controller_entry(args.controller)
     if entry.needs_training and args.learn is None and "checkpoint" not in kwargs:
         raise ValueError(
@@ -117,7 +118,7 @@ def _registered(
             f"checkpoint=FOLDER, or --learn TIMESTEPS to train it first."
         )
     task = args.task or inputs.DEFAULT_TASK
-    family_split = args.split if inputs.is_family(task) else None
+    family_split = args.split if is_family(task) else None
     # The controller's env defaults (Arbiter: continuous actions) unless -e sets them.
     env_args = entry.env_defaults | env_args
     contestant = _Contestant(
@@ -149,8 +150,6 @@ def _saved(
     kwargs: dict[str, Any],
 ) -> _Contestant:
     """A saved agent at the path ``--controller`` names."""
-    from arbiter_env.agents.saved import CheckpointRequest, open_saved_agent
-
     checkpoint = Path(args.controller).expanduser()
     if not checkpoint.exists():
         raise FileNotFoundError(

@@ -7,23 +7,14 @@ import importlib
 import os
 from typing import Any, get_type_hints
 
+from arbiter_env import controllers
 from arbiter_env.config import ConfigError, apply_overrides, from_dict
+from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.envs.config import EnvConfig
+from arbiter_env.tasks import Task
+from arbiter_env.tasks.registry import builder_arguments
 
 DEFAULT_TASK = "digits-mlp"
-
-
-def list_tasks() -> list[str]:
-    """The registered task names."""
-    from arbiter_env.tasks import list_tasks as registered
-
-    return registered()
-
-
-def is_family(task: str) -> bool:
-    """Whether ``task`` names a task family."""
-    from arbiter_env.tasks import is_family as family
-
-    return family(task)
 
 
 def task_overrides(items: list[str], task: str | None = None) -> dict[str, Any]:
@@ -31,9 +22,6 @@ def task_overrides(items: list[str], task: str | None = None) -> dict[str, Any]:
 
     Arguments of the task's builder (``data_dir`` for the file-backed tasks) are accepted too.
     """
-    from arbiter_env.tasks import Task
-    from arbiter_env.tasks.registry import builder_arguments
-
     overrides = apply_overrides({}, items)
     hints = get_type_hints(Task)
     names = {f.name for f in dataclasses.fields(Task)}
@@ -63,8 +51,6 @@ def make_env(
     env_args: dict[str, Any] | None = None,
 ) -> Any:
     """A ``BatchSizeEnv``; a task that rejects a value raises ``ValueError`` naming the task."""
-    from arbiter_env.envs.batch_size import BatchSizeEnv
-
     try:
         return BatchSizeEnv(
             task,
@@ -87,16 +73,12 @@ _NOT_ENV_OPTIONS = {
 
 def env_keys() -> list[str]:
     """The ``BatchSizeEnv`` arguments that ``-e KEY=VALUE`` may set."""
-    from arbiter_env.envs.config import EnvConfig
-
     return [name for name in EnvConfig.field_names() if name not in _NOT_ENV_OPTIONS]
 
 
 def env_args(items: list[str]) -> dict[str, Any]:
     """``-e KEY=VALUE`` items as typed ``BatchSizeEnv`` arguments, each read once, here."""
     import difflib
-
-    from arbiter_env.envs.config import EnvConfig
 
     values = apply_overrides({}, items)
     for key in sorted(values.keys() & _NOT_ENV_OPTIONS.keys()):
@@ -126,10 +108,8 @@ def set_threads(threads: int | None) -> None:
 
 def make_controller(name: str, env: Any, kwargs: dict[str, Any]) -> Any:
     """The registered controller ``name``; unknown keyword arguments raise ``ValueError``."""
-    from arbiter_env.controllers import make_controller as registered
-
     try:
-        return registered(name, env, **kwargs)
+        return controllers.make_controller(name, env, **kwargs)
     except TypeError as error:  # keyword arguments the factory does not take
         raise ValueError(f"Controller {name!r}: {error}") from None
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from arbiter_env.controllers import describe_controller, list_controllers
 from arbiter_env.lab.cli.output import console
+from arbiter_env.tasks import get_family, list_families, list_tasks, make_task, needs_data_files
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     """``arbiter tasks``: a table of tasks and one of task families."""
     from rich.table import Table
-
-    from arbiter_env.tasks import list_tasks, make_task, needs_data_files
 
     table = Table(
         title="Tasks",
@@ -44,8 +44,6 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def _families_table() -> object:
     from rich.table import Table
 
-    from arbiter_env.tasks import get_family, list_families
-
     families = Table(title="Task families")
     families.add_column("family", no_wrap=True)
     for column in ("base task", "lr range", "momenta", "widths", "epochs"):
@@ -65,8 +63,6 @@ def _families_table() -> object:
 
 def cmd_controllers(args: argparse.Namespace) -> int:
     """``arbiter controllers``: the registered controllers, one line of description each."""
-    from arbiter_env.controllers import describe_controller, list_controllers
-
     names = list_controllers()
     width = max(map(len, names), default=0)
     for name in names:

@@ -16,6 +16,8 @@ import numpy as np
 
 from arbiter_env.controllers import EpisodeRecord
 from arbiter_env.lab.runfolder import RunFolderLock
+from arbiter_env.lab.runlog import RunLogger, make_run_dir
+from arbiter_env.lab.wandb_utils import wandb_review_lines
 
 
 @contextlib.contextmanager
@@ -24,8 +26,6 @@ def logged_run(
 ) -> Iterator[tuple[Any, Any]]:
     """A :class:`RunLogger` for the command's run folder and a progress display on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from arbiter_env.lab.runlog import RunLogger, make_run_dir
 
     run_dir = args.run_dir or make_run_dir(job)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
@@ -153,8 +153,6 @@ def print_training(episodes: list[dict[str, Any]], checkpoint: Path) -> None:
 
 def print_run_folder(run_dir: Path) -> None:
     """Where the run is, and the commands that browse its W&B run offline and upload it."""
-    from arbiter_env.lab.wandb_utils import wandb_review_lines
-
     info_file = run_dir / "run.json"
     info = json.loads(info_file.read_text()) if info_file.is_file() else {}
     print(f"run folder: {run_dir}")

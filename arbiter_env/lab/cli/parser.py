@@ -11,6 +11,8 @@ from arbiter_env.lab.cli.evaluate import cmd_evaluate
 from arbiter_env.lab.cli.inputs import DEFAULT_TASK
 from arbiter_env.lab.cli.listing import cmd_controllers, cmd_tasks
 from arbiter_env.lab.cli.train import cmd_train
+from arbiter_env.lab.experiments.benchmark import add_benchmark_subcommand
+from arbiter_env.lab.experiments.commands import add_comparison_subcommands  # compare, plot
 from arbiter_env.lab.runlog.writers import WANDB_MODES
 from arbiter_env.lab.user_code import add_import_option
 
@@ -19,9 +21,6 @@ DEFAULT_THREADS = 1
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``arbiter`` command."""
-    from arbiter_env.lab.experiments.benchmark import add_benchmark_subcommand
-    from arbiter_env.lab.experiments.commands import add_comparison_subcommands  # compare, plot
-
     parser = argparse.ArgumentParser(
         prog="arbiter",
         description="Neural-network training as an environment whose action is the batch size.",

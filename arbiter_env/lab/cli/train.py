@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from arbiter_env.config import ConfigError, check_config_file, read_yaml_file
-from arbiter_env.controllers import TrainRequest, inline_value
+from arbiter_env.controllers import (
+    TrainRequest,
+    controller_entry,
+    inline_value,
+    trainable_controllers,
+)
 from arbiter_env.lab.cli import inputs
 from arbiter_env.lab.cli.output import (
     logged_run,
@@ -20,12 +25,11 @@ from arbiter_env.lab.cli.output import (
 )
 from arbiter_env.lab.runlog.values import plain_value
 from arbiter_env.lab.user_code import import_modules, share_with_workers
+from arbiter_env.tasks import is_family, list_tasks
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``arbiter train``: resolve the agent's config, train with logging, summarise."""
-    from arbiter_env.controllers import controller_entry, trainable_controllers
-
     agents = trainable_controllers()
     if args.agent not in agents:
         raise ValueError(f"Unknown agent {args.agent!r}; use one of {', '.join(agents)}.")
@@ -73,9 +77,7 @@ def _request(args: argparse.Namespace) -> TrainRequest:
             "runs any code its author put there; add --trust-checkpoint if you made or trust it."
         )
     file_data = _read_config_imports(args)  # imports: first, they may register the task
-    if args.task is not None and not (
-        inputs.is_family(args.task) or args.task in inputs.list_tasks()
-    ):
+    if args.task is not None and not (is_family(args.task) or args.task in list_tasks()):
         inputs.make_env(args.task, {})  # raises the registry's "unknown task" message
     inputs.task_overrides(args.task_override, args.task)  # checks names and types early
     # -e KEY=VALUE and trailing env.KEY=VALUE: environment arguments, checked here.

@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import arbiter_env  # noqa: F401 - registers the environment and the built-in tasks
 from arbiter_env.config import ConfigError, load_yaml
+from arbiter_env.controllers import list_controllers
 from arbiter_env.envs.config import EnvOverrides
+from arbiter_env.lab.user_code import UserImportError, add_working_folder
+from arbiter_env.lab.user_code import import_modules as import_user_modules
 from arbiter_env.lab.wandb_utils import WandbMode
+from arbiter_env.tasks import list_tasks
 
 EngineName = Literal["local", "ray"]
 
@@ -187,9 +192,6 @@ def validate_names(config: ExperimentConfig) -> None:
     Runs in the driver before anything starts, so a typo fails in a second, not after the
     other runs. Modules in ``config.imports`` are imported first (they may register names).
     """
-    from arbiter_env.controllers import list_controllers
-    from arbiter_env.tasks import list_tasks
-
     import_modules(config.imports)
     tasks, controllers = list_tasks(), list_controllers()
     for index, task in enumerate(config.tasks):
@@ -205,10 +207,6 @@ def validate_names(config: ExperimentConfig) -> None:
 
 def import_modules(modules: Iterable[str]) -> None:
     """Imports the modules of ``imports`` (plus the built-ins); a failure is a ``ConfigError``."""
-    import arbiter_env  # noqa: F401 - registers the environment and the built-in tasks
-    from arbiter_env.lab.user_code import UserImportError, add_working_folder
-    from arbiter_env.lab.user_code import import_modules as import_user_modules
-
     # The working folder is importable in the driver and in every worker, as with `python -m`.
     add_working_folder()
     try:

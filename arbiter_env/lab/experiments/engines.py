@@ -17,6 +17,8 @@ from arbiter_env.config import ConfigError
 from arbiter_env.lab.experiments.config import EngineConfig
 from arbiter_env.lab.experiments.plan import RunSpec
 from arbiter_env.lab.experiments.worker import execute_run
+from arbiter_env.lab.forkserver_guard import DRIVER_ENV_VAR
+from arbiter_env.lab.workers import die_with_driver
 
 Outcome = dict[str, Any] | BaseException
 """A run's result record, or the exception that killed its worker."""
@@ -62,8 +64,6 @@ class _LocalEngine:
         # fast, and a second comparison in the same process (a resume) reuses the server.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(_PRELOAD))
-        from arbiter_env.lab.forkserver_guard import DRIVER_ENV_VAR
-        from arbiter_env.lab.workers import die_with_driver
 
         # Read by the fork server (started lazily, with this environment) as it imports _PRELOAD.
         os.environ[DRIVER_ENV_VAR] = str(os.getpid())

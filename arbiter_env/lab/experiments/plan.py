@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from arbiter_env.controllers import controller_env_defaults
 from arbiter_env.envs.config import EnvConfig, EnvOverrides
 from arbiter_env.lab.experiments.config import ControllerSpec, ExperimentConfig, path_component
 from arbiter_env.lab.experiments.files import RESULT_FILE
@@ -79,8 +80,6 @@ def run_env(config: ExperimentConfig, spec: ControllerSpec) -> EnvOverrides:
         ConfigError: an unknown env argument (naming the closest one), a bad value, or a field
             that the experiment sets elsewhere (``task``, ``task_kwargs``, ``family_split``).
     """
-    from arbiter_env.controllers import controller_env_defaults
-
     index = config.controllers.index(spec)
     return {
         **EnvConfig.checked(

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbiter_env.config import to_dict
+from arbiter_env.files import atomic_write_text
+from arbiter_env.lab import plots
 from arbiter_env.lab.aggregates import aggregate, aggregates_markdown, aggregates_note
 from arbiter_env.lab.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
 from arbiter_env.lab.experiments.files import (
@@ -29,8 +31,8 @@ from arbiter_env.lab.experiments.files import (
     read_jsonl,
 )
 from arbiter_env.lab.report import dumps_strict, markdown_table, strict_json_value, summarize
-from arbiter_env.lab.runfolder import atomic_write_text
 from arbiter_env.lab.runlog import INTERVALS_FILE, wandb_init_timeout
+from arbiter_env.lab.wandb_utils import prepare_wandb, summary_run_id
 
 if TYPE_CHECKING:  # matplotlib is imported only when a report is drawn
     from arbiter_env.lab.plots import FigureSize
@@ -75,8 +77,6 @@ def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dic
         ``{"rows": summary rows, "aggregates": rows across tasks, "results_csv": path,
         "results_md": path, "runs_csv": path, "plots": [paths], "markdown": text}``.
     """
-    from arbiter_env.lab import plots
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"Run folder {run_dir} does not exist.")
@@ -208,8 +208,6 @@ def log_wandb_summary(
         return
     try:
         import wandb
-
-        from arbiter_env.lab.wandb_utils import prepare_wandb, summary_run_id
 
         name = f"{config.name}-summary"
         prepare_wandb(config.wandb.mode)

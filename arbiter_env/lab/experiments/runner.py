@@ -34,6 +34,7 @@ from arbiter_env.lab.experiments.results import (
     rebuild_report,
 )
 from arbiter_env.lab.experiments.worker import failed_result
+from arbiter_env.lab.plan_check import check_plan
 from arbiter_env.lab.runfolder import RunFolderLock, count_log_rows, file_digest
 from arbiter_env.lab.runlog import INTERVALS_FILE
 
@@ -124,7 +125,6 @@ def _run_locked(
     figure_size: FigureSize,
 ) -> ComparisonResult:
     config = _resolve(config, run_dir, engine_config)
-    from arbiter_env.lab.plan_check import check_plan
 
     # The whole plan, before anything runs: every problem at once, in seconds.
     check_plan(config)

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from arbiter_env.controllers import TrainingJob, controller_entry, make_controller
+from arbiter_env.controllers import TrainingJob, controller_entry, make_controller, run_episode
+from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.lab.experiments.config import import_modules
 from arbiter_env.lab.experiments.files import RESULT_FILE, read_json, write_json
 from arbiter_env.lab.experiments.plan import RunSpec
@@ -25,6 +26,7 @@ from arbiter_env.lab.runfolder import count_log_rows, file_digest
 from arbiter_env.lab.runlog import RunLogger
 from arbiter_env.lab.runlog.summary import record_metrics
 from arbiter_env.lab.workers import exit_if_driver_gone
+from arbiter_env.tasks import make_task
 
 
 def failed_result(spec: RunSpec, error: str | None) -> dict[str, Any]:
@@ -112,8 +114,6 @@ def _prepare_worker(spec: RunSpec) -> None:
 
 
 def _make_env(spec: RunSpec) -> Any:
-    from arbiter_env.envs.batch_size import BatchSizeEnv
-    from arbiter_env.tasks import make_task
 
     overrides = dict(spec.task_overrides)
     task = make_task(spec.task, **overrides)
@@ -175,8 +175,6 @@ def _train(spec: RunSpec) -> dict[str, Any]:
 
 def _evaluate(spec: RunSpec) -> dict[str, Any]:
     """Runs one seeded episode of the controller and logs every interval."""
-    from arbiter_env.controllers import run_episode
-
     env = _make_env(spec)
     controller = _evaluated_controller(spec, env)
     tracker = _IntervalTracker(spec.target_accuracy)

@@ -6,7 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from arbiter_env.lab.wandb_utils import plain
+from arbiter_env.config import plain
+from arbiter_env.controllers import controller_kind
 
 
 def config_labels(config: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -25,7 +26,6 @@ def kind_tag(controller: str | None) -> str | None:
     """``kind:KIND`` for a registered controller name (fixed, schedule, adaptive, rl, ...)."""
     if not controller:
         return None
-    from arbiter_env.controllers import controller_kind
 
     return f"kind:{controller_kind(controller)}"
 

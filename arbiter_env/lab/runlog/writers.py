@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TextIO, get_args
 
+from arbiter_env.files import atomic_write_text
 from arbiter_env.lab.runlog.values import is_number, json_safe
 from arbiter_env.lab.wandb_utils import WandbMode, prepare_wandb, wandb_api_key_configured
 
@@ -110,8 +111,6 @@ class JsonlWriter:
 
     def replace(self, name: str, records: Iterable[Mapping[str, Any]]) -> None:
         """Rewrites file ``name`` atomically with ``records``; later writes append to it."""
-        from arbiter_env.lab.runfolder import atomic_write_text
-
         self._files[name].close()
         atomic_write_text(
             self.folder / name,
