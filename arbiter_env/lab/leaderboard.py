@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from arbiter_env.lab import report
+from arbiter_env.lab import report, rliable_stats
 
 SCORE_METRIC = "test_accuracy"
 PROFILE_TAUS = (0.0, 0.5, 1.0)
@@ -173,15 +173,15 @@ def cost_to_target(result: dict[str, Any], target: float) -> dict[str, float]:
 def pooled_rows(
     scores: SuiteScores,
     kinds: dict[str, str],
-    resamples: int = report.BOOTSTRAP_RESAMPLES,
-    seed: int = report.BOOTSTRAP_SEED,
+    resamples: int = rliable_stats.BOOTSTRAP_RESAMPLES,
+    seed: int = rliable_stats.BOOTSTRAP_SEED,
 ) -> list[dict[str, Any]]:
     """Per controller: IQM, P(improvement over the upper reference), profile, with 95% CIs."""
     reference = _reference_scores(scores)
     taus = np.asarray(PROFILE_TAUS)
     rows = []
     for label, per_task in scores.scores.items():
-        value, low, high = report.iqm_interval(per_task, resamples, seed)
+        value, low, high = rliable_stats.iqm_interval(per_task, resamples, seed)
         row: dict[str, Any] = {
             "controller": label,
             "kind": kinds.get(label, "other"),
@@ -189,8 +189,8 @@ def pooled_rows(
             "iqm": (value, low, high),
         }
         if reference is not None:
-            row["p_improvement"] = report.improvement_interval(per_task, reference, resamples, seed)
-        profile, p_low, p_high = report.profile_interval(per_task, taus, resamples, seed)
+            row["p_improvement"] = rliable_stats.improvement_interval(per_task, reference, resamples, seed)
+        profile, p_low, p_high = rliable_stats.profile_interval(per_task, taus, resamples, seed)
         row["profile"] = list(zip(profile, p_low, p_high, strict=True))
         rows.append(row)
     rows.sort(key=lambda r: -r["iqm"][0])
@@ -219,7 +219,7 @@ def leaderboard_markdown(
     description: str = "",
     provenance: list[str] | None = None,
     notes: list[str] | None = None,
-    resamples: int = report.BOOTSTRAP_RESAMPLES,
+    resamples: int = rliable_stats.BOOTSTRAP_RESAMPLES,
 ) -> str:
     """The leaderboard: pooled scores, per-task normalised scores, costs, raw tables."""
     scores = suite_scores(results)
@@ -270,7 +270,7 @@ def _pooled_table(pooled: list[dict[str, Any]]) -> list[str]:
         "reference): probability that a run beats a run of the task's upper reference (ties "
         "½), averaged over tasks. The last columns are the performance profile: the fraction of "
         "runs above each score, averaged over tasks. 95% CIs: stratified bootstrap over runs "
-        f"within tasks, percentile method, {report.BOOTSTRAP_RESAMPLES:,} resamples (rliable's "
+        f"within tasks, percentile method, {rliable_stats.BOOTSTRAP_RESAMPLES:,} resamples (rliable's "
         "definitions; Agarwal et al., NeurIPS 2021).",
     ]
     return lines
@@ -321,7 +321,7 @@ def _schedule_section(scores: SuiteScores, kinds: dict[str, str], resamples: int
     )
     best_fixed = max(
         (label for label in subset.scores if kinds.get(label) == "fixed"),
-        key=lambda label: report.iqm(subset.scores[label]),
+        key=lambda label: rliable_stats.iqm(subset.scores[label]),
         default=None,
     )
     lines = [
@@ -338,9 +338,9 @@ def _schedule_section(scores: SuiteScores, kinds: dict[str, str], resamples: int
     shown = [label for label in subset.scores if kinds.get(label) in ("schedule", "fixed")]
     for label in sorted(shown, key=lambda label: kinds.get(label) == "fixed"):
         per_task = subset.scores[label]
-        iqm = report.iqm_interval(per_task, resamples, report.BOOTSTRAP_SEED)
+        iqm = rliable_stats.iqm_interval(per_task, resamples, rliable_stats.BOOTSTRAP_SEED)
         versus = (
-            _interval(report.improvement_interval(per_task, subset.scores[best_fixed], resamples))
+            _interval(rliable_stats.improvement_interval(per_task, subset.scores[best_fixed], resamples))
             if best_fixed is not None
             else "–"
         )
