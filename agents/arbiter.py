@@ -181,8 +181,6 @@ class Arbiter(BatchSizeController):
         self._hook = trainer.add_step_hook(self._on_inner_update)
         self._info_handle = self.batch_env.add_info_source(self.interval_diagnostics)
 
-    # --- properties -----------------------------------------------------------------------------
-
     @property
     def trainer(self) -> InnerTrainer:
         """The env's inner trainer (its hyper-learning interface)."""
@@ -465,11 +463,7 @@ class Arbiter(BatchSizeController):
         self.meta_steps = int(state["meta_steps"])
 
     def save(self, path: str | Path) -> None:
-        """Writes :meth:`state_dict` to ``path`` (a ``torch.save`` file).
-
-        Save between episodes: the next episode of the loaded agent then makes exactly the
-        decisions the saved agent would have made.
-        """
+        """Writes :meth:`state_dict`; loaded between episodes, it decides as this agent would."""
         torch.save(self.state_dict(), Path(path))
 
     @classmethod

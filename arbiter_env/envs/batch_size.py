@@ -15,15 +15,15 @@ import numpy as np
 from gymnasium import spaces
 from torch.utils.hooks import RemovableHandle
 
-from arbiter_env.checks import check_int, check_options
+from arbiter_env.checks import check_options
 from arbiter_env.config import plain
 from arbiter_env.envs.actions import ActionEncoding
 from arbiter_env.envs.config import EnvConfig, init_signature, single_task
+from arbiter_env.envs.family_episodes import FamilyEpisodes
 from arbiter_env.envs.observation import OBSERVATION_HIGH, OBSERVATION_LOW, build_observation
 from arbiter_env.envs.render import RENDER_MODES, EpisodeHistory, FrameRenderer, render_ansi
 from arbiter_env.envs.rewards import interval_cost, interval_reward, worst_case_cost
-from arbiter_env.tasks.families import FamilyInstance, FamilySplit, TaskFamily, is_family
-from arbiter_env.tasks.families import get_family as _get_family
+from arbiter_env.tasks.families import FamilySplit, TaskFamily, is_family
 from arbiter_env.tasks.spec import Task
 from arbiter_env.training.stats import GradientStatistics
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult
@@ -257,20 +257,7 @@ class BatchSizeEnv(gym.Env):
     def _use_trainer(self, trainer: InnerTrainer) -> None:
         """Makes ``trainer`` (and its task) the one the next intervals train with."""
         task = trainer.task
-        num_train = int(trainer.data.x_train.shape[0])
-        if task.batch_max > num_train:
-            # A batch of more examples than the training part holds would repeat examples, and
-            # info would report a batch size the run never really had.
-            raise ValueError(
-                f"Task {task.name!r}: batch_max {task.batch_max} is above the {num_train} "
-                f"examples of its training part; set batch_max <= {num_train} "
-                f"(task_kwargs={{'batch_max': ...}}, or -t batch_max=...)."
-            )
-        if trainer.budget < task.num_intervals:
-            raise ValueError(
-                f"Task {task.name!r}: a budget of {trainer.budget} samples cannot fill "
-                f"{task.num_intervals} intervals; raise epochs or lower num_intervals."
-            )
+        trainer.check_task_fits()
         self.trainer = trainer
         self.task = task
         self.budget = trainer.budget
@@ -580,54 +567,25 @@ class BatchSizeEnv(gym.Env):
 
     def _family_stand_in(self, config: EnvConfig) -> Task:
         """Sets up the family of ``config.task``; returns its first instance's task."""
-        assert isinstance(config.task, str | TaskFamily)
-        self.family = (
-            config.task if isinstance(config.task, TaskFamily) else _get_family(config.task)
-        )
-        self.family_split: FamilySplit = config.family_split or "train"
-        self.family_instances: tuple[FamilyInstance, ...] = self.family.instances(self.family_split)
-        self._family_overrides = dict(config.task_kwargs)
-        if config.num_intervals is not None:
-            self._family_overrides["num_intervals"] = config.num_intervals
-        if config.lr_schedule is not None:
-            self._family_overrides["lr_schedule"] = config.lr_schedule
-        self.family.check_bounds(**self._family_overrides)
-        # One trainer per instance, built on first use: the data is split once per instance and
-        # process, not at every reset.
-        self._family_trainers: dict[int, InnerTrainer] = {}
+        self.family_episodes = FamilyEpisodes(config)
+        self.family = self.family_episodes.family
+        self.family_split: FamilySplit = self.family_episodes.split
+        self.family_instances = self.family_episodes.instances
         self.family_instance = self.family_instances[0]
-        return self.family.make_task(self.family_instance, **self._family_overrides)
+        return self.family_episodes.task(self.family_instance)
 
     def _switch_family_instance(self, options: dict[str, Any] | None) -> None:
-        assert self.family is not None
-        if options and "family_instance" in options:
-            index = check_int("options['family_instance']", options["family_instance"])
-            by_index = {instance.index: instance for instance in self.family_instances}
-            if index not in by_index:
-                raise ValueError(
-                    f"Instance {index} is not in the {self.family_split!r} split of "
-                    f"{self.family.name!r}; its indices are {sorted(by_index)}."
-                )
-            instance = by_index[index]
-        else:
-            instance = self.family.sample(self.family_split, self.np_random)
-        if instance.index not in self._family_trainers:
-            if not self._family_trainers and instance.index == self.family_instance.index:
-                trainer = self.trainer  # built by __init__ for the stand-in instance
-            else:
-                trainer = self._new_trainer(
-                    self.family.make_task(instance, **self._family_overrides)
-                )
-            self._family_trainers[instance.index] = trainer
+        instance = self.family_episodes.choose(options, self.np_random)
+        trainers = self.family_episodes.trainers
+        if instance.index not in trainers:
+            # The first instance drawn may be the stand-in, whose trainer __init__ built.
+            stand_in = not trainers and instance.index == self.family_instance.index
+            trainers[instance.index] = (
+                self.trainer if stand_in else self._new_trainer(self.family_episodes.task(instance))
+            )
         self.family_instance = instance
-        self._use_trainer(self._family_trainers[instance.index])
-        self._family_info = {
-            "task": instance.name,
-            "family": self.family.name,
-            "family_split": self.family_split,
-            "family_instance": instance.index,
-            "family_settings": instance.settings(),
-        }
+        self._use_trainer(trainers[instance.index])
+        self._family_info = self.family_episodes.info(instance)
 
 
 # help() and inspect.signature list every argument with its default, written from EnvConfig.

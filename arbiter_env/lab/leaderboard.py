@@ -189,7 +189,9 @@ def pooled_rows(
             "iqm": (value, low, high),
         }
         if reference is not None:
-            row["p_improvement"] = rliable_stats.improvement_interval(per_task, reference, resamples, seed)
+            row["p_improvement"] = rliable_stats.improvement_interval(
+                per_task, reference, resamples, seed
+            )
         profile, p_low, p_high = rliable_stats.profile_interval(per_task, taus, resamples, seed)
         row["profile"] = list(zip(profile, p_low, p_high, strict=True))
         rows.append(row)
@@ -340,7 +342,9 @@ def _schedule_section(scores: SuiteScores, kinds: dict[str, str], resamples: int
         per_task = subset.scores[label]
         iqm = rliable_stats.iqm_interval(per_task, resamples, rliable_stats.BOOTSTRAP_SEED)
         versus = (
-            _interval(rliable_stats.improvement_interval(per_task, subset.scores[best_fixed], resamples))
+            _interval(
+                rliable_stats.improvement_interval(per_task, subset.scores[best_fixed], resamples)
+            )
             if best_fixed is not None
             else "–"
         )

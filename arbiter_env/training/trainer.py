@@ -440,6 +440,24 @@ class InnerTrainer(HyperLearningInterface):
             return self.lr_for(batch_size)
         return self._applied_lr
 
+    def check_task_fits(self) -> None:
+        """Raises ``ValueError`` unless the task's ladder fits its data and its intervals its budget."""
+        task = self.task
+        num_train = int(self.data.x_train.shape[0])
+        if task.batch_max > num_train:
+            # A batch of more examples than the training part holds would repeat examples, and
+            # info would report a batch size the run never really had.
+            raise ValueError(
+                f"Task {task.name!r}: batch_max {task.batch_max} is above the {num_train} "
+                f"examples of its training part; set batch_max <= {num_train} "
+                f"(task_kwargs={{'batch_max': ...}}, or -t batch_max=...)."
+            )
+        if self.budget < task.num_intervals:
+            raise ValueError(
+                f"Task {task.name!r}: a budget of {self.budget} samples cannot fill "
+                f"{task.num_intervals} intervals; raise epochs or lower num_intervals."
+            )
+
     @property
     def current_lr(self) -> float:
         """Learning rate in the optimizer's first parameter group."""

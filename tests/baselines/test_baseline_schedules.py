@@ -163,10 +163,11 @@ def test_seesaw_trades_each_halving_of_the_lr_for_a_doubling_of_b_and_a_sqrt2_st
     from arbiter_env.baselines import Seesaw
 
     task = tiny_task.replace(
+        data=_blobs_640,
         batch_min=8,
         batch_start=64,
         batch_max=512,
-        epochs=2,
+        epochs=0.5,  # 320 samples, as 2 epochs of tiny_task's 160
         num_intervals=10,
         lr_schedule={"name": "step", "milestones": (0.5,), "gamma": 0.25},
     )
@@ -184,10 +185,11 @@ def test_seesaw_on_cosine_doubles_where_the_cosine_halves(tiny_task):
     from arbiter_env.baselines import Seesaw
 
     task = tiny_task.replace(
+        data=_blobs_640,
         batch_min=8,
         batch_start=64,
         batch_max=512,
-        epochs=2,
+        epochs=0.5,  # 320 samples, as 2 epochs of tiny_task's 160
         num_intervals=10,
         lr_schedule="cosine",
     )

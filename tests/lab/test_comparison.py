@@ -28,7 +28,7 @@ from arbiter_env.lab.experiments import (
     run_comparison,
 )
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "experiments"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "experiments"
 
 PLUGIN = textwrap.dedent(
     """

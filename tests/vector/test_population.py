@@ -310,7 +310,7 @@ def _private_accesses(source: str) -> list[str]:
 
 
 def test_the_population_modules_touch_no_private_attribute_of_another_object():
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     for module in POPULATION_MODULES:
         assert _private_accesses((root / module).read_text()) == [], module
 

@@ -84,7 +84,7 @@ def experiment_file(name: str) -> Path:
         return path
     candidates = [
         root / "configs" / "experiments" / f"{name}.yaml"
-        for root in (Path.cwd(), Path(__file__).resolve().parents[2])
+        for root in (Path.cwd(), Path(__file__).resolve().parents[3])
     ]
     for candidate in candidates:
         if candidate.is_file():

@@ -8,7 +8,7 @@ import pytest
 
 from arbiter_env.lab.experiments.commands import experiment_file
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "experiments"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "experiments"
 
 
 def test_config_name_resolves_to_configs_experiments_name_yaml(tmp_path, monkeypatch) -> None:
