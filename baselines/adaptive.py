@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arbiter_env.baselines.common import Baseline, check_batch_size, require
+from arbiter_env.baselines.common import Baseline, NoiseAverages, check_batch_size, require
 from arbiter_env.envs.observation import observation_value
 
 # --- CABS -----------------------------------------------------------------------------------------
@@ -127,26 +127,15 @@ class NoiseScale(Baseline):
 
     Config = NoiseScaleConfig
     config: NoiseScaleConfig
-    # The moving averages S̄ and |G|²̄; None until the first observation of an episode.
-    _trace: float | None = None
-    _grad_sq: float | None = None
 
     def on_episode_start(self, observation: np.ndarray) -> None:
         """Forgets the moving averages: they restart at the episode's first observation."""
-        self._trace = None
-        self._grad_sq = None
+        self._averages = NoiseAverages(self.config.ema_decay)
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
         """Updates the moving averages of S and |G|² and returns ``scale·S̄/|G|²̄``, clipped."""
-        trace = observation_value(observation, "log10_trace_cov")
-        grad_sq = observation_value(observation, "log10_grad_sq_norm")
-        decay = self.config.ema_decay
-        if self._trace is None or self._grad_sq is None:
-            self._trace, self._grad_sq = trace, grad_sq
-        else:
-            self._trace = decay * self._trace + (1 - decay) * trace
-            self._grad_sq = decay * self._grad_sq + (1 - decay) * grad_sq
-        return self.clip(self.config.scale * self._trace / self._grad_sq)
+        trace, grad_sq = self._averages.update(observation)
+        return self.clip(self.config.scale * trace / grad_sq)
 
 
 # --- norm test ------------------------------------------------------------------------------------

@@ -114,3 +114,30 @@ def check_batch_size(name: str, value: int | None) -> None:
     require(
         value is None or value >= 1, f"{name} must be >= 1 (or null for the task's), got {value}."
     )
+
+
+class NoiseAverages:
+    """Moving averages of tr(Σ) and |G|² from the observation, kept apart.
+
+    A noise scale is then a ratio of averages (McCandlish et al. 2018), not an average of noisy
+    ratios.
+
+    Args:
+        decay: Weight of the old average at each update (one update per interval).
+    """
+
+    def __init__(self, decay: float):
+        self.decay = decay
+        self.trace: float | None = None
+        self.grad_sq: float | None = None
+
+    def update(self, observation: np.ndarray) -> tuple[float, float]:
+        """Folds in the observation's tr(Σ) and |G|²; returns the averages."""
+        trace = observation_value(observation, "log10_trace_cov")
+        grad_sq = observation_value(observation, "log10_grad_sq_norm")
+        if self.trace is None or self.grad_sq is None:
+            self.trace, self.grad_sq = trace, grad_sq
+        else:
+            self.trace = self.decay * self.trace + (1 - self.decay) * trace
+            self.grad_sq = self.decay * self.grad_sq + (1 - self.decay) * grad_sq
+        return self.trace, self.grad_sq

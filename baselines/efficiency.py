@@ -25,8 +25,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from arbiter_env.baselines.common import Baseline, check_batch_size, require
-from arbiter_env.envs.observation import observation_value
+from arbiter_env.baselines.common import Baseline, NoiseAverages, check_batch_size, require
 from arbiter_env.training.trainer import adascale_gain
 
 # --- AdaScale -------------------------------------------------------------------------------------
@@ -163,8 +162,7 @@ class Goodput(Baseline):
         self._sizes: list[float] = []
         self._seconds: list[float] = []
         self._updates_before = 0
-        self._trace: float | None = None
-        self._grad_sq: float | None = None
+        self._averages = NoiseAverages(self.config.ema_decay)
 
     def _record(self, observation: np.ndarray) -> None:
         env = self.batch_env
@@ -173,14 +171,7 @@ class Goodput(Baseline):
         if updates > 0 and math.isfinite(env.last_training_time):
             self._sizes.append(float(env.batch_size))
             self._seconds.append(env.last_training_time / updates)
-        trace = observation_value(observation, "log10_trace_cov")
-        grad_sq = observation_value(observation, "log10_grad_sq_norm")
-        decay = self.config.ema_decay
-        if self._trace is None or self._grad_sq is None:
-            self._trace, self._grad_sq = trace, grad_sq
-        else:
-            self._trace = decay * self._trace + (1 - decay) * trace
-            self._grad_sq = decay * self._grad_sq + (1 - decay) * grad_sq
+        self._averages.update(observation)
 
     def choose_batch_size(self, observation: np.ndarray) -> int:
         """B₀, then the probe size, then the ladder size of largest goodput."""
@@ -194,7 +185,8 @@ class Goodput(Baseline):
                 probe = 4 * base if 4 * base <= self.batch_max else max(base // 4, 1)
             return probe
         alpha, beta = fit_iteration_time(np.array(self._sizes), np.array(self._seconds))
-        assert self._trace is not None and self._grad_sq is not None
+        trace, grad_sq = self._averages.trace, self._averages.grad_sq
+        assert trace is not None and grad_sq is not None
         ladder = np.asarray(self.batch_env.ladder)
-        scores = goodput(ladder, alpha, beta, self._trace, self._grad_sq, base)
+        scores = goodput(ladder, alpha, beta, trace, grad_sq, base)
         return int(ladder[int(np.argmax(scores))])
