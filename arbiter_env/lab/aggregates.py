@@ -157,17 +157,23 @@ class ScoreTable:
     """``True``: 0 = median fixed size, 1 = the upper reference, per task. ``False``: raw values
     (one task whose scores cannot be normalised; nothing is pooled across tasks then)."""
     note: str = ""
-    """Why the scores are raw, if they are."""
+    """Why the scores are raw, or which tasks were left out and why, if any."""
 
 
 def score_table(
-    results: list[dict[str, Any]], metric: str = SCORE_METRIC, upper: str | None = None
+    results: list[dict[str, Any]],
+    metric: str = SCORE_METRIC,
+    upper: str | None = None,
+    leave_out_tasks: bool = False,
 ) -> ScoreTable:
     """Normalised run scores of ``metric`` per controller and task (see :func:`run_scores`).
 
     Every task is normalised (:func:`task_normalisation`) before anything is pooled. When some
     task cannot be, a single-task comparison keeps raw scores (nothing is pooled across tasks)
-    and a multi-task one has no scores (``scores`` empty, ``note`` says why).
+    and a multi-task one has no scores (``scores`` empty, ``note`` says why); with
+    ``leave_out_tasks``, a multi-task one instead leaves those tasks out of ``tasks`` and
+    ``note`` names them and why (the benchmark suite's choice: one task must not cancel the
+    numbers of all the others).
     """
     rows = summarize(results)
     tasks = list(dict.fromkeys(r["task"] for r in results))
@@ -180,8 +186,12 @@ def score_table(
             maps[task] = task_normalisation(rows, task, metric, upper)
         except NormalisationError as error:
             problems.append(str(error))
-    normalised = not problems
     note = ""
+    if problems and leave_out_tasks and maps:
+        tasks = [task for task in tasks if task in maps]
+        note = f"left out of the pooled scores: {'; '.join(problems)}"
+        problems = []
+    normalised = not problems
     if problems:
         note = "; ".join(problems)
         if len(tasks) > 1:

@@ -47,7 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from arbiter_env import aggregates, report, rliable_stats
+from arbiter_env.lab import aggregates, report, rliable_stats
 from arbiter_env.lab.plot_styles import (
     KIND_LINES,
     KINDS,

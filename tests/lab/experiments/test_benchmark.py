@@ -11,7 +11,7 @@ from arbiter_env.lab.experiments import benchmark
 from arbiter_env.lab.experiments.benchmark import experiment_config, load_benchmark, suite_tasks
 from arbiter_env.training.lr_schedule import LrSchedule
 
-SUITE = Path(__file__).resolve().parents[2] / "configs" / "experiments" / "benchmark.yaml"
+SUITE = Path(__file__).resolve().parents[3] / "configs" / "experiments" / "benchmark.yaml"
 
 
 def test_the_suite_config_loads_and_every_name_in_it_exists():
