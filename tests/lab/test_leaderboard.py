@@ -99,3 +99,12 @@ def test_pooled_numbers_are_rliable_functions_of_the_normalised_scores():
         scores.scores["ramp"], scores.scores["fixed-8"]
     )
     assert ramp["profile"][0][0] == pytest.approx(np.mean([0.5 > 0, -3.0 > 0]))
+
+
+def test_a_task_where_the_oracle_is_below_the_median_fixed_size_is_left_out_and_named():
+    # On u the oracle (0.7) is worse than the median fixed size (0.8): 0 and 1 would swap.
+    worse = [r | {"task": "u"} for r in _results(oracle_accuracy=0.7)]
+    text = leaderboard_markdown(_results(oracle_accuracy=1.0) + worse, title="x", resamples=100)
+    assert "**Left out of the pooled scores: u: the upper reference oracle-greedy" in text
+    assert "| controller | t |" in text  # t is still scored and pooled
+    assert "The oracle loses to a fixed size on u:** fixed-8, fixed-16 have" in text
