@@ -157,31 +157,31 @@ class ScoreTable:
     """``True``: 0 = median fixed size, 1 = the upper reference, per task. ``False``: raw values
     (one task whose scores cannot be normalised; nothing is pooled across tasks then)."""
     note: str = ""
-    """Why the scores are raw, if they are."""
+    """Why the scores are raw, or which tasks were left out and why, if any."""
 
 
 def score_table(
-    results: list[dict[str, Any]], metric: str = SCORE_METRIC, upper: str | None = None
+    results: list[dict[str, Any]],
+    metric: str = SCORE_METRIC,
+    upper: str | None = None,
+    leave_out_tasks: bool = False,
 ) -> ScoreTable:
     """Normalised run scores of ``metric`` per controller and task (see :func:`run_scores`).
 
     Every task is normalised (:func:`task_normalisation`) before anything is pooled. When some
-    task cannot be, a single-task comparison keeps raw scores (nothing is pooled across tasks)
-    and a multi-task one has no scores (``scores`` empty, ``note`` says why).
+    task cannot be, a single-task comparison keeps raw scores and a multi-task one has none
+    (``note`` says why), or, with ``leave_out_tasks`` (the benchmark's choice), leaves those
+    tasks out of ``tasks`` and names them in ``note``.
     """
     rows = summarize(results)
     tasks = list(dict.fromkeys(r["task"] for r in results))
     labels = list(dict.fromkeys(r["label"] for r in results))
     kinds = {r["controller"]: r["kind"] for r in rows}
-    maps: dict[str, Normalisation] = {}
-    problems = []
-    for task in tasks:
-        try:
-            maps[task] = task_normalisation(rows, task, metric, upper)
-        except NormalisationError as error:
-            problems.append(str(error))
+    maps, problems = _normalisations(rows, tasks, metric, upper)
+    note = f"left out of the pooled scores: {'; '.join(problems)}" if problems else ""
+    if problems and leave_out_tasks and maps:
+        tasks, problems = [task for task in tasks if task in maps], []
     normalised = not problems
-    note = ""
     if problems:
         note = "; ".join(problems)
         if len(tasks) > 1:
@@ -219,6 +219,20 @@ def score_table(
         normalised,
         note,
     )
+
+
+def _normalisations(
+    rows: list[dict[str, Any]], tasks: list[str], metric: str, upper: str | None
+) -> tuple[dict[str, Normalisation], list[str]]:
+    """Task -> its normalisation, for the tasks that have one; why the others have none."""
+    maps: dict[str, Normalisation] = {}
+    problems = []
+    for task in tasks:
+        try:
+            maps[task] = task_normalisation(rows, task, metric, upper)
+        except NormalisationError as error:
+            problems.append(str(error))
+    return maps, problems
 
 
 def run_scores(

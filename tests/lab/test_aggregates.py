@@ -95,6 +95,18 @@ def test_without_normalisable_references_one_task_is_raw_and_several_get_a_reaso
     assert "No across-task numbers" in markdown
 
 
+def test_leave_out_tasks_pools_the_normalisable_tasks_and_names_the_others() -> None:
+    # Task a: fixed-8 (0.9) is the best, fixed-16 (0.8) the median; task b has no fixed size.
+    sizes = (("fixed-8", 0.9), ("fixed-16", 0.8), ("fixed-32", 0.7))
+    normalisable = [result(label, s, acc, task="a") for label, acc in sizes for s in range(2)]
+    arbiter = [result("arbiter", s, 0.85, task=t) for s in range(2) for t in ("a", "b")]
+    table = aggregates.score_table(normalisable + arbiter, leave_out_tasks=True)
+    assert table.tasks == ["a"] and table.normalised
+    assert table.scores["arbiter"][0] == pytest.approx([0.5, 0.5])
+    assert "left out of the pooled scores" in table.note and "b: no fixed size" in table.note
+    assert aggregates.score_table(normalisable + arbiter).scores == {}  # the default: no numbers
+
+
 def test_a_best_size_with_worse_accuracy_than_the_median_is_not_used_to_normalise_accuracy() -> (
     None
 ):

@@ -7,13 +7,16 @@ import math
 import numpy as np
 import pytest
 
+from arbiter_env.lab import rliable_stats
+from arbiter_env.lab.aggregates import score_table
 from arbiter_env.lab.leaderboard import (
     cost_to_target,
     leaderboard_markdown,
+    median_fixed_sizes,
     pooled_rows,
-    suite_scores,
     task_targets,
 )
+from arbiter_env.lab.report import summarize
 
 
 def _run(label, controller, seed, accuracy, val_loss, diverged=False, task="t"):
@@ -49,8 +52,10 @@ def _results(oracle_accuracy=None):
 
 
 def test_scores_are_zero_at_the_median_fixed_size_and_one_at_the_best_by_hand():
-    scores = suite_scores(_results())
-    assert scores.lower == {"t": "fixed-16"} and scores.upper == {"t": "fixed-8"}
+    results = _results()
+    scores = score_table(results, leave_out_tasks=True)
+    assert median_fixed_sizes(summarize(results)) == {"t": "fixed-16"}
+    assert scores.reference_labels == {"t": "fixed-8"}
     (ramp,) = scores.scores["ramp"]
     # Seed 0: (0.85 − 0.8)/(0.9 − 0.8) = 0.5. Seed 1 diverged: one below the worst finished
     # score, fixed-32's (0.6 − 0.8)/0.1 = −2, so −3.
@@ -59,8 +64,8 @@ def test_scores_are_zero_at_the_median_fixed_size_and_one_at_the_best_by_hand():
 
 
 def test_the_oracle_is_the_upper_reference_where_it_ran():
-    scores = suite_scores(_results(oracle_accuracy=1.0))
-    assert scores.upper == {"t": "oracle-greedy"}
+    scores = score_table(_results(oracle_accuracy=1.0), leave_out_tasks=True)
+    assert scores.reference_labels == {"t": "oracle-greedy"}
     # (0.85 − 0.8)/(1.0 − 0.8) = 0.25
     assert scores.scores["ramp"][0][0] == pytest.approx(0.25, abs=1e-12)
 
@@ -84,14 +89,22 @@ def test_the_leaderboard_says_where_the_oracle_loses_to_a_fixed_size():
         assert section in text
 
 
-def test_pooled_numbers_are_report_functions_of_the_normalised_scores():
-    from arbiter_env.lab import report
-
-    scores = suite_scores(_results())
-    rows = pooled_rows(scores, {"ramp": "schedule"}, resamples=200)
+def test_pooled_numbers_are_rliable_functions_of_the_normalised_scores():
+    scores = score_table(_results(), leave_out_tasks=True)
+    rows = pooled_rows(scores, resamples=200)
     ramp = next(r for r in rows if r["controller"] == "ramp")
-    assert ramp["iqm"][0] == report.iqm(scores.scores["ramp"])
-    assert ramp["p_improvement"][0] == report.probability_of_improvement(
+    assert ramp["kind"] == "schedule"
+    assert ramp["iqm"][0] == rliable_stats.iqm(scores.scores["ramp"])
+    assert ramp["p_improvement"][0] == rliable_stats.probability_of_improvement(
         scores.scores["ramp"], scores.scores["fixed-8"]
     )
     assert ramp["profile"][0][0] == pytest.approx(np.mean([0.5 > 0, -3.0 > 0]))
+
+
+def test_a_task_where_the_oracle_is_below_the_median_fixed_size_is_left_out_and_named():
+    # On u the oracle (0.7) is worse than the median fixed size (0.8): 0 and 1 would swap.
+    worse = [r | {"task": "u"} for r in _results(oracle_accuracy=0.7)]
+    text = leaderboard_markdown(_results(oracle_accuracy=1.0) + worse, title="x", resamples=100)
+    assert "**Left out of the pooled scores: u: the upper reference oracle-greedy" in text
+    assert "| controller | t |" in text  # t is still scored and pooled
+    assert "The oracle loses to a fixed size on u:** fixed-8, fixed-16 have" in text

@@ -214,3 +214,28 @@ def test_column_figures_are_a_paper_column_wide_without_a_title(tmp_path, monkey
     assert page["val_loss"]["size"][0] == pytest.approx(7.0) and page["val_loss"]["title"]
     with pytest.raises(ValueError, match="column"):
         plots.plot_comparison(_mixed_results(), tmp_path, figure_size="poster")
+
+
+def test_the_benchmark_references_of_kind_other_get_own_styles_and_their_own_panel(
+    tmp_path, monkeypatch
+) -> None:
+    # oracle-greedy and cbs-warmup are registered with kind "other", beside every other kind.
+    references = [
+        _run(label, label, seed, 0.95, 64)
+        for label in ("oracle-greedy", "cbs-warmup")
+        for seed in range(2)
+    ]
+    results = _results() + _mixed_results() + references
+    style = plots.style_for(results)
+    assert style.kinds["oracle-greedy"] == style.kinds["cbs-warmup"] == "other"
+    looks = {
+        label: (matplotlib.colors.to_hex(style.colour[label]), str(style.line[label]))
+        for label in style.kinds
+    }
+    assert len(set(looks.values())) == len(looks)
+    figures = _captured_figures(monkeypatch)
+    plots.plot_comparison(results, tmp_path)
+    legend = figures["batch_size"]["legend"]
+    assert "oracle-greedy" in legend and "cbs-warmup" in legend
+    assert len(legend) == len(set(legend))
+    assert "performance_profile" in figures

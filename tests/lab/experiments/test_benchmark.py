@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from arbiter_env.config import ConfigError
-from arbiter_env.lab.experiments import benchmark
 from arbiter_env.lab.experiments.benchmark import experiment_config, load_benchmark, suite_tasks
 from arbiter_env.training.lr_schedule import LrSchedule
 
@@ -55,14 +54,23 @@ def test_suite_task_names_build_the_scheduled_task_and_the_family_instance():
     assert built.model.keywords == expected.model.keywords  # partials compare by identity
 
 
-def test_the_comparison_has_the_ladder_the_baselines_and_the_oracle_when_registered(monkeypatch):
+def test_the_comparison_has_the_ladder_the_baselines_and_the_oracle():
     config = load_benchmark(SUITE)
     labels = [spec.name for spec in experiment_config(config).controllers]
     assert labels[:7] == [f"fixed-{b}" for b in (8, 16, 32, 64, 128, 256, 512)]
     for name in ("batch-ramp", "seesaw", "adascale", "goodput", "cbs-warmup"):
         assert name in labels
-    monkeypatch.setattr(benchmark, "oracle_available", lambda config: True)
     assert experiment_config(config).controllers[-1].controller == "oracle-greedy"
+    without = load_benchmark(SUITE, ["oracle=null"])
+    assert "oracle-greedy" not in [spec.name for spec in experiment_config(without).controllers]
+
+
+def test_an_unknown_oracle_is_an_error_naming_it():
+    from arbiter_env.lab.experiments.config import validate_names
+
+    config = load_benchmark(SUITE, ["oracle=oracle-greedier"])
+    with pytest.raises(ConfigError, match="oracle-greedier"):
+        validate_names(experiment_config(config))
 
 
 def test_unknown_schedules_are_rejected(tmp_path):
