@@ -28,7 +28,12 @@ from arbiter_env.lab.experiments.config import (
     ExperimentConfig,
     WandbConfig,
 )
+from arbiter_env.lab.experiments.files import RESULT_FILE, read_json
+from arbiter_env.lab.experiments.results import load_results
+from arbiter_env.lab.experiments.runner import run_comparison
 from arbiter_env.lab.leaderboard import leaderboard_markdown
+from arbiter_env.tasks.families import get_family
+from arbiter_env.tasks.suite import SUITE_LR_SCHEDULES, family_instance_name, scheduled_task_name
 
 SUITE_TASKS_MODULE = "arbiter_env.tasks.suite"
 
@@ -96,7 +101,6 @@ class BenchmarkConfig:
     leaderboard: str = "docs/benchmark.md"
 
     def __post_init__(self) -> None:
-        from arbiter_env.tasks.suite import SUITE_LR_SCHEDULES
 
         valid = ("constant", *SUITE_LR_SCHEDULES)
         for schedules, key in (
@@ -124,9 +128,6 @@ def load_benchmark(file: str | Path, overrides: list[str] | None = None) -> Benc
 
 def suite_tasks(config: BenchmarkConfig, full: bool = False) -> list[str]:
     """The suite's task names: every task under every schedule, then the family instances."""
-    from arbiter_env.tasks.families import get_family
-    from arbiter_env.tasks.suite import family_instance_name, scheduled_task_name
-
     tasks = (config.full.tasks if full and config.full.tasks else None) or config.tasks
     schedules = (config.full.lr_schedules if full and config.full.lr_schedules else None) or (
         config.lr_schedules
@@ -191,9 +192,6 @@ def run_benchmark(
     progress: bool = True,
 ) -> BenchmarkResult:
     """Runs the suite (resuming ``run_dir`` if it holds it) and writes the leaderboard."""
-    from arbiter_env.lab.experiments.results import load_results
-    from arbiter_env.lab.experiments.runner import run_comparison
-
     started = time.perf_counter()
     experiment = experiment_config(config, full)
     result = run_comparison(
@@ -256,8 +254,6 @@ def _provenance(
 
 def _runs_span(run_dir: Path) -> float:
     """Seconds from the first run's start to the last run's end, from the saved result files."""
-    from arbiter_env.lab.experiments.files import RESULT_FILE, read_json
-
     starts, ends = [], []
     for path in (run_dir / "runs").glob(f"*/*/seed-*/{RESULT_FILE}"):
         result = read_json(path)
