@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument(
         "--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS)
     )
-    parser.add_argument("--out", type=Path, default=HERE / "arbiter_mechanism.md")
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "arbiter_mechanism.md")
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny networks: one thread is much faster on a shared machine
     runs = []

@@ -5,7 +5,7 @@
 
 Runs ``configs/experiments/digits-mlp.yaml`` (the default comparison) into ``--run-dir``; an
 existing folder of the same experiment resumes, so a finished one only re-reads its results.
-The summary rows and aggregates go to ``benchmarks/readme_comparison.json`` with the command,
+The summary rows and aggregates go to ``benchmarks/results/readme_comparison.json`` with the command,
 the commit and the wall time; :func:`readme_tables` formats them, and ``--write-readme``
 replaces the README's block between the ``readme-comparison`` markers with them.
 ``tests/benchmarks/test_readme_comparison.py`` checks that the README holds exactly what this
@@ -24,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "experiments" / "digits-mlp.yaml"
-SNAPSHOT = ROOT / "benchmarks" / "readme_comparison.json"
+SNAPSHOT = ROOT / "benchmarks" / "results" / "readme_comparison.json"
 README = ROOT / "README.md"
 START = "<!-- readme-comparison:start (benchmarks/readme_comparison.py --write-readme) -->"
 END = "<!-- readme-comparison:end -->"
@@ -143,7 +143,7 @@ def readme_tables(snapshot: dict[str, Any]) -> str:
         "",
         f"Runs measured at commit {snapshot['commit']} on {snapshot['machine']} {took}, shared "
         f"with other jobs{rebuilt} (`{snapshot['command']}`, which saves "
-        "`benchmarks/readme_comparison.json`).",
+        "`benchmarks/results/readme_comparison.json`).",
     ]
     return "\n".join(lines) + "\n"
 
