@@ -8,7 +8,7 @@ cannot execute code; a fresh ``VecNormalize`` is then built around the caller's 
 given those statistics.
 
 ``model.zip`` itself is SB3's format, which keeps some entries (the spaces, the learning-rate
-schedule) as cloudpickle; :mod:`arbiter_env.agents.safe_load` loads it without unpickling them.
+schedule) as cloudpickle; :mod:`arbiter_env.agents.sb3.safe_load` loads it without unpickling them.
 """
 
 from __future__ import annotations

@@ -32,7 +32,6 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
-from arbiter_env.agents.safe_load import UnsafeCheckpointError
 from arbiter_env.agents.sb3 import (
     ALGORITHMS,
     CONFIG_FILE,
@@ -41,6 +40,7 @@ from arbiter_env.agents.sb3 import (
     make_sb3_controller,
     preserved_global_rngs,
 )
+from arbiter_env.agents.sb3.safe_load import UnsafeCheckpointError
 from arbiter_env.config import ConfigError, StrictLoader
 
 ENV_NAME = "arbiter_env-BatchSize-v0"

@@ -21,11 +21,13 @@ NEEDS_SB3 = (
     "arbiter_env.agents.zoo",
     "arbiter_env.agents.sb3_logging",
     "arbiter_env.agents.population_vec_env",
-    "arbiter_env.agents.safe_load",
     "arbiter_env.agents.vecnormalize_io",
 )
 # `import arbiter_env` imports the user modules named in ARBITER_IMPORTS (for worker processes).
-LAB_IMPORTS_ALLOWED = {("arbiter_env", "arbiter_env.lab.user_code")}
+LAB_IMPORTS_ALLOWED = {
+    ("arbiter_env", "arbiter_env.lab"),
+    ("arbiter_env", "arbiter_env.lab.user_code"),
+}
 
 
 def _modules() -> dict[str, Path]:
@@ -37,6 +39,16 @@ def _modules() -> dict[str, Path]:
             ]
             modules[".".join([prefix, *parts])] = path
     return modules
+
+
+def _outer_packages(target: str, importer: str) -> list[str]:
+    """The packages Python initialises to import ``target`` that ``importer`` is not inside of.
+
+    Importing ``a.b.c`` runs ``a/b/__init__.py`` first: an edge the import statement hides.
+    """
+    parts = target.split(".")
+    packages = [".".join(parts[:i]) for i in range(1, len(parts))]
+    return [p for p in packages if not (importer == p or importer.startswith(p + "."))]
 
 
 def _needs_sb3(name: str) -> bool:
@@ -74,6 +86,7 @@ def _imports(modules: dict[str, Path]) -> tuple[dict[str, set[str]], list[str]]:
                     }
                     if not in_function:
                         graph[name] |= {t for t in found if t}
+                        graph[name] |= {p for t in found if t for p in _outer_packages(t, name)}
                     elif found and (_needs_sb3(name) or not any(_needs_sb3(t) for t in found if t)):
                         local.append(
                             f"{path.relative_to(ROOT)}:{child.lineno} {ast.unparse(child)}"

@@ -37,7 +37,7 @@ one with the same timestep counter; :func:`load_rl_controller` turns one into a 
 
 **Trust.** ``model.zip`` is stable-baselines3's format: some of its entries (spaces, schedules)
 are cloudpickle. :func:`load_rl_controller` rebuilds them from ``config.yaml`` instead of
-unpickling them (:mod:`arbiter_env.agents.safe_load`); resuming training, and
+unpickling them (:mod:`arbiter_env.agents.sb3.safe_load`); resuming training, and
 ``load_rl_controller(trusted=True)``, use SB3's loader, which unpickles them (and
 ``replay_buffer.pkl``): only for checkpoints you trust. The ``VecNormalize`` statistics are plain
 arrays and never unpickled.

@@ -15,7 +15,6 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
 from arbiter_env.agents import vecnormalize_io
-from arbiter_env.agents.safe_load import UnsafeCheckpointError, load_model_safely
 from arbiter_env.agents.sb3.algorithms import ALGORITHMS
 from arbiter_env.agents.sb3.checkpoints import (
     MODEL_FILE,
@@ -27,6 +26,7 @@ from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config
 from arbiter_env.agents.sb3.envs import wrap_vec_normalize
 from arbiter_env.agents.sb3.fitting import make_rl_agent
 from arbiter_env.agents.sb3.runtime import preserved_global_rngs
+from arbiter_env.agents.sb3.safe_load import UnsafeCheckpointError, load_model_safely
 from arbiter_env.agents.tensor_files import first_line
 from arbiter_env.controllers import EpisodeRecord, evaluate
 from arbiter_env.envs.batch_size import BatchSizeEnv
@@ -92,7 +92,7 @@ def load_rl_controller(
 ) -> SB3Controller:
     """Loads a checkpoint folder (or its ``model.zip``) as a controller.
 
-    By default nothing in the checkpoint is unpickled (see :mod:`arbiter_env.agents.safe_load`):
+    By default nothing in the checkpoint is unpickled (see :mod:`arbiter_env.agents.sb3.safe_load`):
     the pickled entries of ``model.zip`` are rebuilt from its ``config.yaml`` and the
     environment's spaces, and the ``VecNormalize`` statistics are read from ``vecnormalize.npz``.
 

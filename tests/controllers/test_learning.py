@@ -20,7 +20,7 @@ from arbiter_env.controllers import (
     trainable_controllers,
 )
 from arbiter_env.lab.experiments import ExperimentConfig, execute_run, plan_runs
-from arbiter_env.lab.plan_check import check_plan
+from arbiter_env.lab.experiments.plan_check import check_plan
 
 
 class Searcher(BatchSizeController):

@@ -11,7 +11,7 @@ import yaml
 from arbiter_env.config import ConfigError
 from arbiter_env.lab.cli import main
 from arbiter_env.lab.experiments import load_experiment, run_comparison
-from arbiter_env.lab.plan_check import PlanError
+from arbiter_env.lab.experiments.plan_check import PlanError
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def _write(folder: Path, data: dict) -> Path:
 
 
 def test_plan_check_leaves_no_data_set_in_the_driver(in_tmp: Path) -> None:
-    from arbiter_env.lab.plan_check import check_plan
+    from arbiter_env.lab.experiments.plan_check import check_plan
     from arbiter_env.tasks import make_task
     from arbiter_env.training import data as training_data
 
@@ -182,7 +182,7 @@ def test_train_checks_env_data_and_encoding_before_creating_a_run_folder(
 )
 def test_shipped_experiments_pass_the_plan_check(experiment: Path) -> None:
     from arbiter_env.lab.experiments.benchmark import experiment_config, load_benchmark
-    from arbiter_env.lab.plan_check import check_plan
+    from arbiter_env.lab.experiments.plan_check import check_plan
 
     if experiment.stem == "benchmark":  # the suite's own format, expanded into its comparison
         check_plan(experiment_config(load_benchmark(experiment)))
@@ -194,7 +194,7 @@ def test_plan_accepts_an_rl_zoo3_model_and_names_a_missing_checkpoint(in_tmp: Pa
     import shutil
 
     from arbiter_env.agents.sb3 import load_agent_config, train_rl_agent
-    from arbiter_env.lab.plan_check import check_plan
+    from arbiter_env.lab.experiments.plan_check import check_plan
 
     agent = load_agent_config(
         "ppo",

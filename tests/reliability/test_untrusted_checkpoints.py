@@ -129,8 +129,8 @@ def test_checkpoint_with_an_unknown_pickled_entry_is_refused_unexecuted(
 ) -> None:
     import shutil
 
-    from arbiter_env.agents.safe_load import UnsafeCheckpointError
     from arbiter_env.agents.sb3 import load_rl_controller
+    from arbiter_env.agents.sb3.safe_load import UnsafeCheckpointError
 
     tampered = tmp_path / "tampered"
     shutil.copytree(checkpoint, tampered)
@@ -256,7 +256,7 @@ def test_a_vecnormalize_pickle_beside_our_checkpoint_is_refused_unexecuted(
 
 
 def test_the_controller_registry_refuses_a_zoo_model_unless_trusted(tmp_path: Path) -> None:
-    from arbiter_env.agents.safe_load import UnsafeCheckpointError
+    from arbiter_env.agents.sb3.safe_load import UnsafeCheckpointError
     from arbiter_env.controllers import make_controller
 
     marker = tmp_path / "pwned"

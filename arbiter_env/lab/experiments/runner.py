@@ -27,6 +27,7 @@ from arbiter_env.lab.experiments.config import (
 from arbiter_env.lab.experiments.engines import Outcome, make_engine
 from arbiter_env.lab.experiments.files import CONFIG_FILE, RESULT_FILE, read_json, write_json
 from arbiter_env.lab.experiments.plan import RunSpec, plan_runs
+from arbiter_env.lab.experiments.plan_check import check_plan
 from arbiter_env.lab.experiments.progress import Progress
 from arbiter_env.lab.experiments.results import (
     gather_wandb_runs,
@@ -34,7 +35,6 @@ from arbiter_env.lab.experiments.results import (
     rebuild_report,
 )
 from arbiter_env.lab.experiments.worker import failed_result
-from arbiter_env.lab.plan_check import check_plan
 from arbiter_env.lab.runfolder import RunFolderLock, count_log_rows, file_digest
 from arbiter_env.lab.runlog import INTERVALS_FILE
 
