@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from arbiter_env.config import ConfigError, load_yaml
+from arbiter_env.lab.experiments.commands import experiment_file
 from arbiter_env.lab.experiments.config import (
     ControllerSpec,
     EngineConfig,
@@ -291,7 +292,11 @@ def add_benchmark_subcommand(subparsers: Any) -> None:
         "and the oracle on the suite's tasks and seeds) and writes the leaderboard. An existing "
         "--run-dir resumes.",
     )
-    parser.add_argument("--config", default="configs/experiments/benchmark.yaml")
+    parser.add_argument(
+        "--config",
+        default="benchmark",
+        help="the suite's YAML file, or NAME for configs/experiments/NAME.yaml (default: benchmark)",
+    )
     parser.add_argument("--full", action="store_true", help="5 seeds and every family instance.")
     parser.add_argument("--engine", choices=["local", "ray"], default=None)
     parser.add_argument("--ray-address", default=None, help="Join this Ray cluster.")
@@ -317,7 +322,7 @@ def benchmark_command(args: Any) -> int:
         else "arbiter benchmark"
     )
     try:
-        config = load_benchmark(args.config, overrides)
+        config = load_benchmark(experiment_file(args.config), overrides)
         if args.engine is not None:
             config = dataclasses.replace(
                 config, engine=dataclasses.replace(config.engine, name=args.engine)

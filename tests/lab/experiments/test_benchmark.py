@@ -85,3 +85,12 @@ def test_arbiter_benchmark_is_a_command():
 
     args = build_parser().parse_args(["benchmark", "--full", "--engine", "ray"])
     assert args.full and args.engine == "ray"
+
+
+def test_the_default_suite_config_is_found_from_any_working_folder(tmp_path, monkeypatch):
+    from arbiter_env.lab.cli.parser import build_parser
+    from arbiter_env.lab.experiments.commands import experiment_file
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the source checkout's is used
+    args = build_parser().parse_args(["benchmark"])
+    assert experiment_file(args.config).resolve() == SUITE.resolve()
