@@ -55,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from arbiter_env.lab import report
+
 HERE = Path(__file__).resolve().parent
 LADDER = [8, 16, 32, 64, 128, 256, 512]
 STEP = {"initial_batch_size": 32, "milestones": [0.3, 0.6, 0.8], "factor": 2.0}
@@ -351,10 +353,20 @@ def _mean_of(runs: list[dict[str, Any]], field: str) -> float | None:
 
 
 def fixed_reference(rows: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """Best fixed size (rank 1) and median fixed size (rank ceil(k/2)); diverged sizes rank last."""
-    fixed = [name for name in rows if name.startswith("fixed-")]
-    ranked = sorted(fixed, key=lambda n: math.inf if rows[n]["diverged"] else rows[n]["mean"])
-    return ranked[0], ranked[math.ceil(len(ranked) / 2) - 1]
+    """Best fixed size (rank 1) and median fixed size, by the report's one ranking of a ladder."""
+    summaries = [
+        {
+            "task": "",
+            "controller": name,
+            "kind": "fixed",
+            "ok": row["n"],
+            "diverged": row["diverged"],
+            "final_val_loss_mean": row["mean"],
+        }
+        for name, row in rows.items()
+        if name.startswith("fixed-")
+    ]
+    return report.rank_fixed_sizes(summaries, "")[0], report.median_fixed_size(summaries, "")
 
 
 def table(results: list[dict[str, Any]]) -> str:
