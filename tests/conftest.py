@@ -10,8 +10,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # where worker processes (SubprocVecEnv, process pools) run beside the test process.
 torch.set_num_threads(1)
 
-from arbiter_env.lab.user_code import IMPORTS_ENV_VAR  # noqa: E402
 from arbiter_env.tasks import ClassificationData, OptimizerConfig, Task, from_tensors  # noqa: E402
+from arbiter_env.user_code import IMPORTS_ENV_VAR  # noqa: E402
 
 # What `arbiter --import MODULE` (user_code.share_with_workers) writes into os.environ for the
 # worker processes of its command. Run in this process by tests/lab/test_cli.py, it would stay set.

@@ -1,5 +1,6 @@
 """The import structure: no cycles, no function-local imports of the package's own modules (but
-optional stable-baselines3 ones), and nothing below the lab imports from it.
+optional stable-baselines3 ones), nothing below the lab imports from it, and importing changes
+nothing but the registries.
 
 The graph holds the imports Python runs: module-level ones, not those under ``TYPE_CHECKING``.
 """
@@ -7,7 +8,12 @@ The graph holds the imports Python runs: module-level ones, not those under ``TY
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
+
+from arbiter_env.user_code import IMPORTS_ENV_VAR
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {
@@ -23,11 +29,6 @@ NEEDS_SB3 = (
     "arbiter_env.agents.population_vec_env",
     "arbiter_env.agents.vecnormalize_io",
 )
-# `import arbiter_env` imports the user modules named in ARBITER_IMPORTS (for worker processes).
-LAB_IMPORTS_ALLOWED = {
-    ("arbiter_env", "arbiter_env.lab"),
-    ("arbiter_env", "arbiter_env.lab.user_code"),
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -155,4 +156,39 @@ def test_nothing_below_the_lab_imports_from_it():
         for target in targets
         if target.startswith("arbiter_env.lab")
     }
-    assert upward == LAB_IMPORTS_ALLOWED
+    assert upward == set()
+
+
+def test_importing_the_package_changes_no_process_state_but_the_registries() -> None:
+    # A fresh interpreter, so that the test process's own imports cannot hide an import-time
+    # effect. Each probe names the state a module once changed when imported.
+    code = """
+import os, sys, multiprocessing.forkserver as forkserver
+import matplotlib
+before = {
+    "preload": list(forkserver._forkserver._preload_modules),
+    "backend": matplotlib.get_backend(),
+    "environ": dict(os.environ),
+}
+import arbiter_env, arbiter_env.agents, arbiter_env.baselines
+import arbiter_env.lab.cli, arbiter_env.lab.plots, arbiter_env.lab.report
+after = {
+    "preload": list(forkserver._forkserver._preload_modules),
+    "backend": matplotlib.get_backend(),
+    "environ": dict(os.environ),
+}
+assert before == after, {k: (before[k], after[k]) for k in before if before[k] != after[k]}
+assert "user_module_never_imported" not in sys.modules
+print("unchanged")
+"""
+    environment = {
+        **os.environ,
+        # Read only by the worker entry points that run user code, never by an import.
+        IMPORTS_ENV_VAR: "user_module_never_imported",
+        "MPLBACKEND": "svg",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "unchanged"

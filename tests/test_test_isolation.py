@@ -6,7 +6,7 @@ second checks that tests/conftest.py undid it.
 
 import os
 
-from arbiter_env.lab.user_code import IMPORTS_ENV_VAR, share_with_workers
+from arbiter_env.user_code import IMPORTS_ENV_VAR, share_with_workers
 
 _BEFORE = {name: os.environ.get(name) for name in (IMPORTS_ENV_VAR, "PYTHONPATH")}
 

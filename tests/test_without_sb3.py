@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from arbiter_env.lab.user_code import IMPORTS_ENV_VAR
+from arbiter_env.user_code import IMPORTS_ENV_VAR
 
 # Run in a fresh interpreter whose import system refuses stable_baselines3, as if it were not
 # installed (this process has it imported already).

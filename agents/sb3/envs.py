@@ -21,13 +21,16 @@ from arbiter_env.agents.population_vec_env import PopulationEnv  # loaded only w
 from arbiter_env.agents.sb3.config import AgentConfig, EnvConfig
 from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.tasks.families import is_family
+from arbiter_env.user_code import import_from_environment
 
 
 @dataclass
 class EnvFactory:
     """Picklable ``() -> env`` for SB3's vectorised envs (``SubprocVecEnv`` pickles it).
 
-    The env is wrapped in SB3's ``Monitor`` so that episode returns reach SB3's logger.
+    The env is wrapped in SB3's ``Monitor`` so that episode returns reach SB3's logger. In a
+    ``SubprocVecEnv`` worker it first imports the user modules that ``arbiter --import`` shared
+    (:func:`~arbiter_env.user_code.import_from_environment`), so their tasks exist there.
     """
 
     env: EnvConfig
@@ -39,6 +42,7 @@ class EnvFactory:
         if self.torch_threads is not None:
             # Only reached in a SubprocVecEnv worker, a process of its own.
             torch.set_num_threads(self.torch_threads)
+        import_from_environment()
         return Monitor(BatchSizeEnv.from_config(self.env, self.family_split))
 
 

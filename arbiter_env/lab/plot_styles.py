@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
 
 from arbiter_env.lab import report
 
@@ -41,8 +38,8 @@ REFERENCE_WIDTH = 2.4
 
 def _palette() -> list[Any]:
     # tab10 without its grey (kept for fixed sizes), then tab20's light variants.
-    tab10 = [plt.get_cmap("tab10")(i) for i in range(10) if i != 7]
-    tab20_light = [plt.get_cmap("tab20")(2 * i + 1) for i in range(10) if i != 7]
+    tab10 = [colormaps["tab10"](i) for i in range(10) if i != 7]
+    tab20_light = [colormaps["tab20"](2 * i + 1) for i in range(10) if i != 7]
     return tab10 + tab20_light
 
 
@@ -64,11 +61,11 @@ class Style:
         # Greys between 0.35 and 0.75 of the map: visible on white, never near the black reference.
         shades = [0.55] if len(fixed) == 1 else np.linspace(0.35, 0.75, len(fixed))
         for shade, label in zip(shades, fixed, strict=False):
-            self.colour[label] = plt.get_cmap("Greys")(float(shade))
+            self.colour[label] = colormaps["Greys"](float(shade))
         others = [label for label in self.kinds if label not in self.colour]
         palette = _palette()
         extra = max(0, len(others) - len(palette))
-        hues = [plt.get_cmap("hsv")(h) for h in np.linspace(0.0, 1.0, extra, endpoint=False)]
+        hues = [colormaps["hsv"](h) for h in np.linspace(0.0, 1.0, extra, endpoint=False)]
         for label, colour in zip(others, palette + hues, strict=False):
             self.colour[label] = colour
         for label, kind in self.kinds.items():

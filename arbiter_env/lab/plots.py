@@ -1,4 +1,4 @@
-"""Plots of a comparison, drawn from its saved results (matplotlib, Agg backend; PNG and PDF).
+"""Plots of a comparison, drawn from its saved results (matplotlib without pyplot; PNG and PDF).
 
 For each task, :func:`plot_comparison` writes, each as ``NAME.png`` and a vector ``NAME.pdf``:
 
@@ -41,10 +41,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from arbiter_env.lab import aggregates, report, rliable_stats
@@ -111,8 +109,16 @@ def plot_comparison(
 
 @contextlib.contextmanager
 def _fonts(figure_size: FigureSize) -> Iterator[None]:
-    with plt.rc_context({"font.size": _FONT_SIZE[figure_size], "legend.fontsize": "small"}):
+    with matplotlib.rc_context({"font.size": _FONT_SIZE[figure_size], "legend.fontsize": "small"}):
         yield
+
+
+def _figure(
+    size: tuple[float, float], rows: int = 1, columns: int = 1, **subplots: Any
+) -> tuple[Figure, Any]:
+    """A figure and its axes, made without pyplot: no backend to choose, no global figure list."""
+    figure = Figure(figsize=size, layout="constrained")
+    return figure, figure.subplots(rows, columns, **subplots)
 
 
 def _panels(
@@ -122,20 +128,14 @@ def _panels(
     kinds = style.kinds_present(labels)
     width = _WIDTH[figure_size]
     if len(labels) <= CROWDED or len(kinds) == 1:
-        figure, axes = plt.subplots(figsize=(width, width * 0.55), layout="constrained")
+        figure, axes = _figure((width, width * 0.55))
         _title(figure, title, figure_size)
         return figure, dict.fromkeys(kinds, axes)
     columns = min(3 if figure_size == "page" else 2, len(kinds))
     rows = math.ceil(len(kinds) / columns)
     panel = width / columns
-    figure, grid = plt.subplots(
-        rows,
-        columns,
-        figsize=(width, panel * 0.8 * rows + 1.2),
-        sharex=True,
-        sharey=True,
-        squeeze=False,
-        layout="constrained",
+    figure, grid = _figure(
+        (width, panel * 0.8 * rows + 1.2), rows, columns, sharex=True, sharey=True, squeeze=False
     )
     _title(figure, title, figure_size)
     flat = list(grid.flat)
@@ -333,9 +333,7 @@ def plot_test_accuracy(
     """
     labels = list(by_label)
     width = _WIDTH[figure_size]
-    figure, axes = plt.subplots(
-        figsize=(width, 0.22 * width / 3.4 * len(labels) + 1.2), layout="constrained"
-    )
+    figure, axes = _figure((width, 0.22 * width / 3.4 * len(labels) + 1.2))
     finite_all: list[float] = []
     names = []
     for row, label in enumerate(labels):
@@ -398,7 +396,7 @@ def plot_performance_profile(
     metric = table.metric.replace("_", " ")
     if not labels:
         width = _WIDTH[figure_size]
-        figure, axes = plt.subplots(figsize=(width, width * 0.4), layout="constrained")
+        figure, axes = _figure((width, width * 0.4))
         _note(axes, table.note or "no scores")
         axes.set_axis_off()
         return _save(figure, path)
@@ -518,7 +516,6 @@ def _save(figure: Any, path: Path) -> Path:
     # No timestamps in the metadata, so redrawing the same data gives the same bytes.
     figure.savefig(path, dpi=150, metadata={"Software": None})
     figure.savefig(path.with_suffix(".pdf"), metadata={"CreationDate": None, "Producer": None})
-    plt.close(figure)
     return path
 
 

@@ -235,13 +235,13 @@ def test_heuristic_can_read_its_inputs_from_the_observation(tiny_task):
     )
 
 
-def test_subproc_vec_env_runs_two_environments_built_from_the_registered_id():
+def test_subproc_vec_env_runs_two_environments_built_from_the_module_prefixed_id():
     from stable_baselines3.common.env_util import make_vec_env
 
-    # The workers get only the id: they must find it registered without being told to import
-    # the package (the forkserver preloads it; pytest's __main__ does not import it).
+    # The workers get only the id, in fresh processes that never imported the package (pytest's
+    # __main__ does not): Gymnasium's module prefix imports it there.
     venv = make_vec_env(
-        arbiter_env.ENV_ID,
+        f"arbiter_env:{arbiter_env.ENV_ID}",
         n_envs=2,
         vec_env_cls=SubprocVecEnv,
         env_kwargs={"task_kwargs": TINY_DIGITS},

@@ -9,7 +9,7 @@ import sys
 import textwrap
 import time
 
-from arbiter_env.lab.user_code import IMPORTS_ENV_VAR
+from arbiter_env.user_code import IMPORTS_ENV_VAR
 
 
 def _run(code: str) -> int:

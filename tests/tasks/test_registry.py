@@ -69,8 +69,8 @@ def test_module_prefix_that_cannot_be_imported_names_the_module():
 
 def test_unknown_task_in_a_worker_process_says_how_to_make_it_known(isolated_registry):
     arbiter_env.register_task("parent-only", arbiter_env.make_task("digits-mlp"))
-    # The forkserver preloads arbiter_env, so this worker starts quickly and knows the built-in
-    # tasks, but not the one registered above.
+    # The worker imports arbiter_env to unpickle make_task, so it knows the built-in tasks, but
+    # not the one registered above.
     context = multiprocessing.get_context("forkserver")
     with (
         ProcessPoolExecutor(1, mp_context=context) as pool,

@@ -27,7 +27,7 @@ from typing import NoReturn
 from arbiter_env.lab.cli.inputs import set_threads
 from arbiter_env.lab.cli.parser import build_parser
 from arbiter_env.lab.runfolder import RunFolderBusy, check_run_folder
-from arbiter_env.lab.user_code import add_working_folder, import_modules, share_with_workers
+from arbiter_env.user_code import add_working_folder, import_modules, share_with_workers
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

@@ -14,7 +14,7 @@ from arbiter_env.lab.cli.train import cmd_train
 from arbiter_env.lab.experiments.benchmark import add_benchmark_subcommand
 from arbiter_env.lab.experiments.commands import add_comparison_subcommands  # compare, plot
 from arbiter_env.lab.runlog.writers import WANDB_MODES
-from arbiter_env.lab.user_code import add_import_option
+from arbiter_env.user_code import add_import_option
 
 DEFAULT_THREADS = 1
 

@@ -24,8 +24,8 @@ from arbiter_env.lab.cli.output import (
     run_seeds,
 )
 from arbiter_env.lab.runlog.values import plain_value
-from arbiter_env.lab.user_code import import_modules, share_with_workers
 from arbiter_env.tasks import is_family, list_tasks
+from arbiter_env.user_code import import_modules, share_with_workers
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -13,8 +13,8 @@ from arbiter_env.lab.experiments.config import load_experiment
 from arbiter_env.lab.experiments.results import WANDB_FOLDER, rebuild_report
 from arbiter_env.lab.experiments.runner import default_run_dir, run_comparison
 from arbiter_env.lab.runfolder import RunFolderBusy
-from arbiter_env.lab.user_code import add_import_option
 from arbiter_env.lab.wandb_utils import wandb_review_lines
+from arbiter_env.user_code import add_import_option
 
 EXIT_IO_ERROR = 74
 """Exit status when the run folder cannot be written (``EX_IOERR`` of ``sysexits.h``)."""

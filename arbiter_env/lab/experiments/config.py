@@ -12,10 +12,10 @@ import arbiter_env  # noqa: F401 - registers the environment and the built-in ta
 from arbiter_env.config import ConfigError, load_yaml
 from arbiter_env.controllers import list_controllers
 from arbiter_env.envs.config import EnvOverrides
-from arbiter_env.lab.user_code import UserImportError, add_working_folder
-from arbiter_env.lab.user_code import import_modules as import_user_modules
 from arbiter_env.lab.wandb_utils import WandbMode
 from arbiter_env.tasks import list_tasks
+from arbiter_env.user_code import UserImportError, add_working_folder
+from arbiter_env.user_code import import_modules as import_user_modules
 
 EngineName = Literal["local", "ray"]
 

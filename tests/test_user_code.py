@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arbiter_env.lab import user_code
+from arbiter_env import user_code
 from arbiter_env.lab.cli import build_parser, main
 
 PLUGIN = textwrap.dedent(
@@ -110,25 +111,37 @@ def test_an_unimportable_module_is_a_usage_error_naming_it_and_the_working_folde
     assert "cannot import 'no_such_plugin'" in err and str(user_folder) in err
 
 
-def test_worker_processes_import_the_modules_named_in_the_environment(user_folder: Path) -> None:
-    # What a SubprocVecEnv, rl-zoo3 or process-pool worker does first: import the package.
-    code = "import arbiter_env; print('user-digits' in arbiter_env.list_tasks())"
-    environment = os.environ | {user_code.IMPORTS_ENV_VAR: "my_plugin", "PYTHONPATH": ""}
+def test_a_subproc_env_worker_imports_the_modules_named_in_the_environment_first(
+    user_folder: Path,
+) -> None:
+    # What a SubprocVecEnv worker of `arbiter train --import my_plugin` gets: the pickled env
+    # factory, and the module names in the environment. Importing the package reads nothing.
+    from arbiter_env.agents.sb3.envs import EnvFactory
+    from arbiter_env.envs.config import EnvConfig
+
+    user_code.share_with_workers(user_code.import_modules(["my_plugin"]))
+    factory = pickle.dumps(EnvFactory(EnvConfig(task="user-digits")))
+    code = (
+        "import pickle, sys; import arbiter_env; "
+        "assert 'my_plugin' not in sys.modules, 'imported by import arbiter_env'; "
+        "env = pickle.loads(sys.stdin.buffer.read())(); print(env.unwrapped.task.epochs)"
+    )
+    environment = dict(os.environ)
     result = subprocess.run(
         [sys.executable, "-c", code],
+        input=factory,
         cwd=user_folder,
         env=environment,
         capture_output=True,
-        text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True"
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == "0.2"  # the user task's epochs, not the default
     broken = environment | {user_code.IMPORTS_ENV_VAR: "no_such_plugin"}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=user_folder, env=broken, capture_output=True, text=True
+        [sys.executable, "-c", code], input=factory, env=broken, capture_output=True, timeout=120
     )
-    assert result.returncode != 0 and "ARBITER_IMPORTS" in result.stderr
+    assert result.returncode != 0 and "ARBITER_IMPORTS" in result.stderr.decode()
 
 
 @pytest.mark.slow

@@ -7,11 +7,15 @@ under ``imports:`` in a YAML config. Three things make that work everywhere:
 * the working folder is importable, as it is with ``python -m`` (the ``arbiter`` console script
   would otherwise see only its own folder on ``sys.path``);
 * the modules are imported before the command builds anything, so their names exist;
-* the module names are shared with every worker process through the environment variable
-  :data:`IMPORTS_ENV_VAR` (``ARBITER_IMPORTS``, comma-separated), which ``import arbiter_env``
-  reads: the comparison's process pool and Ray workers, stable-baselines3's ``SubprocVecEnv``
-  and rl-zoo3's ``--vec-env subproc`` workers all import the package before they build an env,
-  so they register the same tasks and controllers. Setting the variable yourself works too.
+* the module names are shared with worker processes: a comparison passes them to its runs
+  (:class:`~arbiter_env.lab.experiments.plan.RunSpec`), and the environment variable
+  :data:`IMPORTS_ENV_VAR` (``ARBITER_IMPORTS``, comma-separated) carries them to the workers of
+  stable-baselines3's ``SubprocVecEnv`` that ``arbiter train`` starts, whose env factory imports
+  them before it builds an env. Importing :mod:`arbiter_env` does not read the variable.
+
+In worker processes that other code starts (rl-zoo3's ``--vec-env subproc``, your own
+``SubprocVecEnv``), name a task with its module, ``"my_tasks:my-task"``: the worker imports
+``my_tasks`` to find it.
 """
 
 from __future__ import annotations
@@ -109,7 +113,7 @@ def add_import_option(parser: argparse.ArgumentParser) -> None:
 
 
 def import_from_environment() -> list[str]:
-    """Imports the modules named in :data:`IMPORTS_ENV_VAR` (called by ``import arbiter_env``)."""
+    """Imports the modules named in :data:`IMPORTS_ENV_VAR`; worker entry points call it first."""
     modules = os.environ.get(IMPORTS_ENV_VAR, "").split(",")
     return import_modules(modules, source=f"the environment variable {IMPORTS_ENV_VAR}")
 
