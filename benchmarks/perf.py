@@ -24,6 +24,9 @@ Measurements (each a ratio of two timings taken in the same run, repeats interle
 * ``stats_over_update@B`` (``--breakdown``): what the gradient statistics cost per interval, in
   updates of the plain loop at that size (``breakdown[env:statistics]`` per interval over the
   plain loop's time per update). Target <= 0.25.
+* ``stats_ops_over_update_ops@B`` (``--breakdown``): the same in dispatched ATen operations
+  instead of seconds, which the machine's load does not change (no target; the evidence for
+  what the statistics can cost at small sizes).
 * ``stats_over_training``: time of the per-interval gradient statistics divided by the rest of the
   step (the interval's training and validation). Target <= 0.10.
 * ``arbiter_over_fixed``: an episode at a fixed size with Arbiter doing all its work (warm-up to
@@ -62,6 +65,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
 from arbiter_env.envs.batch_size import BatchSizeEnv
@@ -267,18 +271,40 @@ def measure_env_sizes(
     return rows
 
 
+class OperationCounter(TorchDispatchMode):
+    """Counts the ATen operations dispatched inside it, the backward pass's included.
+
+    On small networks each operation costs about the same fixed overhead, so counts compare the
+    parts of a step the way timings do, without the noise of a shared machine.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
 @contextlib.contextmanager
-def _timed(owner: object, name: str, spent: dict[str, float], label: str) -> Iterator[None]:
-    """Adds the wall time of every call of ``owner.name`` to ``spent[label]`` inside the context,
-    and counts the calls in ``spent[label + "#"]``."""
+def _timed(
+    owner: object,
+    name: str,
+    spent: dict[str, float],
+    label: str,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Iterator[None]:
+    """Adds what ``clock`` advances during every call of ``owner.name`` to ``spent[label]`` inside
+    the context, and counts the calls in ``spent[label + "#"]``."""
     original = getattr(owner, name)
 
     def timed(*args, **kwargs):
-        started = time.perf_counter()
+        started = clock()
         try:
             return original(*args, **kwargs)
         finally:
-            spent[label] = spent.get(label, 0.0) + time.perf_counter() - started
+            spent[label] = spent.get(label, 0.0) + clock() - started
             spent[label + "#"] = spent.get(label + "#", 0) + 1
 
     setattr(owner, name, timed)
@@ -303,6 +329,10 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
     micro-batch path back-propagates them in pieces): their time less as many of the interval's
     other steps, at those steps' mean. ``stats_over_update@B`` is the statistics per interval
     over the plain loop's time per update.
+
+    ``stats_ops_over_update_ops@B`` is the same ratio in dispatched ATen operations
+    (:class:`OperationCounter`, one more episode per size): a count the machine's load does not
+    change.
     """
     from arbiter_env.training.stats import LinearStepRecorder
     from arbiter_env.training.trainer import InnerTrainer
@@ -311,20 +341,54 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
     bounds = env.interval_boundaries
     intervals = len(bounds) - 1
     parts: dict[str, list[float]] = {}
+    timed_parts = (
+        (InnerTrainer, "_run_steps", "steps"),
+        (InnerTrainer, "evaluate", "validation"),
+        (InnerTrainer, "_finish_interval", "interval_end"),
+        (InnerTrainer, "train", "train"),
+        (InnerTrainer, "_recorded_step", "recorded_steps"),
+        (LinearStepRecorder, "sums", "statistics_reduce"),
+        (LinearStepRecorder, "statistics", "statistics_host"),
+        (sys.modules[__name__], "validation_loss_and_accuracy", "plain_validation"),
+    )
+
+    def updates_at(batch_size: int) -> int:
+        return sum(-(-(b - a) // batch_size) for a, b in itertools.pairwise(bounds))
+
+    def recording_and_statistics(spent: dict[str, float], batch_size: int) -> tuple[float, float]:
+        """What recorded steps cost beyond ordinary ones, and the statistics in all."""
+        recorded, recorded_count = spent.get("recorded_steps", 0.0), spent.get("recorded_steps#", 0)
+        other_step = (spent.get("steps", 0.0) - recorded) / max(
+            updates_at(batch_size) - recorded_count, 1
+        )
+        recording = max(recorded - recorded_count * other_step, 0.0)
+        reductions = spent.get("statistics_reduce", 0.0) + spent.get("statistics_host", 0.0)
+        return recording, reductions + recording
+
+    for batch_size in batch_sizes:
+        counter = OperationCounter()
+        ops: dict[str, float] = {}
+        with contextlib.ExitStack() as stack:
+            for owner, name, label in timed_parts:
+                stack.enter_context(
+                    _timed(owner, name, ops, label, clock=partial(getattr, counter, "count"))
+                )
+            with counter:
+                env_episode(env, batch_size, 0, after_reset=ops.clear)
+                plain_start = counter.count
+                plain_episode(task, env, batch_size, seed=0)
+                plain_ops = counter.count - plain_start
+        per_update_ops = (plain_ops - ops["plain_validation"]) / updates_at(batch_size)
+        statistics_ops = recording_and_statistics(ops, batch_size)[1]
+        parts[f"stats_ops_over_update_ops@{batch_size}"] = [
+            statistics_ops / intervals / per_update_ops
+        ]
+
     for repeat in range(repeats + 1):
         for batch_size in batch_sizes:
             spent: dict[str, float] = {}
             with contextlib.ExitStack() as stack:
-                for owner, name, label in (
-                    (InnerTrainer, "_run_steps", "steps"),
-                    (InnerTrainer, "evaluate", "validation"),
-                    (InnerTrainer, "_finish_interval", "interval_end"),
-                    (InnerTrainer, "train", "train"),
-                    (InnerTrainer, "_recorded_step", "recorded_steps"),
-                    (LinearStepRecorder, "sums", "statistics_reduce"),
-                    (LinearStepRecorder, "statistics", "statistics_host"),
-                    (sys.modules[__name__], "validation_loss_and_accuracy", "plain_validation"),
-                ):
+                for owner, name, label in timed_parts:
                     stack.enter_context(_timed(owner, name, spent, label))
                 # The parts of the reset (a validation pass, a probe) are not in the episode's time.
                 total, probe = env_episode(env, batch_size, repeat, after_reset=spent.clear)
@@ -336,11 +400,9 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
                 return spent.get(label, 0.0)
 
             # train = steps + statistics_reduce + interval_end (holding statistics_host) + rest
-            updates = sum(-(-(b - a) // batch_size) for a, b in itertools.pairwise(bounds))
-            recorded, recorded_count = get("recorded_steps"), get("recorded_steps#")
-            other_step = (get("steps") - recorded) / max(updates - recorded_count, 1)
-            recording_s = max(recorded - recorded_count * other_step, 0.0)
-            statistics_s = get("statistics_reduce") + get("statistics_host") + probe + recording_s
+            updates = updates_at(batch_size)
+            recording_s, statistics_s = recording_and_statistics(spent, batch_size)
+            statistics_s += probe
             shares = {
                 "env:steps": get("steps") - recording_s,
                 "env:statistics": statistics_s,
