@@ -73,9 +73,9 @@ from arbiter_env.training.hyper import StepInfo
 __all__ = ["ArbiterLA", "ArbiterLAConfig", "predicted_validation_change"]
 
 
-def _tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
-    """``sum(terms)`` typed as a tensor: the same additions, left to right, without the 0 start."""
-    return functools.reduce(operator.add, terms)
+def _dot(xs: Iterable[torch.Tensor], ys: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Σ_i ⟨x_i, y_i⟩ over paired tensors, added left to right without a 0 start."""
+    return functools.reduce(operator.add, ((x * y).sum() for x, y in zip(xs, ys, strict=True)))
 
 
 @dataclass
@@ -255,16 +255,14 @@ class ArbiterLA(Arbiter):
             val_loss = F.cross_entropy(model(x_val), y_val)
             g_val = torch.autograd.grad(val_loss, parameters, create_graph=True)
             d = [a - b for a, b in zip(g_a, g_b, strict=True)]
-            directional = _tensor_sum((g * v).sum() for g, v in zip(g_val, d, strict=True))
-            hessian_d = torch.autograd.grad(directional, parameters)
+            hessian_d = torch.autograd.grad(_dot(g_val, d), parameters)
+        g_train_sum = [a + b for a, b in zip(g_a, g_b, strict=True)]
         values = torch.stack(
             [
-                _tensor_sum((v * v).sum() for v in d),
-                _tensor_sum((v * hv).sum() for v, hv in zip(d, hessian_d, strict=True)),
-                _tensor_sum(
-                    (g.detach() * (a + b)).sum() for g, a, b in zip(g_val, g_a, g_b, strict=True)
-                ),
-                _tensor_sum((a * b).sum() for a, b in zip(g_a, g_b, strict=True)),
+                _dot(d, d),
+                _dot(d, hessian_d),
+                _dot([g.detach() for g in g_val], g_train_sum),
+                _dot(g_a, g_b),
             ]
         ).tolist()
         d_sq, d_hessian_d, dot, grad_sq_norm = values
@@ -317,7 +315,15 @@ class ArbiterLA(Arbiter):
             self.meta_step()
 
     def _update_model_inputs(self, losses: dict[str, float], measured: dict[str, float]) -> None:
-        """Sets the model's inputs: the latest losses and averaged gradient statistics.
+        """Sets the model's inputs: :meth:`_averaged` and the alignment ρ (a ratio of averages)."""
+        inputs = self._averaged(losses, measured)
+        low, high = ALIGNMENT_RANGE
+        ratio = inputs["grad_dot"] / max(inputs["grad_sq_norm"], 1e-30)
+        inputs["alignment"] = min(max(ratio, low), high)
+        self._model_inputs = inputs
+
+    def _averaged(self, losses: dict[str, float], measured: dict[str, float]) -> dict[str, float]:
+        """The latest losses, averaged gradient statistics and the noise curvature h_n.
 
         The statistics are bias-corrected moving averages (as Adam's moments), because one
         interval measures them with much more noise than the losses.
@@ -328,14 +334,11 @@ class ArbiterLA(Arbiter):
         self._average_weight = decay * self._average_weight + 1.0
         inputs = {key: total / self._average_weight for key, total in self._averages.items()}
         inputs.update(losses)
-        low, high = ALIGNMENT_RANGE
-        ratio = inputs["grad_dot"] / max(inputs["grad_sq_norm"], 1e-30)
-        inputs["alignment"] = min(max(ratio, low), high)
         # Ratio of averages; negative curvature along the noise gets no weight.
         inputs["noise_curvature"] = max(
             inputs["trace_hessian_covariance"] / max(inputs["trace_covariance"], 1e-30), 0.0
         )
-        self._model_inputs = inputs
+        return inputs
 
     def _meta_sample(self, tick: int) -> float:
         """The sample count at which the ``tick``-th meta-step of the episode is due."""
