@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 
 from arbiter_env.agents.arbiter import Arbiter
-from arbiter_env.config import ConfigError, read_yaml_file
+from arbiter_env.config import read_config_mapping
 
 CHECKPOINT_FILE = "arbiter.pt"
 RUN_CONFIG_FILE = "arbiter_run.yaml"
@@ -53,12 +53,7 @@ def is_arbiter_checkpoint(path: str | Path) -> bool:
 def read_run_config(path: str | Path) -> dict[str, Any]:
     """The run config saved beside a checkpoint (``{}`` if there is none)."""
     file = checkpoint_file(path).parent / RUN_CONFIG_FILE
-    if not file.is_file():
-        return {}
-    data = read_yaml_file(file) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: the top level must be a mapping of keys to values.")
-    return data
+    return read_config_mapping(file) if file.is_file() else {}
 
 
 def make_arbiter(env: gym.Env, checkpoint: str | Path | None = None, **kwargs: Any) -> Arbiter:

@@ -12,8 +12,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 from arbiter_env.agents import vecnormalize_io
-from arbiter_env.agents.sb3.config import AgentConfig, read_config_file
-from arbiter_env.config import from_dict, save_yaml
+from arbiter_env.agents.sb3.config import AgentConfig
+from arbiter_env.config import from_dict, read_config_mapping, save_yaml
 
 MODEL_FILE = "model.zip"
 VECNORMALIZE_FILE = vecnormalize_io.STATS_FILE
@@ -65,7 +65,7 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 def load_checkpoint_config(checkpoint: str | Path) -> AgentConfig:
     """The resolved config saved in ``checkpoint``."""
     folder = checkpoint_folder(checkpoint)
-    return from_dict(AgentConfig, read_config_file(folder / CONFIG_FILE))
+    return from_dict(AgentConfig, read_config_mapping(folder / CONFIG_FILE))
 
 
 def checkpoint_folder(checkpoint: str | Path) -> Path:

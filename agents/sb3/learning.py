@@ -23,16 +23,11 @@ from arbiter_env.agents.sb3.checkpoints import (
     latest_checkpoint,
     load_checkpoint_config,
 )
-from arbiter_env.agents.sb3.config import (
-    AgentConfig,
-    agent_config_dict,
-    load_agent_config,
-    resolve_agent_config,
-)
+from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config, resolve_agent_config
 from arbiter_env.agents.sb3.controller import load_rl_controller, require_trust_for_pickles
 from arbiter_env.agents.sb3.fitting import train_rl_agent
 from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
-from arbiter_env.config import ConfigError
+from arbiter_env.config import ConfigError, to_dict
 from arbiter_env.controllers import (
     Controller,
     HeldOutEvaluation,
@@ -180,7 +175,7 @@ class SB3TrainingPlan:
     @property
     def config(self) -> dict[str, Any]:
         """The resolved agent config."""
-        return agent_config_dict(self.agent)
+        return to_dict(self.agent)
 
     @property
     def task(self) -> str:
@@ -222,7 +217,7 @@ class SB3TrainingPlan:
                 deterministic=config.evaluation.deterministic,
                 extra={"phase": "eval"},
             )
-        held_out = "held-out seeds" + (" and test instances" if _is_family(self.task) else "")
+        held_out = "held-out seeds" + (" and test instances" if is_family(self.task) else "")
         return TrainOutcome(
             checkpoint=checkpoint,
             title=f"{request.agent} on {self.task}, {held_out}",
@@ -263,7 +258,7 @@ def _preflight(config: AgentConfig, resume: Path | None) -> None:
             check_action_space(config.algo, env.action_space)
         except ValueError as error:
             problems.append(f"{config.algo}: {_first_line(error)}")
-        if not _is_family(config.env.task_name):
+        if not is_family(config.env.task_name):
             break  # one task: the evaluation env is built the same way
     problems = list(dict.fromkeys(problems))
     if problems:
@@ -284,11 +279,6 @@ def _inside(path: Path, folder: Path) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _is_family(task: str) -> bool:
-
-    return is_family(task)
 
 
 SB3_TRAINING = SB3Training()
