@@ -15,12 +15,9 @@ class ArbiterConfig:
     """Arbiter's hyperparameters.
 
     The defaults are for *short* tasks (about a thousand inner updates per episode, such as
-    ``digits-mlp``); :meth:`paper` returns the paper's reference values, which were set for CIFAR
-    runs of 100+ epochs (tens of thousands of inner updates) and barely move φ and α on short
-    tasks. How the short-task defaults were chosen: on ``digits-mlp`` (10 epochs, one meta-step
-    per inner update) φ at 1e-3 and α at 1e-2 gave schedules that moved clearly while staying
-    finite, and the warm-up converged in tens to a few hundred iterations (see
-    ``docs/hyper_learning.md`` for the measurements).
+    ``digits-mlp``); :meth:`paper` returns the paper's reference values, set for CIFAR runs of
+    100+ epochs. How the defaults were chosen: ``docs/hyper_learning.md``, "Defaults, and how
+    they were chosen".
 
     Args:
         num_candidates: N, the number of candidate batch sizes φ proposes (paper: 4).
@@ -30,10 +27,8 @@ class ArbiterConfig:
             give it φ's rate by default).
         weight_decay: Adam weight decay (L2) on φ, α and the map (paper: 5e-4).
         meta_period: Take a meta-step after every ``meta_period``-th inner update (paper: 1).
-            4 costs less on small networks (``benchmarks/arbiter_overhead.py --meta-periods``
-            measures how much). Over 10 seeds it gives the same
-            results on ``digits-mlp`` but much worse ones on ``mnist1d-cnn``, whose sizes then
-            stay larger (``docs/hyper_learning.md``).
+            Larger periods cost less and can change the schedules (``docs/hyper_learning.md``,
+            "What it costs").
         phi_batch_size: Validation examples φ reads per meta-step and per decision.
         phi_hidden: Width of φ's hidden layers (MLP) or of its convolutional trunk's last layer.
         map_init_scale: The map's weights start uniform in ``±map_init_scale``, so the response

@@ -1,11 +1,9 @@
 """``arbiter-la``: Arbiter with a meta-objective that sees the batch size.
 
 **Our extension.** This is not the algorithm of MacLellan & Dong (arXiv:2205.08231); the faithful
-one is :class:`arbiter_env.agents.arbiter.Arbiter`. Measured on our implementation, the paper's
-meta-objective depends on the candidate logit s only through a per-feature gain in front of the
-output layer, and on the batch size B only as the number of examples it is evaluated on; the
-direction of its schedules is set by the sign of the response map's initial temperature component
-(``docs/hyper_learning.md``, "What the objective responds to").
+one is :class:`arbiter_env.agents.arbiter.Arbiter`, whose meta-objective sees the batch size B
+only as the number of examples it is evaluated on (``docs/hyper_learning.md``, "What the
+objective responds to").
 
 ``arbiter-la`` ("look-ahead") keeps the paper's machinery (φ proposes N candidate logits, α
 mixes them into s, the arg-max of α decides at the end of each interval, φ is warmed up to the
@@ -43,11 +41,10 @@ step's noise and overshoot and is known to push B up (short-horizon bias); over 
 progress accumulates while the noise settles.
 
 Meta-steps run on a **sample clock**, ``meta_steps_per_interval`` per interval evenly spaced in
-training samples, so their number does not grow as B shrinks (the paper's one-per-update clock
-gives 72 meta-steps per interval at B = 8 and 4.5 at B = 128 on digits-mlp). A meta-step is φ on
-``phi_batch_size`` validation inputs, the closed-form model and an Adam step on (φ, α): no pass
-through the inner network. The measurements cost three gradients of ``measurement_batch_size``
-examples and one Hessian-vector product per interval.
+training samples, so their number does not grow as B shrinks (as it does on the paper's
+one-per-update clock). A meta-step is φ on ``phi_batch_size`` validation inputs, the closed-form
+model and an Adam step on (φ, α): no pass through the inner network. The measurements cost three
+gradients of ``measurement_batch_size`` examples and one Hessian-vector product per interval.
 
 Measured results, and where the model fails, are in ``docs/hyper_learning.md`` (the science
 table).

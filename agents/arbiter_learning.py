@@ -37,13 +37,10 @@ ARBITER_ENV_KEYS = tuple(
 class ArbiterTraining(LearnerTraining):
     """Arbiter's registry training: a Learner in comparisons, a run config in ``arbiter train``."""
 
+    has_command = True  # ``arbiter train --agent arbiter`` runs :meth:`prepare`'s plan
+
     def __init__(self, factory: Callable[..., Controller]) -> None:
         super().__init__(factory, Arbiter)
-
-    @property
-    def has_command(self) -> bool:
-        """``arbiter train --agent arbiter`` runs :meth:`prepare`'s plan."""
-        return True
 
     def prepare(self, request: TrainRequest) -> ArbiterTrainingPlan:
         """The resolved :class:`ArbiterRunConfig` of ``arbiter train --agent arbiter``."""

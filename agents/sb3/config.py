@@ -1,9 +1,6 @@
 """Agent configs: the typed :class:`AgentConfig` and its loading from YAML files and overrides.
 
-``configs/agents/<algo>.yaml`` holds an :class:`AgentConfig` (typed, unknown keys and wrong types
-are errors naming the key) plus an optional ``tasks:`` mapping of task or family name to partial
-overrides. Precedence, lowest first: dataclass defaults, the YAML's top level, ``tasks[<task>]``,
-then ``key=value`` overrides.
+The files' layout and the precedence of their parts: :mod:`arbiter_env.agents.sb3`, "Configs".
 """
 
 from __future__ import annotations
