@@ -21,17 +21,9 @@ from arbiter_env.agents.arbiter_diagnostics import mode_notes
 from arbiter_env.agents.run_arbiter import ArbiterRunConfig, make_env, run_arbiter
 from arbiter_env.config import apply_overrides, apply_values, from_dict, plain, save_yaml, to_dict
 from arbiter_env.controllers import Controller, LearnerTraining, TrainOutcome, TrainRequest
-from arbiter_env.envs.config import EnvConfig
 
 if TYPE_CHECKING:
     from arbiter_env.lab.runlog import RunLogger
-
-ARBITER_ENV_KEYS = tuple(
-    f.name
-    for f in dataclasses.fields(EnvConfig)
-    if f.name not in ("task", "task_kwargs", "family_split", "render_mode")
-)
-"""The env arguments an ``ArbiterRunConfig`` carries at its top level besides the task."""
 
 
 class ArbiterTraining(LearnerTraining):
