@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from arbiter_env.checks import check_int
+
 __all__ = ["ArbiterConfig", "Milestone"]
 
 
@@ -77,9 +79,7 @@ class ArbiterConfig:
     def __post_init__(self) -> None:
         positive_ints = ("num_candidates", "meta_period", "phi_batch_size", "phi_hidden")
         for name in (*positive_ints, "warmup_max_iters"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ArbiterConfig.{name} must be a positive integer, got {value!r}.")
+            setattr(self, name, check_int(f"ArbiterConfig.{name}", getattr(self, name), 1))
         for name in ("phi_lr", "alpha_lr", "map_lr", "warmup_lr", "huber_delta"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):

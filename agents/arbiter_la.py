@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
+from arbiter_env.checks import check_int
 from arbiter_env.envs.observation import OBSERVATION_INDEX
 from arbiter_env.training.hyper import StepInfo
 
@@ -102,11 +103,7 @@ class ArbiterLAConfig(ArbiterConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("meta_steps_per_interval", "measurement_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
-                raise ValueError(
-                    f"ArbiterLAConfig.{name} must be a positive integer, got {value!r}."
-                )
+            setattr(self, name, check_int(f"ArbiterLAConfig.{name}", getattr(self, name), 1))
         if not 0 <= self.statistics_decay < 1:
             raise ValueError(
                 "ArbiterLAConfig.statistics_decay must be in [0, 1), "
