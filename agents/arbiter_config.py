@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from arbiter_env.checks import check_int
 
-__all__ = ["ArbiterConfig", "Milestone"]
+__all__ = ["ArbiterConfig", "Milestone", "parse_schedule"]
 
 
 @dataclass
@@ -133,3 +134,12 @@ class Milestone:
             raise ValueError(
                 f"A milestone needs interval >= 0, batch_size >= 1 and lr_factor > 0; got {self}."
             )
+
+
+def parse_schedule(schedule: Sequence[Milestone | dict[str, Any]] | None) -> list[Milestone]:
+    """Milestones (or their dicts) sorted by interval; two at one interval are an error."""
+    milestones = [m if isinstance(m, Milestone) else Milestone(**m) for m in schedule or []]
+    intervals = [m.interval for m in milestones]
+    if len(set(intervals)) != len(intervals):
+        raise ValueError(f"The schedule has two milestones at the same interval: {intervals}.")
+    return sorted(milestones, key=lambda m: m.interval)

@@ -218,7 +218,7 @@ class ArbiterLA(Arbiter):
             )
             candidates = self.candidates(inputs)
             s = self.mixed_logit(candidates)
-            self._remember_logit(s, candidates)
+            self._search.remember(s, candidates)
         with self._timed("response_forward"):
             loss = self.progress_objective(s)
         self._descend(loss, s, torch.tensor(math.nan, device=s.device))
