@@ -11,8 +11,10 @@ SB3 as N environments::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
@@ -32,7 +34,7 @@ class PopulationEnv(DummyVecEnv):
 
     def __init__(self, task: Any = "digits-mlp", n_envs: int = 16, **kwargs: Any):
         self.population = Population(task, n_envs, **kwargs)
-        super().__init__([lambda env=env: env for env in self.population.envs])
+        super().__init__([_returning(env) for env in self.population.envs])
 
     def reset(self) -> VecEnvObs:
         """Resets every member with the seeds and options set since the last reset."""
@@ -62,6 +64,11 @@ class PopulationEnv(DummyVecEnv):
             dones.append(done)
             infos.append(info)
         return np.stack(observations), np.array(rewards, dtype=np.float32), np.array(dones), infos
+
+
+def _returning(env: gym.Env) -> Callable[[], gym.Env]:
+    """A factory of ``env`` itself: DummyVecEnv takes factories, and the members exist already."""
+    return lambda: env
 
 
 def make_population_env(
