@@ -190,10 +190,11 @@ class SB3TrainingPlan:
     def run(self, log: RunLogger, progress: Callable[[int], None]) -> TrainOutcome:
         """Trains into ``log.run_dir`` (resuming if asked), then sets up the held-out episodes."""
         request, config = self.request, self.agent
-        if request.resume is not None and _inside(request.resume, log.run_dir):
+        resume = request.resume
+        if resume is not None and Path(resume).resolve().is_relative_to(log.run_dir.resolve()):
             # Resuming in the run's own folder: drop what the interrupted run logged after the
             # checkpoint (it is trained again) and keep counting samples and episodes.
-            kept = log.continue_from(checkpoint_timesteps(request.resume))
+            kept = log.continue_from(checkpoint_timesteps(resume))
             if kept["dropped"]:
                 print(
                     f"Resuming in {log.run_dir}: dropped {kept['dropped']} interval rows logged "
@@ -271,14 +272,6 @@ def _preflight(config: AgentConfig, resume: Path | None) -> None:
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(Path(folder).resolve())
-    except ValueError:
-        return False
-    return True
 
 
 SB3_TRAINING = SB3Training()
