@@ -21,7 +21,6 @@ NEEDS_SB3 = (
     "arbiter_env.agents.zoo",
     "arbiter_env.agents.sb3_logging",
     "arbiter_env.agents.population_vec_env",
-    "arbiter_env.agents.vecnormalize_io",
 )
 # `import arbiter_env` imports the user modules named in ARBITER_IMPORTS (for worker processes).
 LAB_IMPORTS_ALLOWED = {

@@ -29,7 +29,7 @@ Evaluation uses the *held-out* seeds ``evaluation.seed_offset + i`` (``seed_offs
 instances (``family_split="test"``), so a score never comes from an episode seen in training.
 
 **Checkpoints** are folders holding ``model.zip``, ``vecnormalize.npz`` (when ``vec_normalize``
-is enabled; plain arrays, read without pickle, see :mod:`arbiter_env.agents.vecnormalize_io`),
+is enabled; plain arrays, read without pickle, see :mod:`arbiter_env.agents.sb3.checkpoints`),
 ``replay_buffer.pkl`` (off-policy algorithms, when ``save_replay_buffer``) and
 ``config.yaml`` (the resolved config). ``train_rl_agent(..., resume_from=folder)`` continues from
 one with the same timestep counter; :func:`load_rl_controller` turns one into a controller for

@@ -12,7 +12,6 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from arbiter_env.agents import vecnormalize_io
 from arbiter_env.agents.sb3.algorithms import ALGORITHMS, check_action_space
 from arbiter_env.agents.sb3.checkpoints import (
     CONFIG_FILE,
@@ -21,7 +20,9 @@ from arbiter_env.agents.sb3.checkpoints import (
     check_spaces,
     checkpoint_folder,
     load_checkpoint_config,
+    load_vecnormalize,
     save_checkpoint,
+    stats_present,
 )
 from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config
 from arbiter_env.agents.sb3.envs import make_vec_env, wrap_vec_normalize
@@ -125,8 +126,8 @@ def _resume(config: AgentConfig, folder: Path) -> tuple[BaseAlgorithm, VecNormal
     # Fresh episode seeds after the ones already trained on (still below the evaluation seeds).
     venv = make_vec_env(config, seed=config.seed + model.num_timesteps)
     vec_normalize: VecNormalize | None = None
-    if vecnormalize_io.stats_present(folder):
-        vec_normalize = vecnormalize_io.load_vecnormalize(folder, venv)
+    if stats_present(folder):
+        vec_normalize = load_vecnormalize(folder, venv)
         vec_normalize.training = True
     elif config.vec_normalize.enabled:
         vec_normalize = wrap_vec_normalize(venv, config)
