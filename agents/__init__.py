@@ -6,8 +6,8 @@ from typing import Any
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
 from arbiter_env.agents.arbiter_la import ArbiterLA, ArbiterLAConfig
 from arbiter_env.agents.arbiter_la_v2 import ArbiterLAv2, ArbiterLAv2Config
+from arbiter_env.agents.arbiter_learning import ArbiterTraining, make_arbiter
 from arbiter_env.agents.oracle import OracleGreedy
-from arbiter_env.agents.run_arbiter import ArbiterTraining, make_arbiter
 from arbiter_env.controllers import register_controller
 
 # Arbiter decides integer sizes, not ladder rungs: by default it acts through the continuous

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arbiter_env.agents.run_arbiter import (
+from arbiter_env.agents.arbiter_learning import (
     is_arbiter_checkpoint,
     make_arbiter,
     read_run_config,
