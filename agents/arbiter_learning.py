@@ -142,7 +142,6 @@ class ArbiterTrainingPlan:
         if config.save_path is None:
             # The checkpoint folder: the agent and the run config that rebuilds its env.
             folder = log.run_dir / "checkpoint"
-            folder.mkdir(parents=True, exist_ok=True)
             config = dataclasses.replace(config, save_path=str(folder / CHECKPOINT_FILE))
         checkpoint = Path(str(config.save_path))
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
