@@ -4,10 +4,9 @@ from functools import partial
 from typing import Any
 
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
-from arbiter_env.agents.arbiter_checkpoint import make_arbiter
 from arbiter_env.agents.arbiter_la import ArbiterLA, ArbiterLAConfig
 from arbiter_env.agents.arbiter_la_v2 import ArbiterLAv2, ArbiterLAv2Config
-from arbiter_env.agents.arbiter_learning import ArbiterTraining
+from arbiter_env.agents.arbiter_learning import ArbiterTraining, make_arbiter
 from arbiter_env.agents.oracle import OracleGreedy
 from arbiter_env.controllers import register_controller
 

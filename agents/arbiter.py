@@ -46,15 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arbiter_env.agents.arbiter_config import ArbiterConfig, Milestone
-from arbiter_env.agents.arbiter_diagnostics import (
-    SearchDiagnostics,
-    feature_width,
-    fused_adam_supported,
-    mode_notes,
-    parse_schedule,
-    search_diagnostics,
-)
+from arbiter_env.agents.arbiter_config import ArbiterConfig, Milestone, parse_schedule
+from arbiter_env.agents.arbiter_diagnostics import SearchDiagnostics, mode_notes
 from arbiter_env.agents.arbiter_network import (
     batch_size_to_logit,
     build_phi,
@@ -82,6 +75,11 @@ _STATE_KEYS = ("version", "config", "schedule", "phi", "alpha", "optimizer", "ge
 
 class WarmupError(RuntimeError):
     """The warm-up did not bring φ's decoded batch size to the target within its iteration cap."""
+
+
+def _fused_adam(device: torch.device) -> bool | None:
+    """``fused=True`` where torch has a fused Adam (CPU, CUDA), else torch's default."""
+    return True if device.type in ("cpu", "cuda") else None
 
 
 # --- the controller -----------------------------------------------------------------------------
@@ -172,12 +170,10 @@ class Arbiter(BatchSizeController):
         self.last_meta_loss = torch.tensor(math.nan)
         self._interval = 0
         self._episode_model: nn.Module | None = None
-        # The last s on the host, for the next response batch's size (see meta_step).
-        on_cuda = self.device.type == "cuda"
-        self._last_logit = torch.zeros((), pin_memory=on_cuda)
-        self._logit_ready = torch.cuda.Event() if on_cuda else None
-        self._search = SearchDiagnostics(self.device)
-        self._last_candidates = torch.full((config.num_candidates,), math.nan)
+        # The interval's search; its last s also sizes the next response batch (see meta_step).
+        self._search = SearchDiagnostics(
+            self.device, config.num_candidates, (self.b_min, self.b_max)
+        )
         self._hook = trainer.add_step_hook(self._on_inner_update)
         self._info_handle = self.batch_env.add_info_source(self.interval_diagnostics)
 
@@ -328,7 +324,7 @@ class Arbiter(BatchSizeController):
             )
             candidates = self.candidates(inputs[: config.phi_batch_size])
             s = self.mixed_logit(candidates)
-            self._remember_logit(s, candidates)
+            self._search.remember(s, candidates)
         with self._timed("response_forward"):
             loss, temperature = self._response_terms(
                 s, inputs[config.phi_batch_size :], targets[config.phi_batch_size :]
@@ -380,7 +376,7 @@ class Arbiter(BatchSizeController):
                 sizes = [logit_to_batch_size(logits[i], self.b_min, self.b_max) for i in tied]
                 size, kind = min(sizes, key=lambda b: abs(b - current)), "arbiter"
             self._reset_alpha()
-            self._remember_logit(self.mixed_logit(candidates), candidates)
+            self._search.remember(self.mixed_logit(candidates), candidates)
         return size, kind
 
     def warmup(self, batch_size: int) -> int:
@@ -400,7 +396,7 @@ class Arbiter(BatchSizeController):
             batch_size_to_logit(target_size, self.b_min, self.b_max), device=self.device
         )
         optimizer = torch.optim.Adam(
-            self.phi.parameters(), lr=config.warmup_lr, fused=fused_adam_supported(self.device)
+            self.phi.parameters(), lr=config.warmup_lr, fused=_fused_adam(self.device)
         )
         decoded = -1
         with self._timed("warmup"):
@@ -412,7 +408,7 @@ class Arbiter(BatchSizeController):
                 s = self.mixed_logit(candidates)
                 decoded = logit_to_batch_size(s.item(), self.b_min, self.b_max)
                 if abs(decoded - batch_size) <= config.warmup_tolerance:
-                    self._remember_logit(s, candidates)
+                    self._search.remember(s, candidates)
                     self.warmup_iterations.append(iteration)
                     return iteration
                 if iteration == config.warmup_max_iters:
@@ -500,17 +496,7 @@ class Arbiter(BatchSizeController):
         """
         if self.trainer.model is not self._episode_model:
             return {}
-        return {
-            "arbiter": search_diagnostics(
-                self._search,
-                self._last_candidates,
-                self.alpha,
-                self.response_map,
-                self._last_logit,
-                self._logit_ready,
-                (self.b_min, self.b_max),
-            )
-        }
+        return {"arbiter": self._search.report(self.alpha, self.response_map)}
 
     # --- internals ------------------------------------------------------------------------------
 
@@ -533,13 +519,25 @@ class Arbiter(BatchSizeController):
             # fused: one kernel per parameter group instead of a Python loop per tensor (or a
             # dozen foreach calls); on small networks the optimizer step is otherwise the largest
             # part of the meta-step.
-            fused=fused_adam_supported(self.device),
+            fused=_fused_adam(self.device),
         )
         return optimizer, [p for group in groups for p in group["params"]]
 
     def _response_width(self) -> int | None:
-        """Output width of the response map (None: the meta-objective uses none)."""
-        return 1 if self.config.response == "temperature" else feature_width(self.trainer)
+        """Output width of the response map (None: the meta-objective uses none).
+
+        The features' width F, read before the first reset too: then from a throwaway network,
+        built in a fork of the global RNG so that nothing else sees it.
+        """
+        trainer = self.trainer
+        if self.config.response == "temperature":
+            return 1
+        if trainer.model is not None:
+            return trainer.feature_width
+        with torch.random.fork_rng(devices=[]):
+            model = trainer.task.model(trainer.data.input_shape, trainer.data.num_classes)
+        # The trainer has checked that the output layer is an nn.Linear.
+        return int([m for m in model.modules() if isinstance(m, nn.Linear)][-1].in_features)
 
     def _build_response_map(self, width: int | None) -> nn.Linear | None:
         """The bias-free map s → h, initialised from the (forked, seeded) global generator."""
@@ -561,17 +559,9 @@ class Arbiter(BatchSizeController):
         if info.update % self.config.meta_period == 0:
             self.meta_step()
 
-    def _remember_logit(self, s: torch.Tensor, candidates: torch.Tensor) -> None:
-        self._last_candidates = candidates.detach()
-        self._last_logit.copy_(s.detach(), non_blocking=True)
-        if self._logit_ready is not None:
-            self._logit_ready.record()
-
     def _response_size(self) -> int:
         """B for the meta-objective, from the s of the previous meta-step (or of the warm-up)."""
-        if self._logit_ready is not None:
-            self._logit_ready.synchronize()  # the copy is long done unless the host ran ahead
-        size = logit_to_batch_size(float(self._last_logit), self.b_min, self.b_max)
+        size = logit_to_batch_size(self._search.last_s(), self.b_min, self.b_max)
         if self.config.response_batch_cap is not None:
             size = min(size, self.config.response_batch_cap)
         return size

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ArbiterConfig", "Milestone"]
+from arbiter_env.checks import check_int
+
+__all__ = ["ArbiterConfig", "Milestone", "parse_schedule"]
 
 
 @dataclass
@@ -15,12 +18,9 @@ class ArbiterConfig:
     """Arbiter's hyperparameters.
 
     The defaults are for *short* tasks (about a thousand inner updates per episode, such as
-    ``digits-mlp``); :meth:`paper` returns the paper's reference values, which were set for CIFAR
-    runs of 100+ epochs (tens of thousands of inner updates) and barely move φ and α on short
-    tasks. How the short-task defaults were chosen: on ``digits-mlp`` (10 epochs, one meta-step
-    per inner update) φ at 1e-3 and α at 1e-2 gave schedules that moved clearly while staying
-    finite, and the warm-up converged in tens to a few hundred iterations (see
-    ``docs/hyper_learning.md`` for the measurements).
+    ``digits-mlp``); :meth:`paper` returns the paper's reference values, set for CIFAR runs of
+    100+ epochs. How the defaults were chosen: ``docs/hyper_learning.md``, "Defaults, and how
+    they were chosen".
 
     Args:
         num_candidates: N, the number of candidate batch sizes φ proposes (paper: 4).
@@ -30,10 +30,8 @@ class ArbiterConfig:
             give it φ's rate by default).
         weight_decay: Adam weight decay (L2) on φ, α and the map (paper: 5e-4).
         meta_period: Take a meta-step after every ``meta_period``-th inner update (paper: 1).
-            4 costs less on small networks (``benchmarks/arbiter_overhead.py --meta-periods``
-            measures how much). Over 10 seeds it gives the same
-            results on ``digits-mlp`` but much worse ones on ``mnist1d-cnn``, whose sizes then
-            stay larger (``docs/hyper_learning.md``).
+            Larger periods cost less and can change the schedules (``docs/hyper_learning.md``,
+            "What it costs").
         phi_batch_size: Validation examples φ reads per meta-step and per decision.
         phi_hidden: Width of φ's hidden layers (MLP) or of its convolutional trunk's last layer.
         map_init_scale: The map's weights start uniform in ``±map_init_scale``, so the response
@@ -82,9 +80,7 @@ class ArbiterConfig:
     def __post_init__(self) -> None:
         positive_ints = ("num_candidates", "meta_period", "phi_batch_size", "phi_hidden")
         for name in (*positive_ints, "warmup_max_iters"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"ArbiterConfig.{name} must be a positive integer, got {value!r}.")
+            setattr(self, name, check_int(f"ArbiterConfig.{name}", getattr(self, name), 1))
         for name in ("phi_lr", "alpha_lr", "map_lr", "warmup_lr", "huber_delta"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and value > 0 and math.isfinite(value)):
@@ -138,3 +134,12 @@ class Milestone:
             raise ValueError(
                 f"A milestone needs interval >= 0, batch_size >= 1 and lr_factor > 0; got {self}."
             )
+
+
+def parse_schedule(schedule: Sequence[Milestone | dict[str, Any]] | None) -> list[Milestone]:
+    """Milestones (or their dicts) sorted by interval; two at one interval are an error."""
+    milestones = [m if isinstance(m, Milestone) else Milestone(**m) for m in schedule or []]
+    intervals = [m.interval for m in milestones]
+    if len(set(intervals)) != len(intervals):
+        raise ValueError(f"The schedule has two milestones at the same interval: {intervals}.")
+    return sorted(milestones, key=lambda m: m.interval)

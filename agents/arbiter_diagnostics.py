@@ -1,31 +1,41 @@
-"""What Arbiter reports (its search diagnostics, which of its two modes ran) and its set-up helpers.
+"""What Arbiter reports: each interval's search, and which of its two modes produced a run.
 
-:func:`search_diagnostics` turns one interval's search (kept on the device by
-:class:`SearchDiagnostics`, so that meta-steps never synchronise) into the ``info["arbiter"]``
-record described in :meth:`arbiter_env.agents.arbiter.Arbiter.interval_diagnostics`.
+:class:`SearchDiagnostics` keeps one interval's search on the device, so that meta-steps never
+synchronise, and turns it into the ``info["arbiter"]`` record described in
+:meth:`arbiter_env.agents.arbiter.Arbiter.interval_diagnostics`. :func:`mode_notes` says which
+number of a run to report.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from arbiter_env.agents.arbiter_config import Milestone
 from arbiter_env.agents.arbiter_network import logit_to_batch_size
-
-if TYPE_CHECKING:
-    from arbiter_env.training.trainer import InnerTrainer
 
 
 class SearchDiagnostics:
-    """Running sums over one interval's meta-steps, kept on the device (no sync per step)."""
+    """One interval's search: running sums over its meta-steps and the latest candidates and s.
 
-    def __init__(self, device: torch.device):
+    Everything stays on the device; the host copy of s is written without waiting (on CUDA an
+    event marks it as done).
+
+    Args:
+        device: The agent's device.
+        num_candidates: N, the number of candidates φ proposes.
+        bounds: ``(b_min, b_max)`` of the stretched logit.
+    """
+
+    def __init__(self, device: torch.device, num_candidates: int, bounds: tuple[int, int]):
         self.device = device
+        self.bounds = bounds
+        on_cuda = device.type == "cuda"
+        self.last_logit = torch.zeros((), pin_memory=on_cuda)
+        self._logit_ready = torch.cuda.Event() if on_cuda else None
+        self.last_candidates = torch.full((num_candidates,), math.nan)
         self.reset()
 
     def reset(self) -> None:
@@ -40,95 +50,61 @@ class SearchDiagnostics:
         self.dF_ds += dF_ds.detach().float()
         self.temperature += temperature.float()
 
+    def remember(self, s: torch.Tensor, candidates: torch.Tensor) -> None:
+        """Keeps the latest candidate logits and mixed logit ``s``."""
+        self.last_candidates = candidates.detach()
+        self.last_logit.copy_(s.detach(), non_blocking=True)
+        if self._logit_ready is not None:
+            self._logit_ready.record()
 
-def search_diagnostics(
-    search: SearchDiagnostics,
-    last_candidates: torch.Tensor,
-    alpha: torch.Tensor,
-    response_map: nn.Linear | None,
-    last_logit: torch.Tensor,
-    logit_ready: Any,
-    bounds: tuple[int, int],
-) -> dict[str, Any]:
-    """The interval's search as plain numbers, with one device synchronisation.
+    def last_s(self) -> float:
+        """The latest ``s`` on the host (waits for its copy only if the host ran ahead)."""
+        if self._logit_ready is not None:
+            self._logit_ready.synchronize()
+        return float(self.last_logit)
 
-    Args:
-        search: The interval's running sums.
-        last_candidates: The latest candidate logits.
-        alpha: The mixing weights before the decision resets them.
-        response_map: The response map (``None``: Arbiter variants without one).
-        last_logit: The latest mixed logit ``s`` (a host copy, written asynchronously).
-        logit_ready: The CUDA event that marks the copy as done (``None`` on the CPU).
-        bounds: ``(b_min, b_max)`` of the stretched logit.
-    """
-    b_min, b_max = bounds
-    count = max(search.meta_steps, 1)
-    map_norm = (
-        torch.linalg.vector_norm(response_map.weight.detach())
-        if response_map is not None
-        else torch.tensor(math.nan)
-    )
-    values = torch.cat(
-        [
-            last_candidates.float().cpu(),
-            alpha.detach().float().cpu(),
-            torch.stack([search.dF_ds / count, search.temperature / count]).float().cpu(),
-            map_norm.reshape(1).float().cpu(),
-        ]
-    ).tolist()
-    n = len(last_candidates)
-    candidates, alphas = values[:n], values[n : 2 * n]
-    dF_ds, temperature, map_norm_value = values[2 * n :]
-    if search.meta_steps == 0:
-        dF_ds = temperature = math.nan
-    if logit_ready is not None:
-        logit_ready.synchronize()
-    s = float(last_logit)
-    diagnostics: dict[str, Any] = {
-        "s": s,
-        "B_s": logit_to_batch_size(s, b_min, b_max),
-        "meta_steps": search.meta_steps,
-        "dF_ds": dF_ds,
-        "map_norm": map_norm_value,
-        "temperature": temperature,
-        "temperature_gain": temperature * s,
-    }
-    for i, logit in enumerate(candidates):
-        diagnostics[f"candidate_{i}"] = logit_to_batch_size(logit, b_min, b_max)
-    for i, value in enumerate(alphas):
-        diagnostics[f"alpha_{i}"] = value
-    return diagnostics
+    def report(self, alpha: torch.Tensor, response_map: nn.Linear | None) -> dict[str, Any]:
+        """The interval's search as plain numbers, with one device synchronisation.
 
-
-def fused_adam_supported(device: torch.device) -> bool | None:
-    """``fused=True`` where torch has a fused Adam (CPU, CUDA), else torch's default."""
-    return True if device.type in ("cpu", "cuda") else None
-
-
-def feature_width(trainer: InnerTrainer) -> int:
-    """Width F of the inner network's penultimate features, also before the first reset."""
-    if trainer.model is not None:
-        return trainer.feature_width
-    # Before the first reset the trainer has no network yet: build a throwaway one just to read
-    # its output layer's input width, in a fork of the global RNG so that nothing else sees it.
-    with torch.random.fork_rng(devices=[]):
-        model = trainer.task.model(trainer.data.input_shape, trainer.data.num_classes)
-    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
-    if not linears:
-        raise ValueError(
-            f"Task {trainer.task.name!r}: the model has no nn.Linear output layer, which Arbiter's "
-            "response injection needs."
+        Args:
+            alpha: The mixing weights before the decision resets them.
+            response_map: The response map (``None``: Arbiter variants without one).
+        """
+        b_min, b_max = self.bounds
+        count = max(self.meta_steps, 1)
+        map_norm = (
+            torch.linalg.vector_norm(response_map.weight.detach())
+            if response_map is not None
+            else torch.tensor(math.nan)
         )
-    return int(linears[-1].in_features)
-
-
-def parse_schedule(schedule: Sequence[Milestone | dict[str, Any]] | None) -> list[Milestone]:
-    """Milestones (or their dicts) sorted by interval; two at one interval are an error."""
-    milestones = [m if isinstance(m, Milestone) else Milestone(**m) for m in schedule or []]
-    intervals = [m.interval for m in milestones]
-    if len(set(intervals)) != len(intervals):
-        raise ValueError(f"The schedule has two milestones at the same interval: {intervals}.")
-    return sorted(milestones, key=lambda m: m.interval)
+        values = torch.cat(
+            [
+                self.last_candidates.float().cpu(),
+                alpha.detach().float().cpu(),
+                torch.stack([self.dF_ds / count, self.temperature / count]).float().cpu(),
+                map_norm.reshape(1).float().cpu(),
+            ]
+        ).tolist()
+        n = len(self.last_candidates)
+        candidates, alphas = values[:n], values[n : 2 * n]
+        dF_ds, temperature, map_norm_value = values[2 * n :]
+        if self.meta_steps == 0:
+            dF_ds = temperature = math.nan
+        s = self.last_s()
+        diagnostics: dict[str, Any] = {
+            "s": s,
+            "B_s": logit_to_batch_size(s, b_min, b_max),
+            "meta_steps": self.meta_steps,
+            "dF_ds": dF_ds,
+            "map_norm": map_norm_value,
+            "temperature": temperature,
+            "temperature_gain": temperature * s,
+        }
+        for i, logit in enumerate(candidates):
+            diagnostics[f"candidate_{i}"] = logit_to_batch_size(logit, b_min, b_max)
+        for i, value in enumerate(alphas):
+            diagnostics[f"alpha_{i}"] = value
+        return diagnostics
 
 
 MODES_DOC = "docs/logging_and_cli.md#arbiters-two-modes"

@@ -1,11 +1,9 @@
 """``arbiter-la``: Arbiter with a meta-objective that sees the batch size.
 
 **Our extension.** This is not the algorithm of MacLellan & Dong (arXiv:2205.08231); the faithful
-one is :class:`arbiter_env.agents.arbiter.Arbiter`. Measured on our implementation, the paper's
-meta-objective depends on the candidate logit s only through a per-feature gain in front of the
-output layer, and on the batch size B only as the number of examples it is evaluated on; the
-direction of its schedules is set by the sign of the response map's initial temperature component
-(``docs/hyper_learning.md``, "What the objective responds to").
+one is :class:`arbiter_env.agents.arbiter.Arbiter`, whose meta-objective sees the batch size B
+only as the number of examples it is evaluated on (``docs/hyper_learning.md``, "What the
+objective responds to").
 
 ``arbiter-la`` ("look-ahead") keeps the paper's machinery (φ proposes N candidate logits, α
 mixes them into s, the arg-max of α decides at the end of each interval, φ is warmed up to the
@@ -43,11 +41,10 @@ step's noise and overshoot and is known to push B up (short-horizon bias); over 
 progress accumulates while the noise settles.
 
 Meta-steps run on a **sample clock**, ``meta_steps_per_interval`` per interval evenly spaced in
-training samples, so their number does not grow as B shrinks (the paper's one-per-update clock
-gives 72 meta-steps per interval at B = 8 and 4.5 at B = 128 on digits-mlp). A meta-step is φ on
-``phi_batch_size`` validation inputs, the closed-form model and an Adam step on (φ, α): no pass
-through the inner network. The measurements cost three gradients of ``measurement_batch_size``
-examples and one Hessian-vector product per interval.
+training samples, so their number does not grow as B shrinks (as it does on the paper's
+one-per-update clock). A meta-step is φ on ``phi_batch_size`` validation inputs, the closed-form
+model and an Adam step on (φ, α): no pass through the inner network. The measurements cost three
+gradients of ``measurement_batch_size`` examples and one Hessian-vector product per interval.
 
 Measured results, and where the model fails, are in ``docs/hyper_learning.md`` (the science
 table).
@@ -67,15 +64,16 @@ import torch
 import torch.nn.functional as F
 
 from arbiter_env.agents.arbiter import Arbiter, ArbiterConfig
+from arbiter_env.checks import check_int
 from arbiter_env.envs.observation import OBSERVATION_INDEX
 from arbiter_env.training.hyper import StepInfo
 
 __all__ = ["ArbiterLA", "ArbiterLAConfig", "predicted_validation_change"]
 
 
-def _tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
-    """``sum(terms)`` typed as a tensor: the same additions, left to right, without the 0 start."""
-    return functools.reduce(operator.add, terms)
+def _dot(xs: Iterable[torch.Tensor], ys: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Σ_i ⟨x_i, y_i⟩ over paired tensors, added left to right without a 0 start."""
+    return functools.reduce(operator.add, ((x * y).sum() for x, y in zip(xs, ys, strict=True)))
 
 
 @dataclass
@@ -105,11 +103,7 @@ class ArbiterLAConfig(ArbiterConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("meta_steps_per_interval", "measurement_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
-                raise ValueError(
-                    f"ArbiterLAConfig.{name} must be a positive integer, got {value!r}."
-                )
+            setattr(self, name, check_int(f"ArbiterLAConfig.{name}", getattr(self, name), 1))
         if not 0 <= self.statistics_decay < 1:
             raise ValueError(
                 "ArbiterLAConfig.statistics_decay must be in [0, 1), "
@@ -224,7 +218,7 @@ class ArbiterLA(Arbiter):
             )
             candidates = self.candidates(inputs)
             s = self.mixed_logit(candidates)
-            self._remember_logit(s, candidates)
+            self._search.remember(s, candidates)
         with self._timed("response_forward"):
             loss = self.progress_objective(s)
         self._descend(loss, s, torch.tensor(math.nan, device=s.device))
@@ -255,16 +249,14 @@ class ArbiterLA(Arbiter):
             val_loss = F.cross_entropy(model(x_val), y_val)
             g_val = torch.autograd.grad(val_loss, parameters, create_graph=True)
             d = [a - b for a, b in zip(g_a, g_b, strict=True)]
-            directional = _tensor_sum((g * v).sum() for g, v in zip(g_val, d, strict=True))
-            hessian_d = torch.autograd.grad(directional, parameters)
+            hessian_d = torch.autograd.grad(_dot(g_val, d), parameters)
+        g_train_sum = [a + b for a, b in zip(g_a, g_b, strict=True)]
         values = torch.stack(
             [
-                _tensor_sum((v * v).sum() for v in d),
-                _tensor_sum((v * hv).sum() for v, hv in zip(d, hessian_d, strict=True)),
-                _tensor_sum(
-                    (g.detach() * (a + b)).sum() for g, a, b in zip(g_val, g_a, g_b, strict=True)
-                ),
-                _tensor_sum((a * b).sum() for a, b in zip(g_a, g_b, strict=True)),
+                _dot(d, d),
+                _dot(d, hessian_d),
+                _dot([g.detach() for g in g_val], g_train_sum),
+                _dot(g_a, g_b),
             ]
         ).tolist()
         d_sq, d_hessian_d, dot, grad_sq_norm = values
@@ -317,7 +309,15 @@ class ArbiterLA(Arbiter):
             self.meta_step()
 
     def _update_model_inputs(self, losses: dict[str, float], measured: dict[str, float]) -> None:
-        """Sets the model's inputs: the latest losses and averaged gradient statistics.
+        """Sets the model's inputs: :meth:`_averaged` and the alignment ρ (a ratio of averages)."""
+        inputs = self._averaged(losses, measured)
+        low, high = ALIGNMENT_RANGE
+        ratio = inputs["grad_dot"] / max(inputs["grad_sq_norm"], 1e-30)
+        inputs["alignment"] = min(max(ratio, low), high)
+        self._model_inputs = inputs
+
+    def _averaged(self, losses: dict[str, float], measured: dict[str, float]) -> dict[str, float]:
+        """The latest losses, averaged gradient statistics and the noise curvature h_n.
 
         The statistics are bias-corrected moving averages (as Adam's moments), because one
         interval measures them with much more noise than the losses.
@@ -328,14 +328,11 @@ class ArbiterLA(Arbiter):
         self._average_weight = decay * self._average_weight + 1.0
         inputs = {key: total / self._average_weight for key, total in self._averages.items()}
         inputs.update(losses)
-        low, high = ALIGNMENT_RANGE
-        ratio = inputs["grad_dot"] / max(inputs["grad_sq_norm"], 1e-30)
-        inputs["alignment"] = min(max(ratio, low), high)
         # Ratio of averages; negative curvature along the noise gets no weight.
         inputs["noise_curvature"] = max(
             inputs["trace_hessian_covariance"] / max(inputs["trace_covariance"], 1e-30), 0.0
         )
-        self._model_inputs = inputs
+        return inputs
 
     def _meta_sample(self, tick: int) -> float:
         """The sample count at which the ``tick``-th meta-step of the episode is due."""

@@ -70,7 +70,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from arbiter_env.agents.arbiter_la import ArbiterLA, ArbiterLAConfig, _tensor_sum
+from arbiter_env.agents.arbiter_la import ArbiterLA, ArbiterLAConfig, _dot
 from arbiter_env.envs.observation import OBSERVATION_INDEX
 from arbiter_env.training.hyper import StepInfo
 
@@ -405,10 +405,6 @@ class ArbiterLAv2(ArbiterLA):
         )
         return size
 
-    def predicted_changes(self, sizes: list[int] | torch.Tensor) -> torch.Tensor:
-        """The model's ΔL_val for one interval at each of ``sizes`` (after a decision)."""
-        return self._parts(torch.as_tensor(sizes, dtype=torch.float64))["change"]
-
     def measure(self) -> dict[str, float]:
         """L, |G|², tr(Σ) and tr(HΣ) at the current parameters from two training batches (counted).
 
@@ -431,13 +427,12 @@ class ArbiterLAv2(ArbiterLA):
             loss_b = F.cross_entropy(model(x_train[index[n:]]), y_train[index[n:]])
             g_b = torch.autograd.grad(loss_b, parameters)
             d = [(a.detach() - b) for a, b in zip(g_a, g_b, strict=True)]
-            directional = _tensor_sum((a * v).sum() for a, v in zip(g_a, d, strict=True))
-            hessian_d = torch.autograd.grad(directional, parameters)
+            hessian_d = torch.autograd.grad(_dot(g_a, d), parameters)
         values = torch.stack(
             [
-                _tensor_sum((v * v).sum() for v in d),
-                _tensor_sum((v * hv).sum() for v, hv in zip(d, hessian_d, strict=True)),
-                _tensor_sum((a.detach() * b).sum() for a, b in zip(g_a, g_b, strict=True)),
+                _dot(d, d),
+                _dot(d, hessian_d),
+                _dot([a.detach() for a in g_a], g_b),
                 (loss_a.detach() + loss_b.detach()) / 2,
             ]
         ).tolist()
@@ -449,13 +444,6 @@ class ArbiterLAv2(ArbiterLA):
             "grad_sq_norm": values[2],
             "train_loss": values[3],
         }
-
-    def progress_objective(self, s: torch.Tensor) -> torch.Tensor:
-        """F(s) = ΔL_val(B(s)) / L_val for the φ/α decision (``decision="alpha"``)."""
-        inputs = self._require_model_inputs()
-        batch_size = self.b_min + (self.b_max - self.b_min) * torch.sigmoid(s.double())
-        change = self._parts(batch_size)["change"]
-        return (change / max(inputs["val_loss"], 1e-8)).to(s.dtype)
 
     @torch.no_grad()
     def model_best_batch_size(self) -> int:
@@ -502,17 +490,7 @@ class ArbiterLAv2(ArbiterLA):
             super()._on_inner_update(info)
 
     def _update_model_inputs(self, losses: dict[str, float], measured: dict[str, float]) -> None:
-        decay = self.config.statistics_decay
-        for key, value in measured.items():
-            self._averages[key] = decay * self._averages.get(key, 0.0) + value
-        self._average_weight = decay * self._average_weight + 1.0
-        inputs = {key: total / self._average_weight for key, total in self._averages.items()}
-        inputs.update(losses)
-        # Ratio of averages; negative curvature along the noise gets no weight.
-        inputs["noise_curvature"] = max(
-            inputs["trace_hessian_covariance"] / max(inputs["trace_covariance"], 1e-30), 0.0
-        )
-        self._model_inputs = inputs
+        self._model_inputs = self._averaged(losses, measured)  # v2 measures no alignment ρ
 
     def _decided(self, size: int, kind: str) -> None:
         self.decisions.append((self._interval, size, kind))
@@ -529,6 +507,9 @@ class ArbiterLAv2(ArbiterLA):
             if changes[best] >= keep - self.config.hysteresis * abs(keep):
                 return current
         return candidates[best]
+
+    def _predict(self, batch_size: torch.Tensor, inputs: dict[str, float]) -> torch.Tensor:
+        return self._parts(batch_size, inputs)["change"]
 
     def _parts(
         self,

@@ -1,10 +1,17 @@
-"""How Arbiter trains: the registry's :class:`ArbiterTraining`.
+"""How Arbiter trains, and the checkpoint folder it leaves: the registry's :class:`ArbiterTraining`.
 
 In a comparison Arbiter is a :class:`~arbiter_env.controllers.Learner` like any other (``learn``,
 ``save``, ``Arbiter.load``). ``arbiter train --agent arbiter`` runs an :class:`ArbiterRunConfig`
-(:mod:`arbiter_env.agents.run_arbiter`): one episode per seed, learning online, and writes a
-checkpoint folder (``RUN_DIR/checkpoint``: the agent and the run config that rebuilds its env)
-that ``arbiter evaluate`` and comparisons load.
+(:mod:`arbiter_env.agents.run_arbiter`), one episode per seed, learning online, and writes a
+checkpoint folder::
+
+    RUN_DIR/checkpoint/
+      arbiter.pt          the agent (Arbiter.save: φ, α, map, optimizer, generator, config)
+      arbiter_run.yaml    the run config: task, task overrides and env arguments it trained with
+
+``arbiter evaluate --controller RUN_DIR/checkpoint`` rebuilds the env from ``arbiter_run.yaml``
+and starts each seed from the saved agent; in a comparison, ``controller: arbiter`` with
+``kwargs: {checkpoint: PATH}`` (:func:`make_arbiter`) does the same in the comparison's own env.
 """
 
 from __future__ import annotations
@@ -15,35 +22,78 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import gymnasium as gym
+
 from arbiter_env.agents.arbiter import Arbiter
-from arbiter_env.agents.arbiter_checkpoint import CHECKPOINT_FILE, RUN_CONFIG_FILE
 from arbiter_env.agents.arbiter_diagnostics import mode_notes
 from arbiter_env.agents.run_arbiter import ArbiterRunConfig, make_env, run_arbiter
-from arbiter_env.config import apply_overrides, apply_values, from_dict, plain, save_yaml, to_dict
+from arbiter_env.config import (
+    apply_overrides,
+    apply_values,
+    from_dict,
+    plain,
+    read_config_mapping,
+    save_yaml,
+    to_dict,
+)
 from arbiter_env.controllers import Controller, LearnerTraining, TrainOutcome, TrainRequest
-from arbiter_env.envs.config import EnvConfig
 
 if TYPE_CHECKING:
     from arbiter_env.lab.runlog import RunLogger
 
-ARBITER_ENV_KEYS = tuple(
-    f.name
-    for f in dataclasses.fields(EnvConfig)
-    if f.name not in ("task", "task_kwargs", "family_split", "render_mode")
-)
-"""The env arguments an ``ArbiterRunConfig`` carries at its top level besides the task."""
+CHECKPOINT_FILE = "arbiter.pt"
+RUN_CONFIG_FILE = "arbiter_run.yaml"
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The agent file of a checkpoint given as its folder or as the file itself.
+
+    Raises:
+        FileNotFoundError: naming the path and the file expected in a checkpoint folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No Arbiter checkpoint at {path}: expected a file written by Arbiter.save or a "
+            f"folder holding {CHECKPOINT_FILE} (arbiter train --agent arbiter writes "
+            "RUN_DIR/checkpoint/)."
+        )
+    return path
+
+
+def is_arbiter_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is an Arbiter checkpoint folder or a ``.pt`` file in one."""
+    path = Path(path)
+    return (path / CHECKPOINT_FILE).is_file() if path.is_dir() else path.name == CHECKPOINT_FILE
+
+
+def read_run_config(path: str | Path) -> dict[str, Any]:
+    """The run config saved beside a checkpoint (``{}`` if there is none)."""
+    file = checkpoint_file(path).parent / RUN_CONFIG_FILE
+    return read_config_mapping(file) if file.is_file() else {}
+
+
+def make_arbiter(env: gym.Env, checkpoint: str | Path | None = None, **kwargs: Any) -> Arbiter:
+    """Arbiter (hyper-learning, MacLellan & Dong 2022), learning online; checkpoint=PATH loads one.
+
+    Registry factory of ``"arbiter"``: without ``checkpoint`` a new agent with ``kwargs`` as
+    :class:`ArbiterConfig` fields; with it, the saved agent (``kwargs`` are then config fields to
+    change, as :meth:`Arbiter.load` takes them).
+    """
+    if checkpoint is None:
+        return Arbiter(env, **kwargs)
+    return Arbiter.load(checkpoint_file(checkpoint), env=env, **kwargs)
 
 
 class ArbiterTraining(LearnerTraining):
     """Arbiter's registry training: a Learner in comparisons, a run config in ``arbiter train``."""
 
+    has_command = True  # ``arbiter train --agent arbiter`` runs :meth:`prepare`'s plan
+
     def __init__(self, factory: Callable[..., Controller]) -> None:
         super().__init__(factory, Arbiter)
-
-    @property
-    def has_command(self) -> bool:
-        """``arbiter train --agent arbiter`` runs :meth:`prepare`'s plan."""
-        return True
 
     def prepare(self, request: TrainRequest) -> ArbiterTrainingPlan:
         """The resolved :class:`ArbiterRunConfig` of ``arbiter train --agent arbiter``."""
@@ -92,7 +142,6 @@ class ArbiterTrainingPlan:
         if config.save_path is None:
             # The checkpoint folder: the agent and the run config that rebuilds its env.
             folder = log.run_dir / "checkpoint"
-            folder.mkdir(parents=True, exist_ok=True)
             config = dataclasses.replace(config, save_path=str(folder / CHECKPOINT_FILE))
         checkpoint = Path(str(config.save_path))
         checkpoint.parent.mkdir(parents=True, exist_ok=True)

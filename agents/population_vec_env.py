@@ -11,40 +11,30 @@ SB3 as N environments::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env.base_vec_env import (
-    VecEnv,
-    VecEnvIndices,
-    VecEnvObs,
-    VecEnvStepReturn,
-)
+from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
-from arbiter_env.envs.batch_size import BatchSizeEnv
 from arbiter_env.vector.population import Population
 
 
-class PopulationEnv(VecEnv):
+class PopulationEnv(DummyVecEnv):
     """SB3 ``VecEnv`` of a :class:`Population` (see the module docstring).
 
-    Resets a member automatically when its episode ends, putting the last observation in
-    ``info["terminal_observation"]``, as SB3's ``DummyVecEnv`` does; ``seed(s)`` seeds member
-    ``i`` with ``s + i`` at the next reset.
+    SB3's ``DummyVecEnv`` over the members gives the attribute, method and wrapper queries;
+    resets and steps go through the population, which trains every member's interval in one
+    batched step. A member is reset automatically when its episode ends, the last observation
+    in ``info["terminal_observation"]``; ``seed(s)`` seeds member ``i`` with ``s + i`` at the
+    next reset.
     """
 
     def __init__(self, task: Any = "digits-mlp", n_envs: int = 16, **kwargs: Any):
         self.population = Population(task, n_envs, **kwargs)
-        first = self.population.envs[0]
-        super().__init__(self.population.n_envs, first.observation_space, first.action_space)
-        self._actions: np.ndarray | None = None
-
-    @property
-    def envs(self) -> list[BatchSizeEnv]:
-        """The members' ``BatchSizeEnv``."""
-        return self.population.envs
+        super().__init__([_returning(env) for env in self.population.envs])
 
     def reset(self) -> VecEnvObs:
         """Resets every member with the seeds and options set since the last reset."""
@@ -59,13 +49,9 @@ class PopulationEnv(VecEnv):
         self._reset_options()
         return np.stack(observations)
 
-    def step_async(self, actions: np.ndarray) -> None:
-        """Stores the actions of the next :meth:`step_wait`."""
-        self._actions = actions
-
     def step_wait(self) -> VecEnvStepReturn:
         """Trains every member's interval in one batched step; resets the members that ended."""
-        outcomes = self.population.step(self._actions)
+        outcomes = self.population.step(self.actions)
         observations, rewards, dones, infos = [], [], [], []
         for index, (observation, reward, terminated, truncated, info) in enumerate(outcomes):
             done = terminated or truncated
@@ -79,38 +65,10 @@ class PopulationEnv(VecEnv):
             infos.append(info)
         return np.stack(observations), np.array(rewards, dtype=np.float32), np.array(dones), infos
 
-    def close(self) -> None:
-        """Closes every member."""
-        for env in self.envs:
-            env.close()
 
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """``attr_name`` of the members at ``indices``."""
-        return [getattr(self.envs[i], attr_name) for i in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        """Sets ``attr_name`` of the members at ``indices``."""
-        for i in self._get_indices(indices):
-            setattr(self.envs[i], attr_name, value)
-
-    def env_method(
-        self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs
-    ) -> list[Any]:
-        """Calls ``method_name`` of the members at ``indices``."""
-        return [
-            getattr(self.envs[i], method_name)(*method_args, **method_kwargs)
-            for i in self._get_indices(indices)
-        ]
-
-    def env_is_wrapped(
-        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
-    ) -> list[bool]:
-        """``False``: members are not wrapped (the population steps them itself)."""
-        return [False for _ in self._get_indices(indices)]
-
-    def get_images(self) -> Sequence[np.ndarray | None]:
-        """No images: the members are not rendered through the population."""
-        return [None for _ in range(self.num_envs)]
+def _returning(env: gym.Env) -> Callable[[], gym.Env]:
+    """A factory of ``env`` itself: DummyVecEnv takes factories, and the members exist already."""
+    return lambda: env
 
 
 def make_population_env(

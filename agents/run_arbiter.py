@@ -26,22 +26,12 @@ from arbiter_env.envs.batch_size import BatchSizeEnv, EnvConfig
 
 __all__ = [
     "ArbiterRunConfig",
-    "MilestoneConfig",
     "format_record",
     "load_run_config",
     "main",
     "make_env",
     "run_arbiter",
 ]
-
-
-@dataclass
-class MilestoneConfig:
-    """A step of a fixed schedule (see :class:`arbiter_env.agents.arbiter.Milestone`)."""
-
-    interval: int
-    batch_size: int
-    lr_factor: float = 1.0
 
 
 @dataclass
@@ -71,7 +61,7 @@ class ArbiterRunConfig(EnvConfig):
     seeds: list[int] = field(default_factory=lambda: [0])
     learn_timesteps: int = 0
     agent: ArbiterConfig = field(default_factory=ArbiterConfig)
-    schedule: list[MilestoneConfig] = field(default_factory=list)
+    schedule: list[Milestone] = field(default_factory=list)
     save_path: str | None = None
     threads: int | None = None
 
@@ -90,8 +80,9 @@ def make_env(config: ArbiterRunConfig) -> BatchSizeEnv:
 
 def make_agent(config: ArbiterRunConfig, env: BatchSizeEnv, seed_offset: int = 0) -> Arbiter:
     """An Arbiter for ``env`` with the config's hyperparameters and schedule."""
-    schedule = [Milestone(m.interval, m.batch_size, m.lr_factor) for m in config.schedule]
-    return Arbiter(env, config.agent, schedule=schedule, seed=config.agent.seed + seed_offset)
+    return Arbiter(
+        env, config.agent, schedule=config.schedule, seed=config.agent.seed + seed_offset
+    )
 
 
 def run_arbiter(

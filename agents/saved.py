@@ -14,19 +14,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from arbiter_env.agents.arbiter_checkpoint import (
+from arbiter_env.agents.arbiter_learning import (
     is_arbiter_checkpoint,
     make_arbiter,
     read_run_config,
 )
-from arbiter_env.agents.arbiter_learning import ARBITER_ENV_KEYS
 from arbiter_env.config import ConfigError
 from arbiter_env.envs.batch_size import BatchSizeEnv
+from arbiter_env.envs.config import EnvConfig
 from arbiter_env.tasks import is_family
 from arbiter_env.tasks.families import FamilySplit
 
 EnvBuilder = Callable[..., Any]
 """``(task, task_overrides, family_split, *, env_args) -> env`` (the command line's)."""
+ENV_KEYS = tuple(
+    f.name
+    for f in dataclasses.fields(EnvConfig)
+    if f.name not in ("task", "task_kwargs", "family_split", "render_mode")
+)
+"""The env arguments a saved Arbiter or zoo run carries besides the task."""
 
 
 @dataclass
@@ -88,7 +94,7 @@ def _arbiter(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
 
     saved = read_run_config(request.path)
     task = request.task or saved.get("task", request.default_task)
-    saved_env = {k: saved[k] for k in ARBITER_ENV_KEYS if saved.get(k) is not None}
+    saved_env = {k: saved[k] for k in ENV_KEYS if saved.get(k) is not None}
     task_kwargs = {**(saved.get("task_kwargs") or {}), **request.task_overrides}
     env_args = {**saved_env, **request.env_args}
     return SavedAgent(
@@ -100,17 +106,13 @@ def _arbiter(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
 
 def _zoo(request: CheckpointRequest, make_env: EnvBuilder) -> SavedAgent:
     """The env as the zoo built it: its ``--env-kwargs``, under the command line's settings."""
-    import inspect
-
     from arbiter_env.agents import zoo
 
     zoo.require_trust(request.path, request.trusted)  # before a run folder or env is made
     trained = dict(zoo.read_zoo_args(request.path).get("env_kwargs") or {})
     task = request.task or trained.pop("task", None) or request.default_task
     task_overrides = {**(trained.pop("task_kwargs", None) or {}), **request.task_overrides}
-    fixed = {"self", "task", "task_kwargs", "family_split", "render_mode"}
-    keys = set(inspect.signature(BatchSizeEnv.__init__).parameters) - fixed
-    env_args = {k: v for k, v in trained.items() if k in keys} | request.env_args
+    env_args = {k: v for k, v in trained.items() if k in ENV_KEYS} | request.env_args
     family_split = request.split if is_family(task) else None
     return SavedAgent(
         lambda: make_env(task, task_overrides, family_split, env_args=env_args),

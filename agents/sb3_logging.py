@@ -120,7 +120,10 @@ class IntervalLoggingCallback(BaseCallback):
         self.progress = progress
 
     def _on_training_start(self) -> None:
-        if self.forward_sb3_logger and not _forwards_to(self.model.logger, self.run_logger):
+        formats = getattr(self.model.logger, "output_formats", None) or []
+        if self.forward_sb3_logger and not any(
+            isinstance(f, WandbKVWriter) and f.run_logger is self.run_logger for f in formats
+        ):
             attach_sb3_logger(self.model, self.run_logger, formats=self.sb3_formats)
         self.run_logger.describe(self.training_env, self.model)
 
@@ -149,14 +152,6 @@ class IntervalLoggingCallback(BaseCallback):
         if self.progress is not None:
             self.progress(self.num_timesteps)
         return True
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def _forwards_to(logger: Any, run_logger: RunLogger) -> bool:
-    formats = getattr(logger, "output_formats", None) or []
-    return any(isinstance(f, WandbKVWriter) and f.run_logger is run_logger for f in formats)
 
 
 __all__ = ["IntervalLoggingCallback", "WandbKVWriter", "attach_sb3_logger"]

@@ -77,11 +77,16 @@ def _nested_default(field: dataclasses.Field[Any], hint: Any) -> Any:
 
 def load_yaml(cls: type[T], file: str | Path, overrides: list[str] | None = None) -> T:
     """Loads ``cls`` from a YAML file, then applies ``key=value`` overrides."""
+    return from_dict(cls, apply_overrides(read_config_mapping(file), overrides or []), path="")
+
+
+def read_config_mapping(file: str | Path) -> dict[str, Any]:
+    """The mapping at the top of a YAML config file; ``ConfigError`` if absent or not a mapping."""
     file = check_config_file(file)
     data = read_yaml_file(file) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of keys to values.")
-    return from_dict(cls, apply_overrides(data, overrides or []), path="")
+    return data
 
 
 def check_config_file(file: str | Path) -> Path:
@@ -386,6 +391,7 @@ __all__ = [
     "load_yaml",
     "parse_yaml",
     "plain",
+    "read_config_mapping",
     "read_yaml_file",
     "save_yaml",
     "to_dict",

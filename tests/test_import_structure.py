@@ -27,7 +27,6 @@ NEEDS_SB3 = (
     "arbiter_env.agents.zoo",
     "arbiter_env.agents.sb3_logging",
     "arbiter_env.agents.population_vec_env",
-    "arbiter_env.agents.vecnormalize_io",
 )
 
 

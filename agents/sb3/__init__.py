@@ -2,9 +2,9 @@
 
 The package's modules: :mod:`~arbiter_env.agents.sb3.algorithms` (the algorithm table, the one
 place that knows each algorithm), ``hyperparams`` and ``config`` (typed configs and their
-loading), ``envs`` (vectorised training envs), ``training`` (creating, training and resuming an
-agent), ``checkpoints``, ``callbacks`` and ``controller`` (a trained agent as a controller). Every
-public name is re-exported here::
+loading), ``envs`` (vectorised training envs), ``fitting`` (creating, training and resuming an
+agent), ``learning`` (the registry's training), ``checkpoints``, ``safe_load`` and
+``controller`` (a trained agent as a controller). Every public name is re-exported here::
 
     from arbiter_env.agents.sb3 import load_agent_config, train_rl_agent, evaluate_rl_agent
 
@@ -29,7 +29,7 @@ Evaluation uses the *held-out* seeds ``evaluation.seed_offset + i`` (``seed_offs
 instances (``family_split="test"``), so a score never comes from an episode seen in training.
 
 **Checkpoints** are folders holding ``model.zip``, ``vecnormalize.npz`` (when ``vec_normalize``
-is enabled; plain arrays, read without pickle, see :mod:`arbiter_env.agents.vecnormalize_io`),
+is enabled; plain arrays, read without pickle, see :mod:`arbiter_env.agents.sb3.checkpoints`),
 ``replay_buffer.pkl`` (off-policy algorithms, when ``save_replay_buffer``) and
 ``config.yaml`` (the resolved config). ``train_rl_agent(..., resume_from=folder)`` continues from
 one with the same timestep counter; :func:`load_rl_controller` turns one into a controller for
@@ -62,7 +62,6 @@ from arbiter_env.agents.sb3.algorithms import (
     algorithms_for,
     check_action_space,
 )
-from arbiter_env.agents.sb3.callbacks import CheckpointEveryCallback
 from arbiter_env.agents.sb3.checkpoints import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -82,7 +81,6 @@ from arbiter_env.agents.sb3.config import (
     EvaluationConfig,
     PolicyConfig,
     VecNormalizeConfig,
-    agent_config_dict,
     default_config_dir,
     load_agent_config,
     resolve_agent_config,
@@ -94,7 +92,7 @@ from arbiter_env.agents.sb3.controller import (
     make_sb3_controller,
 )
 from arbiter_env.agents.sb3.envs import EnvFactory, make_vec_env
-from arbiter_env.agents.sb3.fitting import make_rl_agent, train_rl_agent
+from arbiter_env.agents.sb3.fitting import CheckpointEveryCallback, make_rl_agent, train_rl_agent
 from arbiter_env.agents.sb3.hyperparams import (
     A2CHyperparams,
     DQNHyperparams,
@@ -137,7 +135,6 @@ __all__ = [
     "SB3Controller",
     "TD3Hyperparams",
     "VecNormalizeConfig",
-    "agent_config_dict",
     "algorithm_spec",
     "algorithms_for",
     "check_action_space",

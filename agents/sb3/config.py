@@ -1,9 +1,6 @@
 """Agent configs: the typed :class:`AgentConfig` and its loading from YAML files and overrides.
 
-``configs/agents/<algo>.yaml`` holds an :class:`AgentConfig` (typed, unknown keys and wrong types
-are errors naming the key) plus an optional ``tasks:`` mapping of task or family name to partial
-overrides. Precedence, lowest first: dataclass defaults, the YAML's top level, ``tasks[<task>]``,
-then ``key=value`` overrides.
+The files' layout and the precedence of their parts: :mod:`arbiter_env.agents.sb3`, "Configs".
 """
 
 from __future__ import annotations
@@ -30,8 +27,7 @@ from arbiter_env.config import (
     apply_overrides,
     apply_values,
     from_dict,
-    read_yaml_file,
-    to_dict,
+    read_config_mapping,
 )
 from arbiter_env.envs.batch_size import EnvConfig
 
@@ -275,12 +271,12 @@ def load_agent_config(
     if source_text in ALGORITHM_SPECS:
         directory = Path(config_dir) if config_dir is not None else default_config_dir()
         file = directory / f"{source_text}.yaml" if directory is not None else None
-        data = read_config_file(file) if file is not None and file.is_file() else {}
+        data = read_config_mapping(file) if file is not None and file.is_file() else {}
         if data.get("algo", source_text) != source_text:
             raise ConfigError(f"{file}: algo is {data['algo']!r}, expected {source_text!r}.")
         data["algo"] = source_text
     elif source_text.endswith((".yaml", ".yml")) or Path(source_text).is_file():
-        data = read_config_file(Path(source_text))
+        data = read_config_mapping(Path(source_text))
     else:
         raise ConfigError(
             f"Unknown agent {source_text!r}: give one of {sorted(ALGORITHM_SPECS)} or a YAML file."
@@ -333,11 +329,6 @@ def resolve_agent_config(
     return from_dict(AgentConfig, merged)
 
 
-def agent_config_dict(config: AgentConfig) -> dict[str, Any]:
-    """A plain dict of the resolved config (for ``config.yaml`` and ``wandb.config``)."""
-    return to_dict(config)
-
-
 def _check_layer_sizes(sizes: Any, key: str) -> None:
     if not isinstance(sizes, list) or any(
         isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes
@@ -362,13 +353,3 @@ def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str,
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def read_config_file(file: Path) -> dict[str, Any]:
-    """The mapping at the top of a YAML config file; ``ConfigError`` if absent or not a mapping."""
-    if not file.is_file():
-        raise ConfigError(f"Config file {file} does not exist.")
-    data = read_yaml_file(file) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file}: the top level must be a mapping of keys to values.")
-    return data

@@ -14,13 +14,16 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from arbiter_env.agents import vecnormalize_io
 from arbiter_env.agents.sb3.algorithms import ALGORITHMS
 from arbiter_env.agents.sb3.checkpoints import (
+    LEGACY_PICKLE_FILE,
     MODEL_FILE,
+    VECNORMALIZE_FILE,
     check_spaces,
     checkpoint_folder,
     load_checkpoint_config,
+    load_vecnormalize,
+    stats_present,
 )
 from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config
 from arbiter_env.agents.sb3.envs import wrap_vec_normalize
@@ -136,8 +139,8 @@ def require_trust_for_pickles(checkpoint: str | Path, trusted: bool) -> None:
         UnsafeCheckpointError: one line naming the pickle and the flag that allows it.
     """
     folder = checkpoint_folder(checkpoint)
-    legacy = folder / vecnormalize_io.LEGACY_PICKLE_FILE
-    if trusted or not legacy.is_file() or (folder / vecnormalize_io.STATS_FILE).is_file():
+    legacy = folder / LEGACY_PICKLE_FILE
+    if trusted or not legacy.is_file() or (folder / VECNORMALIZE_FILE).is_file():
         return
     raise UnsafeCheckpointError(
         f"{legacy}: the VecNormalize statistics of this checkpoint are a pickle, which runs any "
@@ -178,9 +181,9 @@ def _load_model_safely(
 
 def _load_frozen_vec_normalize(folder: Path, model: BaseAlgorithm) -> VecNormalize | None:
     """The saved ``VecNormalize`` statistics, frozen for evaluation; ``None`` if there are none."""
-    if not vecnormalize_io.stats_present(folder):
+    if not stats_present(folder):
         return None
-    vec_normalize = vecnormalize_io.load_vecnormalize(
+    vec_normalize = load_vecnormalize(
         folder, observation_space=model.observation_space, action_space=model.action_space
     )
     # Evaluation must not move the statistics, and rewards are not the controller's business.

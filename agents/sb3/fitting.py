@@ -1,4 +1,4 @@
-"""Training: creating an agent, training it into a run folder, and resuming from a checkpoint."""
+"""Training: creating an agent, training it into a run folder (with checkpoints on the way), resuming."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from arbiter_env.agents import vecnormalize_io
 from arbiter_env.agents.sb3.algorithms import ALGORITHMS, check_action_space
-from arbiter_env.agents.sb3.callbacks import CheckpointEveryCallback
 from arbiter_env.agents.sb3.checkpoints import (
     CONFIG_FILE,
     MODEL_FILE,
@@ -21,7 +20,9 @@ from arbiter_env.agents.sb3.checkpoints import (
     check_spaces,
     checkpoint_folder,
     load_checkpoint_config,
+    load_vecnormalize,
     save_checkpoint,
+    stats_present,
 )
 from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config
 from arbiter_env.agents.sb3.envs import make_vec_env, wrap_vec_normalize
@@ -125,8 +126,8 @@ def _resume(config: AgentConfig, folder: Path) -> tuple[BaseAlgorithm, VecNormal
     # Fresh episode seeds after the ones already trained on (still below the evaluation seeds).
     venv = make_vec_env(config, seed=config.seed + model.num_timesteps)
     vec_normalize: VecNormalize | None = None
-    if vecnormalize_io.stats_present(folder):
-        vec_normalize = vecnormalize_io.load_vecnormalize(folder, venv)
+    if stats_present(folder):
+        vec_normalize = load_vecnormalize(folder, venv)
         vec_normalize.training = True
     elif config.vec_normalize.enabled:
         vec_normalize = wrap_vec_normalize(venv, config)
@@ -137,3 +138,47 @@ def _resume(config: AgentConfig, folder: Path) -> tuple[BaseAlgorithm, VecNormal
     if isinstance(model, OffPolicyAlgorithm) and (folder / REPLAY_BUFFER_FILE).is_file():
         model.load_replay_buffer(folder / REPLAY_BUFFER_FILE)
     return model, vec_normalize
+
+
+class CheckpointEveryCallback(BaseCallback):
+    """Saves a checkpoint to ``<run_dir>/checkpoints/step_<timesteps>`` every ``every`` steps.
+
+    On-policy algorithms (PPO, A2C) are saved only at the start of a rollout, that is after the
+    previous rollout has been trained on: a checkpoint taken in the middle of collection (or at
+    its last step, before ``train()``) would hold timesteps whose rollout is then lost on resume,
+    so a resumed run would make fewer gradient updates than an uninterrupted one. The step of a
+    saved checkpoint is therefore the first rollout boundary at or after each ``every`` steps.
+    Off-policy algorithms train as they collect and are saved at the step itself.
+    """
+
+    def __init__(
+        self,
+        every: int,
+        run_dir: Path,
+        config: AgentConfig,
+        vec_normalize: VecNormalize | None,
+    ):
+        super().__init__()
+        self.every = every
+        self.run_dir = run_dir
+        self.config = config
+        self.vec_normalize = vec_normalize
+        self._last_saved = 0
+
+    def _on_training_start(self) -> None:
+        self._last_saved = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        if not isinstance(self.model, OnPolicyAlgorithm):
+            self._maybe_save()
+        return True
+
+    def _on_rollout_start(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm):
+            self._maybe_save()
+
+    def _maybe_save(self) -> None:
+        if self.every and self.num_timesteps - self._last_saved >= self.every:
+            self._last_saved = self.num_timesteps
+            folder = self.run_dir / "checkpoints" / f"step_{self.num_timesteps:09d}"
+            save_checkpoint(self.model, folder, self.config, self.vec_normalize)

@@ -7,7 +7,6 @@ Every field is an argument of the stable-baselines3 algorithm, except those name
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -25,10 +24,6 @@ class _LinearSchedule:
 
     def __call__(self, progress_remaining: float) -> float:
         return self.initial * progress_remaining
-
-
-def _learning_rate(value: float, schedule: str) -> float | _LinearSchedule:
-    return _LinearSchedule(value) if schedule == "linear" else value
 
 
 class _AlgorithmHyperparams:
@@ -95,8 +90,9 @@ class _AlgorithmHyperparams:
             )
 
     def to_kwargs(self) -> dict[str, Any]:
-        kwargs = _fields(self, exclude=self._not_arguments)
-        kwargs["learning_rate"] = _learning_rate(self.learning_rate, self.lr_schedule)
+        kwargs = {key: value for key, value in vars(self).items() if key not in self._not_arguments}
+        if self.lr_schedule == "linear":
+            kwargs["learning_rate"] = _LinearSchedule(self.learning_rate)
         return kwargs
 
 
@@ -203,7 +199,3 @@ class TD3Hyperparams(_AlgorithmHyperparams):
                 mean=np.zeros(1), sigma=np.full(1, self.action_noise_std)
             )
         return kwargs
-
-
-def _fields(params: Any, exclude: Sequence[str] = ()) -> dict[str, Any]:
-    return {key: value for key, value in vars(params).items() if key not in exclude}

@@ -23,16 +23,11 @@ from arbiter_env.agents.sb3.checkpoints import (
     latest_checkpoint,
     load_checkpoint_config,
 )
-from arbiter_env.agents.sb3.config import (
-    AgentConfig,
-    agent_config_dict,
-    load_agent_config,
-    resolve_agent_config,
-)
+from arbiter_env.agents.sb3.config import AgentConfig, load_agent_config, resolve_agent_config
 from arbiter_env.agents.sb3.controller import load_rl_controller, require_trust_for_pickles
 from arbiter_env.agents.sb3.fitting import train_rl_agent
 from arbiter_env.agents.sb3_logging import IntervalLoggingCallback
-from arbiter_env.config import ConfigError
+from arbiter_env.config import ConfigError, to_dict
 from arbiter_env.controllers import (
     Controller,
     HeldOutEvaluation,
@@ -180,7 +175,7 @@ class SB3TrainingPlan:
     @property
     def config(self) -> dict[str, Any]:
         """The resolved agent config."""
-        return agent_config_dict(self.agent)
+        return to_dict(self.agent)
 
     @property
     def task(self) -> str:
@@ -195,10 +190,11 @@ class SB3TrainingPlan:
     def run(self, log: RunLogger, progress: Callable[[int], None]) -> TrainOutcome:
         """Trains into ``log.run_dir`` (resuming if asked), then sets up the held-out episodes."""
         request, config = self.request, self.agent
-        if request.resume is not None and _inside(request.resume, log.run_dir):
+        resume = request.resume
+        if resume is not None and Path(resume).resolve().is_relative_to(log.run_dir.resolve()):
             # Resuming in the run's own folder: drop what the interrupted run logged after the
             # checkpoint (it is trained again) and keep counting samples and episodes.
-            kept = log.continue_from(checkpoint_timesteps(request.resume))
+            kept = log.continue_from(checkpoint_timesteps(resume))
             if kept["dropped"]:
                 print(
                     f"Resuming in {log.run_dir}: dropped {kept['dropped']} interval rows logged "
@@ -222,7 +218,7 @@ class SB3TrainingPlan:
                 deterministic=config.evaluation.deterministic,
                 extra={"phase": "eval"},
             )
-        held_out = "held-out seeds" + (" and test instances" if _is_family(self.task) else "")
+        held_out = "held-out seeds" + (" and test instances" if is_family(self.task) else "")
         return TrainOutcome(
             checkpoint=checkpoint,
             title=f"{request.agent} on {self.task}, {held_out}",
@@ -263,7 +259,7 @@ def _preflight(config: AgentConfig, resume: Path | None) -> None:
             check_action_space(config.algo, env.action_space)
         except ValueError as error:
             problems.append(f"{config.algo}: {_first_line(error)}")
-        if not _is_family(config.env.task_name):
+        if not is_family(config.env.task_name):
             break  # one task: the evaluation env is built the same way
     problems = list(dict.fromkeys(problems))
     if problems:
@@ -276,19 +272,6 @@ def _preflight(config: AgentConfig, resume: Path | None) -> None:
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(Path(folder).resolve())
-    except ValueError:
-        return False
-    return True
-
-
-def _is_family(task: str) -> bool:
-
-    return is_family(task)
 
 
 SB3_TRAINING = SB3Training()

@@ -191,7 +191,7 @@ def test_response_batch_size_follows_the_previous_meta_steps_logit(tiny_task, ca
     env.trainer.sample_validation = recording_sample
     previous_logits = []
     for _ in range(3):
-        previous_logits.append(float(agent._last_logit))
+        previous_logits.append(float(agent._search.last_logit))
         agent.meta_step()
     sizes = [logit_to_batch_size(s, 4, 64) for s in previous_logits]
     if cap is not None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-from arbiter_env.agents import vecnormalize_io
+from arbiter_env.agents.sb3 import checkpoints
 from arbiter_env.envs.batch_size import BatchSizeEnv
 
 
@@ -25,15 +25,15 @@ def _trained_normalizer() -> tuple[VecNormalize, BatchSizeEnv]:
 
 def test_vecnormalize_statistics_round_trip_without_pickle(tmp_path: Path, monkeypatch) -> None:
     venv, env = _trained_normalizer()
-    vecnormalize_io.save_vecnormalize(venv, tmp_path)
-    assert not (tmp_path / vecnormalize_io.LEGACY_PICKLE_FILE).exists()
+    checkpoints.save_vecnormalize(venv, tmp_path)
+    assert not (tmp_path / checkpoints.LEGACY_PICKLE_FILE).exists()
 
     def no_pickle(*args, **kwargs):
         raise AssertionError("pickle must not be used")
 
     monkeypatch.setattr(pickle, "load", no_pickle)
     monkeypatch.setattr(pickle, "loads", no_pickle)
-    loaded = vecnormalize_io.load_vecnormalize(
+    loaded = checkpoints.load_vecnormalize(
         tmp_path, observation_space=env.observation_space, action_space=env.action_space
     )
     observation = env.observation_space.sample()
@@ -46,9 +46,9 @@ def test_vecnormalize_statistics_round_trip_without_pickle(tmp_path: Path, monke
 
 def test_legacy_vecnormalize_pickle_is_read_only_with_a_warning(tmp_path: Path) -> None:
     venv, env = _trained_normalizer()
-    venv.save(str(tmp_path / vecnormalize_io.LEGACY_PICKLE_FILE))
+    venv.save(str(tmp_path / checkpoints.LEGACY_PICKLE_FILE))
     with pytest.warns(UserWarning, match="can run code"):
-        loaded = vecnormalize_io.load_vecnormalize(
+        loaded = checkpoints.load_vecnormalize(
             tmp_path, observation_space=env.observation_space, action_space=env.action_space
         )
     np.testing.assert_array_equal(loaded.obs_rms.mean, venv.obs_rms.mean)
@@ -248,8 +248,8 @@ def test_a_vecnormalize_pickle_beside_our_checkpoint_is_refused_unexecuted(
     tampered = tmp_path / "tampered"
     shutil.copytree(checkpoint, tampered)
     marker = tmp_path / "pwned"
-    (tampered / vecnormalize_io.STATS_FILE).unlink()
-    pickle_file = tampered / vecnormalize_io.LEGACY_PICKLE_FILE
+    (tampered / checkpoints.VECNORMALIZE_FILE).unlink()
+    pickle_file = tampered / checkpoints.LEGACY_PICKLE_FILE
     pickle_file.write_bytes(pickle.dumps(_CreatesMarker(marker)))
     _evaluate_refuses(tampered, tmp_path, capsys, names=pickle_file)
     assert not marker.exists()
@@ -344,11 +344,11 @@ def test_a_damaged_vecnormalize_npz_is_one_line_naming_it(
 
     tampered = tmp_path / "tampered"
     shutil.copytree(checkpoint, tampered)
-    (tampered / vecnormalize_io.STATS_FILE).write_bytes(content)
+    (tampered / checkpoints.VECNORMALIZE_FILE).write_bytes(content)
     argv = ["evaluate", "--controller", str(tampered), "--seeds", "0", "--wandb", "disabled"]
     assert main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and str(tampered / vecnormalize_io.STATS_FILE) in lines[0], lines
+    assert len(lines) == 1 and str(tampered / checkpoints.VECNORMALIZE_FILE) in lines[0], lines
     assert "is damaged" in lines[0]
 
 
