@@ -182,6 +182,13 @@ class ArbiterLA(Arbiter):
 
     def __init__(self, env: Any, config: ArbiterLAConfig | None = None, **kwargs: Any):
         super().__init__(env, config, **kwargs)
+        lr_scaling = self.batch_env.config.lr_scaling
+        if lr_scaling not in _LR_RULES:
+            raise ValueError(
+                f"arbiter-la predicts the learning rate at other batch sizes with lr_scaling "
+                f"{sorted(_LR_RULES)}; {lr_scaling!r} depends on the measured gradient noise, "
+                "which its model does not predict. Use one of those rules."
+            )
         self._model_inputs: dict[str, float] | None = None
         self._averages: dict[str, float] = {}
         self._average_weight = 0.0

@@ -193,3 +193,10 @@ def test_bad_settings_name_the_field():
         ArbiterLAv2Config(calibration_min=0.0)
     with pytest.raises(ValueError, match="noise_scale_range"):
         ArbiterLAv2Config(noise_scale_range=(2.0, 3.0))
+
+
+@pytest.mark.parametrize("name", ["arbiter-la", "arbiter-la-v1"])
+def test_adascale_learning_rates_are_refused_with_the_rules_the_model_knows(name):
+    env = BatchSizeEnv("synthetic-teacher", lr_scaling="adascale")
+    with pytest.raises(ValueError, match="'adascale' depends on the measured gradient noise"):
+        make_controller(name, env, seed=0)
