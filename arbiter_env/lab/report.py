@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from arbiter_env.controllers import controller_kind as registered_kind
+from arbiter_env.controllers import controller_kind
 
 SCORE_METRIC = "test_accuracy"
 """The result key of the main score: the profile's and the ``iqm``/``p_improvement`` columns'."""
@@ -48,15 +48,6 @@ TARGET_METRICS: tuple[tuple[str, str, str], ...] = (
     ("seconds_to_target", "seconds to target", "{:.2f}"),
 )
 HYPERGRADIENT_METRIC = ("hypergradient_var", "lr hypergradient variance", "{:.3g}")
-
-
-def controller_kind(registered: str) -> str:
-    """The kind of a registered controller name (``fixed``, ``schedule``, ..., or ``other``).
-
-    Each controller's registry entry says its kind; a name that is not registered (a user's
-    controller whose module is not imported here) is of kind ``"other"``.
-    """
-    return registered_kind(registered)
 
 
 # --- strict JSON --------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from typing import Any, get_type_hints
 
@@ -145,21 +144,6 @@ def looks_like_path(argument: str) -> bool:
         or argument.endswith(".zip")  # an rl-zoo3 model file
         or any(sep in argument for sep in separators)
     )
-
-
-def require(module: str, purpose: str) -> Any:
-    """Imports ``module``; a missing optional dependency raises ``ValueError`` naming the fix."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] == "stable_baselines3":
-            raise ValueError(
-                f"{purpose} needs stable-baselines3, which is not installed; install the RL "
-                "extra: pip install 'arbiter-env[rl]'"
-            ) from None
-        if error.name != module:
-            raise
-        raise ValueError(f"{purpose} is not available: {module} is not installed.") from None
 
 
 def split_seeds(items: list[str]) -> tuple[list[int], list[str]]:

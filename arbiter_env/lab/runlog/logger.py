@@ -249,9 +249,9 @@ class RunLogger:
                 record[key] = item
         episode.intervals.append(record)
         self._intervals_logged += 1
-        self._write_local(INTERVALS_FILE, record)
+        self._local.write(INTERVALS_FILE, record)
         # Charts in sections (val/, grad_stats/, ...); bookkeeping stays in the local files.
-        self._wandb_log(sectioned(record))
+        self._wandb.log(sectioned(record))
         return record
 
     def end_episode(
@@ -303,8 +303,8 @@ class RunLogger:
                 ]
             )
         self.episodes.append(summary)
-        self._write_local(EPISODES_FILE, summary)
-        self._wandb_log(
+        self._local.write(EPISODES_FILE, summary)
+        self._wandb.log(
             {
                 f"episode/{key}": value
                 for key, value in summary.items()
@@ -394,8 +394,8 @@ class RunLogger:
             item = scalar(value)
             if item is not None and key != "samples":
                 record[key] = item
-        self._write_local(METRICS_FILE, record)
-        self._wandb_log({k: v for k, v in record.items() if k != "step"})
+        self._local.write(METRICS_FILE, record)
+        self._wandb.log({k: v for k, v in record.items() if k != "step"})
         return record
 
     def on_step(
@@ -518,9 +518,6 @@ class RunLogger:
         if self._closed:
             raise RuntimeError(f"RunLogger for {self.run_dir} is closed.")
 
-    def _wandb_log(self, metrics: Mapping[str, Any]) -> None:
-        self._wandb.log(metrics)
-
     def continue_from(self, timesteps: int) -> dict[str, int]:
         """Prepares this folder's logs for training resumed from a checkpoint at ``timesteps``.
 
@@ -580,9 +577,6 @@ class RunLogger:
         self.episodes = episodes
         self._intervals_logged = len(kept)
         return {"kept": len(kept), "dropped": len(intervals) - len(kept)}
-
-    def _write_local(self, name: str, record: Mapping[str, Any]) -> None:
-        self._local.write(name, record)
 
 
 __all__ = ["RunLogger", "make_run_dir"]
