@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from arbiter_env.files import atomic_write_text
-from arbiter_env.lab.report import dumps_strict
+from arbiter_env.lab.runlog.values import dumps_strict
 
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "result.json"

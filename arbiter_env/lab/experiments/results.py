@@ -30,8 +30,9 @@ from arbiter_env.lab.experiments.files import (
     read_json,
     read_jsonl,
 )
-from arbiter_env.lab.report import dumps_strict, markdown_table, strict_json_value, summarize
+from arbiter_env.lab.report import markdown_table, summarize
 from arbiter_env.lab.runlog import INTERVALS_FILE, wandb_init_timeout
+from arbiter_env.lab.runlog.values import dumps_strict, strict_json_value
 from arbiter_env.lab.wandb_utils import prepare_wandb, summary_run_id
 
 if TYPE_CHECKING:  # matplotlib is imported only when a report is drawn

@@ -53,7 +53,7 @@ from arbiter_env.lab.runlog.describe import (
     kind_tag,
 )
 from arbiter_env.lab.runlog.summary import EpisodeProgress, summarise_episode
-from arbiter_env.lab.runlog.values import flatten, is_number, json_safe, plain_config, scalar
+from arbiter_env.lab.runlog.values import dumps_strict, flatten, is_number, plain_config, scalar
 from arbiter_env.lab.runlog.writers import (
     CONFIG_FILE,
     DEFAULT_PROJECT,
@@ -508,9 +508,7 @@ class RunLogger:
             "wandb_error": self.wandb_error,
             "summary": self._run_file_summary,
         }
-        (self.run_dir / RUN_FILE).write_text(
-            json.dumps(json_safe(run_info), indent=2, allow_nan=False)
-        )
+        (self.run_dir / RUN_FILE).write_text(dumps_strict(run_info, indent=2))
 
     # --- internals ------------------------------------------------------------------------------
 

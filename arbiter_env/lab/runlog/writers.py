@@ -8,7 +8,6 @@ once and turns W&B off for the rest of the run, and nothing written locally is l
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import warnings
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO, get_args
 
 from arbiter_env.files import atomic_write_text
-from arbiter_env.lab.runlog.values import is_number, json_safe
+from arbiter_env.lab.runlog.values import dumps_strict, is_number
 from arbiter_env.lab.wandb_utils import WandbMode, prepare_wandb, wandb_api_key_configured
 
 WANDB_MODES: tuple[WandbMode, ...] = get_args(WandbMode)
@@ -106,7 +105,7 @@ class JsonlWriter:
     def write(self, name: str, record: Mapping[str, Any]) -> None:
         """Appends ``record`` (NaN and inf as ``null``) to file ``name`` and flushes it."""
         handle = self._files[name]
-        handle.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+        handle.write(dumps_strict(record) + "\n")
         handle.flush()
 
     def replace(self, name: str, records: Iterable[Mapping[str, Any]]) -> None:
@@ -114,7 +113,7 @@ class JsonlWriter:
         self._files[name].close()
         atomic_write_text(
             self.folder / name,
-            "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records),
+            "".join(dumps_strict(r) + "\n" for r in records),
         )
         self._files[name] = self._open(name)
 
