@@ -1,9 +1,9 @@
 """Checks a whole comparison before any run starts, and reports every problem at once.
 
-``arbiter compare`` used to check only task and controller names up front; a typo in a controller
-kwarg, an env setting or a task override, an impossible seed or an encoding the agent cannot use
-then failed every run separately, minutes later (or, for RL agents, after training). Here the
-driver builds what the runs will build, in seconds and without training anything:
+A typo in a controller kwarg, an env setting or a task override, an impossible seed or an
+encoding the agent cannot use would otherwise fail every run separately, minutes later (or, for
+RL agents, after training). Here the driver builds what the runs will build, without training
+anything:
 
 * every task with the experiment's ``task_overrides`` (names, types, ranges);
 * one environment per task and distinct ``env`` setting, which loads the task's data, so a
@@ -63,8 +63,8 @@ def check_plan(config: Any) -> None:
     """Raises :class:`PlanError` listing every problem of ``config`` (an ``ExperimentConfig``).
 
     The data sets it loads to build the environments are dropped from the process's cache when
-    it returns: the driver does not need them (workers load their own), and CIFAR alone would
-    keep about 0.7 GB in it for the whole comparison.
+    it returns: the driver does not need them (workers load their own), and a large one would
+    stay in its memory for the whole comparison.
     """
     with transient_data_cache():
         _check_plan(config)

@@ -94,7 +94,7 @@ def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dic
         markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
     _write_csv(run_dir / RESULTS_CSV, rows)
     atomic_write_text(run_dir / RESULTS_MD, markdown)
-    _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
+    _write_csv(run_dir / RUNS_CSV, [{key: r.get(key) for key in _RUN_COLUMNS} for r in results])
     atomic_write_text(run_dir / AGGREGATES_JSON, dumps_strict(aggregates, indent=2) + "\n")
     plot_paths = plots.plot_comparison(results, run_dir / "plots", figure_size)
     return {
@@ -135,10 +135,6 @@ _RUN_COLUMNS = (
     "diverged",
     "error",
 )
-
-
-def _run_row(result: dict[str, Any]) -> dict[str, Any]:
-    return {key: result.get(key) for key in _RUN_COLUMNS}
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
