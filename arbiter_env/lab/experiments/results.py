@@ -28,11 +28,11 @@ from arbiter_env.lab.experiments.files import (
     RESULTS_MD,
     RUNS_CSV,
     read_json,
-    read_jsonl,
 )
 from arbiter_env.lab.report import markdown_table, summarize
 from arbiter_env.lab.runlog import INTERVALS_FILE, wandb_init_timeout
 from arbiter_env.lab.runlog.values import dumps_strict, strict_json_value
+from arbiter_env.lab.runlog.writers import read_jsonl
 from arbiter_env.lab.wandb_utils import prepare_wandb, summary_run_id
 
 if TYPE_CHECKING:  # matplotlib is imported only when a report is drawn

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _datetime
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -64,6 +63,7 @@ from arbiter_env.lab.runlog.writers import (
     JsonlWriter,
     WandbMode,
     WandbWriter,
+    read_jsonl,
     resolve_wandb_mode,
 )
 from arbiter_env.lab.wandb_utils import BOOKKEEPING_KEYS, sectioned, unique_tags
@@ -528,25 +528,14 @@ class RunLogger:
 
         Call it before logging anything. Returns how many interval rows were kept and dropped.
         """
-
-        def rows(name: str) -> list[dict[str, Any]]:
-            path = self.run_dir / name
-            if not path.is_file():
-                return []
-            parsed = []
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by the interruption
-                if isinstance(row, dict):
-                    parsed.append(row)
-            return parsed
-
-        intervals = rows(INTERVALS_FILE)
+        # Quietly: the interruption may have cut a line short.
+        intervals, saved_episodes, saved_metrics = (
+            read_jsonl(self.run_dir / name, warn=False)
+            for name in (INTERVALS_FILE, EPISODES_FILE, METRICS_FILE)
+        )
         kept = [r for r in intervals if int(r.get("timesteps", 0)) <= timesteps]
         cut = {r.get("episode") for r in intervals if int(r.get("timesteps", 0)) > timesteps}
-        episodes = [e for e in rows(EPISODES_FILE) if e.get("episode") not in cut]
+        episodes = [e for e in saved_episodes if e.get("episode") not in cut]
         # Episodes whose summary was never written (killed) or covered dropped rows: summarise
         # what is kept, marked incomplete.
         summarised = {e.get("episode") for e in episodes}
@@ -561,7 +550,7 @@ class RunLogger:
             summary["complete"] = False
             episodes.append(summary)
         episodes.sort(key=lambda e: int(e.get("episode", 0)))
-        metrics = [m for m in rows(METRICS_FILE) if int(m.get("step", 0)) <= timesteps]
+        metrics = [m for m in saved_metrics if int(m.get("step", 0)) <= timesteps]
 
         for name, records in (
             (INTERVALS_FILE, kept),

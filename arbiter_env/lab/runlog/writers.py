@@ -1,13 +1,15 @@
 """Where a run's records go: local JSONL files first, then Weights & Biases, each guarded.
 
 The :class:`JsonlWriter` appends one flushed line per record, so the local logs are complete
-whatever happens later. The :class:`WandbWriter` wraps every W&B call: the first failure warns
-once and turns W&B off for the rest of the run, and nothing written locally is lost.
+whatever happens later; :func:`read_jsonl` reads them back. The :class:`WandbWriter` wraps every
+W&B call: the first failure warns once and turns W&B off for the rest of the run, and nothing
+written locally is lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import warnings
@@ -124,6 +126,30 @@ class JsonlWriter:
 
     def _open(self, name: str) -> TextIO:
         return (self.folder / name).open("a", buffering=1, encoding="utf-8")
+
+
+def read_jsonl(path: Path, *, warn: bool = True) -> list[dict[str, Any]]:
+    """The JSON-object lines of ``path`` (``[]`` if missing); damaged lines skipped (``warn``: named)."""
+    if not path.is_file():
+        return []
+    rows, bad = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(number)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(number)
+    if bad and warn:
+        warnings.warn(
+            f"{path}: skipped {len(bad)} damaged line(s) ({', '.join(map(str, bad[:5]))}"
+            f"{', ...' if len(bad) > 5 else ''}); rerun the run to repair it.",
+            stacklevel=2,
+        )
+    return rows
 
 
 class WandbWriter:
