@@ -60,6 +60,7 @@ from arbiter_env.lab.runlog.writers import (
     INTERVALS_FILE,
     METRICS_FILE,
     RUN_FILE,
+    SCHEDULE_COLUMNS,
     JsonlWriter,
     WandbMode,
     WandbWriter,
@@ -290,18 +291,9 @@ class RunLogger:
         summary["samples"] = self.samples
         for key, value in (extra or {}).items():
             summary[key] = scalar(value) if scalar(value) is not None else value
-        for row in episode.intervals:
-            self._schedule_rows.append(
-                [
-                    str(episode.episode),
-                    seed,
-                    row.get("interval"),
-                    row["episode_samples"],
-                    row["samples"],
-                    row.get("batch_size"),
-                    row.get("lr"),
-                ]
-            )
+        for row in episode.intervals:  # the columns after episode and seed are the row's own
+            values = [row.get(column) for column in SCHEDULE_COLUMNS[2:]]
+            self._schedule_rows.append([str(episode.episode), seed, *values])
         self.episodes.append(summary)
         self._local.write(EPISODES_FILE, summary)
         self._wandb.log(
