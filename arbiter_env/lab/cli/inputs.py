@@ -70,11 +70,6 @@ _NOT_ENV_OPTIONS = {
 }
 
 
-def env_keys() -> list[str]:
-    """The ``BatchSizeEnv`` arguments that ``-e KEY=VALUE`` may set."""
-    return [name for name in EnvConfig.field_names() if name not in _NOT_ENV_OPTIONS]
-
-
 def env_args(items: list[str]) -> dict[str, Any]:
     """``-e KEY=VALUE`` items as typed ``BatchSizeEnv`` arguments, each read once, here."""
     import difflib
@@ -82,7 +77,7 @@ def env_args(items: list[str]) -> dict[str, Any]:
     values = apply_overrides({}, items)
     for key in sorted(values.keys() & _NOT_ENV_OPTIONS.keys()):
         raise ConfigError(f"-e {key}=... is not an option: {_NOT_ENV_OPTIONS[key]}.")
-    keys = env_keys()
+    keys = [name for name in EnvConfig.field_names() if name not in _NOT_ENV_OPTIONS]
     unknown = sorted(set(values) - set(keys))
     if unknown:
         close = [m for key in unknown for m in difflib.get_close_matches(key, keys, n=1)]

@@ -71,7 +71,6 @@ def check_plan(config: Any) -> None:
 
 
 def _check_plan(config: Any) -> None:
-
     try:
         import_modules(config.imports)
     except ConfigError as error:
@@ -131,18 +130,13 @@ def _task_problems(
         if envs[key] is None:
             continue
         try:
-            _check_controller(spec, task_name, config, envs[key])
+            # The entry's training checks the contestant (and its training run, if any).
+            job = _training_job(spec, task_name, config)
+            training = controller_entry(spec.controller).training
+            training.check(spec.controller, dict(spec.kwargs), envs[key], job)
         except (ValueError, TypeError, FileNotFoundError) as error:
             problems.append(f"{task_where}, controllers[{index}] ({spec.name}): {_one_line(error)}")
     return problems
-
-
-def _check_controller(spec: Any, task_name: str, config: Any, env: Any) -> None:
-    """Builds one controller in ``env`` as its runs will; raises what is wrong with it."""
-    # The entry's training checks the contestant (and its training run, if any).
-    job = _training_job(spec, task_name, config)
-    training = controller_entry(spec.controller).training
-    training.check(spec.controller, dict(spec.kwargs), env, job)
 
 
 def _env_of(spec: Any, config: Any) -> dict[str, Any]:

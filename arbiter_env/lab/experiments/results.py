@@ -19,7 +19,7 @@ from arbiter_env.config import to_dict
 from arbiter_env.files import atomic_write_text
 from arbiter_env.lab import plots
 from arbiter_env.lab.aggregates import aggregate, aggregates_markdown, aggregates_note
-from arbiter_env.lab.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
+from arbiter_env.lab.experiments.config import ExperimentConfig, load_experiment
 from arbiter_env.lab.experiments.files import (
     AGGREGATES_JSON,
     CONFIG_FILE,
@@ -59,13 +59,10 @@ def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dic
     if config is not None:
         # Table order follows the config; results of other labels or seeds (a folder edited by
         # hand) are kept after them.
-        order = {(t, c.name): i for i, (t, c) in enumerate(_pairs(config))}
+        pairs = [(task, spec.name) for task in config.tasks for spec in config.controllers]
+        order = {pair: index for index, pair in enumerate(pairs)}
         results.sort(key=lambda r: (order.get((r["task"], r["label"]), len(order)), r["seed"]))
     return config, results
-
-
-def _pairs(config: ExperimentConfig) -> list[tuple[str, ControllerSpec]]:
-    return [(task, spec) for task in config.tasks for spec in config.controllers]
 
 
 def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dict[str, Any]:
@@ -84,7 +81,8 @@ def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dic
     config, results = load_results(run_dir)
     if not results:
         raise FileNotFoundError(f"No results under {run_dir / 'runs'}; is it a comparison folder?")
-    target = config.target_accuracy if config is not None else _first_target(results)
+    targets = [r["target_accuracy"] for r in results if r.get("target_accuracy") is not None]
+    target = config.target_accuracy if config is not None else next(map(float, targets), None)
     rows = summarize(results, target)
     aggregates = aggregate(results)
     title = config.name if config is not None else run_dir.name
@@ -106,13 +104,6 @@ def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dic
         "plots": plot_paths,
         "markdown": markdown,
     }
-
-
-def _first_target(results: list[dict[str, Any]]) -> float | None:
-    for result in results:
-        if result.get("target_accuracy") is not None:
-            return float(result["target_accuracy"])
-    return None
 
 
 _RUN_COLUMNS = (
