@@ -30,7 +30,7 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 SCHEDULE_TABLE_KEY = "batch_size_schedule"
-SCHEDULE_COLUMNS: list[str | int] = [
+SCHEDULE_COLUMNS = (
     "episode",
     "seed",
     "interval",
@@ -38,7 +38,7 @@ SCHEDULE_COLUMNS: list[str | int] = [
     "samples",
     "batch_size",
     "lr",
-]
+)
 
 # Every accepted spelling of a mode: ours, and wandb's own aliases (from the WANDB_MODE variable).
 _MODE_NAMES: dict[str, WandbMode] = {
@@ -243,7 +243,9 @@ class WandbWriter:
     def _log_schedule(self, rows: list[list[Any]]) -> None:
         import wandb
 
-        self.run.summary[SCHEDULE_TABLE_KEY] = wandb.Table(columns=SCHEDULE_COLUMNS, data=rows)
+        self.run.summary[SCHEDULE_TABLE_KEY] = wandb.Table(
+            columns=list(SCHEDULE_COLUMNS), data=rows
+        )
 
     def _guard(self, stage: str, call: Callable[[], Any]) -> None:
         try:
