@@ -3,7 +3,7 @@
 Raw numbers are never pooled across tasks. Each task's scores are first **normalised**
 (:func:`task_normalisation`): 0 = the median fixed size (:func:`arbiter_env.lab.report.median_fixed_size`,
 rank ``ceil(k/2)`` of the k ranked sizes), 1 = the upper reference (the best fixed size, or
-:data:`ORACLE_LABEL` when it ran), each by its mean over seeds; separately on test
+:data:`ORACLE_LABEL` when it ran; a parameter), each by its mean over seeds; separately on test
 accuracy and on final validation loss (higher is better on both scales). A diverged run scores
 one below the worst finished run of its task, and at most -1 (:func:`run_scores`), so diverging
 never scores as well as finishing. Then the statistics of :mod:`arbiter_env.lab.rliable_stats` (IQM,
@@ -75,12 +75,15 @@ class Normalisation:
         return (np.asarray(value, dtype=float) - self.lower) / (self.upper - self.lower)
 
 
-def upper_reference(rows: list[dict[str, Any]], task: str) -> str | None:
+def upper_reference(rows: list[dict[str, Any]], task: str, upper: str | None = None) -> str | None:
     """The label whose mean is the normalised score 1 on ``task``.
 
-    The controller labelled or registered as :data:`ORACLE_LABEL` when the task has a
-    successful run of it; else the best fixed size (rank 1 of :func:`rank_fixed_sizes`).
+    ``upper`` if given; else the controller labelled or registered as :data:`ORACLE_LABEL`
+    when the task has a successful run of it; else the best fixed size (rank 1 of
+    :func:`rank_fixed_sizes`).
     """
+    if upper is not None:
+        return upper
     for row in rows:
         oracle = ORACLE_LABEL in (row["controller"], row.get("registered"))
         if row["task"] == task and oracle and row["ok"]:
@@ -107,7 +110,7 @@ def task_normalisation(
             sizes are ranked by validation loss).
     """
     lower_label = median_fixed_size(rows, task)
-    upper_label = upper or upper_reference(rows, task)
+    upper_label = upper_reference(rows, task, upper)
     if lower_label is None or upper_label is None:
         raise NormalisationError(f"{task}: no fixed size ran, so there is no reference")
     means = {r["controller"]: as_number(r.get(f"{metric}_mean")) for r in rows if r["task"] == task}
@@ -153,7 +156,10 @@ class ScoreTable:
 
 
 def score_table(
-    results: list[dict[str, Any]], metric: str = SCORE_METRIC, leave_out_tasks: bool = False
+    results: list[dict[str, Any]],
+    metric: str = SCORE_METRIC,
+    upper: str | None = None,
+    leave_out_tasks: bool = False,
 ) -> ScoreTable:
     """Normalised run scores of ``metric`` per controller and task (see :func:`run_scores`).
 
@@ -166,7 +172,7 @@ def score_table(
     tasks = list(dict.fromkeys(r["task"] for r in results))
     labels = list(dict.fromkeys(r["label"] for r in results))
     kinds = {r["controller"]: r["kind"] for r in rows}
-    maps, problems = _normalisations(rows, tasks, metric)
+    maps, problems = _normalisations(rows, tasks, metric, upper)
     note = f"left out of the pooled scores: {'; '.join(problems)}" if problems else ""
     if problems and leave_out_tasks and maps:
         tasks, problems = [task for task in tasks if task in maps], []
@@ -190,7 +196,7 @@ def score_table(
         if all(t in per_task for t in tasks)
     }
     references = {
-        task: maps[task].upper_label if normalised else upper_reference(rows, task)
+        task: maps[task].upper_label if normalised else upper_reference(rows, task, upper)
         for task in tasks
     }
     reference = None
@@ -211,14 +217,14 @@ def score_table(
 
 
 def _normalisations(
-    rows: list[dict[str, Any]], tasks: list[str], metric: str
+    rows: list[dict[str, Any]], tasks: list[str], metric: str, upper: str | None
 ) -> tuple[dict[str, Normalisation], list[str]]:
     """Task -> its normalisation, for the tasks that have one; why the others have none."""
     maps: dict[str, Normalisation] = {}
     problems = []
     for task in tasks:
         try:
-            maps[task] = task_normalisation(rows, task, metric)
+            maps[task] = task_normalisation(rows, task, metric, upper)
         except NormalisationError as error:
             problems.append(str(error))
     return maps, problems
@@ -262,7 +268,7 @@ def run_scores(
 
 
 def aggregate(
-    results: list[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES
+    results: list[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES, upper: str | None = None
 ) -> list[dict[str, Any]]:
     """One row per controller: IQM and P(improvement over the upper reference), with 95 % CIs.
 
@@ -275,7 +281,7 @@ def aggregate(
     accuracy's. ``reference`` names the upper reference. Controllers without a successful run
     on every task are left out; no rows when no metric can be compared across tasks.
     """
-    tables = {metric: score_table(results, metric) for metric, _ in NORMALISED_METRICS}
+    tables = {metric: score_table(results, metric, upper) for metric, _ in NORMALISED_METRICS}
     labels = list(dict.fromkeys(label for t in tables.values() for label in t.scores))
     rows = []
     for label in labels:
@@ -303,24 +309,15 @@ def aggregate(
                     f"{metric}_p_improvement_low": p_low,
                     f"{metric}_p_improvement_high": p_high,
                 }
-        for key in (
-            "normalised",
-            "iqm",
-            "iqm_low",
-            "iqm_high",
-            "p_improvement",
-            "p_improvement_low",
-            "p_improvement_high",
-        ):
-            if f"{SCORE_METRIC}_{key}" in row:
-                row[key] = row[f"{SCORE_METRIC}_{key}"]
+        prefix = f"{SCORE_METRIC}_"  # the main score's numbers also go under their short names
+        row |= {key.removeprefix(prefix): v for key, v in row.items() if key.startswith(prefix)}
         rows.append(row)
     return rows
 
 
-def aggregates_note(results: list[dict[str, Any]]) -> str:
+def aggregates_note(results: list[dict[str, Any]], upper: str | None = None) -> str:
     """Why across-task numbers are raw or missing, per metric (empty when all are normalised)."""
-    notes = [score_table(results, metric).note for metric, _ in NORMALISED_METRICS]
+    notes = [score_table(results, metric, upper).note for metric, _ in NORMALISED_METRICS]
     return "; ".join(dict.fromkeys(note for note in notes if note))
 
 
