@@ -2,10 +2,8 @@
 
 A :class:`RunLogger` owns a *run folder*. Whatever it is given (per-interval environment infos,
 per-episode summaries, free-form metrics such as stable-baselines3's own logger output) is
-written to JSONL files in that folder first, one flushed line per record, and then sent to W&B.
-W&B is optional and fragile (keys, networks, background processes), so every W&B call is
-guarded: the first failure warns once and turns W&B off for the rest of the run, and training
-goes on with the local files complete.
+written to JSONL files in that folder first, one flushed line per record, and then sent to W&B,
+whose failures never stop training (:mod:`~arbiter_env.lab.runlog.writers`).
 
 Run folder layout::
 
@@ -105,8 +103,6 @@ class RunLogger:
             recent are kept; ``intervals.jsonl`` always holds them all).
 
     Attributes:
-        wandb_run: The live W&B run, or ``None`` when disabled or after a W&B failure.
-        wandb_error: Description of the W&B failure that turned W&B off, if any.
         samples: Training samples seen so far over the whole run (the W&B x-axis).
         episodes: The episode summaries logged so far (as in ``episodes.jsonl``).
     """

@@ -1,9 +1,9 @@
 """Where a run's records go: local JSONL files first, then Weights & Biases, each guarded.
 
 The :class:`JsonlWriter` appends one flushed line per record, so the local logs are complete
-whatever happens later; :func:`read_jsonl` reads them back. The :class:`WandbWriter` wraps every
-W&B call: the first failure warns once and turns W&B off for the rest of the run, and nothing
-written locally is lost.
+whatever happens later; :func:`read_jsonl` reads them back. W&B is optional and fragile (keys,
+networks, background processes), so the :class:`WandbWriter` wraps every W&B call: the first
+failure warns once and turns W&B off for the rest of the run, and nothing written locally is lost.
 """
 
 from __future__ import annotations
