@@ -118,7 +118,8 @@ def _task_problems(
     for index, spec in enumerate(config.controllers):
         if spec.controller not in known_controllers:
             continue  # reported with the names
-        env_kwargs = _env_of(spec, config)
+        # The env arguments of the runs (plan.run_env), unchecked: building the env checks them.
+        env_kwargs = controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)
         key = json.dumps(env_kwargs, sort_keys=True, default=str)
         if key not in envs:
             try:
@@ -139,16 +140,10 @@ def _task_problems(
     return problems
 
 
-def _env_of(spec: Any, config: Any) -> dict[str, Any]:
-    """Exactly the env arguments the runs of ``spec`` get (see ``experiments.plan.plan_runs``)."""
-    return controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)
-
-
 def _training_job(spec: Any, task: str, config: Any) -> Any:
     """The training job the comparison plans for ``spec`` on ``task`` (``None``: not trained)."""
     if spec.train_timesteps <= 0:
         return None
-
     # Exactly the training run the comparison plans (plan_runs is pure: nothing is written).
     train, _ = plan_runs(config, ".")
     return training_job(next(r for r in train if r.task == task and r.label == spec.name))
