@@ -40,7 +40,7 @@ TASK_COLUMNS = (
 def run(run_dir: Path) -> dict[str, Any]:
     """Runs (or resumes) the comparison and returns the snapshot to save."""
     from arbiter_env.lab.experiments import load_experiment, run_comparison
-    from arbiter_env.lab.report import strict_json_value
+    from arbiter_env.lab.runlog.values import strict_json_value
 
     started = time.perf_counter()
     result = run_comparison(load_experiment(CONFIG), run_dir)

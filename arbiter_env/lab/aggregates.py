@@ -34,12 +34,7 @@ from arbiter_env.lab.report import (
     rank_fixed_sizes,
     summarize,
 )
-from arbiter_env.lab.rliable_stats import (
-    BOOTSTRAP_RESAMPLES,
-    BOOTSTRAP_SEED,
-    improvement_interval,
-    iqm_interval,
-)
+from arbiter_env.lab.rliable_stats import BOOTSTRAP_RESAMPLES, improvement_interval, iqm_interval
 
 ORACLE_LABEL = "oracle-greedy"
 """A controller of this name (its label or its registered name), when it ran on a task, is that
@@ -273,10 +268,7 @@ def run_scores(
 
 
 def aggregate(
-    results: list[dict[str, Any]],
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = BOOTSTRAP_SEED,
-    upper: str | None = None,
+    results: list[dict[str, Any]], resamples: int = BOOTSTRAP_RESAMPLES, upper: str | None = None
 ) -> list[dict[str, Any]]:
     """One row per controller: IQM and P(improvement over the upper reference), with 95 % CIs.
 
@@ -298,7 +290,7 @@ def aggregate(
             scores = table.scores.get(label)
             if scores is None:
                 continue
-            value, low, high = iqm_interval(scores, resamples, seed)
+            value, low, high = iqm_interval(scores, resamples)
             row |= {
                 "controller": label,
                 "kind": table.kinds.get(label, "other"),
@@ -311,23 +303,14 @@ def aggregate(
                 f"{metric}_iqm_high": high,
             }
             if table.reference is not None:
-                p, p_low, p_high = improvement_interval(scores, table.reference, resamples, seed)
+                p, p_low, p_high = improvement_interval(scores, table.reference, resamples)
                 row |= {
                     f"{metric}_p_improvement": p,
                     f"{metric}_p_improvement_low": p_low,
                     f"{metric}_p_improvement_high": p_high,
                 }
-        for key in (
-            "normalised",
-            "iqm",
-            "iqm_low",
-            "iqm_high",
-            "p_improvement",
-            "p_improvement_low",
-            "p_improvement_high",
-        ):
-            if f"{SCORE_METRIC}_{key}" in row:
-                row[key] = row[f"{SCORE_METRIC}_{key}"]
+        prefix = f"{SCORE_METRIC}_"  # the main score's numbers also go under their short names
+        row |= {key.removeprefix(prefix): v for key, v in row.items() if key.startswith(prefix)}
         rows.append(row)
     return rows
 

@@ -1,8 +1,8 @@
 """Imported first by the local engine's fork server: the server dies with the driver.
 
 The fork server notices its driver's death only when it next reads its pipe, and it then runs
-the interpreter's shutdown with torch, wandb and scikit-learn loaded, which took more than five
-seconds on a loaded 2-core machine. Until then it is an orphan that could still fork workers. On
+the interpreter's shutdown with torch, wandb and scikit-learn loaded, which takes seconds. Until
+then it is an orphan that could still fork workers. On
 Linux this module asks the kernel to SIGKILL the server the moment its parent, the driver, ends
 (``prctl(PR_SET_PDEATHSIG)``); each worker does the same with the server as its parent
 (:func:`arbiter_env.lab.workers.die_with_driver`), so the whole tree goes at once.

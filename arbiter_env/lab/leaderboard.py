@@ -33,7 +33,6 @@ from arbiter_env.lab.report import (
 )
 from arbiter_env.lab.rliable_stats import (
     BOOTSTRAP_RESAMPLES,
-    BOOTSTRAP_SEED,
     improvement_interval,
     iqm,
     iqm_interval,
@@ -81,9 +80,7 @@ def cost_to_target(result: dict[str, Any], target: float) -> dict[str, float]:
     return {"updates": math.nan, "samples": math.nan, "seconds": math.nan}
 
 
-def pooled_rows(
-    table: ScoreTable, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
-) -> list[dict[str, Any]]:
+def pooled_rows(table: ScoreTable, resamples: int = BOOTSTRAP_RESAMPLES) -> list[dict[str, Any]]:
     """Per controller, best IQM first: IQM, P(better than the upper reference), profile.
 
     Each a ``(value, low, high)`` triple with its stratified-bootstrap 95% CI
@@ -96,11 +93,11 @@ def pooled_rows(
             "controller": label,
             "kind": table.kinds.get(label, "other"),
             "runs": int(sum(len(s) for s in per_task)),
-            "iqm": iqm_interval(per_task, resamples, seed),
+            "iqm": iqm_interval(per_task, resamples),
         }
         if table.reference is not None:
-            row["p_improvement"] = improvement_interval(per_task, table.reference, resamples, seed)
-        profile, low, high = profile_interval(per_task, np.asarray(PROFILE_TAUS), resamples, seed)
+            row["p_improvement"] = improvement_interval(per_task, table.reference, resamples)
+        profile, low, high = profile_interval(per_task, np.asarray(PROFILE_TAUS), resamples)
         row["profile"] = list(zip(profile, low, high, strict=True))
         rows.append(row)
     rows.sort(key=lambda r: -r["iqm"][0])

@@ -1,4 +1,4 @@
-"""The numbers of a comparison's report per task: tables, the fixed-size ranking, strict JSON.
+"""The numbers of a comparison's report per task: tables and the fixed-size ranking.
 
 Pure functions of result records (the dicts of ``runs/TASK/LABEL/seed-S/result.json``), so that
 every number in a report can be tested without running anything.
@@ -22,14 +22,13 @@ oracle) before anything is pooled: :mod:`arbiter_env.lab.aggregates`, with the s
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from arbiter_env.controllers import controller_kind as registered_kind
+from arbiter_env.controllers import controller_kind
 
 SCORE_METRIC = "test_accuracy"
 """The result key of the main score: the profile's and the ``iqm``/``p_improvement`` columns'."""
@@ -48,46 +47,6 @@ TARGET_METRICS: tuple[tuple[str, str, str], ...] = (
     ("seconds_to_target", "seconds to target", "{:.2f}"),
 )
 HYPERGRADIENT_METRIC = ("hypergradient_var", "lr hypergradient variance", "{:.3g}")
-
-
-def controller_kind(registered: str) -> str:
-    """The kind of a registered controller name (``fixed``, ``schedule``, ..., or ``other``).
-
-    Each controller's registry entry says its kind; a name that is not registered (a user's
-    controller whose module is not imported here) is of kind ``"other"``.
-    """
-    return registered_kind(registered)
-
-
-# --- strict JSON --------------------------------------------------------------------------------
-
-
-def strict_json_value(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``None`` and numpy scalars made plain.
-
-    JSON has no NaN or infinity; ``json.dumps`` writes bare ``NaN`` unless told not to, which
-    most JSON readers reject. Objects JSON cannot hold become their ``str``.
-    """
-    if isinstance(value, dict):
-        return {str(k): strict_json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json_value(v) for v in value]
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int | np.integer) and not isinstance(value, np.bool_):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return number if math.isfinite(number) else None
-
-
-def dumps_strict(value: Any, **kwargs: Any) -> str:
-    """JSON text of ``value`` that any JSON reader accepts (``null`` for non-finite numbers)."""
-    return json.dumps(strict_json_value(value), allow_nan=False, **kwargs)
 
 
 # --- per task and controller --------------------------------------------------------------------
@@ -307,12 +266,10 @@ __all__ = [
     "as_number",
     "best_fixed_labels",
     "controller_kind",
-    "dumps_strict",
     "format_mean_sem",
     "markdown_table",
     "mean_sem",
     "median_fixed_size",
     "rank_fixed_sizes",
-    "strict_json_value",
     "summarize",
 ]

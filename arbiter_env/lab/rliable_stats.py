@@ -92,14 +92,13 @@ def iqm_interval(
     scores: Sequence[np.ndarray],
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
 ) -> tuple[float, float, float]:
     """IQM and its stratified-bootstrap percentile interval: ``(iqm, low, high)``."""
     from scipy.stats import trim_mean
 
     samples = np.concatenate(stratified_bootstrap(scores, resamples, seed), axis=1)
     estimates = trim_mean(samples, proportiontocut=0.25, axis=1)
-    low, high = percentile_interval(estimates, confidence)
+    low, high = percentile_interval(estimates)
     return iqm(scores), float(low), float(high)
 
 
@@ -108,7 +107,6 @@ def improvement_interval(
     y: Sequence[np.ndarray],
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
 ) -> tuple[float, float, float]:
     """P(X > Y) and its interval; X's and Y's runs are resampled independently within tasks."""
     rng = np.random.default_rng(seed)
@@ -116,7 +114,7 @@ def improvement_interval(
     y_samples = stratified_bootstrap(y, resamples, rng)
     per_task = [_pairwise_win_rate(a, b) for a, b in zip(x_samples, y_samples, strict=True)]
     estimates = np.mean(np.stack([np.asarray(p, dtype=float) for p in per_task]), axis=0)
-    low, high = percentile_interval(estimates, confidence)
+    low, high = percentile_interval(estimates)
     return probability_of_improvement(x, y), float(low), float(high)
 
 
@@ -125,13 +123,12 @@ def profile_interval(
     taus: np.ndarray,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = BOOTSTRAP_SEED,
-    confidence: float = CONFIDENCE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The performance profile at ``taus`` and its pointwise bootstrap band."""
     taus = np.asarray(taus, dtype=float)
     samples = stratified_bootstrap(scores, resamples, seed)
     per_task = [(s[:, :, None] > taus[None, None, :]).mean(axis=1) for s in samples]
-    low, high = percentile_interval(np.mean(per_task, axis=0), confidence)
+    low, high = percentile_interval(np.mean(per_task, axis=0))
     return performance_profile(scores, taus), low, high
 
 

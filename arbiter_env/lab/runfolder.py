@@ -15,14 +15,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -190,13 +188,3 @@ def file_digest(path: Path) -> str | None:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def locked(folder: str | os.PathLike[str], command: str | None = None) -> Iterator[RunFolderLock]:
-    """Shorthand for :class:`RunFolderLock` as a context manager.
-
-    Example: ``with locked(run_dir): ...``
-    """
-    with RunFolderLock(folder, command) as lock:
-        yield lock

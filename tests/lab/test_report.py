@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -10,22 +9,6 @@ import pytest
 from report_records import experiment, ladder
 
 from arbiter_env.lab import report
-
-
-def test_strict_json_writes_null_for_non_finite_numbers() -> None:
-    data = {"a": math.nan, "b": [math.inf, -math.inf, 1.5], "c": np.float32(2.0), "d": np.int64(3)}
-    text = report.dumps_strict(data)
-
-    def reject(constant):
-        raise ValueError(constant)
-
-    assert json.loads(text, parse_constant=reject) == {
-        "a": None,
-        "b": [None, None, 1.5],
-        "c": 2.0,
-        "d": 3,
-    }
-    assert report.strict_json_value(np.bool_(True)) is True
 
 
 def test_mean_sem_is_the_standard_error_over_finite_values() -> None:

@@ -18,7 +18,6 @@ from arbiter_env.files import atomic_write_text
 from arbiter_env.lab.cli import main
 from arbiter_env.lab.experiments import (
     commands,
-    files,
     load_experiment,
     rebuild_report,
     results,
@@ -26,6 +25,7 @@ from arbiter_env.lab.experiments import (
     runner,
 )
 from arbiter_env.lab.runfolder import RunFolderBusy, RunFolderLock
+from arbiter_env.lab.runlog.writers import read_jsonl
 
 HOLD_LOCK = textwrap.dedent(
     """
@@ -170,7 +170,7 @@ def test_bad_middle_line_of_a_log_is_reported_not_silently_truncating(tmp_path: 
     log = tmp_path / "intervals.jsonl"
     log.write_text('{"a": 1}\n{"a": 2\n{"a": 3}\n')
     with pytest.warns(UserWarning, match=r"skipped 1 damaged line\(s\) \(2\)"):
-        rows = files.read_jsonl(log)
+        rows = read_jsonl(log)
     assert rows == [{"a": 1}, {"a": 3}]
 
 

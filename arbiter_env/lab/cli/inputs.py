@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 from typing import Any, get_type_hints
 
@@ -71,11 +70,6 @@ _NOT_ENV_OPTIONS = {
 }
 
 
-def env_keys() -> list[str]:
-    """The ``BatchSizeEnv`` arguments that ``-e KEY=VALUE`` may set."""
-    return [name for name in EnvConfig.field_names() if name not in _NOT_ENV_OPTIONS]
-
-
 def env_args(items: list[str]) -> dict[str, Any]:
     """``-e KEY=VALUE`` items as typed ``BatchSizeEnv`` arguments, each read once, here."""
     import difflib
@@ -83,7 +77,7 @@ def env_args(items: list[str]) -> dict[str, Any]:
     values = apply_overrides({}, items)
     for key in sorted(values.keys() & _NOT_ENV_OPTIONS.keys()):
         raise ConfigError(f"-e {key}=... is not an option: {_NOT_ENV_OPTIONS[key]}.")
-    keys = env_keys()
+    keys = [name for name in EnvConfig.field_names() if name not in _NOT_ENV_OPTIONS]
     unknown = sorted(set(values) - set(keys))
     if unknown:
         close = [m for key in unknown for m in difflib.get_close_matches(key, keys, n=1)]
@@ -145,21 +139,6 @@ def looks_like_path(argument: str) -> bool:
         or argument.endswith(".zip")  # an rl-zoo3 model file
         or any(sep in argument for sep in separators)
     )
-
-
-def require(module: str, purpose: str) -> Any:
-    """Imports ``module``; a missing optional dependency raises ``ValueError`` naming the fix."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] == "stable_baselines3":
-            raise ValueError(
-                f"{purpose} needs stable-baselines3, which is not installed; install the RL "
-                "extra: pip install 'arbiter-env[rl]'"
-            ) from None
-        if error.name != module:
-            raise
-        raise ValueError(f"{purpose} is not available: {module} is not installed.") from None
 
 
 def split_seeds(items: list[str]) -> tuple[list[int], list[str]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import statistics
@@ -165,14 +166,7 @@ def print_run_folder(run_dir: Path) -> None:
 
 def schedule(batch_sizes: list[int]) -> str:
     """Run-length form of a schedule: ``64×5 128×15``."""
-    parts: list[str] = []
-    for size in batch_sizes:
-        if parts and parts[-1].split("×")[0] == str(size):
-            count = int(parts[-1].split("×")[1]) + 1
-            parts[-1] = f"{size}×{count}"
-        else:
-            parts.append(f"{size}×1")
-    return " ".join(parts)
+    return " ".join(f"{size}×{len(list(run))}" for size, run in itertools.groupby(batch_sizes))
 
 
 def fmt(value: float) -> str:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from arbiter_env.config import ConfigError, check_config_file, read_yaml_file
+from arbiter_env.config import ConfigError, check_config_file, plain, read_yaml_file
 from arbiter_env.controllers import (
     TrainRequest,
     controller_entry,
@@ -23,7 +23,6 @@ from arbiter_env.lab.cli.output import (
     print_training,
     run_seeds,
 )
-from arbiter_env.lab.runlog.values import plain_value
 from arbiter_env.tasks import is_family, list_tasks
 from arbiter_env.user_code import import_modules, share_with_workers
 
@@ -139,7 +138,7 @@ def _resume_command(args: argparse.Namespace, run_dir: Path, checkpoint: Path) -
     for item in args.task_override:
         command += ["-t", item]
     for key, value in (getattr(args, "env_args", None) or {}).items():
-        command += ["-e", f"{key}={inline_value(plain_value(value))}"]
+        command += ["-e", f"{key}={inline_value(plain(value))}"]
     for module in getattr(args, "imports", None) or []:
         command += ["--import", module]
     if getattr(args, "threads", None) is not None:

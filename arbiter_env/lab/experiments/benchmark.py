@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from arbiter_env.config import ConfigError, load_yaml
-from arbiter_env.lab.experiments.commands import experiment_file
+from arbiter_env.lab.experiments.commands import add_engine_options, experiment_file
 from arbiter_env.lab.experiments.config import (
     ControllerSpec,
     EngineConfig,
@@ -298,12 +298,8 @@ def add_benchmark_subcommand(subparsers: Any) -> None:
         help="the suite's YAML file, or NAME for configs/experiments/NAME.yaml (default: benchmark)",
     )
     parser.add_argument("--full", action="store_true", help="5 seeds and every family instance.")
-    parser.add_argument("--engine", choices=["local", "ray"], default=None)
-    parser.add_argument("--ray-address", default=None, help="Join this Ray cluster.")
-    parser.add_argument("--run-dir", default=None, help="Run folder (resumes if it exists).")
+    add_engine_options(parser)
     parser.add_argument("--leaderboard", default=None, help="Markdown output (default: config's).")
-    parser.add_argument("--max-workers", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     parser.set_defaults(func=benchmark_command, handler=benchmark_command)
 

@@ -33,16 +33,8 @@ def add_comparison_subcommands(subparsers: Any) -> None:
         required=True,
         help="Experiment YAML file, or NAME for configs/experiments/NAME.yaml.",
     )
-    compare.add_argument("--engine", choices=["local", "ray"], default=None)
-    compare.add_argument("--ray-address", default=None, help="Join this Ray cluster.")
-    compare.add_argument("--run-dir", default=None, help="Run folder (resumes if it exists).")
+    add_engine_options(compare)
     compare.add_argument("--wandb", choices=["offline", "online", "disabled"], default=None)
-    compare.add_argument(
-        "--max-workers", type=int, default=None, help="Processes of the local engine."
-    )
-    compare.add_argument(
-        "--no-progress", action="store_true", help="Print no progress (bar or per-run lines)."
-    )
     _add_figure_size(compare)
     add_import_option(compare)
     compare.add_argument(
@@ -58,6 +50,19 @@ def add_comparison_subcommands(subparsers: Any) -> None:
     _add_figure_size(plot)
     add_import_option(plot)
     plot.set_defaults(func=plot_command, handler=plot_command)
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that runs a comparison: where it runs, its folder, its output."""
+    parser.add_argument("--engine", choices=["local", "ray"], default=None)
+    parser.add_argument("--ray-address", default=None, help="Join this Ray cluster.")
+    parser.add_argument("--run-dir", default=None, help="Run folder (resumes if it exists).")
+    parser.add_argument(
+        "--max-workers", type=int, default=None, help="Processes of the local engine."
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="Print no progress (bar or per-run lines)."
+    )
 
 
 def _add_figure_size(parser: argparse.ArgumentParser) -> None:

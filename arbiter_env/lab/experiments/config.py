@@ -182,8 +182,7 @@ def load_experiment(file: str | Path, overrides: list[str] | None = None) -> Exp
     Raises:
         ConfigError: naming the unknown key, the wrong type, or the unknown task or controller.
     """
-    config = load_yaml(ExperimentConfig, file, overrides)
-    return config
+    return load_yaml(ExperimentConfig, file, overrides)
 
 
 def validate_names(config: ExperimentConfig) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 from arbiter_env.files import atomic_write_text
-from arbiter_env.lab.report import dumps_strict
+from arbiter_env.lab.runlog.values import dumps_strict
 
 CONFIG_FILE = "config.yaml"
 RESULT_FILE = "result.json"
@@ -32,27 +31,3 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The JSON-object lines of ``path`` (``[]`` if missing); damaged lines warn and are skipped."""
-    if not path.is_file():
-        return []
-    rows, bad = [], []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad.append(number)
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad.append(number)
-    if bad:
-        warnings.warn(
-            f"{path}: skipped {len(bad)} damaged line(s) ({', '.join(map(str, bad[:5]))}"
-            f"{', ...' if len(bad) > 5 else ''}); rerun the run to repair it.",
-            stacklevel=2,
-        )
-    return rows

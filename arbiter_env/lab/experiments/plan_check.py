@@ -1,9 +1,9 @@
 """Checks a whole comparison before any run starts, and reports every problem at once.
 
-``arbiter compare`` used to check only task and controller names up front; a typo in a controller
-kwarg, an env setting or a task override, an impossible seed or an encoding the agent cannot use
-then failed every run separately, minutes later (or, for RL agents, after training). Here the
-driver builds what the runs will build, in seconds and without training anything:
+A typo in a controller kwarg, an env setting or a task override, an impossible seed or an
+encoding the agent cannot use would otherwise fail every run separately, minutes later (or, for
+RL agents, after training). Here the driver builds what the runs will build, without training
+anything:
 
 * every task with the experiment's ``task_overrides`` (names, types, ranges);
 * one environment per task and distinct ``env`` setting, which loads the task's data, so a
@@ -63,15 +63,14 @@ def check_plan(config: Any) -> None:
     """Raises :class:`PlanError` listing every problem of ``config`` (an ``ExperimentConfig``).
 
     The data sets it loads to build the environments are dropped from the process's cache when
-    it returns: the driver does not need them (workers load their own), and CIFAR alone would
-    keep about 0.7 GB in it for the whole comparison.
+    it returns: the driver does not need them (workers load their own), and a large one would
+    stay in its memory for the whole comparison.
     """
     with transient_data_cache():
         _check_plan(config)
 
 
 def _check_plan(config: Any) -> None:
-
     try:
         import_modules(config.imports)
     except ConfigError as error:
@@ -119,7 +118,8 @@ def _task_problems(
     for index, spec in enumerate(config.controllers):
         if spec.controller not in known_controllers:
             continue  # reported with the names
-        env_kwargs = _env_of(spec, config)
+        # The env arguments of the runs (plan.run_env), unchecked: building the env checks them.
+        env_kwargs = controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)
         key = json.dumps(env_kwargs, sort_keys=True, default=str)
         if key not in envs:
             try:
@@ -131,30 +131,19 @@ def _task_problems(
         if envs[key] is None:
             continue
         try:
-            _check_controller(spec, task_name, config, envs[key])
+            # The entry's training checks the contestant (and its training run, if any).
+            job = _training_job(spec, task_name, config)
+            training = controller_entry(spec.controller).training
+            training.check(spec.controller, dict(spec.kwargs), envs[key], job)
         except (ValueError, TypeError, FileNotFoundError) as error:
             problems.append(f"{task_where}, controllers[{index}] ({spec.name}): {_one_line(error)}")
     return problems
-
-
-def _check_controller(spec: Any, task_name: str, config: Any, env: Any) -> None:
-    """Builds one controller in ``env`` as its runs will; raises what is wrong with it."""
-    # The entry's training checks the contestant (and its training run, if any).
-    job = _training_job(spec, task_name, config)
-    training = controller_entry(spec.controller).training
-    training.check(spec.controller, dict(spec.kwargs), env, job)
-
-
-def _env_of(spec: Any, config: Any) -> dict[str, Any]:
-    """Exactly the env arguments the runs of ``spec`` get (see ``experiments.plan.plan_runs``)."""
-    return controller_env_defaults(spec.controller) | dict(config.env) | dict(spec.env)
 
 
 def _training_job(spec: Any, task: str, config: Any) -> Any:
     """The training job the comparison plans for ``spec`` on ``task`` (``None``: not trained)."""
     if spec.train_timesteps <= 0:
         return None
-
     # Exactly the training run the comparison plans (plan_runs is pure: nothing is written).
     train, _ = plan_runs(config, ".")
     return training_job(next(r for r in train if r.task == task and r.label == spec.name))

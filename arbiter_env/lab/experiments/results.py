@@ -19,7 +19,7 @@ from arbiter_env.config import to_dict
 from arbiter_env.files import atomic_write_text
 from arbiter_env.lab import plots
 from arbiter_env.lab.aggregates import aggregate, aggregates_markdown, aggregates_note
-from arbiter_env.lab.experiments.config import ControllerSpec, ExperimentConfig, load_experiment
+from arbiter_env.lab.experiments.config import ExperimentConfig, load_experiment
 from arbiter_env.lab.experiments.files import (
     AGGREGATES_JSON,
     CONFIG_FILE,
@@ -28,10 +28,11 @@ from arbiter_env.lab.experiments.files import (
     RESULTS_MD,
     RUNS_CSV,
     read_json,
-    read_jsonl,
 )
-from arbiter_env.lab.report import dumps_strict, markdown_table, strict_json_value, summarize
+from arbiter_env.lab.report import markdown_table, summarize
 from arbiter_env.lab.runlog import INTERVALS_FILE, wandb_init_timeout
+from arbiter_env.lab.runlog.values import dumps_strict, strict_json_value
+from arbiter_env.lab.runlog.writers import read_jsonl
 from arbiter_env.lab.wandb_utils import prepare_wandb, summary_run_id
 
 if TYPE_CHECKING:  # matplotlib is imported only when a report is drawn
@@ -58,13 +59,10 @@ def load_results(run_dir: str | Path) -> tuple[ExperimentConfig | None, list[dic
     if config is not None:
         # Table order follows the config; results of other labels or seeds (a folder edited by
         # hand) are kept after them.
-        order = {(t, c.name): i for i, (t, c) in enumerate(_pairs(config))}
+        pairs = [(task, spec.name) for task in config.tasks for spec in config.controllers]
+        order = {pair: index for index, pair in enumerate(pairs)}
         results.sort(key=lambda r: (order.get((r["task"], r["label"]), len(order)), r["seed"]))
     return config, results
-
-
-def _pairs(config: ExperimentConfig) -> list[tuple[str, ControllerSpec]]:
-    return [(task, spec) for task in config.tasks for spec in config.controllers]
 
 
 def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dict[str, Any]:
@@ -83,7 +81,8 @@ def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dic
     config, results = load_results(run_dir)
     if not results:
         raise FileNotFoundError(f"No results under {run_dir / 'runs'}; is it a comparison folder?")
-    target = config.target_accuracy if config is not None else _first_target(results)
+    targets = [r["target_accuracy"] for r in results if r.get("target_accuracy") is not None]
+    target = config.target_accuracy if config is not None else next(map(float, targets), None)
     rows = summarize(results, target)
     aggregates = aggregate(results)
     title = config.name if config is not None else run_dir.name
@@ -93,7 +92,7 @@ def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dic
         markdown = markdown.replace("\n\n", f"\n\n{config.description.strip()}\n\n", 1)
     _write_csv(run_dir / RESULTS_CSV, rows)
     atomic_write_text(run_dir / RESULTS_MD, markdown)
-    _write_csv(run_dir / RUNS_CSV, [_run_row(r) for r in results])
+    _write_csv(run_dir / RUNS_CSV, [{key: r.get(key) for key in _RUN_COLUMNS} for r in results])
     atomic_write_text(run_dir / AGGREGATES_JSON, dumps_strict(aggregates, indent=2) + "\n")
     plot_paths = plots.plot_comparison(results, run_dir / "plots", figure_size)
     return {
@@ -105,13 +104,6 @@ def rebuild_report(run_dir: str | Path, figure_size: FigureSize = "page") -> dic
         "plots": plot_paths,
         "markdown": markdown,
     }
-
-
-def _first_target(results: list[dict[str, Any]]) -> float | None:
-    for result in results:
-        if result.get("target_accuracy") is not None:
-            return float(result["target_accuracy"])
-    return None
 
 
 _RUN_COLUMNS = (
@@ -134,10 +126,6 @@ _RUN_COLUMNS = (
     "diverged",
     "error",
 )
-
-
-def _run_row(result: dict[str, Any]) -> dict[str, Any]:
-    return {key: result.get(key) for key in _RUN_COLUMNS}
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

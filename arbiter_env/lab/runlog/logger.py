@@ -2,10 +2,8 @@
 
 A :class:`RunLogger` owns a *run folder*. Whatever it is given (per-interval environment infos,
 per-episode summaries, free-form metrics such as stable-baselines3's own logger output) is
-written to JSONL files in that folder first, one flushed line per record, and then sent to W&B.
-W&B is optional and fragile (keys, networks, background processes), so every W&B call is
-guarded: the first failure warns once and turns W&B off for the rest of the run, and training
-goes on with the local files complete.
+written to JSONL files in that folder first, one flushed line per record, and then sent to W&B,
+whose failures never stop training (:mod:`~arbiter_env.lab.runlog.writers`).
 
 Run folder layout::
 
@@ -37,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _datetime
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -53,7 +50,7 @@ from arbiter_env.lab.runlog.describe import (
     kind_tag,
 )
 from arbiter_env.lab.runlog.summary import EpisodeProgress, summarise_episode
-from arbiter_env.lab.runlog.values import flatten, is_number, json_safe, plain_config, scalar
+from arbiter_env.lab.runlog.values import dumps_strict, flatten, is_number, plain_config, scalar
 from arbiter_env.lab.runlog.writers import (
     CONFIG_FILE,
     DEFAULT_PROJECT,
@@ -61,9 +58,11 @@ from arbiter_env.lab.runlog.writers import (
     INTERVALS_FILE,
     METRICS_FILE,
     RUN_FILE,
+    SCHEDULE_COLUMNS,
     JsonlWriter,
     WandbMode,
     WandbWriter,
+    read_jsonl,
     resolve_wandb_mode,
 )
 from arbiter_env.lab.wandb_utils import BOOKKEEPING_KEYS, sectioned, unique_tags
@@ -104,8 +103,6 @@ class RunLogger:
             recent are kept; ``intervals.jsonl`` always holds them all).
 
     Attributes:
-        wandb_run: The live W&B run, or ``None`` when disabled or after a W&B failure.
-        wandb_error: Description of the W&B failure that turned W&B off, if any.
         samples: Training samples seen so far over the whole run (the W&B x-axis).
         episodes: The episode summaries logged so far (as in ``episodes.jsonl``).
     """
@@ -249,9 +246,9 @@ class RunLogger:
                 record[key] = item
         episode.intervals.append(record)
         self._intervals_logged += 1
-        self._write_local(INTERVALS_FILE, record)
+        self._local.write(INTERVALS_FILE, record)
         # Charts in sections (val/, grad_stats/, ...); bookkeeping stays in the local files.
-        self._wandb_log(sectioned(record))
+        self._wandb.log(sectioned(record))
         return record
 
     def end_episode(
@@ -290,21 +287,12 @@ class RunLogger:
         summary["samples"] = self.samples
         for key, value in (extra or {}).items():
             summary[key] = scalar(value) if scalar(value) is not None else value
-        for row in episode.intervals:
-            self._schedule_rows.append(
-                [
-                    str(episode.episode),
-                    seed,
-                    row.get("interval"),
-                    row["episode_samples"],
-                    row["samples"],
-                    row.get("batch_size"),
-                    row.get("lr"),
-                ]
-            )
+        for row in episode.intervals:  # the columns after episode and seed are the row's own
+            values = [row.get(column) for column in SCHEDULE_COLUMNS[2:]]
+            self._schedule_rows.append([str(episode.episode), seed, *values])
         self.episodes.append(summary)
-        self._write_local(EPISODES_FILE, summary)
-        self._wandb_log(
+        self._local.write(EPISODES_FILE, summary)
+        self._wandb.log(
             {
                 f"episode/{key}": value
                 for key, value in summary.items()
@@ -394,8 +382,8 @@ class RunLogger:
             item = scalar(value)
             if item is not None and key != "samples":
                 record[key] = item
-        self._write_local(METRICS_FILE, record)
-        self._wandb_log({k: v for k, v in record.items() if k != "step"})
+        self._local.write(METRICS_FILE, record)
+        self._wandb.log({k: v for k, v in record.items() if k != "step"})
         return record
 
     def on_step(
@@ -508,18 +496,13 @@ class RunLogger:
             "wandb_error": self.wandb_error,
             "summary": self._run_file_summary,
         }
-        (self.run_dir / RUN_FILE).write_text(
-            json.dumps(json_safe(run_info), indent=2, allow_nan=False)
-        )
+        (self.run_dir / RUN_FILE).write_text(dumps_strict(run_info, indent=2))
 
     # --- internals ------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError(f"RunLogger for {self.run_dir} is closed.")
-
-    def _wandb_log(self, metrics: Mapping[str, Any]) -> None:
-        self._wandb.log(metrics)
 
     def continue_from(self, timesteps: int) -> dict[str, int]:
         """Prepares this folder's logs for training resumed from a checkpoint at ``timesteps``.
@@ -533,25 +516,14 @@ class RunLogger:
 
         Call it before logging anything. Returns how many interval rows were kept and dropped.
         """
-
-        def rows(name: str) -> list[dict[str, Any]]:
-            path = self.run_dir / name
-            if not path.is_file():
-                return []
-            parsed = []
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by the interruption
-                if isinstance(row, dict):
-                    parsed.append(row)
-            return parsed
-
-        intervals = rows(INTERVALS_FILE)
+        # Quietly: the interruption may have cut a line short.
+        intervals, saved_episodes, saved_metrics = (
+            read_jsonl(self.run_dir / name, warn=False)
+            for name in (INTERVALS_FILE, EPISODES_FILE, METRICS_FILE)
+        )
         kept = [r for r in intervals if int(r.get("timesteps", 0)) <= timesteps]
         cut = {r.get("episode") for r in intervals if int(r.get("timesteps", 0)) > timesteps}
-        episodes = [e for e in rows(EPISODES_FILE) if e.get("episode") not in cut]
+        episodes = [e for e in saved_episodes if e.get("episode") not in cut]
         # Episodes whose summary was never written (killed) or covered dropped rows: summarise
         # what is kept, marked incomplete.
         summarised = {e.get("episode") for e in episodes}
@@ -566,7 +538,7 @@ class RunLogger:
             summary["complete"] = False
             episodes.append(summary)
         episodes.sort(key=lambda e: int(e.get("episode", 0)))
-        metrics = [m for m in rows(METRICS_FILE) if int(m.get("step", 0)) <= timesteps]
+        metrics = [m for m in saved_metrics if int(m.get("step", 0)) <= timesteps]
 
         for name, records in (
             (INTERVALS_FILE, kept),
@@ -580,9 +552,6 @@ class RunLogger:
         self.episodes = episodes
         self._intervals_logged = len(kept)
         return {"kept": len(kept), "dropped": len(intervals) - len(kept)}
-
-    def _write_local(self, name: str, record: Mapping[str, Any]) -> None:
-        self._local.write(name, record)
 
 
 __all__ = ["RunLogger", "make_run_dir"]

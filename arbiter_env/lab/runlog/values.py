@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from arbiter_env.config import plain
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -49,46 +51,40 @@ def scalar(value: Any) -> bool | int | float | None:
     return None
 
 
-def json_safe(value: Any) -> Any:
-    """JSON without NaN/inf (written as ``null``) so that any JSON reader accepts the files."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+def strict_json_value(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` and numpy scalars made plain.
+
+    JSON has no NaN or infinity; ``json.dumps`` writes bare ``NaN`` unless told not to, which
+    most JSON readers reject. Objects JSON cannot hold become their ``str``.
+    """
     if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): strict_json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, bool | int | str) or value is None:
+        return [strict_json_value(v) for v in value]
+    if value is None or isinstance(value, bool | str):
         return value
-    item = scalar(value)
-    if item is not None:
-        return json_safe(item)
-    return str(value)
+    if isinstance(value, int | np.integer) and not isinstance(value, np.bool_):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return number if math.isfinite(number) else None
+
+
+def dumps_strict(value: Any, **kwargs: Any) -> str:
+    """JSON text of ``value`` that any JSON reader accepts (``null`` for non-finite numbers)."""
+    return json.dumps(strict_json_value(value), allow_nan=False, **kwargs)
 
 
 def plain_config(config: Any) -> dict[str, Any]:
     """A YAML- and ``wandb.config``-friendly dict of a config mapping or dataclass."""
     if config is None:
         return {}
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    if not isinstance(config, Mapping):
+    if not isinstance(config, Mapping) and not (
+        dataclasses.is_dataclass(config) and not isinstance(config, type)
+    ):
         raise TypeError(f"config must be a mapping or a dataclass, got {type(config).__name__}.")
-    return plain_value(config)
-
-
-def plain_value(value: Any) -> Any:
-    """``value`` as YAML-safe data: dataclasses and mappings as dicts, paths as strings."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, Mapping):
-        return {str(k): plain_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [plain_value(v) for v in value]
-    if isinstance(value, bool | int | float | str) or value is None:
-        return value
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    item = scalar(value)
-    if item is not None:
-        return item
-    return getattr(value, "__qualname__", None) or repr(value)
+    return plain(config)

@@ -1,8 +1,9 @@
 """Where a run's records go: local JSONL files first, then Weights & Biases, each guarded.
 
 The :class:`JsonlWriter` appends one flushed line per record, so the local logs are complete
-whatever happens later. The :class:`WandbWriter` wraps every W&B call: the first failure warns
-once and turns W&B off for the rest of the run, and nothing written locally is lost.
+whatever happens later; :func:`read_jsonl` reads them back. W&B is optional and fragile (keys,
+networks, background processes), so the :class:`WandbWriter` wraps every W&B call: the first
+failure warns once and turns W&B off for the rest of the run, and nothing written locally is lost.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO, get_args
 
 from arbiter_env.files import atomic_write_text
-from arbiter_env.lab.runlog.values import is_number, json_safe
+from arbiter_env.lab.runlog.values import dumps_strict, is_number
 from arbiter_env.lab.wandb_utils import WandbMode, prepare_wandb, wandb_api_key_configured
 
 WANDB_MODES: tuple[WandbMode, ...] = get_args(WandbMode)
@@ -29,7 +30,7 @@ METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 RUN_FILE = "run.json"
 SCHEDULE_TABLE_KEY = "batch_size_schedule"
-SCHEDULE_COLUMNS: list[str | int] = [
+SCHEDULE_COLUMNS = (
     "episode",
     "seed",
     "interval",
@@ -37,7 +38,7 @@ SCHEDULE_COLUMNS: list[str | int] = [
     "samples",
     "batch_size",
     "lr",
-]
+)
 
 # Every accepted spelling of a mode: ours, and wandb's own aliases (from the WANDB_MODE variable).
 _MODE_NAMES: dict[str, WandbMode] = {
@@ -106,7 +107,7 @@ class JsonlWriter:
     def write(self, name: str, record: Mapping[str, Any]) -> None:
         """Appends ``record`` (NaN and inf as ``null``) to file ``name`` and flushes it."""
         handle = self._files[name]
-        handle.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
+        handle.write(dumps_strict(record) + "\n")
         handle.flush()
 
     def replace(self, name: str, records: Iterable[Mapping[str, Any]]) -> None:
@@ -114,7 +115,7 @@ class JsonlWriter:
         self._files[name].close()
         atomic_write_text(
             self.folder / name,
-            "".join(json.dumps(json_safe(r), allow_nan=False) + "\n" for r in records),
+            "".join(dumps_strict(r) + "\n" for r in records),
         )
         self._files[name] = self._open(name)
 
@@ -125,6 +126,30 @@ class JsonlWriter:
 
     def _open(self, name: str) -> TextIO:
         return (self.folder / name).open("a", buffering=1, encoding="utf-8")
+
+
+def read_jsonl(path: Path, *, warn: bool = True) -> list[dict[str, Any]]:
+    """The JSON-object lines of ``path`` (``[]`` if missing); damaged lines skipped (``warn``: named)."""
+    if not path.is_file():
+        return []
+    rows, bad = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(number)
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(number)
+    if bad and warn:
+        warnings.warn(
+            f"{path}: skipped {len(bad)} damaged line(s) ({', '.join(map(str, bad[:5]))}"
+            f"{', ...' if len(bad) > 5 else ''}); rerun the run to repair it.",
+            stacklevel=2,
+        )
+    return rows
 
 
 class WandbWriter:
@@ -218,7 +243,9 @@ class WandbWriter:
     def _log_schedule(self, rows: list[list[Any]]) -> None:
         import wandb
 
-        self.run.summary[SCHEDULE_TABLE_KEY] = wandb.Table(columns=SCHEDULE_COLUMNS, data=rows)
+        self.run.summary[SCHEDULE_TABLE_KEY] = wandb.Table(
+            columns=list(SCHEDULE_COLUMNS), data=rows
+        )
 
     def _guard(self, stage: str, call: Callable[[], Any]) -> None:
         try:
