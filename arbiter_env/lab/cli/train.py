@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from arbiter_env.config import ConfigError, check_config_file, plain, read_yaml_file
+from arbiter_env.config import ConfigError, check_config_file, plain, read_config_mapping
 from arbiter_env.controllers import (
     TrainRequest,
     controller_entry,
@@ -101,9 +101,7 @@ def _read_config_imports(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--config`` YAML as a mapping, after importing the modules of its ``imports:``."""
     if args.config is None:
         return {}
-    data = read_yaml_file(args.config) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{args.config}: the top level must be a mapping of keys to values.")
+    data = read_config_mapping(args.config)
     modules = data.pop("imports", None) or []
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
         raise ConfigError(f"{args.config}: imports: expected a list of module names.")
