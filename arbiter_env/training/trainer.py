@@ -80,6 +80,18 @@ def adascale_gain(
     return (sigma_sq + mean_sq) / (sigma_sq / scale + mean_sq)
 
 
+def recorded_offsets(batch_size: int, num_samples: int, probe_size: int) -> tuple[int, int]:
+    """Sample offsets of the first and the last step of an interval whose statistics are recorded.
+
+    The statistics come from the last full batches of the interval, at least ``probe_size``
+    examples where the interval has them: the steps closest to the decision, and never fewer
+    examples than the probe.
+    """
+    record_to = max(num_samples // batch_size - 1, 0) * batch_size
+    steps = -(-probe_size // batch_size)
+    return max(record_to - (steps - 1) * batch_size, 0), record_to
+
+
 @dataclass(frozen=True)
 class IntervalResult:
     """Outcome of :meth:`InnerTrainer.train`."""
@@ -245,17 +257,10 @@ class InnerTrainer(HyperLearningInterface):
         return self._finish_interval(model, batch_losses, batch_size, num_samples, recorded)
 
     def _recorded_offsets(self, batch_size: int, num_samples: int) -> tuple[int, int]:
-        """Sample offsets of the first and the last step whose statistics are recorded.
-
-        The statistics come from the last full batches of the interval, at least
-        ``task.probe_size`` examples where the interval has them: the steps closest to the
-        decision, and never fewer examples than the probe. ``(-1, -1)`` records nothing.
-        """
+        """:func:`recorded_offsets` of this interval; ``(-1, -1)`` when nothing is recorded."""
         if self._linear_recorder is None and not self._microbatch_statistics:
             return -1, -1
-        record_to = max(num_samples // batch_size - 1, 0) * batch_size
-        steps = -(-self.task.probe_size // batch_size)
-        return max(record_to - (steps - 1) * batch_size, 0), record_to
+        return recorded_offsets(batch_size, num_samples, self.task.probe_size)
 
     def _run_steps(
         self, model: nn.Module, batch_size: int, num_samples: int

@@ -334,13 +334,3 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
                 infos = self._add_info(infos, info, index)
         self._needs_reset = terminations | truncations
         return self._observations.copy(), rewards, terminations, truncations, infos
-
-
-def __getattr__(name: str) -> Any:
-    # The SB3 VecEnv adapter moved to the agents (stable-baselines3 is needed only there); old
-    # imports from this module still find it, importing stable-baselines3 only then.
-    if name in ("PopulationEnv", "make_population_env"):
-        from arbiter_env.agents import population_vec_env
-
-        return getattr(population_vec_env, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
