@@ -211,7 +211,8 @@ class EnvConfig:
             if value is None and name in self._NONE_IS_DEFAULT:
                 value = _DEFAULTS[name]()
             elif name == "reward" and isinstance(value, Mapping):
-                _check_keys(value, _field_names(RewardConfig), _join(path, "reward"), "key")
+                reward_fields = [f.name for f in dataclasses.fields(RewardConfig)]
+                _check_keys(value, reward_fields, _join(path, "reward"), "key")
                 value = RewardConfig(**value)
             elif name == "divergence" and isinstance(value, Mapping):
                 value = DivergenceRule.from_value(dict(value))
@@ -307,10 +308,6 @@ def _check_keys(data: Mapping[str, Any], valid: Sequence[str], path: str, what: 
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         hints.append(f"{_join(path, str(key))!r}{hint}")
     raise ConfigError(f"Unknown {what}(s) {', '.join(hints)}; valid: {', '.join(valid)}.")
-
-
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def _join(path: str, key: str) -> str:

@@ -102,7 +102,9 @@ class Population:
         self.family = first.family
         if self.family is None:  # the task is resolved once; the members take it as it is
             others = [
-                BatchSizeEnv(first.task, **_without(env_kwargs, "task_kwargs"))
+                BatchSizeEnv(
+                    first.task, **{k: v for k, v in env_kwargs.items() if k != "task_kwargs"}
+                )
                 for _ in range(n_envs - 1)
             ]
         else:  # each member draws its own instances
@@ -259,10 +261,6 @@ def member_seeds(seed: Any, count: int) -> list[int | None]:
     raise ValueError(
         f"reset(seed=...) takes None, an integer or a list of {count} seeds; got {seed!r}."
     )
-
-
-def _without(kwargs: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if k != key}
 
 
 # --- gymnasium.vector ---------------------------------------------------------------------------
