@@ -26,7 +26,7 @@ from typing import TypeVar
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from arbiter_env.training.stats import GradientStatistics, linear_statistics
+from arbiter_env.training.stats import linear_statistics
 from arbiter_env.training.trainer import InnerTrainer, IntervalResult, recorded_offsets
 from arbiter_env.vector.batched import (
     MemberSgd,
@@ -284,15 +284,22 @@ class MemberGroup:
         values = torch.cat(pieces).tolist()  # one host transfer for the whole group
         out: MemberResults = {}
         cursor = 2 * count
-        sums: list[list[tuple[int, float, float]]] = [[] for _ in range(count)]
+        # Each member's recorded steps: sizes, unit sums and squared mean-gradient norms.
+        steps: list[tuple[list[int], list[float], list[float]]] = [
+            ([], [], []) for _ in range(count)
+        ]
         for r in recorded:
             width = r.stop - r.start
             for j in range(r.start, r.stop):
                 low, high = self.record_window(j)
                 if low <= r.offset <= high:
                     k = cursor + j - r.start
-                    sums[j].append((r.size, values[k], values[k + width]))
+                    sizes, unit_sums, mean_sq = steps[j]
+                    sizes.append(r.size)
+                    unit_sums.append(values[k])
+                    mean_sq.append(values[k + width])
             cursor += 2 * width
+        probe_size = self.trainers[0].task.probe_size
         for j, index in enumerate(self.members):
             samples = self.samples[j]
             loss_value, norm_value = values[j], values[count + j]
@@ -301,13 +308,6 @@ class MemberGroup:
                 updates=-(-samples // batch_size),
                 samples=samples,
                 diverged=not (math.isfinite(loss_value) and math.isfinite(norm_value)),
-                statistics=self._statistics(sums[j]) if sums[j] else None,
+                statistics=linear_statistics(*steps[j], probe_size),  # the one estimator
             )
         return out
-
-    def _statistics(self, steps: list[tuple[int, float, float]]) -> GradientStatistics | None:
-        """One member's interval statistics from its recorded steps' sums (the one estimator)."""
-        examples = [n for n, _, _ in steps]
-        unit_sums = [v for _, v, _ in steps]
-        mean_sq = [m for _, _, m in steps]
-        return linear_statistics(examples, unit_sums, mean_sq, self.trainers[0].task.probe_size)
