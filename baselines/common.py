@@ -37,6 +37,8 @@ class Baseline(BatchSizeController):
     """
 
     Config: ClassVar[type]
+    kind: ClassVar[str] = "other"
+    """The baseline's family in reports and plots: fixed, schedule, adaptive, hpo or other."""
     # Any here; each subclass narrows it to its own ``Config`` (``config: FixedConfig``), so mypy
     # checks the fields it reads.
     config: Any

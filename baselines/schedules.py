@@ -49,6 +49,8 @@ class Schedule(Baseline):
     the environment will really use.
     """
 
+    kind = "schedule"
+
     def batch_size_at(self, progress: float) -> int:
         """The size the schedule wants at ``progress`` (before the env's ladder rounds it)."""
         raise NotImplementedError
@@ -93,6 +95,7 @@ class FixedBatchSize(Schedule):
 
     Config = FixedConfig
     config: FixedConfig
+    kind = "fixed"
 
     def __init__(self, env: gym.Env, config: FixedConfig | None = None, **overrides: Any):
         super().__init__(env, config, **overrides)

@@ -183,16 +183,16 @@ class Task:
         # truncated) somewhere inside the trainer.
         check_real("epochs", self.epochs)
         check_real("validation_fraction", self.validation_fraction)
-        for name in (
-            "num_intervals",
-            "batch_min",
-            "batch_max",
-            "batch_start",
-            "split_seed",
-            "probe_size",
-            "eval_batch_size",
+        for name, minimum in (
+            ("num_intervals", 1),
+            ("batch_min", None),
+            ("batch_max", None),
+            ("batch_start", None),
+            ("split_seed", None),
+            ("probe_size", 4),
+            ("eval_batch_size", 1),
         ):
-            check_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), minimum)
         if not isinstance(self.device, str | torch.device):
             raise ValueError(f"device must be a string such as 'cpu', got {self.device!r}.")
         require(callable(self.data), "Task.data must be a callable returning ClassificationData.")
@@ -201,7 +201,6 @@ class Task:
             self.epochs > 0 and math.isfinite(self.epochs),
             f"epochs must be > 0, got {self.epochs}.",
         )
-        require(self.num_intervals >= 1, f"num_intervals must be >= 1, got {self.num_intervals}.")
         require(
             1 <= self.batch_min <= self.batch_start <= self.batch_max,
             "Need 1 <= batch_min <= batch_start <= batch_max, got "
@@ -211,7 +210,6 @@ class Task:
             0 < self.validation_fraction < 1,
             f"validation_fraction must be in (0, 1), got {self.validation_fraction}.",
         )
-        require(self.probe_size >= 4, f"probe_size must be >= 4, got {self.probe_size}.")
         microbatches = self.probe_microbatches
         require(
             microbatches is None
@@ -224,7 +222,6 @@ class Task:
             f"probe_microbatches must be None (exact statistics) or an even number >= 2 that "
             f"divides probe_size={self.probe_size}, got {microbatches!r}.",
         )
-        require(self.eval_batch_size >= 1, "eval_batch_size must be >= 1.")
         try:
             torch.device(self.device)
         except RuntimeError as error:
