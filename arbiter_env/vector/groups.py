@@ -18,6 +18,7 @@ updated in place with the same arithmetic as a single member's.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,7 +110,8 @@ class MemberGroup:
     def slices(self, offset: int) -> list[tuple[int, int, int]]:
         """``(start, stop, size)`` of the consecutive members taking a step of ``size`` here."""
         sizes = [min(self.batch_size, samples - offset) for samples in self.samples]
-        return _runs([size for size in sizes if size > 0])  # longest first: a prefix
+        # Longest first: the members after the first one that is done are done too.
+        return _runs(list(itertools.takewhile(lambda size: size > 0, sizes)))
 
     def runs(self, start: int, stop: int) -> list[tuple[int, int, SgdSettings]]:
         """``(start, stop, settings)`` of the consecutive members sharing SGD settings."""
