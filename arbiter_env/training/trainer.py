@@ -256,17 +256,15 @@ class InnerTrainer(HyperLearningInterface):
             )
         return self._finish_interval(model, batch_losses, batch_size, num_samples, recorded)
 
-    def _recorded_offsets(self, batch_size: int, num_samples: int) -> tuple[int, int]:
-        """:func:`recorded_offsets` of this interval; ``(-1, -1)`` when nothing is recorded."""
-        if self._linear_recorder is None and not self._microbatch_statistics:
-            return -1, -1
-        return recorded_offsets(batch_size, num_samples, self.task.probe_size)
-
     def _run_steps(
         self, model: nn.Module, batch_size: int, num_samples: int
     ) -> tuple[list[torch.Tensor], list[StepSums]]:
         """The interval's inner updates; returns the detached batch losses and recorded sums."""
-        record_from, record_to = self._recorded_offsets(batch_size, num_samples)
+        record_from, record_to = (
+            recorded_offsets(batch_size, num_samples, self.task.probe_size)
+            if self._linear_recorder is not None or self._microbatch_statistics
+            else (-1, -1)  # nothing recorded
+        )
         optimizer, sampler, hooks = self.optimizer, self.sampler, self._step_hooks
         # A constant schedule leaves the rate _apply_learning_rate wrote for the whole interval.
         scheduled = not self.task.lr_schedule.is_constant
