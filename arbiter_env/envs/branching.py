@@ -80,7 +80,7 @@ def branch_env(env: Any) -> BatchSizeEnv:
 def reseed_sampler(env: BatchSizeEnv, seed: int) -> None:
     """Gives a branch's batch sampler a new stream from ``seed``, keeping sampling without replacement.
 
-    So repeated branches see different batches of the same data, as independent training runs
+    Repeated branches then see different batches of the same data, as independent training runs
     would from this point (:meth:`~arbiter_env.training.sampler.EpochSampler.reseed`).
     """
     env.trainer.sampler.reseed(seed)
