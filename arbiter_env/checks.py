@@ -13,7 +13,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["check_device", "check_int", "check_real"]
+__all__ = ["check_device", "check_int", "check_real", "require"]
+
+
+def require(condition: bool, message: str) -> None:
+    """Raises ``ValueError(message)`` unless ``condition``; configs use it in ``__post_init__``."""
+    if not condition:
+        raise ValueError(message)
 
 
 def check_int(name: str, value: Any, minimum: int | None = None) -> int:

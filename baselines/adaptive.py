@@ -68,6 +68,7 @@ class CABS(Baseline):
     """
 
     Config = CABSConfig
+    kind = "adaptive"
     config: CABSConfig
     # The running averages ξ̄ and L̄; None until the first observation of an episode.
     _xi: float | None = None
@@ -126,6 +127,7 @@ class NoiseScale(Baseline):
     """
 
     Config = NoiseScaleConfig
+    kind = "adaptive"
     config: NoiseScaleConfig
 
     def on_episode_start(self, observation: np.ndarray) -> None:
@@ -170,6 +172,7 @@ class NormTest(Baseline):
     """
 
     Config = NormTestConfig
+    kind = "adaptive"
     config: NormTestConfig
 
     def on_episode_start(self, observation: np.ndarray) -> None:
@@ -248,6 +251,7 @@ class SimiGrad(Baseline):
     """
 
     Config = SimiGradConfig
+    kind = "adaptive"
     config: SimiGradConfig
 
     def on_episode_start(self, observation: np.ndarray) -> None:

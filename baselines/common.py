@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from arbiter_env.checks import require
 from arbiter_env.config import from_dict
 from arbiter_env.controllers import BatchSizeController
 from arbiter_env.envs.observation import observation_value
@@ -36,6 +37,8 @@ class Baseline(BatchSizeController):
     """
 
     Config: ClassVar[type]
+    kind: ClassVar[str] = "other"
+    """The baseline's family in reports and plots: fixed, schedule, adaptive, hpo or other."""
     # Any here; each subclass narrows it to its own ``Config`` (``config: FixedConfig``), so mypy
     # checks the fields it reads.
     config: Any
@@ -101,12 +104,6 @@ class Baseline(BatchSizeController):
     def set_learning_rate(self, lr: float) -> None:
         """Sets the base learning rate of the next interval (``BatchSizeEnv.set_learning_rate``)."""
         self.batch_env.set_learning_rate(lr)
-
-
-def require(condition: bool, message: str) -> None:
-    """Raises ``ValueError(message)`` unless ``condition``; configs use it in ``__post_init__``."""
-    if not condition:
-        raise ValueError(message)
 
 
 def check_batch_size(name: str, value: int | None) -> None:

@@ -58,6 +58,7 @@ class AdaScale(Baseline):
     """
 
     Config = AdaScaleConfig
+    kind = "adaptive"
     config: AdaScaleConfig
 
     def __init__(self, env: gym.Env, config: Any = None, **overrides: Any):
@@ -155,6 +156,7 @@ class Goodput(Baseline):
     """
 
     Config = GoodputConfig
+    kind = "adaptive"
     config: GoodputConfig
 
     def on_episode_start(self, observation: np.ndarray) -> None:

@@ -86,6 +86,7 @@ class StaticHPO(Baseline):
     """
 
     Config = HPOConfig
+    kind = "hpo"
     sampler_name: ClassVar[str]
 
     def __init__(self, env: gym.Env, config: Any = None, **overrides: Any):

@@ -49,6 +49,8 @@ class Schedule(Baseline):
     the environment will really use.
     """
 
+    kind = "schedule"
+
     def batch_size_at(self, progress: float) -> int:
         """The size the schedule wants at ``progress`` (before the env's ladder rounds it)."""
         raise NotImplementedError
@@ -93,6 +95,7 @@ class FixedBatchSize(Schedule):
 
     Config = FixedConfig
     config: FixedConfig
+    kind = "fixed"
 
     def __init__(self, env: gym.Env, config: FixedConfig | None = None, **overrides: Any):
         super().__init__(env, config, **overrides)
@@ -148,19 +151,21 @@ class StepSchedule(Schedule):
     Config = StepConfig
     config: StepConfig
 
+    def wanted_batch_size(self, progress: float) -> float:
+        """``B₀ · factor^k`` after ``k`` milestones, unclipped."""
+        start = self.config.initial_batch_size or self.batch_env.task.batch_start
+        return start * self.config.factor ** _milestones_passed(progress, self.config.milestones)
+
     def batch_size_at(self, progress: float) -> int:
         """``B₀ · factor^k`` after ``k`` milestones, clipped to the ladder bounds."""
-        start = self.config.initial_batch_size or self.batch_env.task.batch_start
-        return self.clip(
-            start * self.config.factor ** _milestones_passed(progress, self.config.milestones)
-        )
+        return self.clip(self.wanted_batch_size(progress))
 
 
 # --- Smith et al. 2018 ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class SmithConfig:
+class SmithConfig(StepConfig):
     """Settings of :class:`SmithSchedule`.
 
     Attributes:
@@ -171,8 +176,6 @@ class SmithConfig:
             Default 5, Smith et al.'s value.
     """
 
-    initial_batch_size: int | None = None
-    milestones: tuple[float, ...] = (0.3, 0.6, 0.8)
     factor: float = 5.0
 
     def __post_init__(self) -> None:
@@ -181,7 +184,7 @@ class SmithConfig:
         require(self.factor >= 1, f"factor must be >= 1 (B grows), got {self.factor}.")
 
 
-class SmithSchedule(Schedule):
+class SmithSchedule(StepSchedule):
     """Smith, Kindermans, Ying & Le (2018), "Don't decay the learning rate, increase the batch size".
 
     Wherever a step schedule would divide ε by ``factor``, B is multiplied by it; once B is at its
@@ -196,15 +199,6 @@ class SmithSchedule(Schedule):
 
     Config = SmithConfig
     config: SmithConfig
-
-    def wanted_batch_size(self, progress: float) -> float:
-        """``B_want(p) = B₀·factor^k``, unclipped: the size whose shortfall ε makes up for."""
-        start = self.config.initial_batch_size or self.batch_env.task.batch_start
-        return start * self.config.factor ** _milestones_passed(progress, self.config.milestones)
-
-    def batch_size_at(self, progress: float) -> int:
-        """``B_want(p)`` clipped to the ladder bounds."""
-        return self.clip(self.wanted_batch_size(progress))
 
     def lr_factor_at(self, progress: float, batch_size: int) -> float:
         """ε/ε₀ when the environment uses ``batch_size`` at ``progress``."""
@@ -301,12 +295,27 @@ class GrowthConfig:
             )
 
 
+def ramp(start: float, end: float, fraction: float, shape: str) -> float:
+    """The ramp from ``start`` to ``end`` at ``fraction`` ∈ [0, 1] of its duration.
+
+    ``linear``: ``B₀ + (B₁ − B₀)·f``; ``geometric``: ``B₀·(B₁/B₀)^f``.
+    """
+    fraction = min(1.0, max(0.0, fraction))
+    if shape == "linear":
+        return start + (end - start) * fraction
+    return start * (end / start) ** fraction
+
+
 class _Growth(Schedule):
     Config = GrowthConfig
     config: GrowthConfig
+    shape: str
 
-    def _fraction(self, progress: float) -> float:
-        return min(1.0, max(0.0, progress / self.config.duration))
+    def batch_size_at(self, progress: float) -> int:
+        """The ramp at ``progress`` (:func:`ramp`), rounded and clipped."""
+        start = self.config.start_batch_size or self.batch_min
+        end = self.config.end_batch_size or self.batch_max
+        return self.clip(ramp(start, end, progress / self.config.duration, self.shape))
 
 
 class LinearGrowth(_Growth):
@@ -316,11 +325,7 @@ class LinearGrowth(_Growth):
     ``batch_min`` to ``batch_max`` over the whole run.
     """
 
-    def batch_size_at(self, progress: float) -> int:
-        """The linear ramp at ``progress``, rounded and clipped."""
-        start = self.config.start_batch_size or self.batch_min
-        end = self.config.end_batch_size or self.batch_max
-        return self.clip(start + (end - start) * self._fraction(progress))
+    shape = "linear"
 
 
 class ExponentialGrowth(_Growth):
@@ -330,11 +335,7 @@ class ExponentialGrowth(_Growth):
     defaults it climbs the doubling ladder from ``batch_min`` to ``batch_max`` at a constant rate.
     """
 
-    def batch_size_at(self, progress: float) -> int:
-        """The geometric ramp at ``progress``, rounded and clipped."""
-        start = self.config.start_batch_size or self.batch_min
-        end = self.config.end_batch_size or self.batch_max
-        return self.clip(start * (end / start) ** self._fraction(progress))
+    shape = "geometric"
 
 
 # --- batch-size ramp (warm-up) --------------------------------------------------------------------
@@ -366,17 +367,6 @@ class RampConfig:
             self.shape in ("linear", "geometric"),
             f"shape must be 'linear' or 'geometric', got {self.shape!r}.",
         )
-
-
-def ramp(start: float, end: float, fraction: float, shape: str) -> float:
-    """The ramp from ``start`` to ``end`` at ``fraction`` ∈ [0, 1] of its duration.
-
-    ``linear``: ``B₀ + (B₁ − B₀)·f``; ``geometric``: ``B₀·(B₁/B₀)^f``.
-    """
-    fraction = min(1.0, max(0.0, fraction))
-    if shape == "linear":
-        return start + (end - start) * fraction
-    return start * (end / start) ** fraction
 
 
 class BatchRamp(Schedule):

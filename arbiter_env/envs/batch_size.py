@@ -177,7 +177,8 @@ class BatchSizeEnv(gym.Env):
       ``task.batch_start``).
     * ``lr_schedule``: a learning-rate schedule on the sample clock in place of the task's
       (``"constant"``, ``"step"``, ``"cosine"``, ``"wsd"``, or a
-      :class:`~arbiter_env.training.lr_schedule.LrSchedule` or dict of its fields), evaluated
+      :class:`~arbiter_env.training.lr_schedule.LrSchedule` or dict of its fields; ``-e
+      lr_schedule=cosine`` or ``-e lr_schedule.decay=0.1`` on the command line), evaluated
       at every inner update and multiplied with ``lr_scaling``'s factor; observation entry 2 then
       holds the rate of the interval's last update (of the first update in the first
       observation). Default ``None``: the task's (``constant``).

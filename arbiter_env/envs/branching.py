@@ -30,8 +30,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from arbiter_env.envs.batch_size import BatchSizeEnv
 
 __all__ = ["branch_env", "measure_responses", "reseed_sampler"]
@@ -82,23 +80,10 @@ def branch_env(env: Any) -> BatchSizeEnv:
 def reseed_sampler(env: BatchSizeEnv, seed: int) -> None:
     """Gives a branch's batch sampler a new stream from ``seed``, keeping sampling without replacement.
 
-    The examples not yet drawn in the current epoch are shuffled afresh and later epochs are
-    drawn from the new stream, so repeated branches see different batches of the same data,
-    as independent training runs would from this point.
+    Repeated branches then see different batches of the same data, as independent training runs
+    would from this point (:meth:`~arbiter_env.training.sampler.EpochSampler.reseed`).
     """
-    sampler = env.trainer.sampler
-    generator = sampler._generator
-    generator.manual_seed(seed)
-    cursor = sampler._cursor
-    remaining = sampler.num_examples - cursor
-    if remaining > 0:
-        order = torch.randperm(remaining, generator=generator).to(sampler._inputs.device)
-        sampler._epoch_inputs = torch.cat(
-            [sampler._epoch_inputs[:cursor], sampler._epoch_inputs[cursor:][order]]
-        )
-        sampler._epoch_targets = torch.cat(
-            [sampler._epoch_targets[:cursor], sampler._epoch_targets[cursor:][order]]
-        )
+    env.trainer.sampler.reseed(seed)
 
 
 def measure_responses(

@@ -50,36 +50,8 @@ class EnvConfig:
     are errors that suggest the closest name) or :meth:`parse` (``KEY=VALUE`` strings). Every
     value is checked when the config is built, and an error names the field and what to pass.
     ``BatchSizeEnv(config=...)`` takes one; ``BatchSizeEnv(task, **kwargs)`` and ``gym.make``
-    build one from their keyword arguments.
-
-    Args:
-        task: A registered task name (``arbiter_env.list_tasks()``) or a :class:`Task`, or a task
-            family: a registered family name (``arbiter_env.list_families()``) or a
-            :class:`TaskFamily`. YAML files name it.
-        family_split: For a family, ``"train"`` (default) or ``"test"``; ``None`` for a task.
-        task_kwargs: Passed to ``make_task``: builder arguments such as ``data_dir`` and task
-            field overrides such as ``epochs`` or ``optimizer={"lr": 0.05}``. For a family, only
-            field overrides.
-        action_encoding: ``"discrete"``, ``"continuous"`` or ``"relative"``.
-        num_intervals: Scheduling intervals per episode; ``None``: the task's.
-        reward: How an interval is scored (:class:`~arbiter_env.envs.rewards.RewardConfig`).
-        divergence: When a run counts as diverged (:class:`~arbiter_env.envs.divergence.DivergenceRule`;
-            ``DivergenceRule(loss_ratio=None)`` leaves only non-finite values).
-        lr_scaling: ``"none"``, ``"linear"``, ``"sqrt"`` or ``"adascale"`` (AdaScale's gain from
-            the latest gradient statistics) rescaling of the learning rate with the batch size,
-            relative to ``base_batch_size``.
-        base_batch_size: The batch size at which the task's learning rate applies; ``None``:
-            ``task.batch_start``.
-        lr_schedule: The learning-rate schedule on the sample clock, in place of the task's
-            (:class:`~arbiter_env.training.lr_schedule.LrSchedule`; YAML and ``-e`` take a name,
-            ``lr_schedule=cosine``, or its fields, ``lr_schedule.name=wsd``,
-            ``lr_schedule.decay=0.1``); ``None``: the task's (``constant`` for the built-in
-            tasks). It multiplies the rate that ``lr_scaling`` gives.
-        ladder_size: Rungs of the discrete ladder; ``None``: one per doubling.
-        record_wall_time: Put wall-clock seconds in ``info`` (not reproducible, so off by default).
-        gradient_statistics: ``"training"`` or ``"probe"``: where the gradient statistics of the
-            observation come from.
-        render_mode: ``None``, ``"ansi"`` or ``"rgb_array"``.
+    build one from their keyword arguments. Each field is described once, in the Arguments
+    section of :class:`~arbiter_env.envs.batch_size.BatchSizeEnv` (``help(BatchSizeEnv)``).
     """
 
     task: str | Task | TaskFamily = "digits-mlp"
@@ -211,7 +183,8 @@ class EnvConfig:
             if value is None and name in self._NONE_IS_DEFAULT:
                 value = _DEFAULTS[name]()
             elif name == "reward" and isinstance(value, Mapping):
-                _check_keys(value, _field_names(RewardConfig), _join(path, "reward"), "key")
+                reward_fields = [f.name for f in dataclasses.fields(RewardConfig)]
+                _check_keys(value, reward_fields, _join(path, "reward"), "key")
                 value = RewardConfig(**value)
             elif name == "divergence" and isinstance(value, Mapping):
                 value = DivergenceRule.from_value(dict(value))
@@ -307,10 +280,6 @@ def _check_keys(data: Mapping[str, Any], valid: Sequence[str], path: str, what: 
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         hints.append(f"{_join(path, str(key))!r}{hint}")
     raise ConfigError(f"Unknown {what}(s) {', '.join(hints)}; valid: {', '.join(valid)}.")
-
-
-def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def _join(path: str, key: str) -> str:

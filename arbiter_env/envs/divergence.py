@@ -85,11 +85,6 @@ class DivergenceRule:
             f"divergence must be a DivergenceRule, a dict or None, got {type(value).__name__}."
         )
 
-    @property
-    def enabled(self) -> bool:
-        """Whether any finite bound is set."""
-        return self.loss_ratio is not None or self.max_loss is not None
-
     def threshold(self, initial_loss: float) -> float:
         """The validation loss above which a run counts as diverged (``inf`` when disabled)."""
         bounds = [math.inf]

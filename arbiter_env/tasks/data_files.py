@@ -46,13 +46,6 @@ _IDX_SOURCES = {
 }
 
 
-def _idx_candidate_dirs(data_dir: Path, name: str) -> list[Path]:
-    candidates = [data_dir]
-    for subdir in _IDX_SUBDIRS[name]:
-        candidates += [data_dir / subdir, data_dir / subdir / "raw"]
-    return candidates
-
-
 def _find_idx_file(directory: Path, file_name: str) -> Path | None:
     for candidate in (directory / file_name, directory / f"{file_name}.gz"):
         if candidate.is_file():
@@ -67,11 +60,6 @@ largest file (60,000 images of 28x28 and a 16-byte header: 47,040,016 bytes)."""
 _DEFLATE_MAX_RATIO = 1032
 """Deflate (gzip's compression) expands its input at most about 1032-fold (zlib's technical
 details), so a ``.gz`` file of n bytes holds at most 1032·n bytes."""
-
-
-def _open_idx(path: Path) -> Any:
-    """A binary stream of the file's bytes, decompressed when its name ends in ``.gz``."""
-    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
 def _read_exactly(handle: Any, size: int) -> bytes:
@@ -116,7 +104,7 @@ def _read_idx(path: Path, magic: int, max_bytes: int = IDX_MAX_BYTES) -> np.ndar
     whatever its header claims, and sizes are exact Python integers (no overflow in messages).
     """
     try:
-        with _open_idx(path) as handle:
+        with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
             head = _read_exactly(handle, 4)
             if len(head) < 4:
                 raise ValueError(
@@ -159,7 +147,9 @@ def _read_idx(path: Path, magic: int, max_bytes: int = IDX_MAX_BYTES) -> np.ndar
 
 def _find_idx_files(root: Path, name: str) -> list[Path]:
     """The four IDX files in the first folder searched that holds them all."""
-    searched = _idx_candidate_dirs(root, name)
+    searched = [root]
+    for subdir in _IDX_SUBDIRS[name]:
+        searched += [root / subdir, root / subdir / "raw"]
     for directory in searched:
         found = [_find_idx_file(directory, file_name) for file_name in _IDX_FILES]
         if all(path is not None for path in found):

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from arbiter_env.checks import check_int
+
 __all__ = [
     "ClassificationData",
     "from_tensors",
@@ -303,13 +305,14 @@ def make_synthetic_teacher(
     (teacher, train inputs, test inputs, then noise), so the clean labels do not depend on
     ``label_noise``. Inputs are already standardised and returned as drawn.
     """
-    _check_ints(
+    for name, value, minimum in (
         ("num_train", num_train, 1),
         ("num_test", num_test, 1),
         ("input_dim", input_dim, 1),
         ("num_classes", num_classes, 2),
         ("hidden", hidden, 1),
-    )
+    ):
+        check_int(name, value, minimum)
     if not 0.0 <= label_noise <= 1.0:
         raise ValueError(f"label_noise must be a fraction in [0, 1], got {label_noise!r}.")
 
@@ -346,13 +349,6 @@ def _draw_teacher(
     b1 = torch.randn(hidden, generator=generator)
     w2 = torch.randn(hidden, num_classes, generator=generator) / hidden**0.5
     return w1, b1, w2
-
-
-def _check_ints(*checks: tuple[str, object, int]) -> None:
-    """Raises ``ValueError`` unless each ``(name, value, minimum)`` is an int >= its minimum."""
-    for name, value, minimum in checks:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
 
 
 def _with_label_noise(

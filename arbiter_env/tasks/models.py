@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from arbiter_env.checks import check_int
+
 __all__ = ["MODEL_BUILDERS", "mlp", "small_cnn", "wide_resnet"]
 
 
@@ -31,8 +33,7 @@ def _check_common(input_shape: Sequence[int], num_classes: int) -> tuple[int, ..
     shape = tuple(int(d) for d in input_shape)
     if not shape or any(d < 1 for d in shape):
         raise ValueError(f"input_shape must be a non-empty tuple of positive sizes, got {shape}.")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
+    check_int("num_classes", num_classes, minimum=1)
     return shape
 
 
@@ -188,8 +189,7 @@ def wide_resnet(
         raise ValueError(
             f"WRN depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth!r}."
         )
-    if isinstance(widen_factor, bool) or not isinstance(widen_factor, int) or widen_factor < 1:
-        raise ValueError(f"widen_factor must be a positive int, got {widen_factor!r}.")
+    check_int("widen_factor", widen_factor, minimum=1)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
     return WideResNet(shape[0], num_classes, depth, widen_factor, dropout)

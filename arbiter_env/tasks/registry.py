@@ -161,12 +161,6 @@ def list_tasks() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
-    if data_dir is None:
-        data_dir = os.environ.get(DATA_DIR_ENV_VAR, "~/data")
-    return Path(data_dir).expanduser()
-
-
 # --- built-in tasks -----------------------------------------------------------------------------
 
 # Default task. SGD with momentum 0.9 at lr 0.05 over 10 epochs makes the batch size matter in both
@@ -250,7 +244,9 @@ def _file_task(dataset: str, model: str) -> TaskBuilder:
     weight_decay = 5e-4 if model == "wrn-16-4" else 0.0
 
     def build(data_dir: str | os.PathLike | None = None) -> Task:
-        directory = _resolve_data_dir(data_dir)
+        if data_dir is None:
+            data_dir = os.environ.get(DATA_DIR_ENV_VAR, "~/data")
+        directory = Path(data_dir).expanduser()
         return Task(
             name=f"{dataset}-{model}",
             data=partial(_FILE_DATASETS[dataset], directory),

@@ -15,7 +15,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from arbiter_env.checks import check_int, check_real
+from arbiter_env.checks import check_int, check_real, require
 from arbiter_env.tasks.datasets import ClassificationData
 from arbiter_env.training import hypergradient
 from arbiter_env.training.lr_schedule import LrSchedule
@@ -74,10 +74,10 @@ class OptimizerConfig:
             )
         if (self.name == "custom") != (self.factory is not None):
             raise ValueError("Pass `factory` exactly when the optimizer name is 'custom'.")
-        _require(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}.")
-        _require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}.")
-        _require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}.")
-        _require(
+        require(self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}.")
+        require(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}.")
+        require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}.")
+        require(
             self.hypergradient_lr is None
             or (math.isfinite(self.hypergradient_lr) and self.hypergradient_lr >= 0),
             f"hypergradient_lr must be finite and >= 0 (or None for the paper's default), got "
@@ -172,9 +172,9 @@ class Task:
     lr_schedule: LrSchedule = field(default_factory=LrSchedule)
 
     def __post_init__(self) -> None:
-        _require(bool(self.name), "A task needs a non-empty name.")
+        require(bool(self.name), "A task needs a non-empty name.")
         object.__setattr__(self, "lr_schedule", LrSchedule.from_value(self.lr_schedule))
-        _require(
+        require(
             self.lr_schedule.is_constant or self.optimizer.name not in ("sgd-hd", "adam-hd"),
             f"lr_schedule {self.lr_schedule.name!r} cannot drive {self.optimizer.name!r}, which "
             "adapts its own learning rate; use lr_schedule 'constant' or the plain optimizer.",
@@ -183,37 +183,35 @@ class Task:
         # truncated) somewhere inside the trainer.
         check_real("epochs", self.epochs)
         check_real("validation_fraction", self.validation_fraction)
-        for name in (
-            "num_intervals",
-            "batch_min",
-            "batch_max",
-            "batch_start",
-            "split_seed",
-            "probe_size",
-            "eval_batch_size",
+        for name, minimum in (
+            ("num_intervals", 1),
+            ("batch_min", None),
+            ("batch_max", None),
+            ("batch_start", None),
+            ("split_seed", None),
+            ("probe_size", 4),
+            ("eval_batch_size", 1),
         ):
-            check_int(name, getattr(self, name))
+            check_int(name, getattr(self, name), minimum)
         if not isinstance(self.device, str | torch.device):
             raise ValueError(f"device must be a string such as 'cpu', got {self.device!r}.")
-        _require(callable(self.data), "Task.data must be a callable returning ClassificationData.")
-        _require(callable(self.model), "Task.model must be a callable (input_shape, classes).")
-        _require(
+        require(callable(self.data), "Task.data must be a callable returning ClassificationData.")
+        require(callable(self.model), "Task.model must be a callable (input_shape, classes).")
+        require(
             self.epochs > 0 and math.isfinite(self.epochs),
             f"epochs must be > 0, got {self.epochs}.",
         )
-        _require(self.num_intervals >= 1, f"num_intervals must be >= 1, got {self.num_intervals}.")
-        _require(
+        require(
             1 <= self.batch_min <= self.batch_start <= self.batch_max,
             "Need 1 <= batch_min <= batch_start <= batch_max, got "
             f"{self.batch_min}, {self.batch_start}, {self.batch_max}.",
         )
-        _require(
+        require(
             0 < self.validation_fraction < 1,
             f"validation_fraction must be in (0, 1), got {self.validation_fraction}.",
         )
-        _require(self.probe_size >= 4, f"probe_size must be >= 4, got {self.probe_size}.")
         microbatches = self.probe_microbatches
-        _require(
+        require(
             microbatches is None
             or (
                 isinstance(microbatches, int)
@@ -224,7 +222,6 @@ class Task:
             f"probe_microbatches must be None (exact statistics) or an even number >= 2 that "
             f"divides probe_size={self.probe_size}, got {microbatches!r}.",
         )
-        _require(self.eval_batch_size >= 1, "eval_batch_size must be >= 1.")
         try:
             torch.device(self.device)
         except RuntimeError as error:
@@ -256,8 +253,3 @@ class Task:
                 {**dataclasses.asdict(self.lr_schedule), **schedule}
             )
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)

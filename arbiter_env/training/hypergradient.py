@@ -41,26 +41,34 @@ ADAM_HD_HYPERGRADIENT_LR = 1e-7
 """β of the paper's Adam-HD experiments (Baydin et al., 2018, Sec. 5)."""
 
 
-def _check_common(lr: float, hypergradient_lr: float, weight_decay: float, min_lr: float) -> None:
-    if not (math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"lr must be finite and >= 0, got {lr}.")
-    if not (math.isfinite(hypergradient_lr) and hypergradient_lr >= 0):
-        raise ValueError(
-            f"hypergradient_lr (β) must be finite and >= 0, got {hypergradient_lr}; "
-            "0 turns hypergradient descent off."
-        )
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
-    if not (math.isfinite(min_lr) and min_lr >= 0):
-        raise ValueError(f"min_lr must be finite and >= 0, got {min_lr}.")
-
-
 class _HypergradientOptimizer(Optimizer):
     """Shared bookkeeping: the hypergradient step on each group's learning rate."""
 
     last_hypergradients: list[float]
 
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float,
+        hypergradient_lr: float,
+        weight_decay: float,
+        min_lr: float,
+        **defaults: Any,
+    ):
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"lr must be finite and >= 0, got {lr}.")
+        if not (math.isfinite(hypergradient_lr) and hypergradient_lr >= 0):
+            raise ValueError(
+                f"hypergradient_lr (β) must be finite and >= 0, got {hypergradient_lr}; "
+                "0 turns hypergradient descent off."
+            )
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
+        if not (math.isfinite(min_lr) and min_lr >= 0):
+            raise ValueError(f"min_lr must be finite and >= 0, got {min_lr}.")
+        defaults |= dict(
+            lr=lr, hypergradient_lr=hypergradient_lr, weight_decay=weight_decay, min_lr=min_lr
+        )
         super().__init__(params, defaults)
         self.last_hypergradients = [0.0] * len(self.param_groups)
 
@@ -151,22 +159,15 @@ class SGDHD(_HypergradientOptimizer):
         weight_decay: float = 0.0,
         min_lr: float = 0.0,
     ):
-        _check_common(lr, hypergradient_lr, weight_decay, min_lr)
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}.")
         if nesterov and momentum == 0:
             raise ValueError(
                 "Nesterov momentum needs momentum > 0; set momentum or nesterov=False."
             )
-        defaults = dict(
-            lr=lr,
-            hypergradient_lr=hypergradient_lr,
-            momentum=momentum,
-            nesterov=nesterov,
-            weight_decay=weight_decay,
-            min_lr=min_lr,
+        super().__init__(
+            params, lr, hypergradient_lr, weight_decay, min_lr, momentum=momentum, nesterov=nesterov
         )
-        super().__init__(params, defaults)
 
     def _direction(
         self, group: dict[str, Any], state: dict[str, Any], grad: torch.Tensor
@@ -209,20 +210,13 @@ class AdamHD(_HypergradientOptimizer):
         weight_decay: float = 0.0,
         min_lr: float = 0.0,
     ):
-        _check_common(lr, hypergradient_lr, weight_decay, min_lr)
         if not all(0 <= b < 1 for b in betas):
             raise ValueError(f"betas must both be in [0, 1), got {betas}.")
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}.")
-        defaults = dict(
-            lr=lr,
-            hypergradient_lr=hypergradient_lr,
-            betas=tuple(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            min_lr=min_lr,
+        super().__init__(
+            params, lr, hypergradient_lr, weight_decay, min_lr, betas=tuple(betas), eps=eps
         )
-        super().__init__(params, defaults)
 
     def _direction(
         self, group: dict[str, Any], state: dict[str, Any], grad: torch.Tensor

@@ -34,6 +34,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from arbiter_env.checks import require
+
 LrScheduleName = Literal["constant", "step", "cosine", "wsd"]
 LR_SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine", "wsd")
 
@@ -96,20 +98,20 @@ class LrSchedule:
                 f"lr_schedule {self.name!r} takes no {', '.join(ignored)}; its parameters are "
                 f"{', '.join(_PARAMETERS[self.name]) or 'none'}."
             )
-        _require(0 <= self.warmup < 1, f"lr_schedule.warmup must be in [0, 1), got {self.warmup}.")
-        _require(
+        require(0 <= self.warmup < 1, f"lr_schedule.warmup must be in [0, 1), got {self.warmup}.")
+        require(
             all(isinstance(m, int | float) and 0 < m < 1 for m in self.milestones)
             and list(self.milestones) == sorted(set(self.milestones)),
             f"lr_schedule.milestones must be increasing fractions in (0, 1), got {self.milestones}.",
         )
-        _require(0 < self.gamma <= 1, f"lr_schedule.gamma must be in (0, 1], got {self.gamma}.")
-        _require(0 < self.decay <= 1, f"lr_schedule.decay must be in (0, 1], got {self.decay}.")
-        _require(
+        require(0 < self.gamma <= 1, f"lr_schedule.gamma must be in (0, 1], got {self.gamma}.")
+        require(0 < self.decay <= 1, f"lr_schedule.decay must be in (0, 1], got {self.decay}.")
+        require(
             0 <= self.final_factor <= 1,
             f"lr_schedule.final_factor must be in [0, 1], got {self.final_factor}.",
         )
         if self.name == "wsd":
-            _require(
+            require(
                 self.warmup <= 1 - self.decay,
                 f"lr_schedule: warmup ({self.warmup}) and decay ({self.decay}) overlap; "
                 "their sum must be at most 1.",
@@ -157,8 +159,3 @@ class LrSchedule:
         if p <= decay_start:
             return 1.0
         return 1 - (1 - f) * (p - decay_start) / self.decay
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)

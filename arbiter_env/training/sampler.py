@@ -53,6 +53,24 @@ class EpochSampler:
             return parts_x[0], parts_y[0]
         return torch.cat(parts_x), torch.cat(parts_y)
 
+    def reseed(self, seed: int) -> None:
+        """Draws from a new stream seeded with ``seed`` from now on, still without replacement.
+
+        The examples not yet drawn in the current epoch are shuffled afresh, and later epochs
+        are drawn from the new stream.
+        """
+        self._generator.manual_seed(seed)
+        cursor = self._cursor
+        remaining = self.num_examples - cursor
+        if remaining > 0:
+            order = torch.randperm(remaining, generator=self._generator).to(self._inputs.device)
+            self._epoch_inputs = torch.cat(
+                [self._epoch_inputs[:cursor], self._epoch_inputs[cursor:][order]]
+            )
+            self._epoch_targets = torch.cat(
+                [self._epoch_targets[:cursor], self._epoch_targets[cursor:][order]]
+            )
+
     def _start_epoch(self) -> None:
         order = torch.randperm(self.num_examples, generator=self._generator)
         order = index_to_device(order, self._inputs.device)

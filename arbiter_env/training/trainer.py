@@ -80,6 +80,18 @@ def adascale_gain(
     return (sigma_sq + mean_sq) / (sigma_sq / scale + mean_sq)
 
 
+def recorded_offsets(batch_size: int, num_samples: int, probe_size: int) -> tuple[int, int]:
+    """Sample offsets of the first and the last step of an interval whose statistics are recorded.
+
+    The statistics come from the last full batches of the interval, at least ``probe_size``
+    examples where the interval has them: the steps closest to the decision, and never fewer
+    examples than the probe.
+    """
+    record_to = max(num_samples // batch_size - 1, 0) * batch_size
+    steps = -(-probe_size // batch_size)
+    return max(record_to - (steps - 1) * batch_size, 0), record_to
+
+
 @dataclass(frozen=True)
 class IntervalResult:
     """Outcome of :meth:`InnerTrainer.train`."""
@@ -244,24 +256,15 @@ class InnerTrainer(HyperLearningInterface):
             )
         return self._finish_interval(model, batch_losses, batch_size, num_samples, recorded)
 
-    def _recorded_offsets(self, batch_size: int, num_samples: int) -> tuple[int, int]:
-        """Sample offsets of the first and the last step whose statistics are recorded.
-
-        The statistics come from the last full batches of the interval, at least
-        ``task.probe_size`` examples where the interval has them: the steps closest to the
-        decision, and never fewer examples than the probe. ``(-1, -1)`` records nothing.
-        """
-        if self._linear_recorder is None and not self._microbatch_statistics:
-            return -1, -1
-        record_to = max(num_samples // batch_size - 1, 0) * batch_size
-        steps = -(-self.task.probe_size // batch_size)
-        return max(record_to - (steps - 1) * batch_size, 0), record_to
-
     def _run_steps(
         self, model: nn.Module, batch_size: int, num_samples: int
     ) -> tuple[list[torch.Tensor], list[StepSums]]:
         """The interval's inner updates; returns the detached batch losses and recorded sums."""
-        record_from, record_to = self._recorded_offsets(batch_size, num_samples)
+        record_from, record_to = (
+            recorded_offsets(batch_size, num_samples, self.task.probe_size)
+            if self._linear_recorder is not None or self._microbatch_statistics
+            else (-1, -1)  # nothing recorded
+        )
         optimizer, sampler, hooks = self.optimizer, self.sampler, self._step_hooks
         # A constant schedule leaves the rate _apply_learning_rate wrote for the whole interval.
         scheduled = not self.task.lr_schedule.is_constant

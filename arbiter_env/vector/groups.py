@@ -18,14 +18,17 @@ updated in place with the same arithmetic as a single member's.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from arbiter_env.training.stats import GradientStatistics, linear_statistics
-from arbiter_env.training.trainer import InnerTrainer, IntervalResult
+from arbiter_env.training.stats import linear_statistics
+from arbiter_env.training.trainer import InnerTrainer, IntervalResult, recorded_offsets
 from arbiter_env.vector.batched import (
     MemberSgd,
     SgdSettings,
@@ -36,11 +39,23 @@ from arbiter_env.vector.batched import (
 )
 
 
+def _runs(values: Sequence[T], start: int = 0) -> list[tuple[int, int, T]]:
+    """``(start, stop, value)`` of each run of equal consecutive ``values``, from index ``start``."""
+    runs: list[tuple[int, int, T]] = []
+    for j, value in enumerate(values, start):
+        if runs and runs[-1][2] == value:
+            runs[-1] = (runs[-1][0], j + 1, value)
+        else:
+            runs.append((j, j + 1, value))
+    return runs
+
+
 def _rows(tensors: list[torch.Tensor], start: int, stop: int, count: int) -> list[torch.Tensor]:
     """Rows ``start:stop`` of each of ``tensors`` (of ``count`` rows); themselves if that is all."""
     return tensors if start == 0 and stop == count else [t[start:stop] for t in tensors]
 
 
+T = TypeVar("T")
 MemberResults = dict[int, IntervalResult]
 Span = tuple[int, int]
 
@@ -94,48 +109,23 @@ class MemberGroup:
 
     def slices(self, offset: int) -> list[tuple[int, int, int]]:
         """``(start, stop, size)`` of the consecutive members taking a step of ``size`` here."""
-        out: list[tuple[int, int, int]] = []
-        for j, samples in enumerate(self.samples):
-            size = min(self.batch_size, samples - offset)
-            if size <= 0:
-                break  # longest first: the members after this one are done too
-            if out and out[-1][2] == size:
-                out[-1] = (out[-1][0], j + 1, size)
-            else:
-                out.append((j, j + 1, size))
-        return out
+        sizes = [min(self.batch_size, samples - offset) for samples in self.samples]
+        # Longest first: the members after the first one that is done are done too.
+        return _runs(list(itertools.takewhile(lambda size: size > 0, sizes)))
 
     def runs(self, start: int, stop: int) -> list[tuple[int, int, SgdSettings]]:
         """``(start, stop, settings)`` of the consecutive members sharing SGD settings."""
-        runs: list[tuple[int, int, SgdSettings]] = []
-        for j in range(start, stop):
-            if runs and runs[-1][2] == self.settings[j]:
-                runs[-1] = (runs[-1][0], j + 1, self.settings[j])
-            else:
-                runs.append((j, j + 1, self.settings[j]))
-        return runs
+        return _runs(self.settings[start:stop], start)
 
     def lengths(self) -> list[tuple[int, int, int]]:
         """``(start, stop, samples)`` of the consecutive members of one interval length."""
-        spans: list[tuple[int, int, int]] = []
-        for j, samples in enumerate(self.samples):
-            if spans and spans[-1][2] == samples:
-                spans[-1] = (spans[-1][0], j + 1, samples)
-            else:
-                spans.append((j, j + 1, samples))
-        return spans
+        return _runs(self.samples)
 
     def record_window(self, j: int) -> Span:
-        """Offsets of member ``j``'s recorded steps, as ``InnerTrainer.train`` chooses them.
-
-        The last full steps, ⌈P/B⌉ of them; ``(-1, -1)`` when statistics are not recorded.
-        """
+        """Offsets of member ``j``'s recorded steps, as ``InnerTrainer.train`` chooses them."""
         if self.trainers[j].statistics != "training":
             return (-1, -1)
-        batch_size = self.batch_size
-        record_to = max(self.samples[j] // batch_size - 1, 0) * batch_size
-        steps = -(-self.trainers[j].task.probe_size // batch_size)
-        return (max(record_to - (steps - 1) * batch_size, 0), record_to)
+        return recorded_offsets(self.batch_size, self.samples[j], self.trainers[j].task.probe_size)
 
     # --- training -------------------------------------------------------------------------------
 
@@ -296,15 +286,22 @@ class MemberGroup:
         values = torch.cat(pieces).tolist()  # one host transfer for the whole group
         out: MemberResults = {}
         cursor = 2 * count
-        sums: list[list[tuple[int, float, float]]] = [[] for _ in range(count)]
+        # Each member's recorded steps: sizes, unit sums and squared mean-gradient norms.
+        steps: list[tuple[list[int], list[float], list[float]]] = [
+            ([], [], []) for _ in range(count)
+        ]
         for r in recorded:
             width = r.stop - r.start
             for j in range(r.start, r.stop):
                 low, high = self.record_window(j)
                 if low <= r.offset <= high:
                     k = cursor + j - r.start
-                    sums[j].append((r.size, values[k], values[k + width]))
+                    sizes, unit_sums, mean_sq = steps[j]
+                    sizes.append(r.size)
+                    unit_sums.append(values[k])
+                    mean_sq.append(values[k + width])
             cursor += 2 * width
+        probe_size = self.trainers[0].task.probe_size
         for j, index in enumerate(self.members):
             samples = self.samples[j]
             loss_value, norm_value = values[j], values[count + j]
@@ -313,13 +310,6 @@ class MemberGroup:
                 updates=-(-samples // batch_size),
                 samples=samples,
                 diverged=not (math.isfinite(loss_value) and math.isfinite(norm_value)),
-                statistics=self._statistics(sums[j]) if sums[j] else None,
+                statistics=linear_statistics(*steps[j], probe_size),  # the one estimator
             )
         return out
-
-    def _statistics(self, steps: list[tuple[int, float, float]]) -> GradientStatistics | None:
-        """One member's interval statistics from its recorded steps' sums (the one estimator)."""
-        examples = [n for n, _, _ in steps]
-        unit_sums = [v for _, v, _ in steps]
-        mean_sq = [m for _, _, m in steps]
-        return linear_statistics(examples, unit_sums, mean_sq, self.trainers[0].task.probe_size)

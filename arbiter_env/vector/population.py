@@ -102,7 +102,9 @@ class Population:
         self.family = first.family
         if self.family is None:  # the task is resolved once; the members take it as it is
             others = [
-                BatchSizeEnv(first.task, **_without(env_kwargs, "task_kwargs"))
+                BatchSizeEnv(
+                    first.task, **{k: v for k, v in env_kwargs.items() if k != "task_kwargs"}
+                )
                 for _ in range(n_envs - 1)
             ]
         else:  # each member draws its own instances
@@ -261,10 +263,6 @@ def member_seeds(seed: Any, count: int) -> list[int | None]:
     )
 
 
-def _without(kwargs: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if k != key}
-
-
 # --- gymnasium.vector ---------------------------------------------------------------------------
 
 
@@ -334,13 +332,3 @@ class PopulationVectorEnv(gym.vector.VectorEnv):
                 infos = self._add_info(infos, info, index)
         self._needs_reset = terminations | truncations
         return self._observations.copy(), rewards, terminations, truncations, infos
-
-
-def __getattr__(name: str) -> Any:
-    # The SB3 VecEnv adapter moved to the agents (stable-baselines3 is needed only there); old
-    # imports from this module still find it, importing stable-baselines3 only then.
-    if name in ("PopulationEnv", "make_population_env"):
-        from arbiter_env.agents import population_vec_env
-
-        return getattr(population_vec_env, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

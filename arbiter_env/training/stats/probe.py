@@ -228,16 +228,8 @@ def _vmap_gradient_sums(
         chunk_first = [g[:split].sum(0) for g in grads]
         chunk_second = [g[split:].sum(0) for g in grads]
         sq_norm_sum = sq_norm_sum + sum(g.square().sum() for g in grads)
-        first = (
-            chunk_first
-            if first is None
-            else [a + b for a, b in zip(first, chunk_first, strict=True)]
-        )
-        second = (
-            chunk_second
-            if second is None
-            else [a + b for a, b in zip(second, chunk_second, strict=True)]
-        )
+        first = chunk_first if first is None else list(torch._foreach_add(first, chunk_first))
+        second = chunk_second if second is None else list(torch._foreach_add(second, chunk_second))
     assert first is not None and second is not None
     return _sums_of_flat_gradients(first, second, sq_norm_sum)
 

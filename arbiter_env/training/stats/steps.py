@@ -128,9 +128,10 @@ class LinearStepRecorder:
         self._relu_mlp = self._chain is not None and relu_mlp_layers(model) == layers
         self._width = sum(layer.in_features + layer.out_features for layer in layers)
         self._numel = sum(p.numel() for p in self.params)
-        self._reset()
+        self.start()
 
-    def _reset(self) -> None:
+    def start(self) -> None:
+        """Starts a new interval."""
         self._inputs: list[list[torch.Tensor]] = [[] for _ in self.layers]
         self._outputs: list[tuple[int, torch.Tensor]] = []
         self._deltas: list[list[torch.Tensor]] = [[] for _ in self.layers]
@@ -143,10 +144,6 @@ class LinearStepRecorder:
         self._reduced: list[torch.Tensor] = []  # per flush: (2, steps) unit sums and ‖ḡ‖²
         self._reduced_sizes: list[list[int]] = []
         self._valid = True
-
-    def start(self) -> None:
-        """Starts a new interval."""
-        self._reset()
 
     def _capture(self, index: int):
         def capture(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor):
