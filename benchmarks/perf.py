@@ -365,6 +365,7 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
         reductions = spent.get("statistics_reduce", 0.0) + spent.get("statistics_host", 0.0)
         return recording, reductions + recording
 
+    operation_rows: dict[str, float] = {}
     for batch_size in batch_sizes:
         counter = OperationCounter()
         ops: dict[str, float] = {}
@@ -380,9 +381,9 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
                 plain_ops = counter.count - plain_start
         per_update_ops = (plain_ops - ops["plain_validation"]) / updates_at(batch_size)
         statistics_ops = recording_and_statistics(ops, batch_size)[1]
-        parts[f"stats_ops_over_update_ops@{batch_size}"] = [
+        operation_rows[f"stats_ops_over_update_ops@{batch_size}"] = (
             statistics_ops / intervals / per_update_ops
-        ]
+        )
 
     for repeat in range(repeats + 1):
         for batch_size in batch_sizes:
@@ -422,7 +423,7 @@ def measure_breakdown(task: Task, batch_sizes: list[int], repeats: int) -> dict[
             parts.setdefault(f"stats_over_update@{batch_size}", []).append(
                 statistics_s / intervals / per_update
             )
-    return {name: statistics.median(values) for name, values in parts.items()}
+    return {name: statistics.median(values) for name, values in parts.items()} | operation_rows
 
 
 def measure_sampler(task: Task, repeats: int) -> dict[str, float]:

@@ -3,6 +3,6 @@
 ``cli`` (the ``arbiter`` command), ``experiments`` (comparisons and the benchmark suite: plan,
 engines, workers, runner, results), ``runlog`` (JSONL and W&B run logs), ``report``,
 ``aggregates``, ``rliable_stats``, ``leaderboard``, ``plots`` and ``plot_styles`` (tables,
-cross-task scores and figures), ``runfolder``, ``workers``, ``user_code`` and ``wandb_utils``.
+cross-task scores and figures), ``runfolder``, ``workers`` and ``wandb_utils``.
 Nothing below the lab imports from it.
 """
